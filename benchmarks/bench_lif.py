@@ -1,0 +1,148 @@
+"""Throughput of batsnn networks: training and inference samples/s, printed as JSON.
+
+Training step = forward, BATS spike-count loss errors, backward and a torch.optim.Adam step.
+Input: Fashion-MNIST-like TTFS-encoded images (about half of the 784 inputs spiking), made
+deterministically from a seed. A dense MLP step of the same shape is timed in the same run
+for scale.
+
+    python benchmarks/bench_lif.py                       # 784-800-10, batch 50, CPU
+    python benchmarks/bench_lif.py --device cuda --configs all
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+
+import batsnn
+from batsnn.losses import spike_count_class_loss
+from batsnn.nn import LIFLinear
+
+CONFIGS = {
+    # name: (layer sizes, thresholds, max spikes, batch)
+    "800-b50": ([784, 800, 10], [0.2, 1.3], [30, 30], 50),
+    "800-b256": ([784, 800, 10], [0.2, 1.3], [30, 30], 256),
+    "800-b4096": ([784, 800, 10], [0.2, 1.3], [30, 30], 4096),
+    "400x2-b5": ([784, 400, 400, 10], [0.13, 0.45, 0.7], [5, 5, 20], 5),
+    "400x2-b256": ([784, 400, 400, 10], [0.13, 0.45, 0.7], [5, 5, 20], 256),
+}
+
+
+def make_input(batch: int, seed: int, device) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, 784, generator=g)
+    x = torch.where(torch.rand(batch, 784, generator=g) < 0.5, x, torch.zeros_like(x))
+    return batsnn.ttfs_encode(x).to(device)
+
+
+def build(sizes, thetas, spikes, device):
+    layers = [LIFLinear(a, b, tau_s=0.13, theta=th, max_spikes=k)
+              for a, b, th, k in zip(sizes[:-1], sizes[1:], thetas, spikes)]
+    return torch.nn.Sequential(*layers).to(device)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_loop(fn, device, min_time: float, min_iters: int = 3):
+    fn()  # warm-up (compilation)
+    fn()
+    _sync(device)
+    n, start = 0, time.perf_counter()
+    while n < min_iters or time.perf_counter() - start < min_time:
+        fn()
+        n += 1
+    _sync(device)
+    return (time.perf_counter() - start) / n
+
+
+def bench(name, device, min_time, seed=0):
+    sizes, thetas, spikes, batch = CONFIGS[name]
+    torch.manual_seed(seed)
+    net = build(sizes, thetas, spikes, device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x = make_input(batch, seed, device)
+    labels = torch.randint(0, 10, (batch,), generator=torch.Generator().manual_seed(seed))
+    labels = labels.to(device)
+    hidden_spikes = []
+
+    def train_step():
+        out = net(x)
+        loss = spike_count_class_loss(out.times, out.counts, labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def infer():
+        with torch.no_grad():
+            h = net[0](x)
+            o = h
+            for layer in list(net)[1:]:
+                o = layer(o)
+        hidden_spikes.append(h.counts)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t_train = time_loop(train_step, device, min_time)
+    t_infer = time_loop(infer, device, min_time)
+    spikes_per_sample = float(hidden_spikes[-1].sum()) / batch
+
+    mlp = torch.nn.Sequential(*[m for a, b in zip(sizes[:-1], sizes[1:])
+                                for m in (torch.nn.Linear(a, b), torch.nn.ReLU())][:-1]).to(device)
+    mopt = torch.optim.Adam(mlp.parameters(), lr=1e-3)
+    xd = torch.rand(batch, 784, device=device)
+
+    def mlp_step():
+        loss = torch.nn.functional.cross_entropy(mlp(xd), labels)
+        mopt.zero_grad(set_to_none=True)
+        loss.backward()
+        mopt.step()
+
+    t_mlp = time_loop(mlp_step, device, min_time)
+    res = {
+        "config": name, "layers": sizes, "max_spikes": spikes, "batch": batch,
+        "device": str(device),
+        "train_samples_per_s": round(batch / t_train, 1),
+        "infer_samples_per_s": round(batch / t_infer, 1),
+        "train_step_ms": round(1e3 * t_train, 3),
+        "hidden_spikes_per_sample": round(spikes_per_sample, 1),
+        "dense_mlp_step_ms": round(1e3 * t_mlp, 3),
+    }
+    if device.type == "cuda":
+        res["peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return res
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--configs", default="800-b50",
+                   help=f"comma-separated names or 'all': {', '.join(CONFIGS)}")
+    p.add_argument("--min-time", type=float, default=3.0, help="seconds per measurement")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    names = list(CONFIGS) if args.configs == "all" else args.configs.split(",")
+    info = {"batsnn": batsnn.__version__, "torch": torch.__version__,
+            "machine": platform.machine(), "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    try:
+        import numba
+
+        info["numba_threads"] = numba.get_num_threads()
+    except ImportError:
+        pass
+    for name in names:
+        if name not in CONFIGS:
+            p.error(f"unknown config {name!r}; choose from {', '.join(CONFIGS)}")
+        print(json.dumps({**info, **bench(name, device, args.min_time)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

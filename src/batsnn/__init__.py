@@ -1,0 +1,10 @@
+"""batsnn: exact multi-spike training of spiking neural networks (BATS) in PyTorch."""
+
+__version__ = "0.1.0"
+
+from batsnn import functional, nn  # noqa: E402
+from batsnn.encoding import discretize, ttfs_encode  # noqa: E402
+from batsnn.functional import SpikeTrains, lif_linear  # noqa: E402
+
+__all__ = ["SpikeTrains", "__version__", "discretize", "functional", "lif_linear", "nn",
+           "ttfs_encode"]

@@ -1,0 +1,65 @@
+"""Input encoding (model.md section 4) and the time grid of section 6."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["discretize", "ttfs_encode"]
+
+
+def discretize(times: torch.Tensor, dt: float | None) -> torch.Tensor:
+    """Move spike times to the time grid of step ``dt`` (model.md section 6).
+
+    ``grid(t) = t + dt - fmod(t, dt)``: the first grid point strictly after ``t`` (an exact
+    multiple moves one whole step later). ``+inf`` stays ``+inf``. ``dt`` of ``None`` or ``0``
+    returns ``times`` unchanged.
+
+    Args:
+        times: float tensor of spike times in seconds (>= 0), any shape.
+        dt: time step in seconds (>= 0) or ``None``.
+    """
+    if dt is None or dt == 0:
+        return times
+    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not math.isfinite(dt) or dt < 0:
+        raise ValueError(f"dt must be a finite number >= 0 or None, got {dt!r}")
+    if not isinstance(times, torch.Tensor) or not times.is_floating_point():
+        raise TypeError(f"times must be a floating-point tensor, got {type(times).__name__}")
+    finite = torch.isfinite(times)
+    safe = torch.where(finite, times, torch.zeros_like(times))
+    return torch.where(finite, safe + dt - torch.fmod(safe, dt), times)
+
+
+def ttfs_encode(x: torch.Tensor, *, t_window: float = 0.1, x_max: float = 1.0,
+                dt: float | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Time-to-first-spike encoding: one spike per non-zero input (model.md section 4).
+
+    A value ``x`` in ``[0, x_max]`` spikes once at ``t = t_window * (1 - x / x_max)``; a zero
+    does not spike. With ``dt`` the times are moved to the grid (:func:`discretize`).
+
+    Args:
+        x: ``(B, ...)`` non-negative values (pixels); flattened to ``(B, N)``.
+        t_window: ``T_w`` in seconds (default 0.1 s, as BATS).
+        x_max: value of the brightest input (1.0 for scaled images, 255 for raw bytes).
+        dt: optional time step in seconds.
+        dtype: float dtype of the result.
+
+    Returns:
+        ``(B, N, 1)`` spike times, ``+inf`` for silent inputs.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() < 1:
+        raise ValueError(f"x must have a batch dimension, got shape {tuple(x.shape)}")
+    if not (x_max > 0):
+        raise ValueError(f"x_max must be > 0, got {x_max!r}")
+    if not (t_window > 0):
+        raise ValueError(f"t_window must be > 0, got {t_window!r}")
+    v = x.reshape(x.shape[0], -1).to(dtype)
+    if v.numel() and (bool(torch.isnan(v).any()) or float(v.min()) < 0 or float(v.max()) > x_max):
+        raise ValueError(f"x must lie in [0, x_max={x_max}], got values in "
+                         f"[{float(v.min())}, {float(v.max())}]")
+    t = t_window * (1.0 - v / x_max)
+    t = torch.where(v > 0, t, torch.full_like(t, math.inf))
+    return discretize(t, dt).unsqueeze(-1)

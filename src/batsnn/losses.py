@@ -1,0 +1,205 @@
+"""BATS losses on output spike trains (model.md section 3).
+
+Each loss is a function of ``(times, counts, ...)`` returning a scalar whose ``backward()``
+delivers exactly the BATS errors to the spike times, plus a thin ``nn.Module`` wrapper and
+the matching prediction. ``reduction`` is ``"mean"`` (over the batch, the default, as BATS
+averages its gradients over the batch) or ``"sum"``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = [
+    "SpikeCountClassLoss", "SpikeCountLoss", "SpikeTimeLoss", "TTFSCrossEntropyLoss",
+    "count_predict", "spike_count_class_loss", "spike_count_loss", "spike_time_loss",
+    "ttfs_cross_entropy", "ttfs_predict",
+]
+
+
+def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return per_sample.mean()
+    if reduction == "sum":
+        return per_sample.sum()
+    raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+
+
+def _check_outputs(times: torch.Tensor, counts: torch.Tensor) -> None:
+    if times.dim() != 3 or counts.shape != times.shape[:2]:
+        raise ValueError(f"times must be (B, N, S) and counts (B, N); got {tuple(times.shape)} "
+                         f"and {tuple(counts.shape)}")
+
+
+def _check_labels(labels: torch.Tensor, n_classes: int) -> None:
+    if labels.dim() != 1 or labels.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"labels must be a 1-D integer tensor, got {labels.dtype} "
+                         f"{tuple(labels.shape)}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
+        raise ValueError(f"labels must lie in [0, {n_classes}), got values in "
+                         f"[{int(labels.min())}, {int(labels.max())}]")
+
+
+class _CountLossFunction(torch.autograd.Function):
+    """``L = 1/2 sum_n (target_n - count_n)^2``; ``dL/dt := target_n - count_n`` per spike."""
+
+    @staticmethod
+    def forward(ctx, times, counts, targets):
+        diff = targets.to(times.dtype) - counts.to(times.dtype)
+        ctx.save_for_backward(diff, counts)
+        ctx.s = times.shape[2]
+        return 0.5 * (diff * diff).sum(1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        diff, counts = ctx.saved_tensors
+        slots = torch.arange(ctx.s, device=counts.device)
+        emitted = slots.view(1, 1, -1) < counts.unsqueeze(-1)
+        err = (diff * grad.unsqueeze(1)).unsqueeze(-1) * emitted
+        return err, None, None
+
+
+def spike_count_loss(times: torch.Tensor, counts: torch.Tensor, targets: torch.Tensor, *,
+                     reduction: str = "mean") -> torch.Tensor:
+    """Spike-count loss with given targets: ``1/2 sum_n (target_n - count_n)^2`` per sample.
+
+    A count has no derivative; as in BATS every emitted spike of neuron ``n`` receives the
+    error ``dL/dt = target_n - count_n`` (a spike counts as ``d count / dt = -1``), divided
+    by ``B`` under ``reduction="mean"``.
+
+    Args:
+        times: ``(B, N, S)`` output spike times.
+        counts: ``(B, N)`` spike counts.
+        targets: ``(B, N)`` target counts.
+    """
+    _check_outputs(times, counts)
+    if targets.shape != counts.shape:
+        raise ValueError(f"targets must have shape {tuple(counts.shape)}, got "
+                         f"{tuple(targets.shape)}")
+    return _reduce(_CountLossFunction.apply(times, counts, targets), reduction)
+
+
+def count_targets(labels: torch.Tensor, n_classes: int, target_true: float,
+                  target_false: float, dtype=torch.float32) -> torch.Tensor:
+    """``(B, n_classes)`` targets: ``target_true`` at the label, ``target_false`` elsewhere."""
+    t = torch.full((labels.shape[0], n_classes), float(target_false), dtype=dtype,
+                   device=labels.device)
+    t.scatter_(1, labels.long().unsqueeze(1), float(target_true))
+    return t
+
+
+def spike_count_class_loss(times: torch.Tensor, counts: torch.Tensor, labels: torch.Tensor, *,
+                           target_true: float = 15.0, target_false: float = 3.0,
+                           reduction: str = "mean") -> torch.Tensor:
+    """Spike-count classification loss (BATS): targets ``target_true`` for the label neuron
+    and ``target_false`` for the others; see :func:`spike_count_loss`.
+
+    Args:
+        times: ``(B, C, S)`` output spike times; counts ``(B, C)``; labels ``(B,)`` int.
+    """
+    _check_outputs(times, counts)
+    _check_labels(labels, counts.shape[1])
+    targets = count_targets(labels, counts.shape[1], target_true, target_false, times.dtype)
+    return spike_count_loss(times, counts, targets, reduction=reduction)
+
+
+def count_predict(counts: torch.Tensor) -> torch.Tensor:
+    """Prediction of count models: the neuron with the most spikes (ties: lowest index)."""
+    return counts.argmax(1)
+
+
+def spike_time_loss(times: torch.Tensor, target_times: torch.Tensor, *,
+                    reduction: str = "mean") -> torch.Tensor:
+    """Squared error between spike times and target times, over pairs where both exist.
+
+    ``L = 1/2 sum (t - target)^2`` over the slots where both ``times`` and ``target_times``
+    are finite (so ``dL/dt = t - target`` there and 0 elsewhere).
+
+    Args:
+        times: ``(B, N, S)`` spike times; target_times: same shape, ``+inf`` where no target.
+    """
+    if times.shape != target_times.shape:
+        raise ValueError(f"target_times must have shape {tuple(times.shape)}, got "
+                         f"{tuple(target_times.shape)}")
+    both = torch.isfinite(times) & torch.isfinite(target_times)
+    diff = torch.where(both, times - torch.where(both, target_times, times), 0.0)
+    return _reduce(0.5 * (diff * diff).flatten(1).sum(1), reduction)
+
+
+def ttfs_cross_entropy(times: torch.Tensor, labels: torch.Tensor, *, tau_loss: float = 0.005,
+                       reduction: str = "mean") -> torch.Tensor:
+    """Softmax cross-entropy on first spike times (single-spike models).
+
+    ``L = -log softmax(-t_first / tau_loss)[label]``, so ``dL/dt_first =
+    (onehot - softmax) / tau_loss``; a silent neuron has ``t = inf`` and probability 0.
+
+    Args:
+        times: ``(B, C, S)`` output spike times (only ``times[..., 0]`` is used).
+        labels: ``(B,)`` int class labels.
+        tau_loss: temperature in seconds.
+    """
+    if times.dim() != 3:
+        raise ValueError(f"times must be (B, C, S), got {tuple(times.shape)}")
+    if not tau_loss > 0:
+        raise ValueError(f"tau_loss must be > 0, got {tau_loss!r}")
+    _check_labels(labels, times.shape[1])
+    logits = -times[..., 0] / tau_loss
+    # all-silent samples would give NaN: they get a uniform distribution and no gradient
+    silent = torch.isinf(times[..., 0]).all(1, keepdim=True)
+    logits = torch.where(silent, torch.zeros_like(logits), logits)
+    logp = torch.log_softmax(logits, dim=1)
+    nll = -logp.gather(1, labels.long().unsqueeze(1)).squeeze(1)
+    return _reduce(nll, reduction)
+
+
+def ttfs_predict(times: torch.Tensor) -> torch.Tensor:
+    """Prediction of TTFS models: the neuron with the earliest first spike."""
+    return times[..., 0].argmin(1)
+
+
+class SpikeCountClassLoss(nn.Module):
+    """Module form of :func:`spike_count_class_loss`."""
+
+    def __init__(self, target_true: float = 15.0, target_false: float = 3.0,
+                 reduction: str = "mean"):
+        super().__init__()
+        self.target_true, self.target_false, self.reduction = target_true, target_false, reduction
+
+    def forward(self, times, counts, labels):
+        return spike_count_class_loss(times, counts, labels, target_true=self.target_true,
+                                      target_false=self.target_false, reduction=self.reduction)
+
+
+class SpikeCountLoss(nn.Module):
+    """Module form of :func:`spike_count_loss`."""
+
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, times, counts, targets):
+        return spike_count_loss(times, counts, targets, reduction=self.reduction)
+
+
+class SpikeTimeLoss(nn.Module):
+    """Module form of :func:`spike_time_loss`."""
+
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, times, target_times):
+        return spike_time_loss(times, target_times, reduction=self.reduction)
+
+
+class TTFSCrossEntropyLoss(nn.Module):
+    """Module form of :func:`ttfs_cross_entropy`."""
+
+    def __init__(self, tau_loss: float = 0.005, reduction: str = "mean"):
+        super().__init__()
+        self.tau_loss, self.reduction = tau_loss, reduction
+
+    def forward(self, times, labels):
+        return ttfs_cross_entropy(times, labels, tau_loss=self.tau_loss, reduction=self.reduction)
+

@@ -1,0 +1,75 @@
+"""Per-sample event lists: every input spike of a sample, sorted by time.
+
+All backends integrate the same list, so that they agree to the last bit on which
+inputs a neuron has seen when it fires.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+#: Length of a reference-time segment, in units of ``tau_s``. Inside one segment the scaled
+#: exponentials stay below ``exp(SEGMENT / 1)``; the threshold discriminant grows like
+#: ``exp((t - ref) / tau_s)``, so float32 stays far from overflow for any simulation length.
+SEGMENT = 16.0
+
+
+class Events(NamedTuple):
+    """Sorted input events of a batch. ``M`` is the largest number of spikes in a sample.
+
+    Attributes:
+        ts: ``(B, M)`` float64 spike times, ascending, ``+inf`` past ``nspk[b]``.
+        nid: ``(B, M)`` int32 presynaptic neuron of each event.
+        perm: ``(B, M)`` int64 position of each event in ``input_times.reshape(B, -1)``.
+        nspk: ``(B,)`` int32 number of finite events per sample.
+        ref: ``(B, M)`` float64 reference time of each event's segment.
+        es: ``(B, M)`` float64 ``exp((ts - ref) / tau_s)``.
+        ex: ``(B, M)`` float64 ``exp((ts - ref) / tau)``.
+        up: ``(B, M)`` float64 end of the window after event ``j``: ``min(ts[j+1], t_max)``.
+        xup: ``(B, M)`` float64 ``exp(-(up - ref) / tau)``: ``x = exp(-t/tau)`` at the window's
+            end in the segment's units, for the kernels' root-free test of a crossing.
+    """
+
+    ts: torch.Tensor
+    nid: torch.Tensor
+    perm: torch.Tensor
+    nspk: torch.Tensor
+    ref: torch.Tensor
+    es: torch.Tensor
+    ex: torch.Tensor
+    up: torch.Tensor
+    xup: torch.Tensor
+
+
+def sort_events(input_times: torch.Tensor, tau_s: float, t_max: float = math.inf,
+                m: int | None = None) -> Events:
+    """Flatten ``input_times (B, N_in, S_in)`` into time-sorted per-sample event lists.
+
+    Ties keep the order of ``input_times.reshape(B, -1)`` (stable sort). ``m`` truncates the
+    lists; by default it is the largest number of finite spikes in a sample (one host sync).
+    This is the device-generic version in torch ops; the CPU backend has a compiled twin
+    that skips the padding (:func:`batsnn.ops.lif.cpu.sort_events`).
+    """
+    n_batch, _, s_in = input_times.shape
+    flat = input_times.detach().reshape(n_batch, -1).to(torch.float64)
+    ts, perm = torch.sort(flat, dim=1, stable=True)
+    finite = torch.isfinite(ts)
+    nspk = finite.sum(1, dtype=torch.int32)
+    if m is None:
+        m = int(nspk.max()) if n_batch > 0 and flat.shape[1] > 0 else 0
+    ts = ts[:, :m].contiguous()
+    perm = perm[:, :m].contiguous()
+    finite = finite[:, :m]
+    nid = torch.div(perm, s_in, rounding_mode="floor").to(torch.int32)
+    seg = SEGMENT * tau_s
+    safe = torch.where(finite, ts, torch.zeros_like(ts))
+    ref = torch.floor(safe / seg) * seg
+    es = torch.where(finite, torch.exp((safe - ref) / tau_s), torch.zeros_like(ts))
+    ex = torch.where(finite, torch.exp((safe - ref) / (2.0 * tau_s)), torch.zeros_like(ts))
+    up = torch.cat([ts[:, 1:], torch.full_like(ts[:, :1], math.inf)], 1).clamp(max=t_max)
+    xup = torch.exp(-(up - ref) / (2.0 * tau_s))
+    return Events(ts, nid, perm, nspk, ref.contiguous(), es.contiguous(), ex.contiguous(),
+                  up.contiguous(), xup.contiguous())

@@ -1,0 +1,132 @@
+"""Plain reference of the LIF layer: Python loops over samples and neurons.
+
+Slow and obvious on purpose. It follows model.md sections 1, 2 and 6 line by line,
+with absolute exponentials (no reference time), in float64 Python arithmetic, and is
+used by the tests as the ground truth for the fast backends.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def grid(t: float, dt: float | None) -> float:
+    """The first grid point strictly after ``t`` (``t`` itself when ``dt`` is falsy)."""
+    if not dt or math.isinf(t):
+        return t
+    return t + dt - math.fmod(t, dt)
+
+
+def _sorted_events(times_row: torch.Tensor) -> list[tuple[float, int]]:
+    """All finite spikes of one sample as ``(time, input index)``, sorted by time (stable)."""
+    events = []
+    n_in, s_in = times_row.shape
+    for i in range(n_in):
+        for s in range(s_in):
+            t = float(times_row[i, s])
+            if math.isfinite(t):
+                events.append((t, i))
+    events.sort(key=lambda e: e[0])
+    return events
+
+
+def lif_linear_forward_naive(input_times, weight, *, tau_s, theta, delta_theta, max_spikes,
+                             t_max=math.inf, dt=None):
+    """Reference forward. Returns ``(times, counts, records)``.
+
+    ``records[b][n]`` is a list of ``(t_continuous, window_index, A, B, X)`` per spike with
+    ``window_index`` counting into the sorted event list of sample ``b``; the backward
+    reference uses them.
+    """
+    tau = 2.0 * tau_s
+    batch, n_in, _ = input_times.shape
+    n_out = weight.shape[0]
+    w = weight.detach().double().tolist()
+    times = torch.full((batch, n_out, max_spikes), math.inf, dtype=torch.float64)
+    counts = torch.zeros(batch, n_out, dtype=torch.int64)
+    records = []
+    for b in range(batch):
+        events = _sorted_events(input_times[b].detach().double())
+        rec_b = []
+        for n in range(n_out):
+            a_sum = 0.0
+            b_sum = 0.0
+            rec = []
+            last = -math.inf
+            for j, (tj, ij) in enumerate(events):
+                if len(rec) >= max_spikes:
+                    break
+                a_sum += w[n][ij] * math.exp(tj / tau_s)
+                b_sum += w[n][ij] * math.exp(tj / tau)
+                t_next = events[j + 1][0] if j + 1 < len(events) else math.inf
+                while len(rec) < max_spikes:
+                    disc = b_sum * b_sum - 4.0 * a_sum * theta / tau
+                    if disc < 0:
+                        break
+                    x = math.sqrt(disc)
+                    if b_sum + x == 0:
+                        break
+                    ratio = 2.0 * a_sum / (b_sum + x)
+                    if ratio <= 0:
+                        break
+                    t_star = tau * math.log(ratio)
+                    emitted = grid(t_star, dt)
+                    if not (emitted > max(tj, last) and emitted <= t_next and emitted <= t_max):
+                        break
+                    rec.append((t_star, j, a_sum, b_sum, x))
+                    times[b, n, len(rec) - 1] = emitted
+                    last = emitted
+                    b_sum -= delta_theta / tau * math.exp(t_star / tau)
+            counts[b, n] = len(rec)
+            rec_b.append(rec)
+        records.append((events, rec_b))
+    return times, counts, records
+
+
+def lif_linear_backward_naive(grad_times, input_times, weight, records, *, tau_s, delta_theta):
+    """Reference backward of model.md section 2: returns ``(grad_input_times, grad_weight)``.
+
+    Uses the pairwise O(K^2) reset coupling and a direct sum over (spike, input) pairs,
+    so it shares no accumulation scheme with the fast kernels.
+    """
+    tau = 2.0 * tau_s
+    batch, n_in, s_in = input_times.shape
+    n_out = weight.shape[0]
+    w = weight.detach().double()
+    g_w = torch.zeros(n_out, n_in, dtype=torch.float64)
+    g_in = torch.zeros(batch, n_in, s_in, dtype=torch.float64)
+    for b in range(batch):
+        events, rec_b = records[b]
+        # slot of each event inside its input neuron's row
+        slot = []
+        seen = {}
+        for (_, i) in events:
+            slot.append(seen.get(i, 0))
+            seen[i] = seen.get(i, 0) + 1
+        for n in range(n_out):
+            rec = rec_b[n]
+            k_n = len(rec)
+            if k_n == 0:
+                continue
+            err = [float(grad_times[b, n, k]) for k in range(k_n)]
+            # reset coupling, pairwise: e_m += sum_{k>m} e_k * dt_k/dt_m
+            total = [0.0] * k_n
+            for m in reversed(range(k_n)):
+                acc = err[m]
+                for k in range(m + 1, k_n):
+                    x_k = rec[k][4]
+                    acc += total[k] * delta_theta * math.exp(rec[m][0] / tau) / (tau * x_k)
+                total[m] = acc
+            for k in range(k_n):
+                t_k, win, _, _, x_k = rec[k]
+                f1 = tau / (x_k * math.exp(t_k / tau))
+                f2 = tau / x_k
+                for j in range(win + 1):
+                    tj, ij = events[j]
+                    es = math.exp(tj / tau_s)
+                    e = math.exp(tj / tau)
+                    g_w[n, ij] += total[k] * (f1 * es - f2 * e)
+                    g_in[b, ij, slot[j]] += total[k] * float(w[n, ij]) * (f1 * es / tau_s - f2 * e / tau)
+    return g_in, g_w
