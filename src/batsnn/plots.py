@@ -1,0 +1,90 @@
+"""PNG plots of runs and sweeps (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def _save(fig, path) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def learning_curves(history: list[dict], path) -> None:
+    """Loss and accuracy (train and test) against epoch."""
+    ep = [r["epoch"] for r in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    a1.plot(ep, [r["train_loss"] for r in history], "o-", label="train")
+    a1.plot(ep, [r["test_loss"] for r in history], "s-", label="test")
+    a1.set(xlabel="epoch", ylabel="loss", title="loss")
+    a1.legend()
+    a2.plot(ep, [100 * r["train_accuracy"] for r in history], "o-", label="train")
+    a2.plot(ep, [100 * r["test_accuracy"] for r in history], "s-", label="test")
+    a2.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    a2.legend()
+    _save(fig, path)
+
+
+def spikes_per_layer(history: list[dict], path) -> None:
+    """Spikes per test sample of each layer against epoch (log scale)."""
+    ep = [r["epoch"] for r in history]
+    keys = sorted((k for k in history[0] if k.startswith("spikes_per_sample_l")),
+                  key=lambda k: int(k.rsplit("l", 1)[1]))
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for k in keys:
+        ax.plot(ep, [max(r[k], 1e-3) for r in history], "o-", label=f"layer {k.rsplit('l', 1)[1]}")
+    ax.set(xlabel="epoch", ylabel="spikes per sample", title="activity per layer", yscale="log")
+    ax.legend()
+    _save(fig, path)
+
+
+def raster(outputs, labels, path) -> None:
+    """Spike rasters of a few samples: one column per sample, one row per layer."""
+    n_layers = len(outputs)
+    n_samples = len(labels)
+    fig, axes = plt.subplots(n_layers, n_samples, figsize=(3.2 * n_samples, 2.2 * n_layers),
+                             squeeze=False)
+    for li, out in enumerate(outputs):
+        times = out.times.detach().cpu().double()
+        for si in range(n_samples):
+            ax = axes[li][si]
+            t = times[si]
+            n_idx, _ = (t.isfinite()).nonzero(as_tuple=True)
+            ax.scatter(1e3 * t[t.isfinite()].numpy(), n_idx.numpy(), s=2, c="k", marker="|")
+            if li == n_layers - 1:
+                lab = int(labels[si])
+                ax.axhline(lab, color="tab:red", lw=0.6, alpha=0.5)
+                ax.set_xlabel("time (ms)")
+            if si == 0:
+                ax.set_ylabel(f"layer {li + 1} neuron")
+            if li == 0:
+                ax.set_title(f"test sample {si} (label {int(labels[si])})")
+            ax.set_ylim(-0.5, t.shape[0] - 0.5)
+    _save(fig, path)
+
+
+def errorbar_plot(xs, series: dict, path, *, xlabel: str, ylabel: str, title: str,
+                  logy: bool = False) -> None:
+    """Lines with error bars: ``series`` maps a label to ``(means, stds)`` over ``xs``."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for label, (mean, std) in series.items():
+        std = [0.0 if (s is None or (isinstance(s, float) and math.isnan(s))) else s for s in std]
+        ax.errorbar(xs, mean, yerr=std, marker="o", capsize=3, label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if logy:
+        ax.set_yscale("log")
+    if len(series) > 1:
+        ax.legend()
+    ax.grid(alpha=0.3)
+    _save(fig, path)

@@ -1,0 +1,131 @@
+"""``batsnn train`` end to end on tiny files written by the tests."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from batsnn import cli, train as train_mod
+from test_data import write_fake_idx_dataset
+
+TINY = ["--preset", "mnist-count", "--dataset", "fashion-mnist", "--hidden", "24",
+        "--max-spikes", "8,8", "--batch-size", "10", "--eval-batch-size", "16", "--quiet",
+        "--device", "cpu"]
+TIMING = {"train_seconds", "epoch_seconds"}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    write_fake_idx_dataset(d, n_train=60, n_test=20)
+    return d
+
+
+def _rows(path):
+    with open(path) as f:
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(f)]
+
+
+def test_train_end_to_end(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = cli.main(["train", *TINY, "--data-dir", str(data_dir), "--epochs", "2",
+                   "--out", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and "spikes per sample per layer" in printed
+    assert str(out) in printed
+    for name in ("config.json", "metrics.csv", "summary.json", "last.pt", "best.pt",
+                 "learning_curves.png", "spikes_per_layer.png", "raster.png"):
+        assert (out / name).is_file(), name
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["seed"] == 1 and cfg["batsnn_version"] and cfg["layers"] == [784, 24, 10]
+    assert cfg["lr"] == 0.003 and cfg["theta"] == [0.2, 1.3]
+    rows = _rows(out / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    for col in ("train_loss", "train_accuracy", "test_loss", "test_accuracy",
+                "spikes_per_sample_l1", "spikes_per_sample_l2", "silent_neurons_pct_l1",
+                "silent_labels_pct", "label_spike_share_25ms", "label_spike_share_200ms",
+                "decision_time_ms"):
+        assert col in rows[0], col
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 <= summary["test_accuracy"] <= 1
+    assert summary["best_test_accuracy"] >= summary["test_accuracy"]
+    assert summary["test_accuracy"] == float(rows[-1]["test_accuracy"])
+    ck = torch.load(out / "last.pt", weights_only=False)
+    assert ck["epoch"] == 2 and set(ck) >= {"model", "optimizer", "rng", "history"}
+
+
+def test_same_seed_same_result(data_dir, tmp_path):
+    for name in ("a", "b"):
+        assert cli.main(["train", *TINY, "--data-dir", str(data_dir), "--epochs", "1",
+                         "--out", str(tmp_path / name)]) == 0
+    assert _rows(tmp_path / "a" / "metrics.csv") == _rows(tmp_path / "b" / "metrics.csv")
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_interruption_equals_uninterrupted(data_dir, tmp_path, monkeypatch):
+    full = tmp_path / "full"
+    assert cli.main(["train", *TINY, "--data-dir", str(data_dir), "--epochs", "3",
+                     "--out", str(full)]) == 0
+
+    part = tmp_path / "part"
+    real_evaluate = train_mod.evaluate
+    calls = {"n": 0}
+
+    def failing_evaluate(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:  # during epoch 2, after its training pass
+            raise KeyboardInterrupt
+        return real_evaluate(*a, **k)
+
+    monkeypatch.setattr(train_mod, "evaluate", failing_evaluate)
+    rc = cli.main(["train", *TINY, "--data-dir", str(data_dir), "--epochs", "3",
+                   "--out", str(part)])
+    assert rc == 130
+    assert [r["epoch"] for r in _rows(part / "metrics.csv")] == ["1"]
+    assert torch.load(part / "last.pt", weights_only=False)["epoch"] == 1
+    monkeypatch.setattr(train_mod, "evaluate", real_evaluate)
+
+    # without --resume the directory is protected
+    assert cli.main(["train", *TINY, "--data-dir", str(data_dir), "--epochs", "3",
+                     "--out", str(part)]) == 2
+    assert cli.main(["train", *TINY, "--data-dir", str(data_dir), "--epochs", "3",
+                     "--out", str(part), "--resume"]) == 0
+    assert _rows(part / "metrics.csv") == _rows(full / "metrics.csv")
+    a = torch.load(full / "last.pt", weights_only=False)["model"]
+    b = torch.load(part / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_config_file_and_overrides(data_dir, tmp_path):
+    conf = tmp_path / "c.json"
+    conf.write_text(json.dumps({"lr": 0.001, "epochs": 1, "hidden": [16]}))
+    out = tmp_path / "run"
+    assert cli.main(["train", *TINY, "--config", str(conf), "--hidden", "12",
+                     "--data-dir", str(data_dir), "--out", str(out)]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["lr"] == 0.001 and cfg["hidden"] == [12] and cfg["epochs"] == 1
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--preset", "nope"], "invalid choice"),
+    (["--dataset", "cifar"], "unknown dataset 'cifar'"),
+    (["--dt", "-1"], "dt must be >= 0"),
+    (["--epochs", "0"], "epochs must be >= 1"),
+    (["--data-dir", "/nonexistent/dir"], "does not exist"),
+    (["--theta", "0.2"], "theta needs one value per layer"),
+])
+def test_bad_arguments_exit_nonzero_with_one_line(args, words, tmp_path):
+    base = ["--preset", "mnist-count", "--dataset", "fashion-mnist", "--out",
+            str(tmp_path / "r"), "--quiet"]
+    res = subprocess.run([sys.executable, "-m", "batsnn.cli", "train", *base, *args],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0
+    assert words in res.stderr
+    assert "Traceback" not in res.stderr
+    assert len([ln for ln in res.stderr.splitlines() if ln.strip()]) <= 2
