@@ -55,8 +55,7 @@ def check_hyperparameters(*, tau_s, theta, delta_theta, max_spikes, t_max=math.i
     return tau_s, theta, delta_theta, int(max_spikes), t_max, dt
 
 
-def check_spike_times(name: str, times: torch.Tensor) -> None:
-    """Raise if ``times`` is not a valid ``(B, N, S)`` spike-time tensor (one host sync)."""
+def _check_tensor(name: str, times) -> None:
     if not isinstance(times, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(times).__name__}")
     if times.dtype not in _FLOAT_DTYPES:
@@ -64,23 +63,38 @@ def check_spike_times(name: str, times: torch.Tensor) -> None:
     if times.dim() != 3:
         raise ValueError(f"{name} must have shape (batch, neurons, spikes), got shape "
                          f"{tuple(times.shape)}")
-    if times.numel() == 0:
-        return
+
+
+def check_spike_times(name: str, times: torch.Tensor,
+                      weight: torch.Tensor | None = None) -> None:
+    """Raise if ``times`` is not a valid ``(B, N, S)`` spike-time tensor.
+
+    With ``weight``, also raise if it holds NaN or infinite values. On a GPU all checks share
+    one host synchronisation.
+    """
+    _check_tensor(name, times)
+    w = None if weight is None or weight.numel() == 0 else weight.detach()
     t = times.detach()
-    if t.device.type == "cpu":
+    if t.device.type == "cpu" or t.numel() == 0:
+        if w is not None and not bool(torch.isfinite(w).all()):
+            raise ValueError("weight contains NaN or infinite values")
+        if t.numel() == 0:
+            return
         from batsnn.ops.lif.cpu import check_times
 
         found = check_times(t)
-        if found is None:
-            return
-        kind, b, n, s = found
-        _raise_time_defect(name, t, kind, b, n, s)
+        if found is not None:
+            _raise_time_defect(name, t, *found)
+        return
+    no = torch.zeros((), dtype=torch.bool, device=t.device)
     flags = torch.stack([
         torch.isnan(t).any(),
         (t < 0).any(),
-        (t[..., 1:] < t[..., :-1]).any() if t.shape[-1] > 1 else torch.zeros((), dtype=torch.bool,
-                                                                             device=t.device),
+        (t[..., 1:] < t[..., :-1]).any() if t.shape[-1] > 1 else no,
+        ~torch.isfinite(w).all() if w is not None else no,
     ]).tolist()
+    if flags[3]:
+        raise ValueError("weight contains NaN or infinite values")
     for kind, mask in ((1, torch.isnan(t)), (2, t < 0)):
         if flags[kind - 1]:
             _raise_time_defect(name, t, kind, *torch.nonzero(mask)[0].tolist())
@@ -145,7 +159,7 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float,
     tau_s, theta, delta_theta, max_spikes, t_max, dt = check_hyperparameters(
         tau_s=tau_s, theta=theta, delta_theta=delta_theta, max_spikes=max_spikes, t_max=t_max,
         dt=dt)
-    check_spike_times("input_times", input_times)
+    _check_tensor("input_times", input_times)
     if not isinstance(weight, torch.Tensor):
         raise TypeError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
     if weight.dim() != 2 or weight.shape[1] != input_times.shape[1]:
@@ -157,8 +171,7 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float,
     if weight.device != input_times.device:
         raise ValueError(f"weight is on {weight.device} but input_times is on "
                          f"{input_times.device}")
-    if weight.numel() and not bool(torch.isfinite(weight.detach()).all()):
-        raise ValueError("weight contains NaN or infinite values")
+    check_spike_times("input_times", input_times, weight)
     times, counts = lif_linear_op(input_times, weight, tau_s, theta, delta_theta, max_spikes,
                                   t_max, dt)
     return SpikeTrains(times, counts)

@@ -36,7 +36,10 @@ def _check_labels(labels: torch.Tensor, n_classes: int) -> None:
     if labels.dim() != 1 or labels.dtype not in (torch.int32, torch.int64):
         raise ValueError(f"labels must be a 1-D integer tensor, got {labels.dtype} "
                          f"{tuple(labels.shape)}")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
+    # value range checked on the CPU only: on a GPU it would cost a host synchronisation
+    # per step (out-of-range labels then fail inside one_hot/scatter instead)
+    if labels.numel() and labels.device.type == "cpu" and (
+            int(labels.min()) < 0 or int(labels.max()) >= n_classes):
         raise ValueError(f"labels must lie in [0, {n_classes}), got values in "
                          f"[{int(labels.min())}, {int(labels.max())}]")
 

@@ -346,8 +346,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False, log=pr
         t0 = time.perf_counter()
         model.train()
         order = _epoch_order(len(ds.train_y), cfg.seed, epoch)
-        loss_sum = 0.0
-        correct = 0
+        # accumulated on the device: no host synchronisation inside the epoch
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
         seen = 0
         bar = _progress(range(0, len(order), cfg.batch_size), quiet, f"epoch {epoch}")
         for start in bar:
@@ -358,14 +359,16 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False, log=pr
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((pred == y).sum())
+            loss_sum += loss.detach() * len(idx)
+            correct += (pred == y).sum()
             seen += len(idx)
-            if not quiet and (start // cfg.batch_size) % 20 == 0:
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+            if not quiet and (start // cfg.batch_size) % 50 == 0:
+                bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}",
+                                acc=f"{int(correct) / seen:.3f}")
         sched.step()
         train_seconds = time.perf_counter() - t0
-        row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen}
+        row = {"epoch": epoch, "train_loss": float(loss_sum) / seen,
+               "train_accuracy": int(correct) / seen}
         row.update(evaluate(model, cfg, ds.test_x, ds.test_y, device, quiet))
         row["lr"] = opt.param_groups[0]["lr"]
         row["train_seconds"] = train_seconds

@@ -16,9 +16,14 @@ from batsnn.ops.lif.events import SEGMENT, Events
 
 def _backend(device: torch.device):
     if device.type == "cuda":
-        from batsnn.ops.lif import cuda
-
+        try:
+            from batsnn.ops.lif import cuda
+        except ImportError as e:
+            raise RuntimeError("batsnn's GPU kernels need Triton (bundled with PyTorch's CUDA "
+                               f"builds; pip install triton): {e}") from e
         return cuda
+    if device.type != "cpu":
+        raise ValueError(f"batsnn runs on cpu or cuda tensors, got device {device}")
     return cpu
 
 

@@ -128,7 +128,10 @@ def build_events(flat, nspk, s_in, tau_s, seg, t_max, ts, nid, perm, ref, es, ex
 
 @numba.njit(parallel=True, cache=True)
 def forward_kernel(ts, nid, nspk, ref, es, ex, up, xup, wt, tau_s, theta, delta_theta, t_max,
-                   dt, out_t, out_tc, out_win, out_x, counts):
+                   dt, out32, out_t, out_tc, out_win, out_x, counts):
+    # out32: the caller's dtype is float32. The window tests then compare float32-rounded
+    # emitted times and bounds, i.e. the values the caller sees (ties with the next input on
+    # a dt grid are decided the same way by every backend).
     n_batch = ts.shape[0]
     n_out = wt.shape[1]
     k_max = out_t.shape[2]
@@ -187,6 +190,8 @@ def forward_kernel(ts, nid, nspk, ref, es, ex, up, xup, wt, tau_s, theta, delta_
             if not any_cand:
                 continue
             upper = up[b, j]
+            if out32:
+                upper = np.float32(upper)
             for l in range(nl):
                 if not cand[l]:
                     continue
@@ -209,6 +214,8 @@ def forward_kernel(ts, nid, nspk, ref, es, ex, up, xup, wt, tau_s, theta, delta_
                         break
                     t_c = r + tau * math.log(ratio)
                     t_e = _grid(t_c, dt)
+                    if out32:
+                        t_e = np.float32(t_e)
                     if not (t_e > lower and t_e <= upper):
                         break
                     out_t[b, n, k] = t_e
@@ -352,7 +359,8 @@ def forward(ev, weight, *, tau_s, theta, delta_theta, max_spikes, t_max, dt):
     wt = weight.detach().t().contiguous()
     forward_kernel(ev.ts.numpy(), ev.nid.numpy(), ev.nspk.numpy(), ev.ref.numpy(), ev.es.numpy(),
                    ev.ex.numpy(), ev.up.numpy(), ev.xup.numpy(), wt.numpy(), float(tau_s),
-                   float(theta), float(delta_theta), float(t_max), float(dt), out_t.numpy(),
+                   float(theta), float(delta_theta), float(t_max), float(dt),
+                   weight.dtype == torch.float32, out_t.numpy(),
                    out_tc.numpy(), out_win.numpy(), out_x.numpy(), counts.numpy())
     return out_t, out_tc, out_win, out_x, counts
 

@@ -45,16 +45,18 @@ class Events(NamedTuple):
 
 
 def sort_events(input_times: torch.Tensor, tau_s: float, t_max: float = math.inf,
-                m: int | None = None) -> Events:
+                m: int | None = None, dtype: torch.dtype = torch.float64,
+                seg: float | None = None) -> Events:
     """Flatten ``input_times (B, N_in, S_in)`` into time-sorted per-sample event lists.
 
     Ties keep the order of ``input_times.reshape(B, -1)`` (stable sort). ``m`` truncates the
     lists; by default it is the largest number of finite spikes in a sample (one host sync).
-    This is the device-generic version in torch ops; the CPU backend has a compiled twin
-    that skips the padding (:func:`batsnn.ops.lif.cpu.sort_events`).
+    The float arrays are computed in ``dtype``; ``seg`` is the segment length in seconds
+    (default ``SEGMENT * tau_s``). This is the device-generic version in torch ops; the CPU
+    backend has a compiled twin that skips the padding (:func:`batsnn.ops.lif.cpu.sort_events`).
     """
     n_batch, _, s_in = input_times.shape
-    flat = input_times.detach().reshape(n_batch, -1).to(torch.float64)
+    flat = input_times.detach().reshape(n_batch, -1).to(dtype)
     ts, perm = torch.sort(flat, dim=1, stable=True)
     finite = torch.isfinite(ts)
     nspk = finite.sum(1, dtype=torch.int32)
@@ -64,7 +66,7 @@ def sort_events(input_times: torch.Tensor, tau_s: float, t_max: float = math.inf
     perm = perm[:, :m].contiguous()
     finite = finite[:, :m]
     nid = torch.div(perm, s_in, rounding_mode="floor").to(torch.int32)
-    seg = SEGMENT * tau_s
+    seg = SEGMENT * tau_s if seg is None else seg
     safe = torch.where(finite, ts, torch.zeros_like(ts))
     ref = torch.floor(safe / seg) * seg
     es = torch.where(finite, torch.exp((safe - ref) / tau_s), torch.zeros_like(ts))

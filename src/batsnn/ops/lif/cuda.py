@@ -1,0 +1,297 @@
+"""GPU kernels of the LIF layer (Triton; optional).
+
+One program handles one sample and a block of ``BLOCK`` output neurons, one neuron a lane:
+the sample's sorted event list is read in order (every lane reads the same event, a
+broadcast), the weights come from the transposed matrix ``wt[i, n]`` so that a block reads
+one contiguous run per event (coalesced), and the crossing search runs masked, lane by lane,
+only while some lane has a candidate (model.md sections 1, 2, 6; the same arithmetic as the
+CPU kernels in :mod:`batsnn.ops.lif.cpu`). float32 inputs are computed in float32, float64
+inputs in float64. The weight gradient is accumulated with atomic adds across samples, so
+float32 gradients can differ between runs in the last bits.
+
+Importing this module needs Triton; :func:`available` says whether the GPU path can run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+from triton.language.extra import libdevice
+
+from batsnn.ops.lif.events import sort_events as _sort_events_torch
+
+_MARGIN = 1e-6  # relative margin of the root-free pre-test (float32-safe)
+_INTERP = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def available() -> bool:
+    return torch.cuda.is_available()
+
+
+@triton.jit
+def _exp(x, INTERP: tl.constexpr):
+    if INTERP:  # Triton's CPU interpreter (tests) has no libdevice
+        return tl.exp(x)
+    else:
+        return libdevice.exp(x)
+
+
+@triton.jit
+def _log(x, INTERP: tl.constexpr):
+    if INTERP:
+        return tl.log(x)
+    else:
+        return libdevice.log(x)
+
+
+@triton.jit
+def _sqrt(x, INTERP: tl.constexpr):
+    if INTERP:
+        return tl.sqrt(x)
+    else:
+        return libdevice.sqrt(x)
+
+
+@triton.jit
+def _grid_time(t, dt, USE_DT: tl.constexpr, INTERP: tl.constexpr):
+    # first grid point strictly after t: t + dt - fmod(t, dt) (fmod exact, as in C and torch),
+    # taken in float64 with the float64 step like the CPU kernels, then rounded to t's dtype
+    if USE_DT:
+        t64 = t.to(tl.float64)
+        if INTERP:
+            pos = t64 + dt - t64 % dt
+            neg = dt * (tl.floor(t64 / dt) + 1.0)
+        else:
+            pos = t64 + dt - libdevice.fmod(t64, dt)
+            neg = dt * (libdevice.floor(t64 / dt) + 1.0)
+        return tl.where(t64 >= 0.0, pos, neg).to(t.dtype)
+    else:
+        return t
+
+
+@triton.jit
+def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, up_ptr, xup_ptr,
+                    wt_ptr, prm_ptr, dt_ptr, out_t_ptr, out_tc_ptr, out_win_ptr, out_x_ptr, cnt_ptr,
+                    M, N, K: tl.constexpr, BLOCK: tl.constexpr, USE_DT: tl.constexpr,
+                    MARGIN: tl.constexpr, INTERP: tl.constexpr):
+    b = tl.program_id(0)
+    blk = tl.program_id(1)
+    n = blk * BLOCK + tl.arange(0, BLOCK)
+    nmask = n < N
+    tau_s = tl.load(prm_ptr + 0)
+    theta = tl.load(prm_ptr + 1)
+    delta_theta = tl.load(prm_ptr + 2)
+    t_max = tl.load(prm_ptr + 3)
+    dt = tl.load(dt_ptr)  # float64
+    tau = 2.0 * tau_s
+    c = theta / tau
+    reset = delta_theta / tau
+    m = tl.load(nspk_ptr + b)
+    row = b.to(tl.int64) * M
+    zero = tl.zeros([BLOCK], dtype=tau_s.dtype)
+    a_acc = zero
+    b_acc = zero
+    last = zero - float("inf")
+    cnt = tl.zeros([BLOCK], dtype=tl.int32)
+    out_base = (b.to(tl.int64) * N + n) * K
+    r_prev = tl.load(ref_ptr + row)
+    j = 0
+    while j < m:
+        t_j = tl.load(ts_ptr + row + j)
+        r = tl.load(ref_ptr + row + j)
+        # segment change: rescale the sums (factor exactly 1 inside a segment)
+        a_acc = a_acc * _exp((r_prev - r) / tau_s, INTERP)
+        b_acc = b_acc * _exp((r_prev - r) / tau, INTERP)
+        r_prev = r
+        i = tl.load(nid_ptr + row + j).to(tl.int64)
+        w = tl.load(wt_ptr + i * N + n, mask=nmask, other=0.0).to(tau_s.dtype)
+        a_acc += w * tl.load(es_ptr + row + j)
+        b_acc += w * tl.load(ex_ptr + row + j)
+        u = tl.load(xup_ptr + row + j)
+        upper = tl.load(up_ptr + row + j)
+        # root-free pre-test (see the CPU kernel): the earliest root lies before the window end
+        f_u = (a_acc * u - b_acc) * u + c
+        cand = ((a_acc > 0.0) & (b_acc > 0.0) & (cnt < K) & nmask & ((zero + t_j) < t_max)
+                & ((f_u <= MARGIN * (a_acc * u * u + b_acc * u + c))
+                   | ((2.0 * a_acc * u <= b_acc * (1.0 + MARGIN))
+                      & (b_acc * b_acc >= 4.0 * a_acc * c * (1.0 - MARGIN)))))
+        lower = tl.maximum(last, t_j)
+        while tl.max(cand.to(tl.int32), axis=0) > 0:
+            disc = b_acc * b_acc - 4.0 * a_acc * c
+            x = _sqrt(tl.maximum(disc, 0.0), INTERP)
+            den = b_acc + x
+            ratio = 2.0 * a_acc / tl.where(den == 0.0, 1.0, den)
+            ok = cand & (disc >= 0.0) & (den != 0.0) & (ratio > 0.0)
+            t_c = r + tau * _log(tl.where(ok, ratio, 1.0), INTERP)
+            t_e = _grid_time(t_c, dt, USE_DT, INTERP)
+            ok = ok & (t_e > lower) & (t_e <= upper)
+            slot = out_base + cnt
+            tl.store(out_t_ptr + slot, t_e, mask=ok)
+            tl.store(out_tc_ptr + slot, t_c, mask=ok)
+            tl.store(out_x_ptr + slot, x, mask=ok)
+            tl.store(out_win_ptr + slot, zero.to(tl.int32) + j, mask=ok)
+            b_acc = tl.where(ok, b_acc - reset * _exp((t_c - r) / tau, INTERP), b_acc)
+            cnt += ok.to(tl.int32)
+            lower = tl.where(ok, t_e, lower)
+            cand = ok & (cnt < K)
+        last = lower  # for silent lanes max(last, t_j) changes nothing later on
+        j += 1
+    tl.store(cnt_ptr + b.to(tl.int64) * N + n, cnt.to(tl.int64), mask=nmask)
+
+
+@triton.jit
+def _backward_kernel(g_ptr, tc_ptr, win_ptr, x_ptr, cnt_ptr, nid_ptr, ref_ptr, es_ptr, ex_ptr,
+                     wt_ptr, prm_ptr, err_ptr, gin_ptr, gwt_ptr, M, N, K: tl.constexpr,
+                     BLOCK: tl.constexpr, NEED_INPUT: tl.constexpr, INTERP: tl.constexpr):
+    b = tl.program_id(0)
+    blk = tl.program_id(1)
+    n = blk * BLOCK + tl.arange(0, BLOCK)
+    nmask = n < N
+    tau_s = tl.load(prm_ptr + 0)
+    delta_theta = tl.load(prm_ptr + 2)
+    tau = 2.0 * tau_s
+    reset = delta_theta / tau
+    row = b.to(tl.int64) * M
+    base = (b.to(tl.int64) * N + n) * K
+    cnt = tl.load(cnt_ptr + b.to(tl.int64) * N + n, mask=nmask, other=0).to(tl.int32)
+    has = cnt > 0
+    last_win = tl.load(win_ptr + base + cnt - 1, mask=has, other=-1)
+    zero = tl.zeros([BLOCK], dtype=tau_s.dtype)
+    # errors through the reset coupling, last spike first: acc = sum_{m>k} e_m / X_m in
+    # the units of the current spike's segment
+    acc = zero
+    r_acc = tl.load(ref_ptr + row + tl.maximum(last_win, 0), mask=has, other=0.0)
+    for kk in range(0, K):
+        k = K - 1 - kk
+        valid = k < cnt
+        win = tl.load(win_ptr + base + k, mask=valid, other=0)
+        r_k = tl.load(ref_ptr + row + win, mask=valid, other=0.0)
+        acc = tl.where(valid, acc * _exp((r_k - r_acc) / tau, INTERP), acc)
+        r_acc = tl.where(valid, r_k, r_acc)
+        t_c = tl.load(tc_ptr + base + k, mask=valid, other=0.0)
+        x = tl.load(x_ptr + base + k, mask=valid, other=1.0)
+        g = tl.load(g_ptr + base + k, mask=valid, other=0.0).to(tau_s.dtype)
+        e_k = tl.where(valid, g + reset * _exp((t_c - r_k) / tau, INTERP) * acc, 0.0)
+        tl.store(err_ptr + base + k, e_k, mask=valid)
+        acc += e_k / x
+    # walk the inputs backwards with e1 = sum e_k f1_k exp(r/tau_s), e2 = sum e_k f2_k exp(r/tau)
+    # over each lane's spikes whose window is at or after j
+    j_top = tl.max(last_win, axis=0)
+    next_win = last_win
+    kk = cnt - 1
+    e1 = zero
+    e2 = zero
+    r_cur = tl.load(ref_ptr + row + tl.maximum(j_top, 0))
+    j = j_top
+    while j >= 0:
+        r_j = tl.load(ref_ptr + row + j)
+        e1 = e1 * _exp((r_j - r_cur) / tau_s, INTERP)
+        e2 = e2 * _exp((r_j - r_cur) / tau, INTERP)
+        r_cur = r_j
+        hit = next_win == j
+        while tl.max(hit.to(tl.int32), axis=0) > 0:
+            slot = base + kk
+            e_k = tl.load(err_ptr + slot, mask=hit, other=0.0)
+            t_c = tl.load(tc_ptr + slot, mask=hit, other=0.0)
+            x = tl.load(x_ptr + slot, mask=hit, other=1.0)
+            e1 += tl.where(hit, e_k * tau / (x * _exp((t_c - r_j) / tau, INTERP)), 0.0)
+            e2 += tl.where(hit, e_k * tau / x, 0.0)
+            kk = tl.where(hit, kk - 1, kk)
+            more = hit & (kk >= 0)
+            nw = tl.load(win_ptr + base + kk, mask=more, other=-1)
+            next_win = tl.where(hit, nw, next_win)
+            hit = next_win == j
+        i = tl.load(nid_ptr + row + j).to(tl.int64)
+        e_s = tl.load(es_ptr + row + j)
+        e_x = tl.load(ex_ptr + row + j)
+        c1 = e1 * e_s
+        c2 = e2 * e_x
+        coef = c1 - c2
+        tl.atomic_add(gwt_ptr + i * N + n, coef, mask=nmask & (coef != 0.0))
+        if NEED_INPUT:
+            w = tl.load(wt_ptr + i * N + n, mask=nmask, other=0.0).to(tau_s.dtype)
+            s = tl.sum(tl.where(nmask, w * (c1 / tau_s - c2 / tau), 0.0), axis=0)
+            tl.atomic_add(gin_ptr + row + j, s)
+        j -= 1
+
+
+def _block(n_out: int) -> int:
+    return max(16, min(128, triton.next_power_of_2(n_out)))
+
+
+def sort_events(input_times, tau_s, t_max, seg):
+    """Event lists on the GPU in the input's dtype, full width (no host synchronisation)."""
+    n_batch, n_in, s_in = input_times.shape
+    return _sort_events_torch(input_times, tau_s, t_max, m=n_in * s_in, dtype=input_times.dtype,
+                              seg=seg)
+
+
+_PARAM_CACHE: dict = {}
+
+
+def _const(values: tuple, dtype, device) -> torch.Tensor:
+    """A small device tensor of constants, made once (a fresh host-to-device copy per call
+    would synchronise the host with the GPU)."""
+    key = (values, dtype, device)
+    t = _PARAM_CACHE.get(key)
+    if t is None:
+        if len(_PARAM_CACHE) > 256:
+            _PARAM_CACHE.clear()
+        t = _PARAM_CACHE[key] = torch.tensor(values, dtype=dtype, device=device)
+    return t
+
+
+def _params(ev, tau_s, theta, delta_theta, t_max, dt):
+    return _const((float(tau_s), float(theta), float(delta_theta), float(t_max), float(dt)),
+                  ev.es.dtype, ev.es.device)
+
+
+def forward(ev, weight, *, tau_s, theta, delta_theta, max_spikes, t_max, dt):
+    n_batch, m = ev.ts.shape
+    n_out = weight.shape[0]
+    dev = weight.device
+    dtype = ev.es.dtype
+    shape = (n_batch, n_out, max_spikes)
+    out_t = torch.full(shape, math.inf, dtype=dtype, device=dev)
+    out_tc = torch.empty(shape, dtype=dtype, device=dev)
+    out_win = torch.empty(shape, dtype=torch.int32, device=dev)
+    out_x = torch.empty(shape, dtype=dtype, device=dev)
+    counts = torch.zeros((n_batch, n_out), dtype=torch.int64, device=dev)
+    if n_batch == 0 or m == 0 or n_out == 0:
+        return out_t, out_tc, out_win, out_x, counts
+    wt = weight.detach().t().contiguous()
+    block = _block(n_out)
+    grid = (n_batch, triton.cdiv(n_out, block))
+    _forward_kernel[grid](ev.ts, ev.nid, ev.nspk, ev.ref, ev.es, ev.ex, ev.up, ev.xup, wt,
+                          _params(ev, tau_s, theta, delta_theta, t_max, dt),
+                          _const((float(dt),), torch.float64, dev), out_t, out_tc,
+                          out_win, out_x, counts, m, n_out, K=max_spikes, BLOCK=block,
+                          USE_DT=bool(dt > 0), MARGIN=_MARGIN, INTERP=_INTERP, num_warps=max(1, block // 32))
+    return out_t, out_tc, out_win, out_x, counts
+
+
+def backward(g_out, saved, ev, weight, *, tau_s, delta_theta, need_input):
+    out_tc, out_win, out_x, counts = saved
+    n_batch, m = ev.ts.shape
+    n_out, n_in = weight.shape
+    dtype = ev.es.dtype
+    dev = weight.device
+    g_in = torch.zeros((n_batch, m), dtype=dtype, device=dev)
+    g_wt = torch.zeros((n_in, n_out), dtype=dtype, device=dev)
+    if n_batch == 0 or m == 0 or n_out == 0:
+        return g_in, g_wt.t()
+    k = out_tc.shape[2]
+    wt = weight.detach().t().contiguous()
+    err = torch.empty_like(out_tc)
+    g = g_out.detach().to(dtype).contiguous()
+    block = _block(n_out)
+    grid = (n_batch, triton.cdiv(n_out, block))
+    _backward_kernel[grid](g, out_tc, out_win, out_x, counts, ev.nid, ev.ref, ev.es, ev.ex, wt,
+                           _params(ev, tau_s, 1.0, delta_theta, math.inf, 0.0), err, g_in, g_wt,
+                           m, n_out, K=k, BLOCK=block, NEED_INPUT=bool(need_input), INTERP=_INTERP,
+                           num_warps=max(1, block // 32))
+    return g_in, g_wt.t()

@@ -1,0 +1,100 @@
+"""Parity of a backend's kernels with the CPU kernels, on the cases of the GPU tests.
+
+``python tests/backend_parity.py`` (with ``TRITON_INTERPRET=1``) runs the Triton kernels in
+Triton's CPU interpreter; the CUDA tests call :func:`check_public_op` on a GPU.
+"""
+
+import math
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from conftest import assert_close, random_times  # noqa: E402
+
+CASES = {
+    "plain": dict(theta=0.3, delta_theta=None, max_spikes=5, dt=0.0, t_max=math.inf),
+    "partial_reset": dict(theta=0.3, delta_theta=0.12, max_spikes=5, dt=0.0, t_max=math.inf),
+    "dt": dict(theta=0.3, delta_theta=None, max_spikes=5, dt=1e-3, t_max=math.inf),
+    "cap_tmax": dict(theta=0.1, delta_theta=None, max_spikes=2, dt=0.0, t_max=0.06),
+    "silent": dict(theta=50.0, delta_theta=None, max_spikes=3, dt=0.0, t_max=math.inf),
+}
+
+
+def make_case(name, dtype, batch=3, n_in=10, n_out=6, slots=3, seed=0, empty=False):
+    g = torch.Generator().manual_seed(seed)
+    kw = dict(CASES[name])
+    x = random_times(batch, n_in, slots, gen=g)
+    if empty:
+        x = torch.full_like(x, math.inf)
+    if kw["dt"]:
+        x = torch.where(torch.isfinite(x), x + kw["dt"] - torch.fmod(x, kw["dt"]), x)
+    w = torch.rand(n_out, n_in, generator=g, dtype=torch.float64) * 4.0 - 0.8
+    grad = torch.randn(batch, n_out, kw["max_spikes"], generator=g, dtype=torch.float64)
+    return x.to(dtype), w.to(dtype), grad.to(dtype), kw
+
+
+def _tols(dtype):
+    return (1e-12, 1e-10) if dtype == torch.float64 else (2e-6, 2e-4)
+
+
+def check_kernels(backend, name, dtype, **case_kw):
+    """Compare ``backend``'s sort/forward/backward with the CPU kernels on CPU tensors."""
+    from batsnn.ops.lif import SEGMENT, cpu
+
+    x, w, grad, kw = make_case(name, dtype, **case_kw)
+    tau_s = 0.05
+    delta = kw["delta_theta"] or kw["theta"]
+    fkw = dict(tau_s=tau_s, theta=kw["theta"], delta_theta=delta, max_spikes=kw["max_spikes"],
+               t_max=kw["t_max"], dt=kw["dt"])
+    results = []
+    for mod in (cpu, backend):
+        ev = mod.sort_events(x, tau_s, kw["t_max"], SEGMENT * tau_s)
+        out = mod.forward(ev, w, **fkw)
+        g_sorted, g_w = mod.backward(grad, out[1:], ev, w, tau_s=tau_s, delta_theta=delta,
+                                     need_input=True)
+        g_in = torch.zeros(x.shape[0], x.shape[1] * x.shape[2], dtype=torch.float64)
+        g_in.scatter_add_(1, ev.perm.cpu(), g_sorted.double().cpu())
+        results.append((out[0].cpu(), out[4].cpu(), g_in, g_w.cpu()))
+    (t0, c0, gi0, gw0), (t1, c1, gi1, gw1) = results
+    atol, rtol = _tols(dtype)
+    assert torch.equal(c0, c1), f"{name}: counts differ"
+    assert_close(f"{name} times", t0, t1, atol=atol, rtol=rtol)
+    assert_close(f"{name} grad input", gi0, gi1, atol=atol * 10, rtol=rtol * 10)
+    assert_close(f"{name} grad weight", gw0, gw1, atol=atol * 10, rtol=rtol * 10)
+    return int(c0.sum())
+
+
+def check_public_op(name, dtype, device, **case_kw):
+    """``batsnn.lif_linear`` on ``device`` against the CPU: outputs and both gradients."""
+    import batsnn
+
+    x, w, grad, kw = make_case(name, dtype, **case_kw)
+    outs = []
+    for dev in ("cpu", device):
+        xd = x.to(dev).requires_grad_(True)
+        wd = w.to(dev).requires_grad_(True)
+        out = batsnn.lif_linear(xd, wd, tau_s=0.05, **kw)
+        g = grad.to(dev) * torch.isfinite(out.times)
+        gx, gw = torch.autograd.grad(out.times, (xd, wd), g)
+        outs.append([v.detach().cpu() for v in (out.times, out.counts, gx, gw)])
+    (t0, c0, gx0, gw0), (t1, c1, gx1, gw1) = outs
+    atol, rtol = _tols(dtype)
+    assert torch.equal(c0, c1), f"{name}: counts differ ({int((c0 != c1).sum())} neurons)"
+    assert_close(f"{name} times", t0, t1, atol=atol, rtol=rtol)
+    assert_close(f"{name} grad input_times", gx0, gx1, atol=atol * 10, rtol=rtol * 10)
+    assert_close(f"{name} grad weight", gw0, gw1, atol=atol * 10, rtol=rtol * 10)
+    return int(c0.sum())
+
+
+if __name__ == "__main__":
+    from batsnn.ops.lif import cuda as triton_backend
+
+    total = 0
+    for dtype in (torch.float64, torch.float32):
+        for name in CASES:
+            total += check_kernels(triton_backend, name, dtype)
+        check_kernels(triton_backend, "plain", dtype, empty=True)
+    assert total > 100, total
+    print(f"triton kernels match the CPU kernels ({total} spikes compared)")

@@ -1,0 +1,101 @@
+"""GPU backend: Triton kernels against the CPU kernels.
+
+The interpreter test runs everywhere Triton is installed (Triton's CPU interpreter executes
+the kernels); the ``cuda`` tests need a GPU and are skipped without one.
+"""
+
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from backend_parity import CASES, check_public_op
+
+HERE = os.path.dirname(__file__)
+
+
+def test_triton_kernels_in_interpreter():
+    pytest.importorskip("triton")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    res = subprocess.run([sys.executable, os.path.join(HERE, "backend_parity.py")], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "match the CPU kernels" in res.stdout
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_gpu_matches_cpu(name, dtype):
+    check_public_op(name, dtype, "cuda")
+
+
+@pytest.mark.cuda
+def test_gpu_no_input_spikes():
+    check_public_op("plain", torch.float32, "cuda", empty=True)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_gpu_large_batch_and_realistic_layer(dtype):
+    """Batch over 1024 (8192) and a 784-800 layer with 30 spikes max."""
+    import batsnn
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8192, 784, generator=g)
+    x = torch.where(torch.rand(8192, 784, generator=g) < 0.5, x, torch.zeros_like(x))
+    inp = batsnn.ttfs_encode(x, dtype=dtype)
+    w = (torch.rand(800, 784, generator=g, dtype=torch.float64) * 2 - 1).to(dtype)
+    kw = dict(tau_s=0.13, theta=0.2, max_spikes=30, t_max=0.2)
+    gpu = batsnn.lif_linear(inp.cuda(), w.cuda(), **kw)
+    idx = torch.tensor([0, 1, 1023, 1024, 5000, 8191])
+    cpu = batsnn.lif_linear(inp[idx], w, **kw)
+    gc = gpu.counts[idx.cuda()].cpu()
+    if dtype == torch.float64:
+        assert torch.equal(gc, cpu.counts)
+    else:  # float32 arithmetic on the GPU, float64 on the CPU: borderline crossings may flip
+        assert (gc != cpu.counts).float().mean() < 1e-3
+    assert gpu.counts.sum() > 8192 * 100
+    same = gc == cpu.counts
+    t_gpu = gpu.times[idx.cuda()].cpu()[same]
+    t_cpu = cpu.times[same]
+    fin = torch.isfinite(t_cpu)
+    assert torch.equal(fin, torch.isfinite(t_gpu))
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    assert (t_gpu[fin].double() - t_cpu[fin].double()).abs().max() < tol
+
+
+@pytest.mark.cuda
+def test_gpu_training_step_has_no_host_sync_in_backward():
+    """A training step's backward runs without synchronising the host."""
+    import batsnn
+
+    net = torch.nn.Sequential(batsnn.nn.LIFLinear(784, 64, tau_s=0.13, theta=0.2, max_spikes=5),
+                              batsnn.nn.LIFLinear(64, 10, tau_s=0.13, theta=1.3, max_spikes=5)
+                              ).cuda()
+    x = batsnn.ttfs_encode(torch.rand(32, 784)).cuda()
+    out = net(x)
+    loss = batsnn.losses.spike_count_class_loss(out.times, out.counts,
+                                               torch.randint(0, 10, (32,)).cuda())
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert net[0].weight.grad is not None and torch.isfinite(net[0].weight.grad).all()
+
+
+def test_cpu_import_without_gpu():
+    """import batsnn and the CPU path work without CUDA (this machine or any other)."""
+    res = subprocess.run([sys.executable, "-c", "import batsnn, torch; "
+                          "x = batsnn.ttfs_encode(torch.rand(2, 5)); "
+                          "print(batsnn.lif_linear(x, torch.ones(3, 5), tau_s=0.1, theta=0.05, "
+                          "max_spikes=2).counts.sum().item())"],
+                         capture_output=True, text=True, env={**os.environ,
+                                                             "CUDA_VISIBLE_DEVICES": ""})
+    assert res.returncode == 0, res.stderr
+    assert int(res.stdout.strip()) > 0
+    assert math.isfinite(float(res.stdout.strip()))
