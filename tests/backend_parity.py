@@ -22,15 +22,16 @@ CASES = {
 }
 
 
-def make_case(name, dtype, batch=3, n_in=10, n_out=6, slots=3, seed=0, empty=False):
+def make_case(name, dtype, batch=3, n_in=10, n_out=6, slots=3, seed=0, empty=False,
+              span=0.1, w_scale=4.0):
     g = torch.Generator().manual_seed(seed)
     kw = dict(CASES[name])
-    x = random_times(batch, n_in, slots, gen=g)
+    x = random_times(batch, n_in, slots, gen=g, t_max=span)
     if empty:
         x = torch.full_like(x, math.inf)
     if kw["dt"]:
         x = torch.where(torch.isfinite(x), x + kw["dt"] - torch.fmod(x, kw["dt"]), x)
-    w = torch.rand(n_out, n_in, generator=g, dtype=torch.float64) * 4.0 - 0.8
+    w = (torch.rand(n_out, n_in, generator=g, dtype=torch.float64) - 0.2) * w_scale
     grad = torch.randn(batch, n_out, kw["max_spikes"], generator=g, dtype=torch.float64)
     return x.to(dtype), w.to(dtype), grad.to(dtype), kw
 
@@ -96,5 +97,11 @@ if __name__ == "__main__":
         for name in CASES:
             total += check_kernels(triton_backend, name, dtype)
         check_kernels(triton_backend, "plain", dtype, empty=True)
-    assert total > 100, total
+    # several chunks and neuron blocks, and (span 40 tau_s) several reference-time segments
+    for dtype in (torch.float64, torch.float32):
+        total += check_kernels(triton_backend, "partial_reset", dtype, batch=2, n_in=90,
+                               n_out=70, slots=2, w_scale=1.0)
+        total += check_kernels(triton_backend, "dt", dtype, batch=2, n_in=90, n_out=20,
+                               slots=2, span=2.0, w_scale=3.0)
+    assert total > 1000, total
     print(f"triton kernels match the CPU kernels ({total} spikes compared)")

@@ -74,14 +74,30 @@ def _grid_time(t, dt, USE_DT: tl.constexpr, INTERP: tl.constexpr):
 
 
 @triton.jit
+def _pretest(A, Bt, U, c, MARGIN: tl.constexpr):
+    # Root-free test that the earliest crossing lies before the window's end (see the CPU
+    # kernel): A > 0, B > 0 and either f(u) <= 0, or D >= 0 and u past the vertex B/(2A).
+    f_u = (A * U - Bt) * U + c
+    return ((A > 0.0) & (Bt > 0.0)
+            & ((f_u <= MARGIN * (A * U * U + Bt * U + c))
+               | ((2.0 * A * U <= Bt * (1.0 + MARGIN)) & (Bt * Bt >= 4.0 * A * c * (1.0 - MARGIN)))))
+
+
+@triton.jit
 def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, up_ptr, xup_ptr,
-                    wt_ptr, prm_ptr, dt_ptr, out_t_ptr, out_tc_ptr, out_win_ptr, out_x_ptr, cnt_ptr,
-                    M, N, K: tl.constexpr, BLOCK: tl.constexpr, USE_DT: tl.constexpr,
-                    MARGIN: tl.constexpr, INTERP: tl.constexpr):
+                    wt_ptr, prm_ptr, dt_ptr, out_t_ptr, out_tc_ptr, out_win_ptr, out_x_ptr,
+                    cnt_ptr, M, N, K: tl.constexpr, BLOCK: tl.constexpr, CH: tl.constexpr,
+                    USE_DT: tl.constexpr, MARGIN: tl.constexpr, INTERP: tl.constexpr):
+    # Events are taken CH at a time (never across a reference-time segment): the sums A and B
+    # after every event of the chunk come from one prefix sum over a (CH, BLOCK) tile, and the
+    # pre-test runs on the whole tile. Lanes with a candidate window then resolve their
+    # earliest one with the exact root search, the resets are applied to the later windows of
+    # the chunk, and the tile is tested again, until no candidate is left.
     b = tl.program_id(0)
     blk = tl.program_id(1)
     n = blk * BLOCK + tl.arange(0, BLOCK)
     nmask = n < N
+    rows = tl.arange(0, CH)
     tau_s = tl.load(prm_ptr + 0)
     theta = tl.load(prm_ptr + 1)
     delta_theta = tl.load(prm_ptr + 2)
@@ -93,64 +109,90 @@ def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, up_ptr, 
     m = tl.load(nspk_ptr + b)
     row = b.to(tl.int64) * M
     zero = tl.zeros([BLOCK], dtype=tau_s.dtype)
-    a_acc = zero
-    b_acc = zero
+    a0 = zero
+    b0 = zero
     last = zero - float("inf")
     cnt = tl.zeros([BLOCK], dtype=tl.int32)
     out_base = (b.to(tl.int64) * N + n) * K
     r_prev = tl.load(ref_ptr + row)
-    j = 0
-    while j < m:
-        t_j = tl.load(ts_ptr + row + j)
-        r = tl.load(ref_ptr + row + j)
-        # segment change: rescale the sums (factor exactly 1 inside a segment)
-        a_acc = a_acc * _exp((r_prev - r) / tau_s, INTERP)
-        b_acc = b_acc * _exp((r_prev - r) / tau, INTERP)
-        r_prev = r
-        i = tl.load(nid_ptr + row + j).to(tl.int64)
-        w = tl.load(wt_ptr + i * N + n, mask=nmask, other=0.0).to(tau_s.dtype)
-        a_acc += w * tl.load(es_ptr + row + j)
-        b_acc += w * tl.load(ex_ptr + row + j)
-        u = tl.load(xup_ptr + row + j)
-        upper = tl.load(up_ptr + row + j)
-        # root-free pre-test (see the CPU kernel): the earliest root lies before the window end
-        f_u = (a_acc * u - b_acc) * u + c
-        cand = ((a_acc > 0.0) & (b_acc > 0.0) & (cnt < K) & nmask & ((zero + t_j) < t_max)
-                & ((f_u <= MARGIN * (a_acc * u * u + b_acc * u + c))
-                   | ((2.0 * a_acc * u <= b_acc * (1.0 + MARGIN))
-                      & (b_acc * b_acc >= 4.0 * a_acc * c * (1.0 - MARGIN)))))
-        lower = tl.maximum(last, t_j)
-        while tl.max(cand.to(tl.int32), axis=0) > 0:
-            disc = b_acc * b_acc - 4.0 * a_acc * c
-            x = _sqrt(tl.maximum(disc, 0.0), INTERP)
-            den = b_acc + x
-            ratio = 2.0 * a_acc / tl.where(den == 0.0, 1.0, den)
-            ok = cand & (disc >= 0.0) & (den != 0.0) & (ratio > 0.0)
-            t_c = r + tau * _log(tl.where(ok, ratio, 1.0), INTERP)
-            t_e = _grid_time(t_c, dt, USE_DT, INTERP)
-            ok = ok & (t_e > lower) & (t_e <= upper)
-            slot = out_base + cnt
-            tl.store(out_t_ptr + slot, t_e, mask=ok)
-            tl.store(out_tc_ptr + slot, t_c, mask=ok)
-            tl.store(out_x_ptr + slot, x, mask=ok)
-            tl.store(out_win_ptr + slot, zero.to(tl.int32) + j, mask=ok)
-            b_acc = tl.where(ok, b_acc - reset * _exp((t_c - r) / tau, INTERP), b_acc)
-            cnt += ok.to(tl.int32)
-            lower = tl.where(ok, t_e, lower)
-            cand = ok & (cnt < K)
-        last = lower  # for silent lanes max(last, t_j) changes nothing later on
-        j += 1
+    j0 = 0
+    while j0 < m:
+        jj = j0 + rows
+        r_c = tl.load(ref_ptr + row + j0)
+        rv = tl.load(ref_ptr + row + jj, mask=jj < m, other=float("inf"))
+        valid = (jj < m) & (rv == r_c)  # a prefix: references never decrease
+        n_valid = tl.sum(valid.to(tl.int32), axis=0)
+        a0 = a0 * _exp((r_prev - r_c) / tau_s, INTERP)
+        b0 = b0 * _exp((r_prev - r_c) / tau, INTERP)
+        r_prev = r_c
+        t_v = tl.load(ts_ptr + row + jj, mask=valid, other=float("inf"))
+        es_v = tl.load(es_ptr + row + jj, mask=valid, other=0.0)
+        ex_v = tl.load(ex_ptr + row + jj, mask=valid, other=0.0)
+        up_v = tl.load(up_ptr + row + jj, mask=valid, other=float("inf"))
+        u_v = tl.load(xup_ptr + row + jj, mask=valid, other=0.0)
+        i_v = tl.load(nid_ptr + row + jj, mask=valid, other=0).to(tl.int64)
+        wmask = valid[:, None] & nmask[None, :]
+        w = tl.load(wt_ptr + i_v[:, None] * N + n[None, :], mask=wmask, other=0.0)
+        w = w.to(tau_s.dtype)
+        A = a0[None, :] + tl.cumsum(w * es_v[:, None], axis=0)
+        Bt = b0[None, :] + tl.cumsum(w * ex_v[:, None], axis=0)
+        live = wmask & (t_v[:, None] < t_max)
+        U = u_v[:, None]
+        cand = _pretest(A, Bt, U, c, MARGIN) & live & (cnt[None, :] < K)
+        while tl.max(tl.max(cand.to(tl.int32), axis=1), axis=0) > 0:
+            first = tl.min(tl.where(cand, rows[:, None], CH), axis=0)
+            active = first < CH
+            sel = rows[:, None] == first[None, :]
+            a = tl.sum(tl.where(sel, A, 0.0), axis=0)
+            bb = tl.sum(tl.where(sel, Bt, 0.0), axis=0)
+            t_j = tl.sum(tl.where(sel, t_v[:, None], 0.0), axis=0)
+            upper = tl.max(tl.where(sel, up_v[:, None], -float("inf")), axis=0)
+            lower = tl.maximum(last, t_j)
+            b_before = bb
+            go = active
+            while tl.max(go.to(tl.int32), axis=0) > 0:
+                # the exact tests of model.md sections 1 and 6, as in the CPU kernel
+                disc = bb * bb - 4.0 * a * c
+                x = _sqrt(tl.maximum(disc, 0.0), INTERP)
+                den = bb + x
+                ratio = 2.0 * a / tl.where(den == 0.0, 1.0, den)
+                ok = go & (disc >= 0.0) & (den != 0.0) & (ratio > 0.0)
+                t_c = r_c + tau * _log(tl.where(ok, ratio, 1.0), INTERP)
+                t_e = _grid_time(t_c, dt, USE_DT, INTERP)
+                ok = ok & (t_e > lower) & (t_e <= upper)
+                slot = out_base + cnt
+                tl.store(out_t_ptr + slot, t_e, mask=ok)
+                tl.store(out_tc_ptr + slot, t_c, mask=ok)
+                tl.store(out_x_ptr + slot, x, mask=ok)
+                tl.store(out_win_ptr + slot, (j0 + first).to(tl.int32), mask=ok)
+                bb = tl.where(ok, bb - reset * _exp((t_c - r_c) / tau, INTERP), bb)
+                cnt += ok.to(tl.int32)
+                lower = tl.where(ok, t_e, lower)
+                go = ok & (cnt < K)
+            # max(last, t_j) for lanes without a spike changes no later window test
+            last = tl.where(active, lower, last)
+            # the window's resets hold for B from this window on (its own row feeds the carry)
+            later = rows[:, None] >= first[None, :]
+            Bt = Bt + tl.where(later, (bb - b_before)[None, :], 0.0)
+            cand = (_pretest(A, Bt, U, c, MARGIN) & live & (cnt[None, :] < K)
+                    & (rows[:, None] > tl.where(active, first, -1)[None, :]) & cand)
+        top = rows[:, None] == (n_valid - 1)
+        a0 = tl.sum(tl.where(top, A, 0.0), axis=0)
+        b0 = tl.sum(tl.where(top, Bt, 0.0), axis=0)
+        j0 += n_valid
     tl.store(cnt_ptr + b.to(tl.int64) * N + n, cnt.to(tl.int64), mask=nmask)
 
 
 @triton.jit
 def _backward_kernel(g_ptr, tc_ptr, win_ptr, x_ptr, cnt_ptr, nid_ptr, ref_ptr, es_ptr, ex_ptr,
                      wt_ptr, prm_ptr, err_ptr, gin_ptr, gwt_ptr, M, N, K: tl.constexpr,
-                     BLOCK: tl.constexpr, NEED_INPUT: tl.constexpr, INTERP: tl.constexpr):
+                     BLOCK: tl.constexpr, CH: tl.constexpr, NEED_INPUT: tl.constexpr,
+                     INTERP: tl.constexpr):
     b = tl.program_id(0)
     blk = tl.program_id(1)
     n = blk * BLOCK + tl.arange(0, BLOCK)
     nmask = n < N
+    rows = tl.arange(0, CH)
     tau_s = tl.load(prm_ptr + 0)
     delta_theta = tl.load(prm_ptr + 2)
     tau = 2.0 * tau_s
@@ -178,49 +220,70 @@ def _backward_kernel(g_ptr, tc_ptr, win_ptr, x_ptr, cnt_ptr, nid_ptr, ref_ptr, e
         e_k = tl.where(valid, g + reset * _exp((t_c - r_k) / tau, INTERP) * acc, 0.0)
         tl.store(err_ptr + base + k, e_k, mask=valid)
         acc += e_k / x
-    # walk the inputs backwards with e1 = sum e_k f1_k exp(r/tau_s), e2 = sum e_k f2_k exp(r/tau)
-    # over each lane's spikes whose window is at or after j
+    tl.debug_barrier()
+    # Walk the inputs backwards CH at a time (within one segment). E1/E2 are the suffix sums
+    # sum e_k f1_k exp(r/tau_s) and sum e_k f2_k exp(r/tau) over each lane's spikes whose
+    # window is at or after the event: a reverse prefix sum of the chunk's spike terms.
     j_top = tl.max(last_win, axis=0)
     next_win = last_win
     kk = cnt - 1
-    e1 = zero
-    e2 = zero
-    r_cur = tl.load(ref_ptr + row + tl.maximum(j_top, 0))
-    j = j_top
-    while j >= 0:
-        r_j = tl.load(ref_ptr + row + j)
-        e1 = e1 * _exp((r_j - r_cur) / tau_s, INTERP)
-        e2 = e2 * _exp((r_j - r_cur) / tau, INTERP)
-        r_cur = r_j
-        hit = next_win == j
+    e1c = zero
+    e2c = zero
+    r_prev = tl.load(ref_ptr + row + tl.maximum(j_top, 0))
+    j_hi = j_top
+    while j_hi >= 0:
+        jj = j_hi - (CH - 1) + rows
+        r_c = tl.load(ref_ptr + row + j_hi)
+        rv = tl.load(ref_ptr + row + jj, mask=jj >= 0, other=-float("inf"))
+        valid = (jj >= 0) & (rv == r_c)  # a suffix: references never decrease
+        n_valid = tl.sum(valid.to(tl.int32), axis=0)
+        j_lo = j_hi - n_valid + 1
+        e1c = e1c * _exp((r_c - r_prev) / tau_s, INTERP)
+        e2c = e2c * _exp((r_c - r_prev) / tau, INTERP)
+        r_prev = r_c
+        s1 = tl.zeros([CH, BLOCK], dtype=tau_s.dtype)
+        s2 = tl.zeros([CH, BLOCK], dtype=tau_s.dtype)
+        hit = next_win >= j_lo
         while tl.max(hit.to(tl.int32), axis=0) > 0:
             slot = base + kk
             e_k = tl.load(err_ptr + slot, mask=hit, other=0.0)
             t_c = tl.load(tc_ptr + slot, mask=hit, other=0.0)
             x = tl.load(x_ptr + slot, mask=hit, other=1.0)
-            e1 += tl.where(hit, e_k * tau / (x * _exp((t_c - r_j) / tau, INTERP)), 0.0)
-            e2 += tl.where(hit, e_k * tau / x, 0.0)
+            f1 = tl.where(hit, e_k * tau / (x * _exp((t_c - r_c) / tau, INTERP)), 0.0)
+            f2 = tl.where(hit, e_k * tau / x, 0.0)
+            sel = (rows[:, None] == (next_win - (j_hi - (CH - 1)))[None, :]) & hit[None, :]
+            s1 += tl.where(sel, f1[None, :], 0.0)
+            s2 += tl.where(sel, f2[None, :], 0.0)
             kk = tl.where(hit, kk - 1, kk)
             more = hit & (kk >= 0)
             nw = tl.load(win_ptr + base + kk, mask=more, other=-1)
             next_win = tl.where(hit, nw, next_win)
-            hit = next_win == j
-        i = tl.load(nid_ptr + row + j).to(tl.int64)
-        e_s = tl.load(es_ptr + row + j)
-        e_x = tl.load(ex_ptr + row + j)
-        c1 = e1 * e_s
-        c2 = e2 * e_x
+            hit = next_win >= j_lo
+        e1 = e1c[None, :] + tl.cumsum(s1, axis=0, reverse=True)
+        e2 = e2c[None, :] + tl.cumsum(s2, axis=0, reverse=True)
+        es_v = tl.load(es_ptr + row + jj, mask=valid, other=0.0)
+        ex_v = tl.load(ex_ptr + row + jj, mask=valid, other=0.0)
+        i_v = tl.load(nid_ptr + row + jj, mask=valid, other=0).to(tl.int64)
+        c1 = e1 * es_v[:, None]
+        c2 = e2 * ex_v[:, None]
         coef = c1 - c2
-        tl.atomic_add(gwt_ptr + i * N + n, coef, mask=nmask & (coef != 0.0))
+        tmask = valid[:, None] & nmask[None, :]
+        tl.atomic_add(gwt_ptr + i_v[:, None] * N + n[None, :], coef, mask=tmask & (coef != 0.0))
         if NEED_INPUT:
-            w = tl.load(wt_ptr + i * N + n, mask=nmask, other=0.0).to(tau_s.dtype)
-            s = tl.sum(tl.where(nmask, w * (c1 / tau_s - c2 / tau), 0.0), axis=0)
-            tl.atomic_add(gin_ptr + row + j, s)
-        j -= 1
+            w = tl.load(wt_ptr + i_v[:, None] * N + n[None, :], mask=tmask, other=0.0)
+            contrib = tl.where(tmask, w.to(tau_s.dtype) * (c1 / tau_s - c2 / tau), 0.0)
+            tl.atomic_add(gin_ptr + row + jj, tl.sum(contrib, axis=1), mask=valid)
+        first_row = rows[:, None] == (CH - n_valid)
+        e1c = tl.sum(tl.where(first_row, e1, 0.0), axis=0)
+        e2c = tl.sum(tl.where(first_row, e2, 0.0), axis=0)
+        j_hi = j_lo - 1
 
 
-def _block(n_out: int) -> int:
-    return max(16, min(128, triton.next_power_of_2(n_out)))
+def _block(n_out: int) -> tuple[int, int, int]:
+    """(lanes per program, events per chunk, warps): tiles of 1024 to 2048 elements."""
+    lanes = max(16, min(64, triton.next_power_of_2(n_out)))
+    chunk = 2048 // lanes if lanes >= 32 else 64
+    return lanes, chunk, 4 if lanes * chunk >= 2048 else 2
 
 
 def sort_events(input_times, tau_s, t_max, seg):
@@ -264,13 +327,14 @@ def forward(ev, weight, *, tau_s, theta, delta_theta, max_spikes, t_max, dt):
     if n_batch == 0 or m == 0 or n_out == 0:
         return out_t, out_tc, out_win, out_x, counts
     wt = weight.detach().t().contiguous()
-    block = _block(n_out)
+    block, chunk, warps = _block(n_out)
     grid = (n_batch, triton.cdiv(n_out, block))
     _forward_kernel[grid](ev.ts, ev.nid, ev.nspk, ev.ref, ev.es, ev.ex, ev.up, ev.xup, wt,
                           _params(ev, tau_s, theta, delta_theta, t_max, dt),
                           _const((float(dt),), torch.float64, dev), out_t, out_tc,
                           out_win, out_x, counts, m, n_out, K=max_spikes, BLOCK=block,
-                          USE_DT=bool(dt > 0), MARGIN=_MARGIN, INTERP=_INTERP, num_warps=max(1, block // 32))
+                          CH=chunk, USE_DT=bool(dt > 0), MARGIN=_MARGIN, INTERP=_INTERP,
+                          num_warps=warps)
     return out_t, out_tc, out_win, out_x, counts
 
 
@@ -288,10 +352,10 @@ def backward(g_out, saved, ev, weight, *, tau_s, delta_theta, need_input):
     wt = weight.detach().t().contiguous()
     err = torch.empty_like(out_tc)
     g = g_out.detach().to(dtype).contiguous()
-    block = _block(n_out)
+    block, chunk, warps = _block(n_out)
     grid = (n_batch, triton.cdiv(n_out, block))
     _backward_kernel[grid](g, out_tc, out_win, out_x, counts, ev.nid, ev.ref, ev.es, ev.ex, wt,
                            _params(ev, tau_s, 1.0, delta_theta, math.inf, 0.0), err, g_in, g_wt,
-                           m, n_out, K=k, BLOCK=block, NEED_INPUT=bool(need_input), INTERP=_INTERP,
-                           num_warps=max(1, block // 32))
+                           m, n_out, K=k, BLOCK=block, CH=chunk, NEED_INPUT=bool(need_input),
+                           INTERP=_INTERP, num_warps=warps)
     return g_in, g_wt.t()
