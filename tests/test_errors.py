@@ -75,3 +75,16 @@ def test_same_errors_from_the_module():
     layer = LIFLinear(2, 3, tau_s=0.05, theta=1.0, max_spikes=2)
     with pytest.raises(ValueError, match="input_times.*negative"):
         layer(torch.tensor([[[-1.0], [0.1]]]))
+
+
+def test_modified_outputs_are_checked_again():
+    """Outputs of batsnn skip the data checks only while they are unmodified."""
+    x = batsnn.ttfs_encode(torch.tensor([[0.5, 1.0]]), dtype=torch.float64)
+    out = _call(x=x, w=torch.full((3, 2), 30.0, dtype=torch.float64))
+    assert out.counts.sum() > 0
+    out.times.mul_(-1)  # in place: the version counter moves on
+    with pytest.raises(ValueError, match="negative"):
+        _call(x=out.times, w=torch.ones(3, 3, dtype=torch.float64))
+    x.fill_(math.nan)
+    with pytest.raises(ValueError, match="NaN"):
+        _call(x=x)

@@ -65,6 +65,11 @@ def test_sweep_end_to_end_resume_and_rows_equal_single_runs(data_dir, tmp_path, 
     assert cli.main(args[:-4] + ["--seeds", "3", "--jobs", "1", "--out", str(out)]) == 0
     assert "4 finished already, 2 to train" in capsys.readouterr().out
     assert len(_csv(out / "sweep.csv")) == 6
+    # report only: nothing is trained, the tables come from the finished runs
+    (out / "sweep.csv").unlink()
+    assert cli.main(args[:-4] + ["--seeds", "4", "--report-only", "--out", str(out)]) == 0
+    assert "0 to train" in capsys.readouterr().out
+    assert len(_csv(out / "sweep.csv")) == 6
 
 
 def test_sweep_in_parallel_processes(data_dir, tmp_path):

@@ -143,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, default=3, help="number of seeds (1..N)")
     s.add_argument("--jobs", type=int, default=0,
                    help="trainings at once (0: one per CPU core on CPU, 1 on a GPU)")
+    s.add_argument("--report-only", action="store_true",
+                   help="train nothing: rebuild the tables, plots and report from finished runs")
     s.set_defaults(func=cmd_sweep)
 
     e = sub.add_parser("discretization-error",

@@ -62,4 +62,6 @@ def ttfs_encode(x: torch.Tensor, *, t_window: float = 0.1, x_max: float = 1.0,
                          f"[{float(v.min())}, {float(v.max())}]")
     t = t_window * (1.0 - v / x_max)
     t = torch.where(v > 0, t, torch.full_like(t, math.inf))
-    return discretize(t, dt).unsqueeze(-1)
+    from batsnn.functional import mark_valid
+
+    return mark_valid(discretize(t, dt).unsqueeze(-1))

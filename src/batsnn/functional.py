@@ -65,6 +65,20 @@ def _check_tensor(name: str, times) -> None:
                          f"{tuple(times.shape)}")
 
 
+def mark_valid(times: torch.Tensor) -> torch.Tensor:
+    """Record that ``times`` is a valid spike-time tensor made by batsnn.
+
+    A later :func:`check_spike_times` of the same, unmodified tensor (same object, same
+    version counter) skips the data checks, which on a GPU cost a host synchronisation.
+    """
+    times._batsnn_valid_version = times._version
+    return times
+
+
+def _marked_valid(times: torch.Tensor) -> bool:
+    return getattr(times, "_batsnn_valid_version", None) == times._version
+
+
 def check_spike_times(name: str, times: torch.Tensor,
                       weight: torch.Tensor | None = None) -> None:
     """Raise if ``times`` is not a valid ``(B, N, S)`` spike-time tensor.
@@ -74,6 +88,10 @@ def check_spike_times(name: str, times: torch.Tensor,
     """
     _check_tensor(name, times)
     w = None if weight is None or weight.numel() == 0 else weight.detach()
+    if _marked_valid(times):
+        if w is not None and not bool(torch.isfinite(w).all()):
+            raise ValueError("weight contains NaN or infinite values")
+        return
     t = times.detach()
     if t.device.type == "cpu" or t.numel() == 0:
         if w is not None and not bool(torch.isfinite(w).all()):
@@ -174,4 +192,4 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float,
     check_spike_times("input_times", input_times, weight)
     times, counts = lif_linear_op(input_times, weight, tau_s, theta, delta_theta, max_spikes,
                                   t_max, dt)
-    return SpikeTrains(times, counts)
+    return SpikeTrains(mark_valid(times), counts)

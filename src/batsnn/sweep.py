@@ -142,7 +142,7 @@ def run_sweep(args) -> list[dict]:
             run = out / "runs" / f"{_dt_name(dt)}-seed{seed}"
             cfg = resolve_config(args.preset, args.config, **overrides, dt=dt, seed=seed,
                                  out=str(run))
-            if _finished(run, cfg.epochs):
+            if _finished(run, cfg.epochs) or getattr(args, "report_only", False):
                 continue
             todo.append(cfg)
     out.mkdir(parents=True, exist_ok=True)

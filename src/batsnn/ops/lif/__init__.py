@@ -37,7 +37,8 @@ class LIFLinearFunction(torch.autograd.Function):
         out_t, out_tc, out_win, out_x, counts = backend.forward(
             ev, weight, tau_s=tau_s, theta=theta, delta_theta=delta_theta,
             max_spikes=max_spikes, t_max=t_max, dt=dt)
-        ctx.params = (tau_s, delta_theta, input_times.shape, input_times.dtype)
+        ctx.params = (tau_s, theta, delta_theta, t_max, dt, input_times.shape,
+                      input_times.dtype)
         ctx.backend = backend
         ctx.save_for_backward(weight, out_tc, out_win, out_x, counts, *ev)
         ctx.mark_non_differentiable(counts)
@@ -46,7 +47,7 @@ class LIFLinearFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_times, grad_counts):
-        tau_s, delta_theta, in_shape, in_dtype = ctx.params
+        tau_s, theta, delta_theta, t_max, dt, in_shape, in_dtype = ctx.params
         weight, out_tc, out_win, out_x, counts, *ev = ctx.saved_tensors
         ev = Events(*ev)
         need_input, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
@@ -54,7 +55,8 @@ class LIFLinearFunction(torch.autograd.Function):
             return (None,) * 8
         g_sorted, g_w = ctx.backend.backward(
             grad_times, (out_tc, out_win, out_x, counts), ev, weight,
-            tau_s=tau_s, delta_theta=delta_theta, need_input=need_input)
+            tau_s=tau_s, theta=theta, delta_theta=delta_theta, t_max=t_max, dt=dt,
+            need_input=need_input)
         g_input = None
         if need_input:
             n_batch = in_shape[0]

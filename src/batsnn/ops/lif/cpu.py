@@ -365,7 +365,7 @@ def forward(ev, weight, *, tau_s, theta, delta_theta, max_spikes, t_max, dt):
     return out_t, out_tc, out_win, out_x, counts
 
 
-def backward(g_out, saved, ev, weight, *, tau_s, delta_theta, need_input):
+def backward(g_out, saved, ev, weight, *, tau_s, delta_theta, need_input, **_):
     """Run the backward kernel; returns ``(grad of sorted input events (B, M), grad_weight)``."""
     out_tc, out_win, out_x, counts = saved
     n_batch, m = ev.ts.shape

@@ -338,7 +338,8 @@ def forward(ev, weight, *, tau_s, theta, delta_theta, max_spikes, t_max, dt):
     return out_t, out_tc, out_win, out_x, counts
 
 
-def backward(g_out, saved, ev, weight, *, tau_s, delta_theta, need_input):
+def backward(g_out, saved, ev, weight, *, tau_s, delta_theta, need_input, theta=1.0,
+             t_max=math.inf, dt=0.0):
     out_tc, out_win, out_x, counts = saved
     n_batch, m = ev.ts.shape
     n_out, n_in = weight.shape
@@ -355,7 +356,7 @@ def backward(g_out, saved, ev, weight, *, tau_s, delta_theta, need_input):
     block, chunk, warps = _block(n_out)
     grid = (n_batch, triton.cdiv(n_out, block))
     _backward_kernel[grid](g, out_tc, out_win, out_x, counts, ev.nid, ev.ref, ev.es, ev.ex, wt,
-                           _params(ev, tau_s, 1.0, delta_theta, math.inf, 0.0), err, g_in, g_wt,
+                           _params(ev, tau_s, theta, delta_theta, t_max, dt), err, g_in, g_wt,
                            m, n_out, K=k, BLOCK=block, CH=chunk, NEED_INPUT=bool(need_input),
                            INTERP=_INTERP, num_warps=warps)
     return g_in, g_wt.t()
