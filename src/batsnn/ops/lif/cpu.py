@@ -89,6 +89,34 @@ def check_times(times: torch.Tensor):
     return int(bad[b, 0]), b, int(bad[b, 1]), int(bad[b, 2])
 
 
+@numba.njit(cache=True)
+def _radix_argsort(vals, keys, tmp, order, tmp_order, counts):
+    """Stable argsort of non-negative float64 values: LSD radix sort on their bit patterns
+    (which order like the numbers for values >= 0), one byte a pass; a pass whose byte is
+    the same for every key is skipped."""
+    m = vals.shape[0]
+    for i in range(m):
+        keys[i] = np.uint64(vals.view(np.uint64)[i])
+        order[i] = i
+    for shift in range(0, 64, 8):
+        counts[:] = 0
+        for i in range(m):
+            counts[((keys[i] >> np.uint64(shift)) & np.uint64(255)) + 1] += 1
+        if counts.max() == m:
+            continue
+        for d in range(256):
+            counts[d + 1] += counts[d]
+        for i in range(m):
+            d = (keys[i] >> np.uint64(shift)) & np.uint64(255)
+            pos = counts[d]
+            counts[d] = pos + 1
+            tmp[pos] = keys[i]
+            tmp_order[pos] = order[i]
+        keys, tmp = tmp, keys
+        order, tmp_order = tmp_order, order
+    return order
+
+
 @numba.njit(parallel=True, cache=True)
 def build_events(flat, nspk, s_in, tau_s, seg, t_max, ts, nid, perm, ref, es, ex, up, xup):
     """Fill the event arrays of each sample (stable order for equal times)."""
@@ -98,14 +126,19 @@ def build_events(flat, nspk, s_in, tau_s, seg, t_max, ts, nid, perm, ref, es, ex
         m = nspk[b]
         vals = np.empty(m, np.float64)
         idx = np.empty(m, np.int64)
+        keys = np.empty(m, np.uint64)
+        tmp = np.empty(m, np.uint64)
+        order_buf = np.empty(m, np.int64)
+        tmp_order = np.empty(m, np.int64)
+        counts_buf = np.empty(257, np.int64)
         c = 0
         for f in range(flat.shape[1]):
             v = flat[b, f]
             if math.isfinite(v):
-                vals[c] = v
+                vals[c] = v + 0.0  # -0.0 -> +0.0, so that the bit patterns order as numbers
                 idx[c] = f
                 c += 1
-        order = np.argsort(vals, kind="mergesort")
+        order = _radix_argsort(vals, keys, tmp, order_buf, tmp_order, counts_buf) if m else idx[:0]
         for j in range(m):
             t = vals[order[j]]
             ts[b, j] = t
@@ -225,6 +258,13 @@ def forward_kernel(ts, nid, nspk, ref, es, ex, up, xup, wt, tau_s, theta, delta_
                     k += 1
                     lower = t_e
                     bl -= reset * math.exp((t_c - r) / tau)
+                    # after the reset, the root-free pre-test again before sqrt and log
+                    f_u = (al * u - bl) * u + c
+                    if bl <= 0.0 or not (
+                            f_u <= _MARGIN * (al * u * u + bl * u + c)
+                            or (2.0 * al * u <= bl * (1.0 + _MARGIN)
+                                and bl * bl >= 4.0 * al * c * (1.0 - _MARGIN))):
+                        break
                 if k > cnt[l]:
                     last[l] = lower
                     cnt[l] = k
@@ -349,7 +389,7 @@ def forward(ev, weight, *, tau_s, theta, delta_theta, max_spikes, t_max, dt):
     n_batch = ev.ts.shape[0]
     n_out = weight.shape[0]
     shape = (n_batch, n_out, max_spikes)
-    out_t = torch.full(shape, math.inf, dtype=torch.float64)
+    out_t = torch.full(shape, math.inf, dtype=weight.dtype)  # the caller's dtype
     # read only below counts: no initialisation needed
     out_tc = torch.empty(shape, dtype=torch.float64)
     out_win = torch.empty(shape, dtype=torch.int32)
