@@ -209,6 +209,13 @@ def _fmt(m, s, scale=1.0, digits=2):
     return f"{scale * m:.{digits}f} ± {scale * s:.{digits}f}"
 
 
+def _epochs_done(out: Path, dts, seeds) -> str:
+    done = [r["epochs"] for r in sweep_rows(out, dts, seeds)]
+    if not done:
+        return "0"
+    return str(min(done)) if min(done) == max(done) else f"{min(done)} to {max(done)}"
+
+
 def _report(out: Path, cfg, summary, dts, seeds, seconds) -> None:
     import batsnn
 
@@ -220,7 +227,8 @@ def _report(out: Path, cfg, summary, dts, seeds, seconds) -> None:
         f"# Time-step sweep: {cfg.preset or 'custom'} on {cfg.dataset}", "",
         f"Produced by `{cmd}` with batsnn {batsnn.__version__}.", "",
         f"{len(dts)} time steps x {len(seeds)} seeds (seeds {seeds[0]}..{seeds[-1]}, the same "
-        f"initial weights and data order for every dt); {cfg.epochs} epochs; "
+        f"initial weights and data order for every dt); {cfg.epochs} epochs set, "
+        f"{_epochs_done(out, dts, seeds)} completed per run; "
         f"train samples: {cfg.train_samples or 'all'}, test samples: "
         f"{cfg.test_samples or 'all'}. Mean ± standard deviation over seeds.", "",
         "| dt (ms) | test accuracy (%) | " + " | ".join(
