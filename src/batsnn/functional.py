@@ -88,6 +88,12 @@ def check_spike_times(name: str, times: torch.Tensor,
     """
     _check_tensor(name, times)
     w = None if weight is None or weight.numel() == 0 else weight.detach()
+    if w is not None and times.device.type == "cpu" and w.dim() == 2:
+        from batsnn.ops.lif.cpu import all_finite
+
+        if not all_finite(w):
+            raise ValueError("weight contains NaN or infinite values")
+        w = None  # checked
     if _marked_valid(times):
         if w is not None and not bool(torch.isfinite(w).all()):
             raise ValueError("weight contains NaN or infinite values")

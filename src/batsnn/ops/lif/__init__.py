@@ -31,12 +31,13 @@ class LIFLinearFunction(torch.autograd.Function):
     """Exact forward and BATS backward of a dense LIF layer (model.md sections 1, 2, 6)."""
 
     @staticmethod
-    def forward(ctx, input_times, weight, tau_s, theta, delta_theta, max_spikes, t_max, dt):
+    def forward(ctx, input_times, weight, tau_s, theta, delta_theta, max_spikes, t_max, dt,
+                need_grad=True):
         backend = _backend(input_times.device)
         ev = backend.sort_events(input_times, tau_s, t_max, SEGMENT * tau_s)
         out_t, out_tc, out_win, out_x, counts = backend.forward(
             ev, weight, tau_s=tau_s, theta=theta, delta_theta=delta_theta,
-            max_spikes=max_spikes, t_max=t_max, dt=dt)
+            max_spikes=max_spikes, t_max=t_max, dt=dt, need_aux=need_grad)
         ctx.params = (tau_s, theta, delta_theta, t_max, dt, input_times.shape,
                       input_times.dtype)
         ctx.backend = backend
@@ -52,7 +53,7 @@ class LIFLinearFunction(torch.autograd.Function):
         ev = Events(*ev)
         need_input, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         if grad_times is None or not (need_input or need_weight):
-            return (None,) * 8
+            return (None,) * 9
         g_sorted, g_w = ctx.backend.backward(
             grad_times, (out_tc, out_win, out_x, counts), ev, weight,
             tau_s=tau_s, theta=theta, delta_theta=delta_theta, t_max=t_max, dt=dt,
@@ -65,10 +66,11 @@ class LIFLinearFunction(torch.autograd.Function):
             flat.scatter_add_(1, ev.perm, g_sorted)  # padding events add 0
             g_input = flat.reshape(in_shape).to(in_dtype)
         g_weight = g_w.to(weight.dtype) if need_weight else None
-        return g_input, g_weight, None, None, None, None, None, None
+        return g_input, g_weight, None, None, None, None, None, None, None
 
 
 def lif_linear_op(input_times, weight, tau_s, theta, delta_theta, max_spikes, t_max, dt):
     """Unchecked op; see :func:`batsnn.functional.lif_linear` for the documented entry point."""
+    need_grad = torch.is_grad_enabled() and (input_times.requires_grad or weight.requires_grad)
     return LIFLinearFunction.apply(input_times, weight, tau_s, theta, delta_theta, max_spikes,
-                                   t_max, dt)
+                                   t_max, dt, need_grad)

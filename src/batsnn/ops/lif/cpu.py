@@ -73,6 +73,32 @@ def scan_times(times, nspk, bad):
         nspk[b] = c
 
 
+@numba.njit(parallel=True, cache=True)
+def count_finite(flat, nspk):
+    for b in numba.prange(flat.shape[0]):
+        c = 0
+        for f in range(flat.shape[1]):
+            c += math.isfinite(flat[b, f])
+        nspk[b] = c
+
+
+@numba.njit(parallel=True, cache=True)
+def _finite_rows(w, ok):
+    for r in numba.prange(w.shape[0]):
+        good = True
+        for i in range(w.shape[1]):
+            good &= math.isfinite(w[r, i])
+        ok[r] = good
+
+
+def all_finite(w: torch.Tensor) -> bool:
+    """``torch.isfinite(w).all()`` for a CPU matrix, without temporaries."""
+    a = w.detach().reshape(w.shape[0], -1).contiguous().numpy()
+    ok = np.zeros(a.shape[0], np.bool_)
+    _finite_rows(a, ok)
+    return bool(ok.all())
+
+
 def check_times(times: torch.Tensor):
     """CPU twin of the checks in :func:`batsnn.functional.check_spike_times`.
 
@@ -146,14 +172,18 @@ def build_events(flat, nspk, s_in, tau_s, seg, t_max, ts, nid, perm, ref, es, ex
             nid[b, j] = idx[order[j]] // s_in
             r = math.floor(t / seg) * seg
             ref[b, j] = r
-            es[b, j] = math.exp((t - r) / tau_s)
-            ex[b, j] = math.exp((t - r) / tau)
+            e = math.exp((t - r) / tau_s)
+            es[b, j] = e
+            ex[b, j] = math.sqrt(e)  # exp((t - r)/tau) with tau = 2 tau_s
         for j in range(m):
             u = ts[b, j + 1] if j + 1 < m else np.inf
             if u > t_max:
                 u = t_max
             up[b, j] = u
-            xup[b, j] = math.exp(-(u - ref[b, j]) / tau)
+            if j + 1 < m and u == ts[b, j + 1] and ref[b, j + 1] == ref[b, j]:
+                xup[b, j] = 1.0 / ex[b, j + 1]
+            else:
+                xup[b, j] = math.exp(-(u - ref[b, j]) / tau)
         for j in range(m, m_all):
             ts[b, j] = np.inf
             up[b, j] = np.inf
@@ -161,7 +191,7 @@ def build_events(flat, nspk, s_in, tau_s, seg, t_max, ts, nid, perm, ref, es, ex
 
 @numba.njit(parallel=True, cache=True)
 def forward_kernel(ts, nid, nspk, ref, es, ex, up, xup, wt, tau_s, theta, delta_theta, t_max,
-                   dt, out32, out_t, out_tc, out_win, out_x, counts):
+                   dt, out32, need_aux, out_t, out_tc, out_win, out_x, counts):
     # out32: the caller's dtype is float32. The window tests then compare float32-rounded
     # emitted times and bounds, i.e. the values the caller sees (ties with the next input on
     # a dt grid are decided the same way by every backend).
@@ -209,15 +239,19 @@ def forward_kernel(ts, nid, nspk, ref, es, ex, up, xup, wt, tau_s, theta, delta_
             # B <= 0 gives no root at all. The relative margins keep rounding from rejecting
             # a crossing that the exact test accepts.
             u = xup[b, j]
+            # per-event constants: f(u) <= M (A u^2 + B u + c)  <=>  A p - B q + r0 <= 0;
+            # 2 A u <= B (1 + M)  <=>  A s <= B;  B^2 >= 4 A c (1 - M)  <=>  B^2 >= A k
+            p = u * u * (1.0 - _MARGIN)
+            q = u * (1.0 + _MARGIN)
+            r0 = c * (1.0 - _MARGIN)
+            s = 2.0 * u / (1.0 + _MARGIN)
+            k = 4.0 * c * (1.0 - _MARGIN)
             any_cand = False
             for l in range(nl):
                 al = a_acc[l]
                 bl = b_acc[l]
-                f_u = (al * u - bl) * u + c
                 cl = ((al > 0.0) & (bl > 0.0) & (cnt[l] < k_max)
-                      & ((f_u <= _MARGIN * (al * u * u + bl * u + c))
-                         | ((2.0 * al * u <= bl * (1.0 + _MARGIN))
-                            & (bl * bl >= 4.0 * al * c * (1.0 - _MARGIN)))))
+                      & ((al * p - bl * q + r0 <= 0.0) | ((al * s <= bl) & (bl * bl >= al * k))))
                 cand[l] = cl
                 any_cand |= cl
             if not any_cand:
@@ -231,9 +265,9 @@ def forward_kernel(ts, nid, nspk, ref, es, ex, up, xup, wt, tau_s, theta, delta_
                 n = n0 + l
                 al = a_acc[l]
                 bl = b_acc[l]
-                k = cnt[l]
+                kk = cnt[l]
                 lower = t_j if t_j > last[l] else last[l]
-                while k < k_max:
+                while kk < k_max:
                     # exact tests of model.md sections 1 and 6
                     disc = bl * bl - 4.0 * al * c
                     if disc < 0.0:
@@ -251,23 +285,21 @@ def forward_kernel(ts, nid, nspk, ref, es, ex, up, xup, wt, tau_s, theta, delta_
                         t_e = np.float32(t_e)
                     if not (t_e > lower and t_e <= upper):
                         break
-                    out_t[b, n, k] = t_e
-                    out_tc[b, n, k] = t_c
-                    out_win[b, n, k] = j
-                    out_x[b, n, k] = x
-                    k += 1
+                    out_t[b, n, kk] = t_e
+                    if need_aux:  # what the backward needs; skipped for inference
+                        out_tc[b, n, kk] = t_c
+                        out_win[b, n, kk] = j
+                        out_x[b, n, kk] = x
+                    kk += 1
                     lower = t_e
-                    bl -= reset * math.exp((t_c - r) / tau)
+                    bl -= reset * ratio  # exp((t_c - r)/tau) = ratio by construction
                     # after the reset, the root-free pre-test again before sqrt and log
-                    f_u = (al * u - bl) * u + c
-                    if bl <= 0.0 or not (
-                            f_u <= _MARGIN * (al * u * u + bl * u + c)
-                            or (2.0 * al * u <= bl * (1.0 + _MARGIN)
-                                and bl * bl >= 4.0 * al * c * (1.0 - _MARGIN))):
+                    if bl <= 0.0 or not (al * p - bl * q + r0 <= 0.0
+                                         or (al * s <= bl and bl * bl >= al * k)):
                         break
-                if k > cnt[l]:
+                if kk > cnt[l]:
                     last[l] = lower
-                    cnt[l] = k
+                    cnt[l] = kk
                     b_acc[l] = bl
         for l in range(nl):
             counts[b, n0 + l] = cnt[l]
@@ -370,9 +402,8 @@ def sort_events(input_times: torch.Tensor, tau_s: float, t_max: float, seg: floa
     n_batch, _, s_in = input_times.shape
     times = input_times.detach().contiguous()
     nspk = np.zeros(n_batch, np.int32)
-    bad = np.zeros((n_batch, 3), np.int64)
-    scan_times(times.numpy(), nspk, bad)
     flat_np = times.reshape(n_batch, -1).numpy()
+    count_finite(flat_np, nspk)
     m = int(nspk.max()) if n_batch else 0
     f64 = dict(dtype=torch.float64)
     ts, ref, es, ex, up, xup = (torch.zeros((n_batch, m), **f64) for _ in range(6))
@@ -384,23 +415,27 @@ def sort_events(input_times: torch.Tensor, tau_s: float, t_max: float, seg: floa
     return Events(ts, nid, perm, torch.from_numpy(nspk), ref, es, ex, up, xup)
 
 
-def forward(ev, weight, *, tau_s, theta, delta_theta, max_spikes, t_max, dt):
-    """Run the forward kernel; returns ``(times, t_continuous, window, X, counts)``."""
+def forward(ev, weight, *, tau_s, theta, delta_theta, max_spikes, t_max, dt, need_aux=True):
+    """Run the forward kernel; returns ``(times, t_continuous, window, X, counts)``.
+
+    With ``need_aux=False`` (no backward will follow) the last three are left empty.
+    """
     n_batch = ev.ts.shape[0]
     n_out = weight.shape[0]
     shape = (n_batch, n_out, max_spikes)
     out_t = torch.full(shape, math.inf, dtype=weight.dtype)  # the caller's dtype
     # read only below counts: no initialisation needed
-    out_tc = torch.empty(shape, dtype=torch.float64)
-    out_win = torch.empty(shape, dtype=torch.int32)
-    out_x = torch.empty(shape, dtype=torch.float64)
+    aux_shape = shape if need_aux else (0, 0, 0)
+    out_tc = torch.empty(aux_shape, dtype=torch.float64)
+    out_win = torch.empty(aux_shape, dtype=torch.int32)
+    out_x = torch.empty(aux_shape, dtype=torch.float64)
     counts = torch.zeros((n_batch, n_out), dtype=torch.int64)
     # float32 weights stay float32 (half the memory traffic); products are taken in float64
     wt = weight.detach().t().contiguous()
     forward_kernel(ev.ts.numpy(), ev.nid.numpy(), ev.nspk.numpy(), ev.ref.numpy(), ev.es.numpy(),
                    ev.ex.numpy(), ev.up.numpy(), ev.xup.numpy(), wt.numpy(), float(tau_s),
                    float(theta), float(delta_theta), float(t_max), float(dt),
-                   weight.dtype == torch.float32, out_t.numpy(),
+                   weight.dtype == torch.float32, bool(need_aux), out_t.numpy(),
                    out_tc.numpy(), out_win.numpy(), out_x.numpy(), counts.numpy())
     return out_t, out_tc, out_win, out_x, counts
 

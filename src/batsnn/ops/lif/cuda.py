@@ -165,7 +165,7 @@ def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, up_ptr, 
                 tl.store(out_tc_ptr + slot, t_c, mask=ok)
                 tl.store(out_x_ptr + slot, x, mask=ok)
                 tl.store(out_win_ptr + slot, (j0 + first).to(tl.int32), mask=ok)
-                bb = tl.where(ok, bb - reset * _exp((t_c - r_c) / tau, INTERP), bb)
+                bb = tl.where(ok, bb - reset * ratio, bb)  # exp((t_c - r_c)/tau) = ratio
                 cnt += ok.to(tl.int32)
                 lower = tl.where(ok, t_e, lower)
                 go = ok & (cnt < K)
@@ -313,7 +313,7 @@ def _params(ev, tau_s, theta, delta_theta, t_max, dt):
                   ev.es.dtype, ev.es.device)
 
 
-def forward(ev, weight, *, tau_s, theta, delta_theta, max_spikes, t_max, dt):
+def forward(ev, weight, *, tau_s, theta, delta_theta, max_spikes, t_max, dt, need_aux=True):
     n_batch, m = ev.ts.shape
     n_out = weight.shape[0]
     dev = weight.device
