@@ -103,5 +103,16 @@ if __name__ == "__main__":
                                n_out=70, slots=2, w_scale=1.0)
         total += check_kernels(triton_backend, "dt", dtype, batch=2, n_in=90, n_out=20,
                                slots=2, span=2.0, w_scale=3.0)
+    # inference mode: no backward buffers, same spikes
+    from batsnn.ops.lif import SEGMENT, cpu
+
+    x, w, _, kw = make_case("plain", torch.float32)
+    ev = triton_backend.sort_events(x, 0.05, kw["t_max"], SEGMENT * 0.05)
+    fk = dict(tau_s=0.05, theta=kw["theta"], delta_theta=kw["theta"],
+              max_spikes=kw["max_spikes"], t_max=kw["t_max"], dt=0.0)
+    full = triton_backend.forward(ev, w, **fk)
+    lean = triton_backend.forward(ev, w, need_aux=False, **fk)
+    assert torch.equal(full[0], lean[0]) and torch.equal(full[4], lean[4])
+    assert lean[1].numel() == 0
     assert total > 1000, total
     print(f"triton kernels match the CPU kernels ({total} spikes compared)")

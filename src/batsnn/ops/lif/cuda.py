@@ -87,7 +87,8 @@ def _pretest(A, Bt, U, c, MARGIN: tl.constexpr):
 def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, up_ptr, xup_ptr,
                     wt_ptr, prm_ptr, dt_ptr, out_t_ptr, out_tc_ptr, out_win_ptr, out_x_ptr,
                     cnt_ptr, M, N, K: tl.constexpr, BLOCK: tl.constexpr, CH: tl.constexpr,
-                    USE_DT: tl.constexpr, MARGIN: tl.constexpr, INTERP: tl.constexpr):
+                    USE_DT: tl.constexpr, MARGIN: tl.constexpr, INTERP: tl.constexpr,
+                    NEED_AUX: tl.constexpr):
     # Events are taken CH at a time (never across a reference-time segment): the sums A and B
     # after every event of the chunk come from one prefix sum over a (CH, BLOCK) tile, and the
     # pre-test runs on the whole tile. Lanes with a candidate window then resolve their
@@ -162,9 +163,10 @@ def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, up_ptr, 
                 ok = ok & (t_e > lower) & (t_e <= upper)
                 slot = out_base + cnt
                 tl.store(out_t_ptr + slot, t_e, mask=ok)
-                tl.store(out_tc_ptr + slot, t_c, mask=ok)
-                tl.store(out_x_ptr + slot, x, mask=ok)
-                tl.store(out_win_ptr + slot, (j0 + first).to(tl.int32), mask=ok)
+                if NEED_AUX:  # what the backward needs; skipped for inference
+                    tl.store(out_tc_ptr + slot, t_c, mask=ok)
+                    tl.store(out_x_ptr + slot, x, mask=ok)
+                    tl.store(out_win_ptr + slot, (j0 + first).to(tl.int32), mask=ok)
                 bb = tl.where(ok, bb - reset * ratio, bb)  # exp((t_c - r_c)/tau) = ratio
                 cnt += ok.to(tl.int32)
                 lower = tl.where(ok, t_e, lower)
@@ -320,9 +322,10 @@ def forward(ev, weight, *, tau_s, theta, delta_theta, max_spikes, t_max, dt, nee
     dtype = ev.es.dtype
     shape = (n_batch, n_out, max_spikes)
     out_t = torch.full(shape, math.inf, dtype=dtype, device=dev)
-    out_tc = torch.empty(shape, dtype=dtype, device=dev)
-    out_win = torch.empty(shape, dtype=torch.int32, device=dev)
-    out_x = torch.empty(shape, dtype=dtype, device=dev)
+    aux_shape = shape if need_aux else (0, 0, 0)
+    out_tc = torch.empty(aux_shape, dtype=dtype, device=dev)
+    out_win = torch.empty(aux_shape, dtype=torch.int32, device=dev)
+    out_x = torch.empty(aux_shape, dtype=dtype, device=dev)
     counts = torch.zeros((n_batch, n_out), dtype=torch.int64, device=dev)
     if n_batch == 0 or m == 0 or n_out == 0:
         return out_t, out_tc, out_win, out_x, counts
@@ -334,7 +337,7 @@ def forward(ev, weight, *, tau_s, theta, delta_theta, max_spikes, t_max, dt, nee
                           _const((float(dt),), torch.float64, dev), out_t, out_tc,
                           out_win, out_x, counts, m, n_out, K=max_spikes, BLOCK=block,
                           CH=chunk, USE_DT=bool(dt > 0), MARGIN=_MARGIN, INTERP=_INTERP,
-                          num_warps=warps)
+                          NEED_AUX=bool(need_aux), num_warps=warps)
     return out_t, out_tc, out_win, out_x, counts
 
 
