@@ -58,11 +58,16 @@ def check_kernels(backend, name, dtype, **case_kw):
         g_in = torch.zeros(x.shape[0], x.shape[1] * x.shape[2], dtype=torch.float64)
         g_in.scatter_add_(1, ev.perm.cpu(), g_sorted.double().cpu())
         results.append((out[0].cpu(), out[4].cpu(), g_in, g_w.cpu()))
-    (t0, c0, gi0, gw0), (t1, c1, gi1, gw1) = results
+    return _compare(name, dtype, *results)
+
+
+def _compare(name, dtype, ref, out):
+    """Counts equal, times and both gradients close; returns the number of spikes."""
+    (t0, c0, gi0, gw0), (t1, c1, gi1, gw1) = ref, out
     atol, rtol = _tols(dtype)
-    assert torch.equal(c0, c1), f"{name}: counts differ"
+    assert torch.equal(c0, c1), f"{name}: counts differ ({int((c0 != c1).sum())} neurons)"
     assert_close(f"{name} times", t0, t1, atol=atol, rtol=rtol)
-    assert_close(f"{name} grad input", gi0, gi1, atol=atol * 10, rtol=rtol * 10)
+    assert_close(f"{name} grad input_times", gi0, gi1, atol=atol * 10, rtol=rtol * 10)
     assert_close(f"{name} grad weight", gw0, gw1, atol=atol * 10, rtol=rtol * 10)
     return int(c0.sum())
 
@@ -80,13 +85,7 @@ def check_public_op(name, dtype, device, **case_kw):
         g = grad.to(dev) * torch.isfinite(out.times)
         gx, gw = torch.autograd.grad(out.times, (xd, wd), g)
         outs.append([v.detach().cpu() for v in (out.times, out.counts, gx, gw)])
-    (t0, c0, gx0, gw0), (t1, c1, gx1, gw1) = outs
-    atol, rtol = _tols(dtype)
-    assert torch.equal(c0, c1), f"{name}: counts differ ({int((c0 != c1).sum())} neurons)"
-    assert_close(f"{name} times", t0, t1, atol=atol, rtol=rtol)
-    assert_close(f"{name} grad input_times", gx0, gx1, atol=atol * 10, rtol=rtol * 10)
-    assert_close(f"{name} grad weight", gw0, gw1, atol=atol * 10, rtol=rtol * 10)
-    return int(c0.sum())
+    return _compare(name, dtype, *outs)
 
 
 if __name__ == "__main__":

@@ -41,3 +41,13 @@ def random_times(batch, neurons, slots, *, t_max=0.1, p=0.7, gen=None, dtype=tor
     keep = torch.rand(batch, neurons, slots, generator=gen) < p
     t = torch.where(keep, t, torch.full_like(t, math.inf))
     return torch.sort(t, dim=-1).values.to(dtype)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A tiny fake Fashion-MNIST in IDX files (60 train / 20 test images)."""
+    from test_data import write_fake_idx_dataset
+
+    d = tmp_path_factory.mktemp("data")
+    write_fake_idx_dataset(d, n_train=60, n_test=20)
+    return d

@@ -9,19 +9,12 @@ import pytest
 import torch
 
 from batsnn import cli, train as train_mod
-from test_data import write_fake_idx_dataset
 
 TINY = ["--preset", "mnist-count", "--dataset", "fashion-mnist", "--hidden", "24",
         "--max-spikes", "8,8", "--batch-size", "10", "--eval-batch-size", "16", "--quiet",
         "--device", "cpu"]
 TIMING = {"train_seconds", "epoch_seconds"}
 
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    write_fake_idx_dataset(d, n_train=60, n_test=20)
-    return d
 
 
 def _rows(path):

@@ -6,19 +6,12 @@ import json
 import pytest
 
 from batsnn import cli
-from test_data import write_fake_idx_dataset
 
 TINY = ["--preset", "mnist-count", "--dataset", "fashion-mnist", "--hidden", "20",
         "--max-spikes", "6,6", "--theta", "0.2,0.4", "--batch-size", "10", "--eval-batch-size",
         "20", "--epochs", "1",
         "--quiet", "--device", "cpu"]
 
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    write_fake_idx_dataset(d, n_train=40, n_test=20)
-    return d
 
 
 def _csv(path):
