@@ -88,27 +88,22 @@ def check_spike_times(name: str, times: torch.Tensor,
     """
     _check_tensor(name, times)
     w = None if weight is None or weight.numel() == 0 else weight.detach()
-    if w is not None and times.device.type == "cpu" and w.dim() == 2:
-        from batsnn.ops.lif.cpu import all_finite
-
-        if not all_finite(w):
-            raise ValueError("weight contains NaN or infinite values")
-        w = None  # checked
-    if _marked_valid(times):
-        if w is not None and not bool(torch.isfinite(w).all()):
-            raise ValueError("weight contains NaN or infinite values")
-        return
     t = times.detach()
-    if t.device.type == "cpu" or t.numel() == 0:
-        if w is not None and not bool(torch.isfinite(w).all()):
-            raise ValueError("weight contains NaN or infinite values")
-        if t.numel() == 0:
-            return
-        from batsnn.ops.lif.cpu import check_times
+    bad_weight = ValueError("weight contains NaN or infinite values")
+    if t.device.type == "cpu":
+        from batsnn.ops.lif.cpu import all_finite, check_times
 
+        if w is not None and not all_finite(w):
+            raise bad_weight
+        if t.numel() == 0 or _marked_valid(times):
+            return
         found = check_times(t)
         if found is not None:
             _raise_time_defect(name, t, *found)
+        return
+    if t.numel() == 0 or _marked_valid(times):
+        if w is not None and not bool(torch.isfinite(w).all()):
+            raise bad_weight
         return
     no = torch.zeros((), dtype=torch.bool, device=t.device)
     flags = torch.stack([
@@ -118,7 +113,7 @@ def check_spike_times(name: str, times: torch.Tensor,
         ~torch.isfinite(w).all() if w is not None else no,
     ]).tolist()
     if flags[3]:
-        raise ValueError("weight contains NaN or infinite values")
+        raise bad_weight
     for kind, mask in ((1, torch.isnan(t)), (2, t < 0)):
         if flags[kind - 1]:
             _raise_time_defect(name, t, kind, *torch.nonzero(mask)[0].tolist())
