@@ -74,11 +74,15 @@ def scan_times(times, nspk, bad):
 
 
 @numba.njit(parallel=True, cache=True)
-def count_finite(flat, nspk):
-    for b in numba.prange(flat.shape[0]):
+def count_spikes(times, nspk):
+    """Spikes per sample of valid ``(B, N, S)`` trains: each row stops at its first +inf."""
+    for b in numba.prange(times.shape[0]):
         c = 0
-        for f in range(flat.shape[1]):
-            c += math.isfinite(flat[b, f])
+        for n in range(times.shape[1]):
+            for s in range(times.shape[2]):
+                if not math.isfinite(times[b, n, s]):
+                    break
+                c += 1
         nspk[b] = c
 
 
@@ -144,11 +148,13 @@ def _radix_argsort(vals, keys, tmp, order, tmp_order, counts):
 
 
 @numba.njit(parallel=True, cache=True)
-def build_events(flat, nspk, s_in, tau_s, seg, t_max, ts, nid, perm, ref, es, ex, up, xup):
-    """Fill the event arrays of each sample (stable order for equal times)."""
+def build_events(times, nspk, tau_s, seg, t_max, ts, nid, perm, ref, es, ex, up, xup):
+    """Fill the event arrays of each sample from valid ``(B, N, S)`` trains (stable order
+    for equal times: the order of ``times.reshape(B, -1)``)."""
     tau = 2.0 * tau_s
     m_all = ts.shape[1]
-    for b in numba.prange(flat.shape[0]):
+    s_in = times.shape[2]
+    for b in numba.prange(times.shape[0]):
         m = nspk[b]
         vals = np.empty(m, np.float64)
         idx = np.empty(m, np.int64)
@@ -158,11 +164,13 @@ def build_events(flat, nspk, s_in, tau_s, seg, t_max, ts, nid, perm, ref, es, ex
         tmp_order = np.empty(m, np.int64)
         counts_buf = np.empty(257, np.int64)
         c = 0
-        for f in range(flat.shape[1]):
-            v = flat[b, f]
-            if math.isfinite(v):
+        for n in range(times.shape[1]):
+            for s in range(s_in):
+                v = times[b, n, s]
+                if not math.isfinite(v):
+                    break  # +inf padding: the rest of the row is padding too
                 vals[c] = v + 0.0  # -0.0 -> +0.0, so that the bit patterns order as numbers
-                idx[c] = f
+                idx[c] = n * s_in + s
                 c += 1
         order = _radix_argsort(vals, keys, tmp, order_buf, tmp_order, counts_buf) if m else idx[:0]
         for j in range(m):
@@ -396,20 +404,24 @@ def backward_kernel(g_out, out_tc, out_win, out_x, counts, nid, ref, es, ex, wt,
 
 
 def sort_events(input_times: torch.Tensor, tau_s: float, t_max: float, seg: float):
-    """Event lists of a CPU batch (see :func:`batsnn.ops.lif.events.sort_events`)."""
+    """Event lists of a CPU batch (see :func:`batsnn.ops.lif.events.sort_events`).
+
+    ``input_times`` must be valid (ascending rows padded with +inf, as
+    :func:`batsnn.functional.check_spike_times` ensures): a row is read up to its first +inf.
+    """
     from batsnn.ops.lif.events import Events
 
     n_batch, _, s_in = input_times.shape
     times = input_times.detach().contiguous()
     nspk = np.zeros(n_batch, np.int32)
-    flat_np = times.reshape(n_batch, -1).numpy()
-    count_finite(flat_np, nspk)
+    times_np = times.numpy()
+    count_spikes(times_np, nspk)
     m = int(nspk.max()) if n_batch else 0
     f64 = dict(dtype=torch.float64)
     ts, ref, es, ex, up, xup = (torch.zeros((n_batch, m), **f64) for _ in range(6))
     nid = torch.zeros((n_batch, m), dtype=torch.int32)
     perm = torch.zeros((n_batch, m), dtype=torch.int64)
-    build_events(flat_np, nspk, s_in, float(tau_s), float(seg), float(t_max), ts.numpy(),
+    build_events(times_np, nspk, float(tau_s), float(seg), float(t_max), ts.numpy(),
                  nid.numpy(), perm.numpy(), ref.numpy(), es.numpy(), ex.numpy(), up.numpy(),
                  xup.numpy())
     return Events(ts, nid, perm, torch.from_numpy(nspk), ref, es, ex, up, xup)
