@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from batsnn.train import _atomic_write, _write_csv
+
 __all__ = ["run_discretization_error", "run_sweep", "spike_train_error", "sweep_rows"]
 
 _ROW_KEYS_FIXED = ("test_accuracy", "best_test_accuracy", "decision_time_ms",
@@ -69,7 +71,6 @@ def sweep_rows(out: Path, dts, seeds) -> list[dict]:
             if not p.is_file():
                 continue
             s = json.loads(p.read_text())
-            history = []
             with open(run / "metrics.csv") as f:
                 history = list(csv.DictReader(f))
             row = {"dt": dt, "seed": seed}
@@ -107,12 +108,6 @@ def _summary_rows(rows: list[dict], dts) -> list[dict]:
             s[f"{k}_mean"], s[f"{k}_std"] = _mean_std([r[k] for r in sel])
         out.append(s)
     return out
-
-
-def _write_csv(path: Path, rows: list[dict]) -> None:
-    from batsnn.train import _write_csv as write
-
-    write(path, rows)
 
 
 def run_sweep(args) -> list[dict]:
@@ -172,7 +167,7 @@ def run_sweep(args) -> list[dict]:
     summary = _summary_rows(rows, dts)
     _write_csv(out / "summary.csv", summary)
     _sweep_plots(out, summary)
-    _report(out, base, summary, dts, seeds, time.perf_counter() - t0)
+    _report(out, base, summary, rows, dts, seeds, time.perf_counter() - t0)
     print(f"sweep results in {out} (sweep.csv, summary.csv, report.md, plots)", flush=True)
     return rows
 
@@ -209,14 +204,14 @@ def _fmt(m, s, scale=1.0, digits=2):
     return f"{scale * m:.{digits}f} ± {scale * s:.{digits}f}"
 
 
-def _epochs_done(out: Path, dts, seeds) -> str:
-    done = [r["epochs"] for r in sweep_rows(out, dts, seeds)]
+def _epochs_done(rows: list[dict]) -> str:
+    done = [r["epochs"] for r in rows]
     if not done:
         return "0"
     return str(min(done)) if min(done) == max(done) else f"{min(done)} to {max(done)}"
 
 
-def _report(out: Path, cfg, summary, dts, seeds, seconds) -> None:
+def _report(out: Path, cfg, summary, rows, dts, seeds, seconds) -> None:
     import batsnn
 
     cmd = "batsnn " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else \
@@ -228,7 +223,7 @@ def _report(out: Path, cfg, summary, dts, seeds, seconds) -> None:
         f"Produced by `{cmd}` with batsnn {batsnn.__version__}.", "",
         f"{len(dts)} time steps x {len(seeds)} seeds (seeds {seeds[0]}..{seeds[-1]}, the same "
         f"initial weights and data order for every dt); {cfg.epochs} epochs set, "
-        f"{_epochs_done(out, dts, seeds)} completed per run; "
+        f"{_epochs_done(rows)} completed per run; "
         f"train samples: {cfg.train_samples or 'all'}, test samples: "
         f"{cfg.test_samples or 'all'}. Mean ± standard deviation over seeds.", "",
         "| dt (ms) | test accuracy (%) | " + " | ".join(
@@ -246,8 +241,6 @@ def _report(out: Path, cfg, summary, dts, seeds, seconds) -> None:
     lines += ["", "![accuracy](accuracy_vs_dt.png)", "", "![spikes](spikes_vs_dt.png)", "",
               "![latency](latency_vs_dt.png)", "", "![label spikes](label_spikes_vs_dt.png)", "",
               f"Total wall time of this invocation: {seconds:.0f} s.", ""]
-    from batsnn.train import _atomic_write
-
     _atomic_write(out / "report.md", "\n".join(lines).encode())
 
 
@@ -279,7 +272,7 @@ def run_discretization_error(args) -> list[dict]:
     from batsnn import plots
     from batsnn.encoding import ttfs_encode
     from batsnn.nn import LIFLinear
-    from batsnn.train import _write_csv as write, resolve_device
+    from batsnn.train import resolve_device
 
     if not args.depths or any(d < 1 for d in args.depths):
         raise ValueError(f"--depths must be integers >= 1, got {args.depths}")
@@ -326,7 +319,7 @@ def run_discretization_error(args) -> list[dict]:
                 rows.append({"depth": depth, "layer": li + 1, "dt": dt,
                              **spike_train_error(c, d)})
     out.mkdir(parents=True, exist_ok=True)
-    write(out / "discretization_error.csv", rows)
+    _write_csv(out / "discretization_error.csv", rows)
     for depth in sorted(set(args.depths)):
         sel = [r for r in rows if r["depth"] == depth]
         series = {}

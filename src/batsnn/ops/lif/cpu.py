@@ -40,13 +40,12 @@ def _grid(t, dt):
 
 
 @numba.njit(parallel=True, cache=True)
-def scan_times(times, nspk, bad):
-    """One pass over ``times (B, N, S)``: finite spikes per sample into ``nspk``, and per
-    sample the first defect into ``bad[b] = (kind, n, s)`` (kind 1 NaN, 2 negative,
-    3 not ascending / not padded with +inf; 0 none)."""
+def scan_times(times, bad):
+    """One pass over ``times (B, N, S)``: per sample the first defect into
+    ``bad[b] = (kind, n, s)`` (kind 1 NaN, 2 negative, 3 not ascending / not padded with
+    +inf; 0 none)."""
     n_batch, n_neurons, n_slots = times.shape
     for b in numba.prange(n_batch):
-        c = 0
         for n in range(n_neurons):
             prev = -np.inf
             for s in range(n_slots):
@@ -68,9 +67,15 @@ def scan_times(times, nspk, bad):
                         bad[b, 2] = s
                 if v == v:
                     prev = v
-                if math.isfinite(v):
-                    c += 1
-        nspk[b] = c
+
+
+@numba.njit(cache=True, inline="always")
+def _may_cross(al, bl, p, q, r0, s, k):
+    # Root-free pre-test with the per-event constants of forward_kernel: A > 0, B > 0 and
+    # either f(u) <= M (A u^2 + B u + c), or u past the vertex with D >= 0 (margin M).
+    # Written with & and | so that the lane loop stays branch-free.
+    return ((al > 0.0) & (bl > 0.0)
+            & ((al * p - bl * q + r0 <= 0.0) | ((al * s <= bl) & (bl * bl >= al * k))))
 
 
 @numba.njit(parallel=True, cache=True)
@@ -109,9 +114,8 @@ def check_times(times: torch.Tensor):
     Returns ``None`` when ``times`` is valid, else ``(kind, b, n, s)`` of the first defect.
     """
     t = times.detach().contiguous()
-    nspk = np.zeros(t.shape[0], np.int32)
     bad = np.zeros((t.shape[0], 3), np.int64)
-    scan_times(t.numpy(), nspk, bad)
+    scan_times(t.numpy(), bad)
     rows = np.nonzero(bad[:, 0])[0]
     if len(rows) == 0:
         return None
@@ -258,8 +262,7 @@ def forward_kernel(ts, nid, nspk, ref, es, ex, up, xup, wt, tau_s, theta, delta_
             for l in range(nl):
                 al = a_acc[l]
                 bl = b_acc[l]
-                cl = ((al > 0.0) & (bl > 0.0) & (cnt[l] < k_max)
-                      & ((al * p - bl * q + r0 <= 0.0) | ((al * s <= bl) & (bl * bl >= al * k))))
+                cl = (cnt[l] < k_max) & _may_cross(al, bl, p, q, r0, s, k)
                 cand[l] = cl
                 any_cand |= cl
             if not any_cand:
@@ -302,8 +305,7 @@ def forward_kernel(ts, nid, nspk, ref, es, ex, up, xup, wt, tau_s, theta, delta_
                     lower = t_e
                     bl -= reset * ratio  # exp((t_c - r)/tau) = ratio by construction
                     # after the reset, the root-free pre-test again before sqrt and log
-                    if bl <= 0.0 or not (al * p - bl * q + r0 <= 0.0
-                                         or (al * s <= bl and bl * bl >= al * k)):
+                    if not _may_cross(al, bl, p, q, r0, s, k):
                         break
                 if kk > cnt[l]:
                     last[l] = lower
