@@ -54,6 +54,9 @@ def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> Non
         p.add_argument("--dt", type=float, help="time step in seconds (0: continuous)")
         p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda or auto")
+    p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_const", const=False,
+                   help="on a GPU, launch each step's kernels one by one instead of replaying "
+                        "the step as a CUDA graph")
     p.add_argument("--train-samples", type=int, help="train on the first N samples")
     p.add_argument("--test-samples", type=int, help="test on the first N samples")
     p.add_argument("--hidden", type=_int_list, help="hidden layer sizes, e.g. 800 or 400,400")
@@ -69,7 +72,7 @@ def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> Non
 def _overrides(args, skip=()) -> dict:
     keys = ("dataset", "data_dir", "epochs", "batch_size", "eval_batch_size", "lr", "dt", "seed",
             "device", "train_samples", "test_samples", "hidden", "theta", "max_spikes", "tau_s",
-            "t_max", "out")
+            "t_max", "out", "cuda_graph")
     return {k: getattr(args, k, None) for k in keys if k not in skip}
 
 

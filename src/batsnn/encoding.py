@@ -60,8 +60,14 @@ def ttfs_encode(x: torch.Tensor, *, t_window: float = 0.1, x_max: float = 1.0,
     if v.numel() and (bool(torch.isnan(v).any()) or float(v.min()) < 0 or float(v.max()) > x_max):
         raise ValueError(f"x must lie in [0, x_max={x_max}], got values in "
                          f"[{float(v.min())}, {float(v.max())}]")
-    t = t_window * (1.0 - v / x_max)
-    t = torch.where(v > 0, t, torch.full_like(t, math.inf))
+    return _ttfs_times(v, t_window, x_max, dt)
+
+
+def _ttfs_times(v: torch.Tensor, t_window: float, x_max: float, dt) -> torch.Tensor:
+    """:func:`ttfs_encode` of ``(B, N)`` values already known to lie in ``[0, x_max]`` (no
+    checks, hence no host synchronisation on a GPU)."""
     from batsnn.functional import mark_valid
 
+    t = t_window * (1.0 - v / x_max)
+    t = torch.where(v > 0, t, torch.full_like(t, math.inf))
     return mark_valid(discretize(t, dt).unsqueeze(-1))

@@ -81,45 +81,44 @@ def _marked_valid(times: torch.Tensor) -> bool:
 
 def check_spike_times(name: str, times: torch.Tensor,
                       weight: torch.Tensor | None = None) -> None:
-    """Raise if ``times`` is not a valid ``(B, N, S)`` spike-time tensor.
+    """Raise if ``times`` is not a valid ``(B, N, S)`` spike-time tensor; mark it valid if
+    it is (see :func:`mark_valid`: the same unmodified tensor is not scanned again).
 
-    With ``weight``, also raise if it holds NaN or infinite values. On a GPU all checks share
-    one host synchronisation.
+    With ``weight``, also raise if it holds NaN or infinite values (CPU tensors only: on a GPU
+    that check would synchronise the host in every forward). On a GPU the data checks share one
+    host synchronisation, and are skipped for tensors made by batsnn.
     """
     _check_tensor(name, times)
-    w = None if weight is None or weight.numel() == 0 else weight.detach()
     t = times.detach()
-    bad_weight = ValueError("weight contains NaN or infinite values")
     if t.device.type == "cpu":
         from batsnn.ops.lif.cpu import all_finite, check_times
 
-        if w is not None and not all_finite(w):
-            raise bad_weight
+        if weight is not None and weight.numel() and not all_finite(weight.detach()):
+            raise ValueError("weight contains NaN or infinite values")
         if t.numel() == 0 or _marked_valid(times):
             return
         found = check_times(t)
         if found is not None:
             _raise_time_defect(name, t, *found)
+        mark_valid(times)
         return
+    # On a GPU the weight values are not inspected (that would cost a host synchronisation
+    # in every forward); spike-time data is checked once, unless batsnn made it.
     if t.numel() == 0 or _marked_valid(times):
-        if w is not None and not bool(torch.isfinite(w).all()):
-            raise bad_weight
         return
     no = torch.zeros((), dtype=torch.bool, device=t.device)
     flags = torch.stack([
         torch.isnan(t).any(),
         (t < 0).any(),
         (t[..., 1:] < t[..., :-1]).any() if t.shape[-1] > 1 else no,
-        ~torch.isfinite(w).all() if w is not None else no,
     ]).tolist()
-    if flags[3]:
-        raise bad_weight
     for kind, mask in ((1, torch.isnan(t)), (2, t < 0)):
         if flags[kind - 1]:
             _raise_time_defect(name, t, kind, *torch.nonzero(mask)[0].tolist())
     if flags[2]:
         b, n, s = torch.nonzero(t[..., 1:] < t[..., :-1])[0].tolist()
         _raise_time_defect(name, t, 3, b, n, s + 1)
+    mark_valid(times)
 
 
 def _raise_time_defect(name, t, kind, b, n, s):
@@ -173,7 +172,10 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float,
         ``(B, N_out)`` int64.
 
     Raises:
-        TypeError, ValueError: naming the argument and the offending value.
+        TypeError, ValueError: naming the argument and the offending value. On CUDA tensors
+        the weight values are not inspected for NaN or infinity (the check would cost a host
+        synchronisation per call, and none is allowed in a CUDA graph); ``batsnn train``
+        checks its parameters whenever it reports progress.
     """
     tau_s, theta, delta_theta, max_spikes, t_max, dt = check_hyperparameters(
         tau_s=tau_s, theta=theta, delta_theta=delta_theta, max_spikes=max_spikes, t_max=t_max,

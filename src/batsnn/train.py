@@ -26,7 +26,7 @@ import torch
 
 import batsnn
 from batsnn.data import canonical_name, load_dataset
-from batsnn.encoding import ttfs_encode
+from batsnn.encoding import _ttfs_times
 from batsnn.losses import count_predict, spike_count_class_loss, ttfs_cross_entropy, ttfs_predict
 from batsnn.metrics import EvalStats
 from batsnn.nn import LIFLinear, SpikingSequential
@@ -60,6 +60,7 @@ class TrainConfig:
     dt: float | None = None
     seed: int = 1
     device: str = "auto"
+    cuda_graph: bool = True
     train_samples: int | None = None
     test_samples: int | None = None
     eval_batch_size: int = 500
@@ -245,8 +246,9 @@ def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 def _encode(images: torch.Tensor, cfg: TrainConfig, device) -> torch.Tensor:
-    x = images.to(device, non_blocking=True).to(torch.float32)
-    return ttfs_encode(x, t_window=cfg.t_window, x_max=255.0, dt=cfg.dt)
+    # dataset images are uint8 bytes, in [0, 255] by type: encoded without value checks
+    x = images.to(device, non_blocking=True).reshape(images.shape[0], -1).to(torch.float32)
+    return _ttfs_times(x, cfg.t_window, 255.0, cfg.dt)
 
 
 def _loss_and_pred(cfg, out, labels):
@@ -303,7 +305,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False, log=pr
     np.random.seed(cfg.seed % 2**32)
     random.seed(cfg.seed)
     model = build_model(cfg, n_in, ds.n_classes).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    graphed = cfg.cuda_graph and device.type == "cuda"
+    if graphed:  # the whole step runs as one CUDA graph (batsnn.graphs)
+        from batsnn.graphs import capturable_adam
+
+        opt = capturable_adam(model.parameters(), cfg.lr, device)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     every = cfg.lr_decay_every
 
     def lr_factor(epoch):
@@ -324,6 +332,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False, log=pr
                                          for k in diff))
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
+        _lr_kind(opt, graphed, device)
         sched.load_state_dict(ck["scheduler"])
         _set_rng_state(ck["rng"])
         history = ck["history"]
@@ -342,35 +351,61 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False, log=pr
             f"test samples, device {device}; writing to {out}")
 
     summary = _summary(history, best) if history else {}
+    # accumulated on the device: no host synchronisation inside the epoch
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    train_x, train_y = ds.train_x, ds.train_y
+    if device.type == "cuda":  # the training set lives on the GPU (uint8: 47 MB for MNIST)
+        train_x, train_y = train_x.to(device), train_y.to(device)
+
+    def train_step(idx):
+        y = train_y[idx]
+        out_spikes = model(_encode(train_x[idx], cfg, device))
+        loss, pred = _loss_and_pred(cfg, out_spikes, y)
+        loss.backward()
+        opt.step()
+        loss_sum.add_(loss.detach() * idx.shape[0])
+        correct.add_((pred == y).sum())
+
+    graph = None
     for epoch in range(start_epoch, cfg.epochs + 1):
-        t0 = time.perf_counter()
         model.train()
-        order = _epoch_order(len(ds.train_y), cfg.seed, epoch)
-        # accumulated on the device: no host synchronisation inside the epoch
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
+        order = _epoch_order(len(ds.train_y), cfg.seed, epoch).to(device)
+        if graphed and graph is None and len(order) >= cfg.batch_size:
+            # once per run, outside the epoch's timing: kernels compile, the step is recorded
+            from batsnn.graphs import GraphedStep
+
+            t_capture = time.perf_counter()
+            graph = GraphedStep(train_step, order[:cfg.batch_size], state=(model, opt))
+            if not quiet:
+                log(f"training step captured as a CUDA graph in "
+                    f"{time.perf_counter() - t_capture:.1f} s")
+        t0 = time.perf_counter()
+        loss_sum.zero_()
+        correct.zero_()
         seen = 0
         bar = _progress(range(0, len(order), cfg.batch_size), quiet, f"epoch {epoch}")
         for start in bar:
             idx = order[start:start + cfg.batch_size]
-            y = ds.train_y[idx].to(device)
-            out_spikes = model(_encode(ds.train_x[idx], cfg, device))
-            loss, pred = _loss_and_pred(cfg, out_spikes, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach() * len(idx)
-            correct += (pred == y).sum()
+            if graph is not None and len(idx) == cfg.batch_size:
+                graph(idx)
+            else:
+                opt.zero_grad(set_to_none=True)
+                train_step(idx)
             seen += len(idx)
             if not quiet and (start // cfg.batch_size) % 50 == 0:
                 bar.set_postfix(loss=f"{float(loss_sum) / seen:.3f}",
                                 acc=f"{int(correct) / seen:.3f}")
-        sched.step()
+                _check_finite(model)
+        if device.type == "cuda":  # the queued steps are part of the epoch's time
+            torch.cuda.synchronize(device)
         train_seconds = time.perf_counter() - t0
+        sched.step()
         row = {"epoch": epoch, "train_loss": float(loss_sum) / seen,
                "train_accuracy": int(correct) / seen}
         row.update(evaluate(model, cfg, ds.test_x, ds.test_y, device, quiet))
-        row["lr"] = opt.param_groups[0]["lr"]
+        row["lr"] = float(opt.param_groups[0]["lr"])
+        _check_finite(model)
         row["train_seconds"] = train_seconds
         row["epoch_seconds"] = time.perf_counter() - t0
         history.append(row)
@@ -390,6 +425,21 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False, log=pr
         if not quiet:
             log(_epoch_line(row, len(sizes) - 1))
     return summary
+
+
+def _lr_kind(opt, as_tensor: bool, device) -> None:
+    # a checkpoint keeps the learning rate as it was held (a tensor under CUDA graphs)
+    for g in opt.param_groups:
+        for k in ("lr", "initial_lr"):
+            if k in g:
+                v = float(g[k])
+                g[k] = torch.tensor(v, device=device) if as_tensor else v
+
+
+def _check_finite(model) -> None:
+    for name, p in model.named_parameters():
+        if not bool(torch.isfinite(p).all()):
+            raise FloatingPointError(f"training diverged: {name} holds NaN or infinite values")
 
 
 def _summary(history, best) -> dict:

@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
-from batsnn.ops.lif.events import sort_events as _sort_events_torch
+from batsnn.ops.lif.events import Events
 
 _MARGIN = 1e-6  # relative margin of the root-free pre-test (float32-safe)
 _INTERP = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -84,21 +84,53 @@ def _pretest(A, Bt, U, c, MARGIN: tl.constexpr):
 
 
 @triton.jit
-def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, up_ptr, xup_ptr,
-                    wt_ptr, prm_ptr, dt_ptr, out_t_ptr, out_tc_ptr, out_win_ptr, out_x_ptr,
-                    cnt_ptr, M, N, K: tl.constexpr, BLOCK: tl.constexpr, CH: tl.constexpr,
-                    USE_DT: tl.constexpr, MARGIN: tl.constexpr, INTERP: tl.constexpr,
-                    NEED_AUX: tl.constexpr):
-    # Events are taken CH at a time (never across a reference-time segment): the sums A and B
-    # after every event of the chunk come from one prefix sum over a (CH, BLOCK) tile, and the
-    # pre-test runs on the whole tile. Lanes with a candidate window then resolve their
-    # earliest one with the exact root search, the resets are applied to the later windows of
-    # the chunk, and the tile is tested again, until no candidate is left.
+def _prep_kernel(ts_ptr, perm_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr, prm_ptr,
+                 M, S_IN, BLOCK: tl.constexpr, INTERP: tl.constexpr):
+    # One program per sample: the per-event arrays of events.sort_events from the sorted
+    # times, up to the first +inf (the padding is never read by the kernels).
     b = tl.program_id(0)
-    blk = tl.program_id(1)
-    n = blk * BLOCK + tl.arange(0, BLOCK)
+    tau_s = tl.load(prm_ptr + 0)
+    t_max = tl.load(prm_ptr + 3)
+    seg = tl.load(prm_ptr + 5)
+    tau = 2.0 * tau_s
+    row = b.to(tl.int64) * M
+    offs = tl.arange(0, BLOCK)
+    total = 0
+    full = True
+    j0 = 0
+    while (j0 < M) & full:
+        jj = j0 + offs
+        inb = jj < M
+        t = tl.load(ts_ptr + row + jj, mask=inb, other=float("inf"))
+        fin = t < float("inf")
+        nxt = tl.load(ts_ptr + row + jj + 1, mask=(jj + 1) < M, other=float("inf"))
+        p = tl.load(perm_ptr + row + jj, mask=fin, other=0)
+        safe = tl.where(fin, t, 0.0)
+        r = tl.floor(safe / seg) * seg
+        up = tl.minimum(nxt, t_max)  # the window's end
+        tl.store(nid_ptr + row + jj, (p // S_IN).to(tl.int32), mask=fin)
+        tl.store(ref_ptr + row + jj, r, mask=fin)
+        tl.store(es_ptr + row + jj, _exp((safe - r) / tau_s, INTERP), mask=fin)
+        tl.store(ex_ptr + row + jj, _exp((safe - r) / tau, INTERP), mask=fin)
+        tl.store(xup_ptr + row + jj, _exp(-(up - r) / tau, INTERP), mask=fin)
+        n_fin = tl.sum(fin.to(tl.int32), axis=0)
+        total += n_fin
+        full = n_fin == BLOCK
+        j0 += BLOCK
+    tl.store(nspk_ptr + b, total)
+
+
+@triton.jit
+def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr, wt_ptr,
+                    prm_ptr, dt_ptr, out_t_ptr, out_tc_ptr, out_win_ptr, out_x_ptr, cnt_ptr,
+                    M, N, K: tl.constexpr, BLOCK: tl.constexpr, USE_DT: tl.constexpr,
+                    MARGIN: tl.constexpr, INTERP: tl.constexpr, NEED_AUX: tl.constexpr):
+    # One program: one sample and BLOCK output neurons, one neuron per lane, the events in
+    # time order. The next event's data and weight row are loaded while the current event is
+    # integrated; the exact root search runs only when some lane passes the pre-test.
+    b = tl.program_id(0)
+    n = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     nmask = n < N
-    rows = tl.arange(0, CH)
     tau_s = tl.load(prm_ptr + 0)
     theta = tl.load(prm_ptr + 1)
     delta_theta = tl.load(prm_ptr + 2)
@@ -110,55 +142,58 @@ def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, up_ptr, 
     m = tl.load(nspk_ptr + b)
     row = b.to(tl.int64) * M
     zero = tl.zeros([BLOCK], dtype=tau_s.dtype)
-    a0 = zero
-    b0 = zero
+    a = zero
+    bb = zero
     last = zero - float("inf")
     cnt = tl.zeros([BLOCK], dtype=tl.int32)
     out_base = (b.to(tl.int64) * N + n) * K
-    r_prev = tl.load(ref_ptr + row)
-    j0 = 0
-    while j0 < m:
-        jj = j0 + rows
-        r_c = tl.load(ref_ptr + row + j0)
-        rv = tl.load(ref_ptr + row + jj, mask=jj < m, other=float("inf"))
-        valid = (jj < m) & (rv == r_c)  # a prefix: references never decrease
-        n_valid = tl.sum(valid.to(tl.int32), axis=0)
-        a0 = a0 * _exp((r_prev - r_c) / tau_s, INTERP)
-        b0 = b0 * _exp((r_prev - r_c) / tau, INTERP)
-        r_prev = r_c
-        t_v = tl.load(ts_ptr + row + jj, mask=valid, other=float("inf"))
-        es_v = tl.load(es_ptr + row + jj, mask=valid, other=0.0)
-        ex_v = tl.load(ex_ptr + row + jj, mask=valid, other=0.0)
-        up_v = tl.load(up_ptr + row + jj, mask=valid, other=float("inf"))
-        u_v = tl.load(xup_ptr + row + jj, mask=valid, other=0.0)
-        i_v = tl.load(nid_ptr + row + jj, mask=valid, other=0).to(tl.int64)
-        wmask = valid[:, None] & nmask[None, :]
-        w = tl.load(wt_ptr + i_v[:, None] * N + n[None, :], mask=wmask, other=0.0)
-        w = w.to(tau_s.dtype)
-        A = a0[None, :] + tl.cumsum(w * es_v[:, None], axis=0)
-        Bt = b0[None, :] + tl.cumsum(w * ex_v[:, None], axis=0)
-        live = wmask & (t_v[:, None] < t_max)
-        U = u_v[:, None]
-        cand = _pretest(A, Bt, U, c, MARGIN) & live & (cnt[None, :] < K)
-        while tl.max(tl.max(cand.to(tl.int32), axis=1), axis=0) > 0:
-            first = tl.min(tl.where(cand, rows[:, None], CH), axis=0)
-            active = first < CH
-            sel = rows[:, None] == first[None, :]
-            a = tl.sum(tl.where(sel, A, 0.0), axis=0)
-            bb = tl.sum(tl.where(sel, Bt, 0.0), axis=0)
-            t_j = tl.sum(tl.where(sel, t_v[:, None], 0.0), axis=0)
-            upper = tl.max(tl.where(sel, up_v[:, None], -float("inf")), axis=0)
+    has0 = m > 0
+    r_cur = tl.load(ref_ptr + row, mask=has0, other=0.0)
+    # prefetch: event 0 in full, and the presynaptic neuron of event 1
+    i_n = tl.load(nid_ptr + row, mask=has0, other=0).to(tl.int64)
+    t_n = tl.load(ts_ptr + row, mask=has0, other=float("inf"))
+    r_n = r_cur
+    es_n = tl.load(es_ptr + row, mask=has0, other=0.0)
+    ex_n = tl.load(ex_ptr + row, mask=has0, other=0.0)
+    u_n = tl.load(xup_ptr + row, mask=has0, other=0.0)
+    w_n = tl.load(wt_ptr + i_n * N + n, mask=tl.where(has0, nmask, False), other=0.0)
+    i_nn = tl.load(nid_ptr + row + 1, mask=m > 1, other=0).to(tl.int64)
+    j = 0
+    while j < m:
+        t_j = t_n
+        r_j = r_n
+        es_j = es_n
+        ex_j = ex_n
+        u_j = u_n
+        w = w_n.to(tau_s.dtype)
+        has1 = j + 1 < m
+        w_n = tl.load(wt_ptr + i_nn * N + n, mask=tl.where(has1, nmask, False), other=0.0)
+        t_n = tl.load(ts_ptr + row + j + 1, mask=has1, other=float("inf"))
+        r_n = tl.load(ref_ptr + row + j + 1, mask=has1, other=0.0)
+        es_n = tl.load(es_ptr + row + j + 1, mask=has1, other=0.0)
+        ex_n = tl.load(ex_ptr + row + j + 1, mask=has1, other=0.0)
+        u_n = tl.load(xup_ptr + row + j + 1, mask=has1, other=0.0)
+        i_nn = tl.load(nid_ptr + row + j + 2, mask=j + 2 < m, other=0).to(tl.int64)
+        if r_j != r_cur:  # a new reference-time segment: rescale the sums
+            a = a * _exp((r_cur - r_j) / tau_s, INTERP)
+            bb = bb * _exp((r_cur - r_j) / tau, INTERP)
+            r_cur = r_j
+        a += w * es_j
+        bb += w * ex_j
+        cand = _pretest(a, bb, u_j, c, MARGIN) & (cnt < K) & ((zero + t_j) < t_max)
+        if tl.max(cand.to(tl.int32), axis=0) > 0:
+            # the exact tests of model.md sections 1 and 6, as in the CPU kernel; the window
+            # ends at the next input or t_max
+            upper = tl.minimum(t_n, t_max)
             lower = tl.maximum(last, t_j)
-            b_before = bb
-            go = active
+            go = cand
             while tl.max(go.to(tl.int32), axis=0) > 0:
-                # the exact tests of model.md sections 1 and 6, as in the CPU kernel
                 disc = bb * bb - 4.0 * a * c
                 x = _sqrt(tl.maximum(disc, 0.0), INTERP)
                 den = bb + x
                 ratio = 2.0 * a / tl.where(den == 0.0, 1.0, den)
                 ok = go & (disc >= 0.0) & (den != 0.0) & (ratio > 0.0)
-                t_c = r_c + tau * _log(tl.where(ok, ratio, 1.0), INTERP)
+                t_c = r_j + tau * _log(tl.where(ok, ratio, 1.0), INTERP)
                 t_e = _grid_time(t_c, dt, USE_DT, INTERP)
                 ok = ok & (t_e > lower) & (t_e <= upper)
                 slot = out_base + cnt
@@ -166,38 +201,29 @@ def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, up_ptr, 
                 if NEED_AUX:  # what the backward needs; skipped for inference
                     tl.store(out_tc_ptr + slot, t_c, mask=ok)
                     tl.store(out_x_ptr + slot, x, mask=ok)
-                    tl.store(out_win_ptr + slot, (j0 + first).to(tl.int32), mask=ok)
-                bb = tl.where(ok, bb - reset * ratio, bb)  # exp((t_c - r_c)/tau) = ratio
+                    tl.store(out_win_ptr + slot, tl.zeros_like(cnt) + j, mask=ok)
+                bb = tl.where(ok, bb - reset * ratio, bb)  # exp((t_c - r_j)/tau) = ratio
                 cnt += ok.to(tl.int32)
                 lower = tl.where(ok, t_e, lower)
                 go = ok & (cnt < K)
             # max(last, t_j) for lanes without a spike changes no later window test
-            last = tl.where(active, lower, last)
-            # the window's resets hold for B from this window on (its own row feeds the carry)
-            later = rows[:, None] >= first[None, :]
-            Bt = Bt + tl.where(later, (bb - b_before)[None, :], 0.0)
-            cand = (_pretest(A, Bt, U, c, MARGIN) & live & (cnt[None, :] < K)
-                    & (rows[:, None] > tl.where(active, first, -1)[None, :]) & cand)
-        top = rows[:, None] == (n_valid - 1)
-        a0 = tl.sum(tl.where(top, A, 0.0), axis=0)
-        b0 = tl.sum(tl.where(top, Bt, 0.0), axis=0)
-        j0 += n_valid
+            last = tl.where(cand, lower, last)
+        j += 1
     tl.store(cnt_ptr + b.to(tl.int64) * N + n, cnt.to(tl.int64), mask=nmask)
 
 
 @triton.jit
 def _backward_kernel(g_ptr, tc_ptr, win_ptr, x_ptr, cnt_ptr, nid_ptr, ref_ptr, es_ptr, ex_ptr,
                      wt_ptr, prm_ptr, err_ptr, gin_ptr, gwt_ptr, M, N, K: tl.constexpr,
-                     BLOCK: tl.constexpr, CH: tl.constexpr, NEED_INPUT: tl.constexpr,
-                     INTERP: tl.constexpr):
+                     BLOCK: tl.constexpr, NEED_INPUT: tl.constexpr, INTERP: tl.constexpr):
     b = tl.program_id(0)
-    blk = tl.program_id(1)
-    n = blk * BLOCK + tl.arange(0, BLOCK)
+    n = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     nmask = n < N
-    rows = tl.arange(0, CH)
     tau_s = tl.load(prm_ptr + 0)
     delta_theta = tl.load(prm_ptr + 2)
     tau = 2.0 * tau_s
+    inv_tau_s = 1.0 / tau_s
+    inv_tau = 1.0 / tau
     reset = delta_theta / tau
     row = b.to(tl.int64) * M
     base = (b.to(tl.int64) * N + n) * K
@@ -223,76 +249,78 @@ def _backward_kernel(g_ptr, tc_ptr, win_ptr, x_ptr, cnt_ptr, nid_ptr, ref_ptr, e
         tl.store(err_ptr + base + k, e_k, mask=valid)
         acc += e_k / x
     tl.debug_barrier()
-    # Walk the inputs backwards CH at a time (within one segment). E1/E2 are the suffix sums
-    # sum e_k f1_k exp(r/tau_s) and sum e_k f2_k exp(r/tau) over each lane's spikes whose
-    # window is at or after the event: a reverse prefix sum of the chunk's spike terms.
+    # Walk the inputs backwards. E1/E2 are the sums sum e_k f1_k exp(r/tau_s) and
+    # sum e_k f2_k exp(r/tau) over each lane's spikes whose window is at or after the event;
+    # j_hit, the latest window not yet added in any lane, saves the test at other events.
     j_top = tl.max(last_win, axis=0)
     next_win = last_win
     kk = cnt - 1
-    e1c = zero
-    e2c = zero
-    r_prev = tl.load(ref_ptr + row + tl.maximum(j_top, 0))
-    j_hi = j_top
-    while j_hi >= 0:
-        jj = j_hi - (CH - 1) + rows
-        r_c = tl.load(ref_ptr + row + j_hi)
-        rv = tl.load(ref_ptr + row + jj, mask=jj >= 0, other=-float("inf"))
-        valid = (jj >= 0) & (rv == r_c)  # a suffix: references never decrease
-        n_valid = tl.sum(valid.to(tl.int32), axis=0)
-        j_lo = j_hi - n_valid + 1
-        e1c = e1c * _exp((r_c - r_prev) / tau_s, INTERP)
-        e2c = e2c * _exp((r_c - r_prev) / tau, INTERP)
-        r_prev = r_c
-        s1 = tl.zeros([CH, BLOCK], dtype=tau_s.dtype)
-        s2 = tl.zeros([CH, BLOCK], dtype=tau_s.dtype)
-        hit = next_win >= j_lo
-        while tl.max(hit.to(tl.int32), axis=0) > 0:
-            slot = base + kk
-            e_k = tl.load(err_ptr + slot, mask=hit, other=0.0)
-            t_c = tl.load(tc_ptr + slot, mask=hit, other=0.0)
-            x = tl.load(x_ptr + slot, mask=hit, other=1.0)
-            f1 = tl.where(hit, e_k * tau / (x * _exp((t_c - r_c) / tau, INTERP)), 0.0)
-            f2 = tl.where(hit, e_k * tau / x, 0.0)
-            sel = (rows[:, None] == (next_win - (j_hi - (CH - 1)))[None, :]) & hit[None, :]
-            s1 += tl.where(sel, f1[None, :], 0.0)
-            s2 += tl.where(sel, f2[None, :], 0.0)
-            kk = tl.where(hit, kk - 1, kk)
-            more = hit & (kk >= 0)
-            nw = tl.load(win_ptr + base + kk, mask=more, other=-1)
-            next_win = tl.where(hit, nw, next_win)
-            hit = next_win >= j_lo
-        e1 = e1c[None, :] + tl.cumsum(s1, axis=0, reverse=True)
-        e2 = e2c[None, :] + tl.cumsum(s2, axis=0, reverse=True)
-        es_v = tl.load(es_ptr + row + jj, mask=valid, other=0.0)
-        ex_v = tl.load(ex_ptr + row + jj, mask=valid, other=0.0)
-        i_v = tl.load(nid_ptr + row + jj, mask=valid, other=0).to(tl.int64)
-        c1 = e1 * es_v[:, None]
-        c2 = e2 * ex_v[:, None]
+    e1 = zero
+    e2 = zero
+    r_cur = tl.load(ref_ptr + row + tl.maximum(j_top, 0))
+    j_hit = j_top
+    j = j_top
+    while j >= 0:
+        r_j = tl.load(ref_ptr + row + j)
+        es_j = tl.load(es_ptr + row + j)
+        ex_j = tl.load(ex_ptr + row + j)
+        i_j = tl.load(nid_ptr + row + j).to(tl.int64)
+        if r_j != r_cur:
+            e1 = e1 * _exp((r_j - r_cur) / tau_s, INTERP)
+            e2 = e2 * _exp((r_j - r_cur) / tau, INTERP)
+            r_cur = r_j
+        if j == j_hit:
+            hit = next_win == j
+            while tl.max(hit.to(tl.int32), axis=0) > 0:
+                slot = base + kk
+                e_k = tl.load(err_ptr + slot, mask=hit, other=0.0)
+                t_c = tl.load(tc_ptr + slot, mask=hit, other=0.0)
+                x = tl.load(x_ptr + slot, mask=hit, other=1.0)
+                e1 += tl.where(hit, e_k * tau / (x * _exp((t_c - r_j) / tau, INTERP)), 0.0)
+                e2 += tl.where(hit, e_k * tau / x, 0.0)
+                kk = tl.where(hit, kk - 1, kk)
+                nw = tl.load(win_ptr + base + kk, mask=hit & (kk >= 0), other=-1)
+                next_win = tl.where(hit, nw, next_win)
+                hit = next_win == j
+            j_hit = tl.max(next_win, axis=0)
+        c1 = e1 * es_j
+        c2 = e2 * ex_j
         coef = c1 - c2
-        tmask = valid[:, None] & nmask[None, :]
-        tl.atomic_add(gwt_ptr + i_v[:, None] * N + n[None, :], coef, mask=tmask & (coef != 0.0))
+        tl.atomic_add(gwt_ptr + i_j * N + n, coef, mask=nmask & (coef != 0.0), sem="relaxed")
         if NEED_INPUT:
-            w = tl.load(wt_ptr + i_v[:, None] * N + n[None, :], mask=tmask, other=0.0)
-            contrib = tl.where(tmask, w.to(tau_s.dtype) * (c1 / tau_s - c2 / tau), 0.0)
-            tl.atomic_add(gin_ptr + row + jj, tl.sum(contrib, axis=1), mask=valid)
-        first_row = rows[:, None] == (CH - n_valid)
-        e1c = tl.sum(tl.where(first_row, e1, 0.0), axis=0)
-        e2c = tl.sum(tl.where(first_row, e2, 0.0), axis=0)
-        j_hi = j_lo - 1
+            w = tl.load(wt_ptr + i_j * N + n, mask=nmask, other=0.0).to(tau_s.dtype)
+            contrib = tl.sum(tl.where(nmask, w * (c1 * inv_tau_s - c2 * inv_tau), 0.0), axis=0)
+            tl.atomic_add(gin_ptr + row + j, contrib, sem="relaxed")
+        j -= 1
 
 
-def _block(n_out: int) -> tuple[int, int, int]:
-    """(lanes per program, events per chunk, warps): tiles of 1024 to 2048 elements."""
-    lanes = max(16, min(64, triton.next_power_of_2(n_out)))
-    chunk = 2048 // lanes if lanes >= 32 else 64
-    return lanes, chunk, 4 if lanes * chunk >= 2048 else 2
+def _lanes(n_out: int) -> int:
+    """Neurons per program (one warp): 32, or 64 (two per thread) for wide layers."""
+    return LANES if LANES else (32 if n_out <= 512 else 64)
+
+
+#: Neurons per program; 0 picks by layer width (see :func:`_lanes`).
+LANES = int(os.environ.get("BATSNN_CUDA_LANES", "0"))
+_PREP_BLOCK = 256
 
 
 def sort_events(input_times, tau_s, t_max, seg):
-    """Event lists on the GPU in the input's dtype, full width (no host synchronisation)."""
+    """Event lists on the GPU in the input's dtype, full width (no host synchronisation):
+    a stable sort, then one kernel for the per-event arrays."""
     n_batch, n_in, s_in = input_times.shape
-    return _sort_events_torch(input_times, tau_s, t_max, m=n_in * s_in, dtype=input_times.dtype,
-                              seg=seg)
+    m = n_in * s_in
+    flat = input_times.detach().reshape(n_batch, m)
+    ts, perm = torch.sort(flat, dim=1, stable=True)
+    dev, dtype = flat.device, flat.dtype
+    nid = torch.empty((n_batch, m), dtype=torch.int32, device=dev)
+    nspk = torch.zeros((n_batch,), dtype=torch.int32, device=dev)
+    ref, es, ex, xup = (torch.empty((n_batch, m), dtype=dtype, device=dev) for _ in range(4))
+    if n_batch and m:
+        prm = _params(dtype, dev, tau_s, 1.0, 1.0, t_max, 0.0, seg)
+        _prep_kernel[(n_batch,)](ts, perm, nid, nspk, ref, es, ex, xup, prm, m, s_in,
+                                 BLOCK=_PREP_BLOCK, INTERP=_INTERP, num_warps=4)
+    empty = torch.empty((0,), dtype=dtype, device=dev)
+    return Events(ts, nid, perm, nspk, ref, es, ex, empty, xup)
 
 
 _PARAM_CACHE: dict = {}
@@ -300,7 +328,7 @@ _PARAM_CACHE: dict = {}
 
 def _const(values: tuple, dtype, device) -> torch.Tensor:
     """A small device tensor of constants, made once (a fresh host-to-device copy per call
-    would synchronise the host with the GPU)."""
+    would synchronise the host with the GPU, and is not allowed in CUDA-graph capture)."""
     key = (values, dtype, device)
     t = _PARAM_CACHE.get(key)
     if t is None:
@@ -310,9 +338,9 @@ def _const(values: tuple, dtype, device) -> torch.Tensor:
     return t
 
 
-def _params(ev, tau_s, theta, delta_theta, t_max, dt):
-    return _const((float(tau_s), float(theta), float(delta_theta), float(t_max), float(dt)),
-                  ev.es.dtype, ev.es.device)
+def _params(dtype, device, tau_s, theta, delta_theta, t_max, dt, seg=0.0):
+    return _const((float(tau_s), float(theta), float(delta_theta), float(t_max), float(dt),
+                   float(seg)), dtype, device)
 
 
 def forward(ev, weight, *, tau_s, theta, delta_theta, max_spikes, t_max, dt, need_aux=True):
@@ -330,14 +358,14 @@ def forward(ev, weight, *, tau_s, theta, delta_theta, max_spikes, t_max, dt, nee
     if n_batch == 0 or m == 0 or n_out == 0:
         return out_t, out_tc, out_win, out_x, counts
     wt = weight.detach().t().contiguous()
-    block, chunk, warps = _block(n_out)
-    grid = (n_batch, triton.cdiv(n_out, block))
-    _forward_kernel[grid](ev.ts, ev.nid, ev.nspk, ev.ref, ev.es, ev.ex, ev.up, ev.xup, wt,
-                          _params(ev, tau_s, theta, delta_theta, t_max, dt),
+    lanes = _lanes(n_out)
+    grid = (n_batch, triton.cdiv(n_out, lanes))
+    _forward_kernel[grid](ev.ts, ev.nid, ev.nspk, ev.ref, ev.es, ev.ex, ev.xup, wt,
+                          _params(dtype, dev, tau_s, theta, delta_theta, t_max, dt),
                           _const((float(dt),), torch.float64, dev), out_t, out_tc,
-                          out_win, out_x, counts, m, n_out, K=max_spikes, BLOCK=block,
-                          CH=chunk, USE_DT=bool(dt > 0), MARGIN=_MARGIN, INTERP=_INTERP,
-                          NEED_AUX=bool(need_aux), num_warps=warps)
+                          out_win, out_x, counts, m, n_out, K=max_spikes, BLOCK=lanes,
+                          USE_DT=bool(dt > 0), MARGIN=_MARGIN, INTERP=_INTERP,
+                          NEED_AUX=bool(need_aux), num_warps=1)
     return out_t, out_tc, out_win, out_x, counts
 
 
@@ -356,10 +384,10 @@ def backward(g_out, saved, ev, weight, *, tau_s, delta_theta, need_input, theta=
     wt = weight.detach().t().contiguous()
     err = torch.empty_like(out_tc)
     g = g_out.detach().to(dtype).contiguous()
-    block, chunk, warps = _block(n_out)
-    grid = (n_batch, triton.cdiv(n_out, block))
+    lanes = _lanes(n_out)
+    grid = (n_batch, triton.cdiv(n_out, lanes))
     _backward_kernel[grid](g, out_tc, out_win, out_x, counts, ev.nid, ev.ref, ev.es, ev.ex, wt,
-                           _params(ev, tau_s, theta, delta_theta, t_max, dt), err, g_in, g_wt,
-                           m, n_out, K=k, BLOCK=block, CH=chunk, NEED_INPUT=bool(need_input),
-                           INTERP=_INTERP, num_warps=warps)
+                           _params(dtype, dev, tau_s, theta, delta_theta, t_max, dt), err, g_in,
+                           g_wt, m, n_out, K=k, BLOCK=lanes, NEED_INPUT=bool(need_input),
+                           INTERP=_INTERP, num_warps=1)
     return g_in, g_wt.t()
