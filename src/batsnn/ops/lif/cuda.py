@@ -121,13 +121,25 @@ def _prep_kernel(ts_ptr, perm_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, x
 
 
 @triton.jit
+def _event(ts_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr, nid_ptr, wt_ptr, row, j, m, n, nmask, N):
+    """Event ``j`` of a sample (time, reference, exponentials, weight row); padding past m."""
+    ok = j < m
+    i = tl.load(nid_ptr + row + j, mask=ok, other=0).to(tl.int64)
+    return (tl.load(ts_ptr + row + j, mask=ok, other=float("inf")),
+            tl.load(ref_ptr + row + j, mask=ok, other=0.0),
+            tl.load(es_ptr + row + j, mask=ok, other=0.0),
+            tl.load(ex_ptr + row + j, mask=ok, other=0.0),
+            tl.load(xup_ptr + row + j, mask=ok, other=0.0),
+            tl.load(wt_ptr + i * N + n, mask=tl.where(ok, nmask, False), other=0.0))
+
+
+@triton.jit
 def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr, wt_ptr,
                     prm_ptr, dt_ptr, out_t_ptr, out_tc_ptr, out_win_ptr, out_x_ptr, cnt_ptr,
                     M, N, K: tl.constexpr, BLOCK: tl.constexpr, USE_DT: tl.constexpr,
                     MARGIN: tl.constexpr, INTERP: tl.constexpr, NEED_AUX: tl.constexpr):
     # One program: one sample and BLOCK output neurons, one neuron per lane, the events in
-    # time order. The next event's data and weight row are loaded while the current event is
-    # integrated; the exact root search runs only when some lane passes the pre-test.
+    # time order. The exact root search runs only when some lane passes the pre-test.
     b = tl.program_id(0)
     n = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     nmask = n < N
@@ -147,33 +159,36 @@ def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr,
     last = zero - float("inf")
     cnt = tl.zeros([BLOCK], dtype=tl.int32)
     out_base = (b.to(tl.int64) * N + n) * K
-    has0 = m > 0
-    r_cur = tl.load(ref_ptr + row, mask=has0, other=0.0)
-    # prefetch: event 0 in full, and the presynaptic neuron of event 1
-    i_n = tl.load(nid_ptr + row, mask=has0, other=0).to(tl.int64)
-    t_n = tl.load(ts_ptr + row, mask=has0, other=float("inf"))
-    r_n = r_cur
-    es_n = tl.load(es_ptr + row, mask=has0, other=0.0)
-    ex_n = tl.load(ex_ptr + row, mask=has0, other=0.0)
-    u_n = tl.load(xup_ptr + row, mask=has0, other=0.0)
-    w_n = tl.load(wt_ptr + i_n * N + n, mask=tl.where(has0, nmask, False), other=0.0)
-    i_nn = tl.load(nid_ptr + row + 1, mask=m > 1, other=0).to(tl.int64)
+    r_cur = tl.load(ref_ptr + row, mask=m > 0, other=0.0)
+    # software pipeline: events j+1 and j+2 are in flight (data and weight row) while event j
+    # is integrated, and the presynaptic neuron of event j+3 is being read
+    t_1, r_1, es_1, ex_1, u_1, w_1 = _event(ts_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr, nid_ptr,
+                                            wt_ptr, row, 0, m, n, nmask, N)
+    t_2, r_2, es_2, ex_2, u_2, w_2 = _event(ts_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr, nid_ptr,
+                                            wt_ptr, row, 1, m, n, nmask, N)
+    i_3 = tl.load(nid_ptr + row + 2, mask=m > 2, other=0).to(tl.int64)
     j = 0
     while j < m:
-        t_j = t_n
-        r_j = r_n
-        es_j = es_n
-        ex_j = ex_n
-        u_j = u_n
-        w = w_n.to(tau_s.dtype)
-        has1 = j + 1 < m
-        w_n = tl.load(wt_ptr + i_nn * N + n, mask=tl.where(has1, nmask, False), other=0.0)
-        t_n = tl.load(ts_ptr + row + j + 1, mask=has1, other=float("inf"))
-        r_n = tl.load(ref_ptr + row + j + 1, mask=has1, other=0.0)
-        es_n = tl.load(es_ptr + row + j + 1, mask=has1, other=0.0)
-        ex_n = tl.load(ex_ptr + row + j + 1, mask=has1, other=0.0)
-        u_n = tl.load(xup_ptr + row + j + 1, mask=has1, other=0.0)
-        i_nn = tl.load(nid_ptr + row + j + 2, mask=j + 2 < m, other=0).to(tl.int64)
+        t_j = t_1
+        r_j = r_1
+        es_j = es_1
+        ex_j = ex_1
+        u_j = u_1
+        w = w_1.to(tau_s.dtype)
+        t_1 = t_2
+        r_1 = r_2
+        es_1 = es_2
+        ex_1 = ex_2
+        u_1 = u_2
+        w_1 = w_2
+        has3 = j + 2 < m
+        w_2 = tl.load(wt_ptr + i_3 * N + n, mask=tl.where(has3, nmask, False), other=0.0)
+        t_2 = tl.load(ts_ptr + row + j + 2, mask=has3, other=float("inf"))
+        r_2 = tl.load(ref_ptr + row + j + 2, mask=has3, other=0.0)
+        es_2 = tl.load(es_ptr + row + j + 2, mask=has3, other=0.0)
+        ex_2 = tl.load(ex_ptr + row + j + 2, mask=has3, other=0.0)
+        u_2 = tl.load(xup_ptr + row + j + 2, mask=has3, other=0.0)
+        i_3 = tl.load(nid_ptr + row + j + 3, mask=j + 3 < m, other=0).to(tl.int64)
         if r_j != r_cur:  # a new reference-time segment: rescale the sums
             a = a * _exp((r_cur - r_j) / tau_s, INTERP)
             bb = bb * _exp((r_cur - r_j) / tau, INTERP)
@@ -184,7 +199,7 @@ def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr,
         if tl.max(cand.to(tl.int32), axis=0) > 0:
             # the exact tests of model.md sections 1 and 6, as in the CPU kernel; the window
             # ends at the next input or t_max
-            upper = tl.minimum(t_n, t_max)
+            upper = tl.minimum(t_1, t_max)
             lower = tl.maximum(last, t_j)
             go = cand
             while tl.max(go.to(tl.int32), axis=0) > 0:
@@ -259,12 +274,39 @@ def _backward_kernel(g_ptr, tc_ptr, win_ptr, x_ptr, cnt_ptr, nid_ptr, ref_ptr, e
     e2 = zero
     r_cur = tl.load(ref_ptr + row + tl.maximum(j_top, 0))
     j_hit = j_top
+    # software pipeline as in the forward: events j-1 and j-2 are being read during event j
+    has = j_top >= 0
+    r_1 = tl.load(ref_ptr + row + j_top, mask=has, other=0.0)
+    es_1 = tl.load(es_ptr + row + j_top, mask=has, other=0.0)
+    ex_1 = tl.load(ex_ptr + row + j_top, mask=has, other=0.0)
+    i_1 = tl.load(nid_ptr + row + j_top, mask=has, other=0).to(tl.int64)
+    has = j_top >= 1
+    r_2 = tl.load(ref_ptr + row + j_top - 1, mask=has, other=0.0)
+    es_2 = tl.load(es_ptr + row + j_top - 1, mask=has, other=0.0)
+    ex_2 = tl.load(ex_ptr + row + j_top - 1, mask=has, other=0.0)
+    i_2 = tl.load(nid_ptr + row + j_top - 1, mask=has, other=0).to(tl.int64)
+    w_1 = zero
+    if NEED_INPUT:
+        w_1 = tl.load(wt_ptr + i_1 * N + n, mask=nmask, other=0.0).to(tau_s.dtype)
     j = j_top
     while j >= 0:
-        r_j = tl.load(ref_ptr + row + j)
-        es_j = tl.load(es_ptr + row + j)
-        ex_j = tl.load(ex_ptr + row + j)
-        i_j = tl.load(nid_ptr + row + j).to(tl.int64)
+        r_j = r_1
+        es_j = es_1
+        ex_j = ex_1
+        i_j = i_1
+        w = w_1
+        r_1 = r_2
+        es_1 = es_2
+        ex_1 = ex_2
+        i_1 = i_2
+        if NEED_INPUT:
+            w_1 = tl.load(wt_ptr + i_1 * N + n, mask=tl.where(j >= 1, nmask, False),
+                          other=0.0).to(tau_s.dtype)
+        has = j >= 2
+        r_2 = tl.load(ref_ptr + row + j - 2, mask=has, other=0.0)
+        es_2 = tl.load(es_ptr + row + j - 2, mask=has, other=0.0)
+        ex_2 = tl.load(ex_ptr + row + j - 2, mask=has, other=0.0)
+        i_2 = tl.load(nid_ptr + row + j - 2, mask=has, other=0).to(tl.int64)
         if r_j != r_cur:
             e1 = e1 * _exp((r_j - r_cur) / tau_s, INTERP)
             e2 = e2 * _exp((r_j - r_cur) / tau, INTERP)
@@ -288,19 +330,22 @@ def _backward_kernel(g_ptr, tc_ptr, win_ptr, x_ptr, cnt_ptr, nid_ptr, ref_ptr, e
         coef = c1 - c2
         tl.atomic_add(gwt_ptr + i_j * N + n, coef, mask=nmask & (coef != 0.0), sem="relaxed")
         if NEED_INPUT:
-            w = tl.load(wt_ptr + i_j * N + n, mask=nmask, other=0.0).to(tau_s.dtype)
             contrib = tl.sum(tl.where(nmask, w * (c1 * inv_tau_s - c2 * inv_tau), 0.0), axis=0)
             tl.atomic_add(gin_ptr + row + j, contrib, sem="relaxed")
         j -= 1
 
 
-def _lanes(n_out: int) -> int:
-    """Neurons per program (one warp): 32, or 64 (two per thread) for wide layers."""
-    return LANES if LANES else (32 if n_out <= 512 else 64)
+def _lanes(n_out: int, backward: bool) -> int:
+    """Neurons per program (one warp): 32; the backward of a wide layer takes 64 (two per
+    thread), which halves its atomic traffic per event."""
+    if backward:
+        return BWD_LANES or (64 if n_out > 512 else 32)
+    return FWD_LANES or 32
 
 
-#: Neurons per program; 0 picks by layer width (see :func:`_lanes`).
-LANES = int(os.environ.get("BATSNN_CUDA_LANES", "0"))
+#: Neurons per program of the forward and backward kernels; 0 picks by layer width.
+FWD_LANES = int(os.environ.get("BATSNN_CUDA_FWD_LANES", "0"))
+BWD_LANES = int(os.environ.get("BATSNN_CUDA_BWD_LANES", "0"))
 _PREP_BLOCK = 256
 
 
@@ -358,7 +403,7 @@ def forward(ev, weight, *, tau_s, theta, delta_theta, max_spikes, t_max, dt, nee
     if n_batch == 0 or m == 0 or n_out == 0:
         return out_t, out_tc, out_win, out_x, counts
     wt = weight.detach().t().contiguous()
-    lanes = _lanes(n_out)
+    lanes = _lanes(n_out, backward=False)
     grid = (n_batch, triton.cdiv(n_out, lanes))
     _forward_kernel[grid](ev.ts, ev.nid, ev.nspk, ev.ref, ev.es, ev.ex, ev.xup, wt,
                           _params(dtype, dev, tau_s, theta, delta_theta, t_max, dt),
@@ -384,7 +429,7 @@ def backward(g_out, saved, ev, weight, *, tau_s, delta_theta, need_input, theta=
     wt = weight.detach().t().contiguous()
     err = torch.empty_like(out_tc)
     g = g_out.detach().to(dtype).contiguous()
-    lanes = _lanes(n_out)
+    lanes = _lanes(n_out, backward=True)
     grid = (n_batch, triton.cdiv(n_out, lanes))
     _backward_kernel[grid](g, out_tc, out_win, out_x, counts, ev.nid, ev.ref, ev.es, ev.ex, wt,
                            _params(dtype, dev, tau_s, theta, delta_theta, t_max, dt), err, g_in,
