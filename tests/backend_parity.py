@@ -36,13 +36,51 @@ def make_case(name, dtype, batch=3, n_in=10, n_out=6, slots=3, seed=0, empty=Fal
     return x.to(dtype), w.to(dtype), grad.to(dtype), kw
 
 
+def check_events(ref, ev):
+    """A backend's event lists against :func:`batsnn.ops.lif.events.sort_events` (torch ops):
+    the same events in the same order, and the same per-event values (the GPU works in the
+    input's dtype, the CPU in float64)."""
+    n = ref.nspk.cpu()
+    assert torch.equal(ev.nspk.cpu().long(), n.long()), (ev.nspk, n)
+    for b in range(len(n)):
+        k = int(n[b])
+        assert torch.equal(ev.perm.cpu()[b, :k], ref.perm[b, :k])
+        assert torch.equal(ev.nid.cpu()[b, :k].long(), ref.nid[b, :k].long())
+        for f in ("ts", "ref", "es", "ex", "xup"):
+            a, r = getattr(ev, f).cpu()[b, :k].double(), getattr(ref, f)[b, :k].double()
+            tol = 1e-12 if ref.es.dtype == torch.float64 else 1e-5
+            assert torch.allclose(a, r, rtol=tol, atol=tol), f
+
+
+def check_sort(backend, device="cpu", tile=16, seed=0):
+    """The GPU backend's own stable sort against ``torch.sort`` (ties, -0.0, +inf padding,
+    rows of one or several tiles, all +inf, all finite)."""
+    g = torch.Generator().manual_seed(seed)
+    old = backend.SORT_TILE, backend.SORT_MIN_WIDTH
+    backend.SORT_TILE, backend.SORT_MIN_WIDTH = tile, 0
+    try:
+        for m, p_fin in ((7 * tile - 3, 0.5), (5 * tile, 1.0), (3 * tile, 0.0), (tile // 2, 0.7)):
+            x = torch.round(torch.rand(6, m, generator=g) * 20) / 20  # many ties
+            x[torch.rand(6, m, generator=g) > p_fin] = math.inf
+            x[0, :3] = 0.0
+            x[0, min(5, m - 1)] = -0.0
+            ts, perm = backend._sort_times(x.to(device))
+            rt, rp = torch.sort(x, dim=1, stable=True)
+            fin = torch.isfinite(rt)
+            assert torch.equal(ts.cpu(), rt), (m, p_fin)
+            assert torch.equal(perm.cpu()[fin], rp[fin]), (m, p_fin)
+            assert ((perm.cpu()[~fin] >= 0) & (perm.cpu()[~fin] < m)).all()
+    finally:
+        backend.SORT_TILE, backend.SORT_MIN_WIDTH = old
+
+
 def _tols(dtype):
     return (1e-12, 1e-10) if dtype == torch.float64 else (2e-6, 2e-4)
 
 
 def check_kernels(backend, name, dtype, **case_kw):
     """Compare ``backend``'s sort/forward/backward with the CPU kernels on CPU tensors."""
-    from batsnn.ops.lif import SEGMENT, cpu
+    from batsnn.ops.lif import SEGMENT, cpu, events
 
     x, w, grad, kw = make_case(name, dtype, **case_kw)
     tau_s = 0.05
@@ -50,8 +88,10 @@ def check_kernels(backend, name, dtype, **case_kw):
     fkw = dict(tau_s=tau_s, theta=kw["theta"], delta_theta=delta, max_spikes=kw["max_spikes"],
                t_max=kw["t_max"], dt=kw["dt"])
     results = []
+    ref_ev = events.sort_events(x, tau_s, kw["t_max"], dtype=x.dtype)
     for mod in (cpu, backend):
         ev = mod.sort_events(x, tau_s, kw["t_max"], SEGMENT * tau_s)
+        check_events(ref_ev, ev)
         out = mod.forward(ev, w, **fkw)
         g_sorted, g_w = mod.backward(grad, out[1:], ev, w, tau_s=tau_s, delta_theta=delta,
                                      need_input=True)
@@ -113,5 +153,11 @@ if __name__ == "__main__":
     lean = triton_backend.forward(ev, w, need_aux=False, **fk)
     assert torch.equal(full[0], lean[0]) and torch.equal(full[4], lean[4])
     assert lean[1].numel() == 0
+    # the whole layer with batsnn's own sort in place of torch.sort (float32 rows)
+    check_sort(triton_backend)
+    triton_backend.SORT_TILE, triton_backend.SORT_MIN_WIDTH = 16, 0
+    total += check_kernels(triton_backend, "partial_reset", torch.float32, batch=2, n_in=90,
+                           n_out=70, slots=2, w_scale=1.0)
+    total += check_kernels(triton_backend, "dt", torch.float32)
     assert total > 1000, total
     print(f"triton kernels match the CPU kernels ({total} spikes compared)")

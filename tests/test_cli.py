@@ -122,3 +122,46 @@ def test_bad_arguments_exit_nonzero_with_one_line(args, words, tmp_path):
     assert words in res.stderr
     assert "Traceback" not in res.stderr
     assert len([ln for ln in res.stderr.splitlines() if ln.strip()]) <= 2
+
+
+def test_no_cuda_graph_flag_reaches_config():
+    p = cli.build_parser()
+    args = p.parse_args(["train", "--no-cuda-graph"])
+    assert cli._overrides(args)["cuda_graph"] is False
+    args = p.parse_args(["train"])
+    assert cli._overrides(args)["cuda_graph"] is None  # the default (True) stays
+    assert train_mod.resolve_config("mnist-count").cuda_graph is True
+
+
+def test_diverged_weights_raise_naming_the_parameter():
+    model = train_mod.build_model(train_mod.resolve_config("mnist-count", hidden=[4]), 6, 3)
+    train_mod._check_finite(model)
+    with torch.no_grad():
+        model[1].weight[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"training diverged: 1\.weight holds NaN"):
+        train_mod._check_finite(model)
+
+
+@pytest.mark.cuda
+def test_graphed_training_run_matches_eager_run(data_dir, tmp_path):
+    """batsnn train on a GPU: the CUDA-graph loop and the kernel-by-kernel loop agree."""
+    gpu = [a if a != "cpu" else "cuda" for a in TINY]
+    for name, extra in (("graph", []), ("eager", ["--no-cuda-graph"])):
+        assert cli.main(["train", *gpu, *extra, "--data-dir", str(data_dir), "--epochs", "2",
+                         "--out", str(tmp_path / name)]) == 0
+    a = torch.load(tmp_path / "graph" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "eager" / "last.pt", weights_only=False)
+    # float32 atomics sum the gradients in another order in every run, so the two runs are
+    # compared as two runs of the same training, not bit for bit
+    for k in a["model"]:
+        diff = (a["model"][k] - b["model"][k]).norm() / b["model"][k].norm()
+        assert diff < 1e-2, (k, float(diff))
+    ra, rb = _rows(tmp_path / "graph" / "metrics.csv"), _rows(tmp_path / "eager" / "metrics.csv")
+    for x, y in zip(ra, rb):
+        assert abs(float(x["test_accuracy"]) - float(y["test_accuracy"])) <= 0.1
+        assert abs(float(x["train_loss"]) - float(y["train_loss"])) <= 0.05 * float(y["train_loss"])
+    # each run resumes with the other loop (the learning rate is a tensor under graphs)
+    for name, extra in (("graph", ["--no-cuda-graph"]), ("eager", [])):
+        assert cli.main(["train", *gpu, *extra, "--data-dir", str(data_dir), "--epochs", "3",
+                         "--out", str(tmp_path / name), "--resume"]) == 0
+        assert len(_rows(tmp_path / name / "metrics.csv")) == 3

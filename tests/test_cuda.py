@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from backend_parity import CASES, check_public_op
+from backend_parity import CASES, check_public_op, check_sort
 
 HERE = os.path.dirname(__file__)
 
@@ -31,6 +31,46 @@ def test_triton_kernels_in_interpreter():
 @pytest.mark.parametrize("name", list(CASES))
 def test_gpu_matches_cpu(name, dtype):
     check_public_op(name, dtype, "cuda")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("tile", [16, 2048])
+def test_gpu_sort_matches_torch_sort(tile):
+    from batsnn.ops.lif import cuda
+
+    check_sort(cuda, "cuda", tile=tile)
+
+
+@pytest.mark.cuda
+def test_gpu_layer_with_own_sort_matches_torch_sort():
+    """A 784-800-10 network's second layer (24,000-wide input) gives the same spikes and
+    gradients with batsnn's sort as with torch.sort."""
+    import batsnn
+    from batsnn.ops.lif import cuda
+
+    g = torch.Generator().manual_seed(1)
+    x = batsnn.ttfs_encode(torch.rand(64, 784, generator=g)).cuda()
+    w1 = (torch.rand(800, 784, generator=g) * 2 - 1).cuda()
+    w2 = (torch.rand(10, 800, generator=g) * 2 - 1).cuda()
+    h = batsnn.lif_linear(x, w1, tau_s=0.13, theta=0.2, max_spikes=30, t_max=0.2)
+    assert h.times.shape[1] * h.times.shape[2] > cuda.SORT_MIN_WIDTH
+    outs = []
+    for min_width in (cuda.SORT_MIN_WIDTH, 10**9):  # own sort, then torch.sort
+        old = cuda.SORT_MIN_WIDTH
+        cuda.SORT_MIN_WIDTH = min_width
+        try:
+            hid = h.times.detach().clone().requires_grad_(True)
+            w = w2.clone().requires_grad_(True)
+            out = batsnn.lif_linear(hid, w, tau_s=0.13, theta=1.3, max_spikes=30, t_max=0.2)
+            gx, gw = torch.autograd.grad(out.times, (hid, w), torch.isfinite(out.times).float())
+        finally:
+            cuda.SORT_MIN_WIDTH = old
+        outs.append([v.detach().cpu() for v in (out.times, out.counts, gx, gw)])
+    (t0, c0, gx0, gw0), (t1, c1, gx1, gw1) = outs
+    assert c0.sum() > 64 * 5
+    assert torch.equal(c0, c1) and torch.equal(t0, t1)
+    assert torch.allclose(gw0, gw1, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(gx0, gx1, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.cuda

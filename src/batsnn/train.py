@@ -227,11 +227,11 @@ def _rng_state() -> dict:
 
 
 def _set_rng_state(s: dict) -> None:
-    torch.set_rng_state(s["torch"])
+    torch.set_rng_state(s["torch"].cpu())
     np.random.set_state(s["numpy"])
     random.setstate(s["python"])
     if s.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
+        torch.cuda.set_rng_state_all([t.cpu() for t in s["cuda"]])
 
 
 # ----------------------------------------------------------------------------- loop
@@ -323,7 +323,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False, log=pr
     best = -1.0
     start_epoch = 1
     if resume and last_path.exists():
-        ck = torch.load(last_path, map_location=device, weights_only=False)
+        # loaded on the CPU: the RNG states must stay CPU tensors; load_state_dict moves the
+        # weights and the optimizer state to the model's device
+        ck = torch.load(last_path, map_location="cpu", weights_only=False)
         saved = ck["config"]
         diff = [k for k in _MODEL_FIELDS if saved.get(k) != dataclasses.asdict(cfg).get(k)]
         if diff:
@@ -332,8 +334,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False, log=pr
                                          for k in diff))
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
-        _lr_kind(opt, graphed, device)
+        _optimizer_mode(opt, graphed, device)
         sched.load_state_dict(ck["scheduler"])
+        # a run saved under CUDA graphs holds its learning rates as tensors
+        sched.base_lrs = [float(v) for v in sched.base_lrs]
+        sched._last_lr = [float(v) for v in sched.get_last_lr()]
         _set_rng_state(ck["rng"])
         history = ck["history"]
         best = ck["best_test_accuracy"]
@@ -427,13 +432,20 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False, log=pr
     return summary
 
 
-def _lr_kind(opt, as_tensor: bool, device) -> None:
-    # a checkpoint keeps the learning rate as it was held (a tensor under CUDA graphs)
+def _optimizer_mode(opt, graphed: bool, device) -> None:
+    """Make a loaded optimizer state fit the loop that continues it: under CUDA graphs Adam is
+    capturable, with its learning rate and step counts as device tensors; otherwise plain
+    floats and CPU step counts (a checkpoint keeps them as they were held when saved)."""
     for g in opt.param_groups:
+        g["capturable"] = graphed
         for k in ("lr", "initial_lr"):
             if k in g:
                 v = float(g[k])
-                g[k] = torch.tensor(v, device=device) if as_tensor else v
+                g[k] = torch.tensor(v, device=device) if graphed else v
+    for st in opt.state.values():
+        if isinstance(st.get("step"), torch.Tensor):
+            st["step"] = st["step"].to(device=device if graphed else "cpu",
+                                       dtype=torch.float32)
 
 
 def _check_finite(model) -> None:

@@ -1,13 +1,20 @@
 """GPU kernels of the LIF layer (Triton; optional).
 
-One program handles one sample and a block of ``BLOCK`` output neurons, one neuron a lane:
-the sample's sorted event list is read in order (every lane reads the same event, a
-broadcast), the weights come from the transposed matrix ``wt[i, n]`` so that a block reads
-one contiguous run per event (coalesced), and the crossing search runs masked, lane by lane,
-only while some lane has a candidate (model.md sections 1, 2, 6; the same arithmetic as the
-CPU kernels in :mod:`batsnn.ops.lif.cpu`). float32 inputs are computed in float32, float64
-inputs in float64. The weight gradient is accumulated with atomic adds across samples, so
-float32 gradients can differ between runs in the last bits.
+One program (one warp) handles one sample and a block of output neurons, one neuron a lane:
+the sample's time-sorted event list is read in order (every lane reads the same event, a
+broadcast; the next two events and their weight rows are already being loaded), the weights
+come from the transposed matrix ``wt[i, n]`` so that a block reads one contiguous run per
+event (coalesced), and the exact root search runs masked, lane by lane, only when some lane
+passes the root-free pre-test (model.md sections 1, 2, 6; the same arithmetic as the CPU
+kernels in :mod:`batsnn.ops.lif.cpu`). The backward walks the same list in reverse. float32
+inputs are computed in float32, float64 inputs in float64. Gradients are accumulated with
+atomic adds across samples and neurons, so float32 gradients can differ between runs in the
+last bits.
+
+Event lists of float32 layer outputs come from batsnn's own stable sort (compact the finite
+times, sort tiles of keys, merge the tiles by rank), whose cost follows the number of spikes;
+``torch.sort`` sorts the rest. Nothing here synchronises the host, so a training step can be
+recorded as a CUDA graph (:mod:`batsnn.graphs`).
 
 Importing this module needs Triton; :func:`available` says whether the GPU path can run.
 """
@@ -81,6 +88,80 @@ def _pretest(A, Bt, U, c, MARGIN: tl.constexpr):
     return ((A > 0.0) & (Bt > 0.0)
             & ((f_u <= MARGIN * (A * U * U + Bt * U + c))
                | ((2.0 * A * U <= Bt * (1.0 + MARGIN)) & (Bt * Bt >= 4.0 * A * c * (1.0 - MARGIN)))))
+
+
+@triton.jit
+def _compact_kernel(t_ptr, key_ptr, cnt_ptr, M, KW, BLOCK: tl.constexpr):
+    # Sort keys of a sample's finite spike times, in input order: the time's bits (a float32
+    # >= 0 orders as its bit pattern) over the flat index, so that equal times keep input order.
+    b = tl.program_id(0)
+    offs = tl.arange(0, BLOCK)
+    total = 0
+    j0 = 0
+    while j0 < M:
+        jj = j0 + offs
+        t = tl.load(t_ptr + b.to(tl.int64) * M + jj, mask=jj < M, other=float("inf"))
+        fin = t < float("inf")
+        t = tl.where(t == 0.0, 0.0, t)  # -0.0 sorts as 0.0
+        key = (t.to(tl.int32, bitcast=True).to(tl.int64) << 32) | jj.to(tl.int64)
+        pos = total + tl.cumsum(fin.to(tl.int32), axis=0) - 1
+        tl.store(key_ptr + b.to(tl.int64) * KW + pos, key, mask=fin)
+        total += tl.sum(fin.to(tl.int32), axis=0)
+        j0 += BLOCK
+    tl.store(cnt_ptr + b, total)
+
+
+@triton.jit
+def _tile_sort_kernel(key_ptr, cnt_ptr, KW, TILE: tl.constexpr):
+    # Sort tile t of a sample's keys in place (keys past the count sort last).
+    b = tl.program_id(0)
+    t0 = tl.program_id(1) * TILE
+    count = tl.load(cnt_ptr + b)
+    if t0 < count:
+        jj = t0 + tl.arange(0, TILE)
+        ptr = key_ptr + b.to(tl.int64) * KW + jj
+        k = tl.load(ptr, mask=jj < count, other=0x7FFFFFFFFFFFFFFF)
+        tl.store(ptr, tl.sort(k), mask=jj < count)
+
+
+@triton.jit
+def _merge_kernel(key_ptr, cnt_ptr, ts_ptr, perm_ptr, M, KW, TILE: tl.constexpr,
+                  LOG_TILE: tl.constexpr):
+    # Each key's place in the sorted list: its rank in its own sorted tile plus, per other
+    # tile, the number of smaller keys there (binary search; keys are distinct). The
+    # positions of this tile's range past the count get the padding (+inf, index 0).
+    b = tl.program_id(0)
+    t = tl.program_id(1)
+    t0 = t * TILE
+    count = tl.load(cnt_ptr + b)
+    row = b.to(tl.int64)
+    i = tl.arange(0, TILE)
+    jj = t0 + i
+    valid = jj < count
+    k = tl.load(key_ptr + row * KW + jj, mask=valid, other=0)
+    pos = jj
+    n_tiles = (count + TILE - 1) // TILE
+    u = 0
+    while u < n_tiles:
+        if u != t:
+            lo = tl.zeros([TILE], dtype=tl.int32)
+            hi = lo + tl.minimum(count - u * TILE, TILE)
+            for _ in tl.static_range(LOG_TILE + 1):
+                open_ = lo < hi
+                mid = (lo + hi) // 2
+                v = tl.load(key_ptr + row * KW + u * TILE + mid, mask=valid & open_, other=0)
+                less = v < k
+                lo = tl.where(open_ & less, mid + 1, lo)
+                hi = tl.where(open_ & (~less), mid, hi)
+            pos = pos + tl.where(u < t, lo - TILE, lo)
+        u += 1
+    t_bits = (k >> 32).to(tl.int32)
+    tl.store(ts_ptr + row * M + pos, t_bits.to(tl.float32, bitcast=True), mask=valid)
+    tl.store(perm_ptr + row * M + pos, k & 0xFFFFFFFF, mask=valid)
+    pad = (jj >= count) & (jj < M)
+    tl.store(ts_ptr + row * M + jj, tl.zeros([TILE], dtype=tl.float32) + float("inf"),
+             mask=pad)
+    tl.store(perm_ptr + row * M + jj, tl.zeros([TILE], dtype=tl.int64), mask=pad)
 
 
 @triton.jit
@@ -230,7 +311,8 @@ def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr,
 @triton.jit
 def _backward_kernel(g_ptr, tc_ptr, win_ptr, x_ptr, cnt_ptr, nid_ptr, ref_ptr, es_ptr, ex_ptr,
                      wt_ptr, prm_ptr, err_ptr, gin_ptr, gwt_ptr, M, N, K: tl.constexpr,
-                     BLOCK: tl.constexpr, NEED_INPUT: tl.constexpr, INTERP: tl.constexpr):
+                     BLOCK: tl.constexpr, NEED_INPUT: tl.constexpr, LANE_ATOMICS: tl.constexpr,
+                     INTERP: tl.constexpr):
     b = tl.program_id(0)
     n = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     nmask = n < N
@@ -330,8 +412,13 @@ def _backward_kernel(g_ptr, tc_ptr, win_ptr, x_ptr, cnt_ptr, nid_ptr, ref_ptr, e
         coef = c1 - c2
         tl.atomic_add(gwt_ptr + i_j * N + n, coef, mask=nmask & (coef != 0.0), sem="relaxed")
         if NEED_INPUT:
-            contrib = tl.sum(tl.where(nmask, w * (c1 * inv_tau_s - c2 * inv_tau), 0.0), axis=0)
-            tl.atomic_add(gin_ptr + row + j, contrib, sem="relaxed")
+            part = w * (c1 * inv_tau_s - c2 * inv_tau)
+            if LANE_ATOMICS:  # a narrow layer: each lane adds its share, the warp never waits
+                tl.atomic_add(gin_ptr + row + j + tl.zeros_like(n), part,
+                              mask=nmask & (part != 0.0), sem="relaxed")
+            else:
+                contrib = tl.sum(tl.where(nmask, part, 0.0), axis=0)
+                tl.atomic_add(gin_ptr + row + j, contrib, sem="relaxed")
         j -= 1
 
 
@@ -347,6 +434,36 @@ def _lanes(n_out: int, backward: bool) -> int:
 FWD_LANES = int(os.environ.get("BATSNN_CUDA_FWD_LANES", "0"))
 BWD_LANES = int(os.environ.get("BATSNN_CUDA_BWD_LANES", "0"))
 _PREP_BLOCK = 256
+#: Layers up to this width add the input gradient lane by lane (no warp reduction per event).
+LANE_ATOMICS_MAX = int(os.environ.get("BATSNN_CUDA_LANE_ATOMICS_MAX", "16"))
+#: Keys per tile of the GPU sort, and the row width from which it replaces ``torch.sort``.
+SORT_TILE = 2048
+SORT_MIN_WIDTH = 4096
+
+
+def _sort_times(flat: torch.Tensor):
+    """Stable sort of each row of ``flat (B, M)`` (times >= 0 or +inf): ``(times, indices)``.
+
+    float32 rows wider than :data:`SORT_MIN_WIDTH` go through batsnn's own sort, whose cost
+    follows the number of finite times (a layer's output is mostly +inf padding): compact the
+    finite times, sort tiles of :data:`SORT_TILE` keys, merge the tiles by rank. Otherwise
+    ``torch.sort``.
+    """
+    n_batch, m = flat.shape
+    if flat.dtype != torch.float32 or m <= SORT_MIN_WIDTH or m >= 2**31 or n_batch == 0:
+        return torch.sort(flat, dim=1, stable=True)
+    tile = SORT_TILE
+    n_tiles = triton.cdiv(m, tile)
+    kw = n_tiles * tile
+    keys = torch.empty((n_batch, kw), dtype=torch.int64, device=flat.device)
+    count = torch.empty((n_batch,), dtype=torch.int32, device=flat.device)
+    ts = torch.empty((n_batch, m), dtype=flat.dtype, device=flat.device)
+    perm = torch.empty((n_batch, m), dtype=torch.int64, device=flat.device)
+    _compact_kernel[(n_batch,)](flat, keys, count, m, kw, BLOCK=1024, num_warps=4)
+    _tile_sort_kernel[(n_batch, n_tiles)](keys, count, kw, TILE=tile, num_warps=4)
+    _merge_kernel[(n_batch, n_tiles)](keys, count, ts, perm, m, kw, TILE=tile,
+                                      LOG_TILE=tile.bit_length() - 1, num_warps=4)
+    return ts, perm
 
 
 def sort_events(input_times, tau_s, t_max, seg):
@@ -354,8 +471,8 @@ def sort_events(input_times, tau_s, t_max, seg):
     a stable sort, then one kernel for the per-event arrays."""
     n_batch, n_in, s_in = input_times.shape
     m = n_in * s_in
-    flat = input_times.detach().reshape(n_batch, m)
-    ts, perm = torch.sort(flat, dim=1, stable=True)
+    flat = input_times.detach().reshape(n_batch, m).contiguous()
+    ts, perm = _sort_times(flat)
     dev, dtype = flat.device, flat.dtype
     nid = torch.empty((n_batch, m), dtype=torch.int32, device=dev)
     nspk = torch.zeros((n_batch,), dtype=torch.int32, device=dev)
@@ -434,5 +551,5 @@ def backward(g_out, saved, ev, weight, *, tau_s, delta_theta, need_input, theta=
     _backward_kernel[grid](g, out_tc, out_win, out_x, counts, ev.nid, ev.ref, ev.es, ev.ex, wt,
                            _params(dtype, dev, tau_s, theta, delta_theta, t_max, dt), err, g_in,
                            g_wt, m, n_out, K=k, BLOCK=lanes, NEED_INPUT=bool(need_input),
-                           INTERP=_INTERP, num_warps=1)
+                           LANE_ATOMICS=n_out <= LANE_ATOMICS_MAX, INTERP=_INTERP, num_warps=1)
     return g_in, g_wt.t()

@@ -52,8 +52,10 @@ def sort_events(input_times: torch.Tensor, tau_s: float, t_max: float = math.inf
     Ties keep the order of ``input_times.reshape(B, -1)`` (stable sort). ``m`` truncates the
     lists; by default it is the largest number of finite spikes in a sample (one host sync).
     The float arrays are computed in ``dtype``; ``seg`` is the segment length in seconds
-    (default ``SEGMENT * tau_s``). This is the device-generic version in torch ops; the CPU
-    backend has a compiled twin that skips the padding (:func:`batsnn.ops.lif.cpu.sort_events`).
+    (default ``SEGMENT * tau_s``). This is the plain version in torch ops, the reference the
+    tests hold the backends' event lists to; the CPU backend has a compiled twin that skips the
+    padding (:func:`batsnn.ops.lif.cpu.sort_events`), the GPU backend its own kernels
+    (:func:`batsnn.ops.lif.cuda.sort_events`).
     """
     n_batch, _, s_in = input_times.shape
     flat = input_times.detach().reshape(n_batch, -1).to(dtype)
