@@ -202,16 +202,26 @@ def _prep_kernel(ts_ptr, perm_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, x
 
 
 @triton.jit
-def _event(ts_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr, nid_ptr, wt_ptr, row, j, m, n, nmask, N):
-    """Event ``j`` of a sample (time, reference, exponentials, weight row); padding past m."""
-    ok = j < m
-    i = tl.load(nid_ptr + row + j, mask=ok, other=0).to(tl.int64)
+def _event(ts_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr, wt_ptr, row, j, i, ok, n, nmask, N):
+    """Event ``j`` of a sample, presynaptic neuron ``i``: (time, reference, exponentials,
+    window-end factor, weight row); padding where ``ok`` is false."""
     return (tl.load(ts_ptr + row + j, mask=ok, other=float("inf")),
             tl.load(ref_ptr + row + j, mask=ok, other=0.0),
             tl.load(es_ptr + row + j, mask=ok, other=0.0),
             tl.load(ex_ptr + row + j, mask=ok, other=0.0),
             tl.load(xup_ptr + row + j, mask=ok, other=0.0),
             tl.load(wt_ptr + i * N + n, mask=tl.where(ok, nmask, False), other=0.0))
+
+
+@triton.jit
+def _event_back(ref_ptr, es_ptr, ex_ptr, nid_ptr, row, j):
+    """What the backward reads of event ``j``: (reference, exponentials, presynaptic
+    neuron); padding for ``j < 0``."""
+    ok = j >= 0
+    return (tl.load(ref_ptr + row + j, mask=ok, other=0.0),
+            tl.load(es_ptr + row + j, mask=ok, other=0.0),
+            tl.load(ex_ptr + row + j, mask=ok, other=0.0),
+            tl.load(nid_ptr + row + j, mask=ok, other=0).to(tl.int64))
 
 
 @triton.jit
@@ -240,14 +250,16 @@ def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr,
     last = zero - float("inf")
     cnt = tl.zeros([BLOCK], dtype=tl.int32)
     out_base = (b.to(tl.int64) * N + n) * K
-    r_cur = tl.load(ref_ptr + row, mask=m > 0, other=0.0)
     # software pipeline: events j+1 and j+2 are in flight (data and weight row) while event j
     # is integrated, and the presynaptic neuron of event j+3 is being read
-    t_1, r_1, es_1, ex_1, u_1, w_1 = _event(ts_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr, nid_ptr,
-                                            wt_ptr, row, 0, m, n, nmask, N)
-    t_2, r_2, es_2, ex_2, u_2, w_2 = _event(ts_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr, nid_ptr,
-                                            wt_ptr, row, 1, m, n, nmask, N)
+    i_1 = tl.load(nid_ptr + row, mask=m > 0, other=0).to(tl.int64)
+    t_1, r_1, es_1, ex_1, u_1, w_1 = _event(ts_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr, wt_ptr,
+                                            row, 0, i_1, m > 0, n, nmask, N)
+    i_2 = tl.load(nid_ptr + row + 1, mask=m > 1, other=0).to(tl.int64)
+    t_2, r_2, es_2, ex_2, u_2, w_2 = _event(ts_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr, wt_ptr,
+                                            row, 1, i_2, m > 1, n, nmask, N)
     i_3 = tl.load(nid_ptr + row + 2, mask=m > 2, other=0).to(tl.int64)
+    r_cur = r_1
     j = 0
     while j < m:
         t_j = t_1
@@ -262,13 +274,8 @@ def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr,
         ex_1 = ex_2
         u_1 = u_2
         w_1 = w_2
-        has3 = j + 2 < m
-        w_2 = tl.load(wt_ptr + i_3 * N + n, mask=tl.where(has3, nmask, False), other=0.0)
-        t_2 = tl.load(ts_ptr + row + j + 2, mask=has3, other=float("inf"))
-        r_2 = tl.load(ref_ptr + row + j + 2, mask=has3, other=0.0)
-        es_2 = tl.load(es_ptr + row + j + 2, mask=has3, other=0.0)
-        ex_2 = tl.load(ex_ptr + row + j + 2, mask=has3, other=0.0)
-        u_2 = tl.load(xup_ptr + row + j + 2, mask=has3, other=0.0)
+        t_2, r_2, es_2, ex_2, u_2, w_2 = _event(ts_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr, wt_ptr,
+                                                row, j + 2, i_3, j + 2 < m, n, nmask, N)
         i_3 = tl.load(nid_ptr + row + j + 3, mask=j + 3 < m, other=0).to(tl.int64)
         if r_j != r_cur:  # a new reference-time segment: rescale the sums
             a = a * _exp((r_cur - r_j) / tau_s, INTERP)
@@ -354,19 +361,11 @@ def _backward_kernel(g_ptr, tc_ptr, win_ptr, x_ptr, cnt_ptr, nid_ptr, ref_ptr, e
     kk = cnt - 1
     e1 = zero
     e2 = zero
-    r_cur = tl.load(ref_ptr + row + tl.maximum(j_top, 0))
     j_hit = j_top
     # software pipeline as in the forward: events j-1 and j-2 are being read during event j
-    has = j_top >= 0
-    r_1 = tl.load(ref_ptr + row + j_top, mask=has, other=0.0)
-    es_1 = tl.load(es_ptr + row + j_top, mask=has, other=0.0)
-    ex_1 = tl.load(ex_ptr + row + j_top, mask=has, other=0.0)
-    i_1 = tl.load(nid_ptr + row + j_top, mask=has, other=0).to(tl.int64)
-    has = j_top >= 1
-    r_2 = tl.load(ref_ptr + row + j_top - 1, mask=has, other=0.0)
-    es_2 = tl.load(es_ptr + row + j_top - 1, mask=has, other=0.0)
-    ex_2 = tl.load(ex_ptr + row + j_top - 1, mask=has, other=0.0)
-    i_2 = tl.load(nid_ptr + row + j_top - 1, mask=has, other=0).to(tl.int64)
+    r_1, es_1, ex_1, i_1 = _event_back(ref_ptr, es_ptr, ex_ptr, nid_ptr, row, j_top)
+    r_2, es_2, ex_2, i_2 = _event_back(ref_ptr, es_ptr, ex_ptr, nid_ptr, row, j_top - 1)
+    r_cur = r_1
     w_1 = zero
     if NEED_INPUT:
         w_1 = tl.load(wt_ptr + i_1 * N + n, mask=nmask, other=0.0).to(tau_s.dtype)
@@ -384,11 +383,7 @@ def _backward_kernel(g_ptr, tc_ptr, win_ptr, x_ptr, cnt_ptr, nid_ptr, ref_ptr, e
         if NEED_INPUT:
             w_1 = tl.load(wt_ptr + i_1 * N + n, mask=tl.where(j >= 1, nmask, False),
                           other=0.0).to(tau_s.dtype)
-        has = j >= 2
-        r_2 = tl.load(ref_ptr + row + j - 2, mask=has, other=0.0)
-        es_2 = tl.load(es_ptr + row + j - 2, mask=has, other=0.0)
-        ex_2 = tl.load(ex_ptr + row + j - 2, mask=has, other=0.0)
-        i_2 = tl.load(nid_ptr + row + j - 2, mask=has, other=0).to(tl.int64)
+        r_2, es_2, ex_2, i_2 = _event_back(ref_ptr, es_ptr, ex_ptr, nid_ptr, row, j - 2)
         if r_j != r_cur:
             e1 = e1 * _exp((r_j - r_cur) / tau_s, INTERP)
             e2 = e2 * _exp((r_j - r_cur) / tau, INTERP)
