@@ -16,7 +16,6 @@ synchronisation, which is what capture requires.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable
 
 import torch
@@ -103,7 +102,7 @@ def _snapshot(obj):
     if isinstance(obj, torch.optim.Optimizer):
         return {"state": {p: {k: (v.detach().clone() if isinstance(v, torch.Tensor) else v)
                               for k, v in st.items()} for p, st in obj.state.items()},
-                "groups": [copy.copy({k: v for k, v in g.items() if k != "params"})
+                "groups": [{k: v for k, v in g.items() if k != "params"}
                            for g in obj.param_groups]}
     raise TypeError(f"state must hold modules and optimizers, got {type(obj).__name__}")
 
