@@ -80,21 +80,19 @@ def _tols(dtype):
 
 def check_kernels(backend, name, dtype, **case_kw):
     """Compare ``backend``'s sort/forward/backward with the CPU kernels on CPU tensors."""
-    from batsnn.ops.lif import SEGMENT, cpu, events
+    from batsnn.ops.lif import cpu, events
+    from batsnn.ops.lif.synapse import DENSE
+    from batsnn.params import LIFParams
 
     x, w, grad, kw = make_case(name, dtype, **case_kw)
-    tau_s = 0.05
-    delta = kw["delta_theta"] or kw["theta"]
-    fkw = dict(tau_s=tau_s, theta=kw["theta"], delta_theta=delta, max_spikes=kw["max_spikes"],
-               t_max=kw["t_max"], dt=kw["dt"])
+    p = LIFParams(tau_s=0.05, **kw)
     results = []
-    ref_ev = events.sort_events(x, tau_s, kw["t_max"], dtype=x.dtype)
+    ref_ev = events.sort_events(x, p, dtype=x.dtype)
     for mod in (cpu, backend):
-        ev = mod.sort_events(x, tau_s, kw["t_max"], SEGMENT * tau_s)
+        ev = mod.sort_events(x, p)
         check_events(ref_ev, ev)
-        out = mod.forward(ev, w, **fkw)
-        g_sorted, g_w = mod.backward(grad, out[1:], ev, w, tau_s=tau_s, delta_theta=delta,
-                                     need_input=True)
+        out = mod.forward(ev, w, p, synapse=DENSE, need_aux=True)
+        g_sorted, g_w = mod.backward(grad, out[1:], ev, w, p, synapse=DENSE, need_input=True)
         g_in = torch.zeros(x.shape[0], x.shape[1] * x.shape[2], dtype=torch.float64)
         g_in.scatter_add_(1, ev.perm.cpu(), g_sorted.double().cpu())
         results.append((out[0].cpu(), out[4].cpu(), g_in, g_w.cpu()))
@@ -143,14 +141,14 @@ if __name__ == "__main__":
         total += check_kernels(triton_backend, "dt", dtype, batch=2, n_in=90, n_out=20,
                                slots=2, span=2.0, w_scale=3.0)
     # inference mode: no backward buffers, same spikes
-    from batsnn.ops.lif import SEGMENT, cpu
+    from batsnn.ops.lif.synapse import DENSE
+    from batsnn.params import LIFParams
 
     x, w, _, kw = make_case("plain", torch.float32)
-    ev = triton_backend.sort_events(x, 0.05, kw["t_max"], SEGMENT * 0.05)
-    fk = dict(tau_s=0.05, theta=kw["theta"], delta_theta=kw["theta"],
-              max_spikes=kw["max_spikes"], t_max=kw["t_max"], dt=0.0)
-    full = triton_backend.forward(ev, w, **fk)
-    lean = triton_backend.forward(ev, w, need_aux=False, **fk)
+    p = LIFParams(tau_s=0.05, **kw)
+    ev = triton_backend.sort_events(x, p)
+    full = triton_backend.forward(ev, w, p, synapse=DENSE, need_aux=True)
+    lean = triton_backend.forward(ev, w, p, synapse=DENSE, need_aux=False)
     assert torch.equal(full[0], lean[0]) and torch.equal(full[4], lean[4])
     assert lean[1].numel() == 0
     # the whole layer with batsnn's own sort in place of torch.sort (float32 rows)

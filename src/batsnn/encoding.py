@@ -66,7 +66,7 @@ def ttfs_encode(x: torch.Tensor, *, t_window: float = 0.1, x_max: float = 1.0,
 def _ttfs_times(v: torch.Tensor, t_window: float, x_max: float, dt) -> torch.Tensor:
     """:func:`ttfs_encode` of ``(B, N)`` values already known to lie in ``[0, x_max]`` (no
     checks, hence no host synchronisation on a GPU)."""
-    from batsnn.functional import mark_valid
+    from batsnn.spikes import mark_valid
 
     t = t_window * (1.0 - v / x_max)
     t = torch.where(v > 0, t, torch.full_like(t, math.inf))

@@ -7,7 +7,9 @@ import math
 import torch
 from torch import nn
 
-from batsnn.functional import SpikeTrains, check_hyperparameters, lif_linear
+from batsnn.functional import lif_linear
+from batsnn.params import LIFParams
+from batsnn.spikes import SpikeTrains
 
 __all__ = ["LIFLinear", "SpikingSequential"]
 
@@ -24,6 +26,8 @@ class LIFLinear(nn.Module):
         max_spikes: most spikes per neuron.
         dt: time step in seconds for the discretized model; ``None`` for exact time.
         t_max: simulation horizon in seconds.
+        (These six are held as one frozen :class:`~batsnn.params.LIFParams`, ``.params``,
+        and read back as attributes of the same names.)
         init: ``(low, high)`` of the uniform weight initialisation (BATS: ``(-1, 1)``).
 
     Shape:
@@ -39,10 +43,8 @@ class LIFLinear(nn.Module):
         for name, v in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
-        (self.tau_s, self.theta, self.delta_theta, self.max_spikes, self.t_max,
-         dt_) = check_hyperparameters(tau_s=tau_s, theta=theta, delta_theta=delta_theta,
-                                      max_spikes=max_spikes, t_max=t_max, dt=dt)
-        self.dt = dt_ or None
+        self.params = LIFParams(tau_s=tau_s, theta=theta, delta_theta=delta_theta,
+                                max_spikes=max_spikes, t_max=t_max, dt=dt)
         self.in_features = in_features
         self.out_features = out_features
         self.init = (float(init[0]), float(init[1]))
@@ -58,14 +60,21 @@ class LIFLinear(nn.Module):
     def forward(self, input_times) -> SpikeTrains:
         if isinstance(input_times, SpikeTrains):
             input_times = input_times.times
-        return lif_linear(input_times, self.weight, tau_s=self.tau_s, theta=self.theta,
-                          delta_theta=self.delta_theta, max_spikes=self.max_spikes,
-                          t_max=self.t_max, dt=self.dt)
+        return lif_linear(input_times, self.weight, params=self.params)
+
+    # the neuron's parameters, read through ``params`` (one validated, frozen value)
+    tau_s = property(lambda self: self.params.tau_s)
+    theta = property(lambda self: self.params.theta)
+    delta_theta = property(lambda self: self.params.delta_theta)
+    max_spikes = property(lambda self: self.params.max_spikes)
+    t_max = property(lambda self: self.params.t_max)
+    dt = property(lambda self: self.params.dt or None)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_features}, {self.out_features}, tau_s={self.tau_s}, "
-                f"theta={self.theta}, delta_theta={self.delta_theta}, "
-                f"max_spikes={self.max_spikes}, dt={self.dt}, t_max={self.t_max}")
+        p = self.params
+        return (f"{self.in_features}, {self.out_features}, tau_s={p.tau_s}, "
+                f"theta={p.theta}, delta_theta={p.delta_theta}, "
+                f"max_spikes={p.max_spikes}, dt={self.dt}, t_max={p.t_max}")
 
 
 class SpikingSequential(nn.Sequential):

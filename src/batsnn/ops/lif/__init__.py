@@ -1,8 +1,21 @@
-"""The LIF layer op: event sorting, backend kernels and one ``autograd.Function``.
+"""The LIF layer op: one ``autograd.Function`` over a backend and a synapse.
 
-Backends: ``naive`` (Python loops, tests only), ``cpu`` (numba) and ``cuda`` (GPU kernels,
-optional). :func:`batsnn.functional.lif_linear` validates arguments and calls
-:func:`lif_linear_op`.
+Backends: ``naive`` (Python loops, tests only), ``cpu`` (numba) and ``cuda`` (Triton,
+optional). Every backend module implements the same three functions (the contract below);
+argument checks live in :mod:`batsnn.functional` and :mod:`batsnn.spikes`, never in a backend.
+
+Backend contract (``p`` is a validated :class:`batsnn.params.LIFParams`, ``synapse`` a value
+of :mod:`batsnn.ops.lif.synapse`):
+
+- ``sort_events(input_times, p) -> Events``: the time-sorted per-sample event list
+  (:class:`batsnn.ops.lif.events.Events`) of valid ``(B, N_in, S_in)`` spike trains.
+- ``forward(ev, weight, p, *, synapse, need_aux) -> (times, t_cont, window, x, counts)``:
+  emitted times ``(B, N_out, K)`` in ``weight``'s dtype, then what the backward needs
+  (continuous crossing times, the event window of each spike, ``X = sqrt(D)`` at it; empty
+  ``(0, 0, 0)`` tensors when ``need_aux`` is false) and counts ``(B, N_out)`` int64.
+- ``backward(grad_times, saved, ev, weight, p, *, synapse, need_input) -> (g_events, g_weight)``:
+  the gradient of each sorted event ``(B, M)`` (zeros when ``need_input`` is false) and of
+  the weight, in the weight's layout.
 """
 
 from __future__ import annotations
@@ -10,11 +23,15 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from batsnn.ops.lif import cpu
-from batsnn.ops.lif.events import SEGMENT, Events
+from batsnn.ops.lif.events import Events
+from batsnn.ops.lif.synapse import DENSE
+from batsnn.params import LIFParams
+
+__all__ = ["LIFFunction", "backend_for", "lif_op"]
 
 
-def _backend(device: torch.device):
+def backend_for(device: torch.device):
+    """The backend module of a device: :mod:`.cpu` or :mod:`.cuda`."""
     if device.type == "cuda":
         try:
             from batsnn.ops.lif import cuda
@@ -24,22 +41,24 @@ def _backend(device: torch.device):
         return cuda
     if device.type != "cpu":
         raise ValueError(f"batsnn runs on cpu or cuda tensors, got device {device}")
+    from batsnn.ops.lif import cpu
+
     return cpu
 
 
-class LIFLinearFunction(torch.autograd.Function):
-    """Exact forward and BATS backward of a dense LIF layer (model.md sections 1, 2, 6)."""
+class LIFFunction(torch.autograd.Function):
+    """Exact forward and BATS backward of a layer of LIF neurons (model.md sections 1, 2, 6)."""
 
     @staticmethod
-    def forward(ctx, input_times, weight, tau_s, theta, delta_theta, max_spikes, t_max, dt,
-                need_grad=True):
-        backend = _backend(input_times.device)
-        ev = backend.sort_events(input_times, tau_s, t_max, SEGMENT * tau_s)
+    def forward(ctx, input_times, weight, p: LIFParams, synapse, need_grad=True):
+        backend = backend_for(input_times.device)
+        ev = backend.sort_events(input_times, p)
         out_t, out_tc, out_win, out_x, counts = backend.forward(
-            ev, weight, tau_s=tau_s, theta=theta, delta_theta=delta_theta,
-            max_spikes=max_spikes, t_max=t_max, dt=dt, need_aux=need_grad)
-        ctx.params = (tau_s, theta, delta_theta, t_max, dt, input_times.shape,
-                      input_times.dtype)
+            ev, weight, p, synapse=synapse, need_aux=need_grad)
+        ctx.p = p
+        ctx.synapse = synapse
+        ctx.in_shape = input_times.shape
+        ctx.in_dtype = input_times.dtype
         ctx.backend = backend
         ctx.save_for_backward(weight, out_tc, out_win, out_x, counts, *ev)
         ctx.mark_non_differentiable(counts)
@@ -48,29 +67,26 @@ class LIFLinearFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_times, grad_counts):
-        tau_s, theta, delta_theta, t_max, dt, in_shape, in_dtype = ctx.params
         weight, out_tc, out_win, out_x, counts, *ev = ctx.saved_tensors
         ev = Events(*ev)
         need_input, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         if grad_times is None or not (need_input or need_weight):
-            return (None,) * 9
+            return None, None, None, None, None
         g_sorted, g_w = ctx.backend.backward(
-            grad_times, (out_tc, out_win, out_x, counts), ev, weight,
-            tau_s=tau_s, theta=theta, delta_theta=delta_theta, t_max=t_max, dt=dt,
-            need_input=need_input)
+            grad_times, (out_tc, out_win, out_x, counts), ev, weight, ctx.p,
+            synapse=ctx.synapse, need_input=need_input)
         g_input = None
         if need_input:
-            n_batch = in_shape[0]
-            flat = torch.zeros((n_batch, in_shape[1] * in_shape[2]), dtype=g_sorted.dtype,
+            shape = ctx.in_shape
+            flat = torch.zeros((shape[0], shape[1:].numel()), dtype=g_sorted.dtype,
                                device=g_sorted.device)
             flat.scatter_add_(1, ev.perm, g_sorted)  # padding events add 0
-            g_input = flat.reshape(in_shape).to(in_dtype)
+            g_input = flat.reshape(shape).to(ctx.in_dtype)
         g_weight = g_w.to(weight.dtype) if need_weight else None
-        return g_input, g_weight, None, None, None, None, None, None, None
+        return g_input, g_weight, None, None, None
 
 
-def lif_linear_op(input_times, weight, tau_s, theta, delta_theta, max_spikes, t_max, dt):
+def lif_op(input_times, weight, p: LIFParams, synapse=DENSE):
     """Unchecked op; see :func:`batsnn.functional.lif_linear` for the documented entry point."""
     need_grad = torch.is_grad_enabled() and (input_times.requires_grad or weight.requires_grad)
-    return LIFLinearFunction.apply(input_times, weight, tau_s, theta, delta_theta, max_spikes,
-                                   t_max, dt, need_grad)
+    return LIFFunction.apply(input_times, weight, p, synapse, need_grad)

@@ -39,36 +39,6 @@ def _grid(t, dt):
     return dt * (math.floor(t / dt) + 1.0)
 
 
-@numba.njit(parallel=True, cache=True)
-def scan_times(times, bad):
-    """One pass over ``times (B, N, S)``: per sample the first defect into
-    ``bad[b] = (kind, n, s)`` (kind 1 NaN, 2 negative, 3 not ascending / not padded with
-    +inf; 0 none)."""
-    n_batch, n_neurons, n_slots = times.shape
-    for b in numba.prange(n_batch):
-        for n in range(n_neurons):
-            prev = -np.inf
-            for s in range(n_slots):
-                v = times[b, n, s]
-                if math.isnan(v):
-                    if bad[b, 0] == 0:
-                        bad[b, 0] = 1
-                        bad[b, 1] = n
-                        bad[b, 2] = s
-                elif v < 0.0:
-                    if bad[b, 0] == 0:
-                        bad[b, 0] = 2
-                        bad[b, 1] = n
-                        bad[b, 2] = s
-                elif v < prev:
-                    if bad[b, 0] == 0:
-                        bad[b, 0] = 3
-                        bad[b, 1] = n
-                        bad[b, 2] = s
-                if v == v:
-                    prev = v
-
-
 @numba.njit(cache=True, inline="always")
 def _may_cross(al, bl, p, q, r0, s, k):
     # Root-free pre-test with the per-event constants of forward_kernel: A > 0, B > 0 and
@@ -89,38 +59,6 @@ def count_spikes(times, nspk):
                     break
                 c += 1
         nspk[b] = c
-
-
-@numba.njit(parallel=True, cache=True)
-def _finite_rows(w, ok):
-    for r in numba.prange(w.shape[0]):
-        good = True
-        for i in range(w.shape[1]):
-            good &= math.isfinite(w[r, i])
-        ok[r] = good
-
-
-def all_finite(w: torch.Tensor) -> bool:
-    """``torch.isfinite(w).all()`` for a CPU matrix, without temporaries."""
-    a = w.detach().reshape(w.shape[0], -1).contiguous().numpy()
-    ok = np.zeros(a.shape[0], np.bool_)
-    _finite_rows(a, ok)
-    return bool(ok.all())
-
-
-def check_times(times: torch.Tensor):
-    """CPU twin of the checks in :func:`batsnn.functional.check_spike_times`.
-
-    Returns ``None`` when ``times`` is valid, else ``(kind, b, n, s)`` of the first defect.
-    """
-    t = times.detach().contiguous()
-    bad = np.zeros((t.shape[0], 3), np.int64)
-    scan_times(t.numpy(), bad)
-    rows = np.nonzero(bad[:, 0])[0]
-    if len(rows) == 0:
-        return None
-    b = int(rows[0])
-    return int(bad[b, 0]), b, int(bad[b, 1]), int(bad[b, 2])
 
 
 @numba.njit(cache=True)
@@ -405,14 +343,15 @@ def backward_kernel(g_out, out_tc, out_win, out_x, counts, nid, ref, es, ex, wt,
                         g_in[b, j] += s
 
 
-def sort_events(input_times: torch.Tensor, tau_s: float, t_max: float, seg: float):
+def sort_events(input_times: torch.Tensor, p):
     """Event lists of a CPU batch (see :func:`batsnn.ops.lif.events.sort_events`).
 
     ``input_times`` must be valid (ascending rows padded with +inf, as
     :func:`batsnn.functional.check_spike_times` ensures): a row is read up to its first +inf.
     """
-    from batsnn.ops.lif.events import Events
+    from batsnn.ops.lif.events import SEGMENT, Events, grid_bounds
 
+    tau_s, t_max, seg = p.tau_s, p.t_max, SEGMENT * p.tau_s
     n_batch, _, s_in = input_times.shape
     times = input_times.detach().contiguous()
     nspk = np.zeros(n_batch, np.int32)
@@ -426,17 +365,20 @@ def sort_events(input_times: torch.Tensor, tau_s: float, t_max: float, seg: floa
     build_events(times_np, nspk, float(tau_s), float(seg), float(t_max), ts.numpy(),
                  nid.numpy(), perm.numpy(), ref.numpy(), es.numpy(), ex.numpy(), up.numpy(),
                  xup.numpy())
-    return Events(ts, nid, perm, torch.from_numpy(nspk), ref, es, ex, up, xup)
+    nspk = torch.from_numpy(nspk)
+    return Events(ts, nid, perm, nspk, ref, es, ex, up, xup,
+                  *grid_bounds(ts, nspk, p, input_times.dtype))
 
 
-def forward(ev, weight, *, tau_s, theta, delta_theta, max_spikes, t_max, dt, need_aux=True):
+def forward(ev, weight, p, *, synapse, need_aux=True):
     """Run the forward kernel; returns ``(times, t_continuous, window, X, counts)``.
 
     With ``need_aux=False`` (no backward will follow) the last three are left empty.
     """
+    tau_s, theta, delta_theta, t_max, dt = p.tau_s, p.theta, p.delta_theta, p.t_max, p.dt
     n_batch = ev.ts.shape[0]
     n_out = weight.shape[0]
-    shape = (n_batch, n_out, max_spikes)
+    shape = (n_batch, n_out, p.max_spikes)
     out_t = torch.full(shape, math.inf, dtype=weight.dtype)  # the caller's dtype
     # read only below counts: no initialisation needed
     aux_shape = shape if need_aux else (0, 0, 0)
@@ -454,7 +396,7 @@ def forward(ev, weight, *, tau_s, theta, delta_theta, max_spikes, t_max, dt, nee
     return out_t, out_tc, out_win, out_x, counts
 
 
-def backward(g_out, saved, ev, weight, *, tau_s, delta_theta, need_input, **_):
+def backward(g_out, saved, ev, weight, p, *, synapse, need_input):
     """Run the backward kernel; returns ``(grad of sorted input events (B, M), grad_weight)``."""
     out_tc, out_win, out_x, counts = saved
     n_batch, m = ev.ts.shape
@@ -465,6 +407,6 @@ def backward(g_out, saved, ev, weight, *, tau_s, delta_theta, need_input, **_):
     g = g_out.detach().to(torch.float64).contiguous()
     backward_kernel(g.numpy(), out_tc.numpy(), out_win.numpy(), out_x.numpy(), counts.numpy(),
                     ev.nid.numpy(), ev.ref.numpy(), ev.es.numpy(), ev.ex.numpy(), wt.numpy(),
-                    float(tau_s), float(delta_theta), bool(need_input), g_in.numpy(),
+                    p.tau_s, p.delta_theta, bool(need_input), g_in.numpy(),
                     g_wt_parts.numpy())
     return g_in, g_wt_parts.sum(0).t()

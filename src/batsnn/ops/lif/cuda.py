@@ -29,7 +29,7 @@ import triton
 import triton.language as tl
 from triton.language.extra import libdevice
 
-from batsnn.ops.lif.events import Events
+from batsnn.ops.lif.events import SEGMENT, Events, grid_bounds
 
 _MARGIN = 1e-6  # relative margin of the root-free pre-test (float32-safe)
 _INTERP = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -461,9 +461,10 @@ def _sort_times(flat: torch.Tensor):
     return ts, perm
 
 
-def sort_events(input_times, tau_s, t_max, seg):
+def sort_events(input_times, p):
     """Event lists on the GPU in the input's dtype, full width (no host synchronisation):
     a stable sort, then one kernel for the per-event arrays."""
+    tau_s, t_max, seg = p.tau_s, p.t_max, SEGMENT * p.tau_s
     n_batch, n_in, s_in = input_times.shape
     m = n_in * s_in
     flat = input_times.detach().reshape(n_batch, m).contiguous()
@@ -477,7 +478,8 @@ def sort_events(input_times, tau_s, t_max, seg):
         _prep_kernel[(n_batch,)](ts, perm, nid, nspk, ref, es, ex, xup, prm, m, s_in,
                                  BLOCK=_PREP_BLOCK, INTERP=_INTERP, num_warps=4)
     empty = torch.empty((0,), dtype=dtype, device=dev)
-    return Events(ts, nid, perm, nspk, ref, es, ex, empty, xup)
+    return Events(ts, nid, perm, nspk, ref, es, ex, empty, xup,
+                  *grid_bounds(ts, nspk, p, input_times.dtype))
 
 
 _PARAM_CACHE: dict = {}
@@ -500,7 +502,9 @@ def _params(dtype, device, tau_s, theta, delta_theta, t_max, dt, seg=0.0):
                    float(seg)), dtype, device)
 
 
-def forward(ev, weight, *, tau_s, theta, delta_theta, max_spikes, t_max, dt, need_aux=True):
+def forward(ev, weight, p, *, synapse, need_aux=True):
+    tau_s, theta, delta_theta, t_max, dt = p.tau_s, p.theta, p.delta_theta, p.t_max, p.dt
+    max_spikes = p.max_spikes
     n_batch, m = ev.ts.shape
     n_out = weight.shape[0]
     dev = weight.device
@@ -526,8 +530,8 @@ def forward(ev, weight, *, tau_s, theta, delta_theta, max_spikes, t_max, dt, nee
     return out_t, out_tc, out_win, out_x, counts
 
 
-def backward(g_out, saved, ev, weight, *, tau_s, delta_theta, need_input, theta=1.0,
-             t_max=math.inf, dt=0.0):
+def backward(g_out, saved, ev, weight, p, *, synapse, need_input):
+    tau_s, theta, delta_theta, t_max, dt = p.tau_s, p.theta, p.delta_theta, p.t_max, p.dt
     out_tc, out_win, out_x, counts = saved
     n_batch, m = ev.ts.shape
     n_out, n_in = weight.shape

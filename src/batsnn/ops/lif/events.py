@@ -11,6 +11,9 @@ from typing import NamedTuple
 
 import torch
 
+from batsnn.ops.lif.grid import floor_index, floor_index_scalar
+from batsnn.params import LIFParams
+
 #: Length of a reference-time segment, in units of ``tau_s``. Inside one segment the scaled
 #: exponentials stay below ``exp(SEGMENT / 1)``; the threshold discriminant grows like
 #: ``exp((t - ref) / tau_s)``, so float32 stays far from overflow for any simulation length.
@@ -31,6 +34,12 @@ class Events(NamedTuple):
         up: ``(B, M)`` float64 end of the window after event ``j``: ``min(ts[j+1], t_max)``.
         xup: ``(B, M)`` float64 ``exp(-(up - ref) / tau)``: ``x = exp(-t/tau)`` at the window's
             end in the segment's units, for the kernels' root-free test of a crossing.
+        kin: ``(B, M)`` float64 (integer-valued) grid index of each event's time
+            (:func:`batsnn.ops.lif.grid.floor_index` in the input's dtype); ``(B, 0)`` when
+            ``dt == 0``.
+        kup: ``(B, M)`` float64 index bound of the window after event ``j``: a crossing on
+            grid index ``k`` is emitted in it only if ``k <= kup[j]``, i.e.
+            ``min(kin[j+1], floor_index(t_max))``; ``(B, 0)`` when ``dt == 0``.
     """
 
     ts: torch.Tensor
@@ -42,21 +51,39 @@ class Events(NamedTuple):
     ex: torch.Tensor
     up: torch.Tensor
     xup: torch.Tensor
+    kin: torch.Tensor
+    kup: torch.Tensor
 
 
-def sort_events(input_times: torch.Tensor, tau_s: float, t_max: float = math.inf,
-                m: int | None = None, dtype: torch.dtype = torch.float64,
-                seg: float | None = None) -> Events:
+def grid_bounds(ts: torch.Tensor, nspk: torch.Tensor, p: LIFParams,
+                in_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(kin, kup)`` of sorted event times ``ts (B, M)`` (see :class:`Events`); empty
+    ``(B, 0)`` tensors when ``p.dt == 0``."""
+    if not p.discrete:
+        empty = torch.empty((ts.shape[0], 0), dtype=torch.float64, device=ts.device)
+        return empty, empty
+    kin = floor_index(ts, p.dt, in_dtype)
+    k_t = floor_index_scalar(p.t_max, p.dt)
+    nxt = torch.cat([kin[:, 1:], torch.full_like(kin[:, :1], math.inf)], 1)
+    pos = torch.arange(ts.shape[1], device=ts.device)
+    nxt = torch.where(pos[None, :] + 1 < nspk[:, None].to(pos.dtype), nxt, math.inf)
+    return kin, nxt.clamp(max=k_t)
+
+
+def sort_events(input_times: torch.Tensor, p: LIFParams, m: int | None = None,
+                dtype: torch.dtype = torch.float64, seg: float | None = None) -> Events:
     """Flatten ``input_times (B, N_in, S_in)`` into time-sorted per-sample event lists.
 
     Ties keep the order of ``input_times.reshape(B, -1)`` (stable sort). ``m`` truncates the
     lists; by default it is the largest number of finite spikes in a sample (one host sync).
     The float arrays are computed in ``dtype``; ``seg`` is the segment length in seconds
-    (default ``SEGMENT * tau_s``). This is the plain version in torch ops, the reference the
+    (default ``SEGMENT * tau_s``); ``p`` supplies ``tau_s``, ``t_max`` and ``dt``. This is
+    the plain version in torch ops, the reference the
     tests hold the backends' event lists to; the CPU backend has a compiled twin that skips the
     padding (:func:`batsnn.ops.lif.cpu.sort_events`), the GPU backend its own kernels
     (:func:`batsnn.ops.lif.cuda.sort_events`).
     """
+    tau_s, t_max = p.tau_s, p.t_max
     n_batch, _, s_in = input_times.shape
     flat = input_times.detach().reshape(n_batch, -1).to(dtype)
     ts, perm = torch.sort(flat, dim=1, stable=True)
@@ -72,8 +99,9 @@ def sort_events(input_times: torch.Tensor, tau_s: float, t_max: float = math.inf
     safe = torch.where(finite, ts, torch.zeros_like(ts))
     ref = torch.floor(safe / seg) * seg
     es = torch.where(finite, torch.exp((safe - ref) / tau_s), torch.zeros_like(ts))
-    ex = torch.where(finite, torch.exp((safe - ref) / (2.0 * tau_s)), torch.zeros_like(ts))
+    ex = torch.where(finite, torch.exp((safe - ref) / p.tau), torch.zeros_like(ts))
     up = torch.cat([ts[:, 1:], torch.full_like(ts[:, :1], math.inf)], 1).clamp(max=t_max)
-    xup = torch.exp(-(up - ref) / (2.0 * tau_s))
+    xup = torch.exp(-(up - ref) / p.tau)
+    kin, kup = grid_bounds(ts, nspk, p, input_times.dtype)
     return Events(ts, nid, perm, nspk, ref.contiguous(), es.contiguous(), ex.contiguous(),
-                  up.contiguous(), xup.contiguous())
+                  up.contiguous(), xup.contiguous(), kin.contiguous(), kup.contiguous())

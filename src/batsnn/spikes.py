@@ -1,0 +1,169 @@
+"""The spike-train convention and its checks.
+
+One convention everywhere in batsnn: spike times ``(B, *neurons, S)`` in seconds, ascending
+along the last axis, padded with ``+inf`` after the last spike, with counts ``(B, *neurons)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import torch
+
+__all__ = ["SpikeTrains", "check_spike_times", "mark_valid"]
+
+_FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+class SpikeTrains(NamedTuple):
+    """Spike trains of a layer: the library's one spike-train convention.
+
+    Attributes:
+        times: ``(B, N, S)`` float spike times in seconds, ascending along the last axis and
+            padded with ``+inf`` after the last spike of each neuron.
+        counts: ``(B, N)`` int64 number of finite entries of ``times`` per neuron.
+    """
+
+    times: torch.Tensor
+    counts: torch.Tensor
+
+
+@numba.njit(parallel=True, cache=True)
+def scan_times(times, bad):
+    """One pass over ``times (B, N, S)``: per sample the first defect into
+    ``bad[b] = (kind, n, s)`` (kind 1 NaN, 2 negative, 3 not ascending / not padded with
+    +inf; 0 none)."""
+    n_batch, n_neurons, n_slots = times.shape
+    for b in numba.prange(n_batch):
+        for n in range(n_neurons):
+            prev = -np.inf
+            for s in range(n_slots):
+                v = times[b, n, s]
+                if math.isnan(v):
+                    if bad[b, 0] == 0:
+                        bad[b, 0] = 1
+                        bad[b, 1] = n
+                        bad[b, 2] = s
+                elif v < 0.0:
+                    if bad[b, 0] == 0:
+                        bad[b, 0] = 2
+                        bad[b, 1] = n
+                        bad[b, 2] = s
+                elif v < prev:
+                    if bad[b, 0] == 0:
+                        bad[b, 0] = 3
+                        bad[b, 1] = n
+                        bad[b, 2] = s
+                if v == v:
+                    prev = v
+
+
+@numba.njit(parallel=True, cache=True)
+def _finite_rows(w, ok):
+    for r in numba.prange(w.shape[0]):
+        good = True
+        for i in range(w.shape[1]):
+            good &= math.isfinite(w[r, i])
+        ok[r] = good
+
+
+def all_finite(w: torch.Tensor) -> bool:
+    """``torch.isfinite(w).all()`` for a CPU matrix, without temporaries."""
+    a = w.detach().reshape(w.shape[0], -1).contiguous().numpy()
+    ok = np.zeros(a.shape[0], np.bool_)
+    _finite_rows(a, ok)
+    return bool(ok.all())
+
+
+def check_times(times: torch.Tensor):
+    """The data checks of :func:`check_spike_times` on a CPU tensor, in one compiled pass.
+
+    Returns ``None`` when ``times`` is valid, else ``(kind, b, n, s)`` of the first defect.
+    """
+    t = times.detach().contiguous()
+    bad = np.zeros((t.shape[0], 3), np.int64)
+    scan_times(t.numpy(), bad)
+    rows = np.nonzero(bad[:, 0])[0]
+    if len(rows) == 0:
+        return None
+    b = int(rows[0])
+    return int(bad[b, 0]), b, int(bad[b, 1]), int(bad[b, 2])
+
+
+def _check_tensor(name: str, times) -> None:
+    if not isinstance(times, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(times).__name__}")
+    if times.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {times.dtype}")
+    if times.dim() != 3:
+        raise ValueError(f"{name} must have shape (batch, neurons, spikes), got shape "
+                         f"{tuple(times.shape)}")
+
+
+def mark_valid(times: torch.Tensor) -> torch.Tensor:
+    """Record that ``times`` is a valid spike-time tensor made by batsnn.
+
+    A later :func:`check_spike_times` of the same, unmodified tensor (same object, same
+    version counter) skips the data checks, which on a GPU cost a host synchronisation.
+    """
+    times._batsnn_valid_version = times._version
+    return times
+
+
+def _marked_valid(times: torch.Tensor) -> bool:
+    return getattr(times, "_batsnn_valid_version", None) == times._version
+
+
+def check_spike_times(name: str, times: torch.Tensor,
+                      weight: torch.Tensor | None = None) -> None:
+    """Raise if ``times`` is not a valid ``(B, N, S)`` spike-time tensor; mark it valid if
+    it is (see :func:`mark_valid`: the same unmodified tensor is not scanned again).
+
+    With ``weight``, also raise if it holds NaN or infinite values (CPU tensors only: on a GPU
+    that check would synchronise the host in every forward). On a GPU the data checks share one
+    host synchronisation, and are skipped for tensors made by batsnn.
+    """
+    _check_tensor(name, times)
+    t = times.detach()
+    if t.device.type == "cpu":
+        if weight is not None and weight.numel() and not all_finite(weight.detach()):
+            raise ValueError("weight contains NaN or infinite values")
+        if t.numel() == 0 or _marked_valid(times):
+            return
+        found = check_times(t)
+        if found is not None:
+            _raise_time_defect(name, t, *found)
+        mark_valid(times)
+        return
+    # On a GPU the weight values are not inspected (that would cost a host synchronisation
+    # in every forward); spike-time data is checked once, unless batsnn made it.
+    if t.numel() == 0 or _marked_valid(times):
+        return
+    no = torch.zeros((), dtype=torch.bool, device=t.device)
+    flags = torch.stack([
+        torch.isnan(t).any(),
+        (t < 0).any(),
+        (t[..., 1:] < t[..., :-1]).any() if t.shape[-1] > 1 else no,
+    ]).tolist()
+    for kind, mask in ((1, torch.isnan(t)), (2, t < 0)):
+        if flags[kind - 1]:
+            _raise_time_defect(name, t, kind, *torch.nonzero(mask)[0].tolist())
+    if flags[2]:
+        b, n, s = torch.nonzero(t[..., 1:] < t[..., :-1])[0].tolist()
+        _raise_time_defect(name, t, 3, b, n, s + 1)
+    mark_valid(times)
+
+
+def _raise_time_defect(name, t, kind, b, n, s):
+    where = f"{name}[{b}, {n}, {s}]"
+    if kind == 1:
+        raise ValueError(f"{name} contains NaN (first at {where})")
+    if kind == 2:
+        raise ValueError(f"{name} contains a negative time, {where} = {t[b, n, s].item()!r}; "
+                         "spike times are seconds >= 0, padded with +inf")
+    raise ValueError(
+        f"{name} must be ascending along the last axis and padded with +inf after the last "
+        f"spike; {name}[{b}, {n}] = {t[b, n].tolist()} is not (at position {s})")
