@@ -1,7 +1,7 @@
 """Throughput of batsnn networks: training and inference samples/s, printed as JSON.
 
 Training step = forward, BATS spike-count loss errors, backward and a torch.optim.Adam step.
-On a GPU each step is also timed as one CUDA graph (:class:`batsnn.graphs.GraphedStep`, what
+On a GPU each step is also timed as one CUDA graph (:class:`batsnn.experiments.graphs.GraphedStep`, what
 ``batsnn train`` runs): ``*_graphed_samples_per_s``.
 Input: Fashion-MNIST-like TTFS-encoded images (about half of the 784 inputs spiking), made
 deterministically from a seed. A dense MLP step of the same shape is timed in the same run
@@ -109,7 +109,7 @@ def bench(name, device, min_time, seed=0):
 
     graphed = {}
     if device.type == "cuda":
-        from batsnn.graphs import GraphedStep, capturable_adam
+        from batsnn.experiments.graphs import GraphedStep, capturable_adam
 
         gopt = capturable_adam(net.parameters(), 1e-3, device)
 

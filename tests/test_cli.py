@@ -8,7 +8,8 @@ import sys
 import pytest
 import torch
 
-from batsnn import cli, train as train_mod
+from batsnn import cli
+from batsnn.experiments import train as train_mod
 
 TINY = ["--preset", "mnist-count", "--dataset", "fashion-mnist", "--hidden", "24",
         "--max-spikes", "8,8", "--batch-size", "10", "--eval-batch-size", "16", "--quiet",

@@ -182,7 +182,7 @@ def test_graphed_training_matches_eager():
     """GraphedStep trains exactly as the eager loop (float64: up to atomics' summation order),
     and its warm-up leaves no trace."""
     import batsnn
-    from batsnn.graphs import GraphedStep, capturable_adam
+    from batsnn.experiments.graphs import GraphedStep, capturable_adam
 
     g = torch.Generator().manual_seed(0)
     xs = [batsnn.ttfs_encode(torch.rand(16, 784, generator=g), dtype=torch.float64).cuda()
@@ -218,7 +218,7 @@ def test_graphed_training_matches_eager():
 
 
 def test_graphed_step_rejects_cpu_tensors():
-    from batsnn.graphs import GraphedStep
+    from batsnn.experiments.graphs import GraphedStep
 
     with pytest.raises(ValueError, match="needs CUDA tensors, got device cpu"):
         GraphedStep(lambda x: x * 2, torch.ones(3))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from batsnn import data
+from batsnn.experiments import data
 
 
 def write_fake_idx_dataset(directory, n_train=60, n_test=20, n_classes=10, prefix="",

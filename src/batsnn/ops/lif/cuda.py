@@ -14,7 +14,7 @@ last bits.
 Event lists of float32 layer outputs come from batsnn's own stable sort (compact the finite
 times, sort tiles of keys, merge the tiles by rank), whose cost follows the number of spikes;
 ``torch.sort`` sorts the rest. Nothing here synchronises the host, so a training step can be
-recorded as a CUDA graph (:mod:`batsnn.graphs`).
+recorded as a CUDA graph (:mod:`batsnn.experiments.graphs`).
 
 Importing this module needs Triton; :func:`available` says whether the GPU path can run.
 """

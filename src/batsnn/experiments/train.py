@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 import batsnn
-from batsnn.data import canonical_name, load_dataset
+from batsnn.experiments.data import canonical_name, load_dataset
 from batsnn.encoding import _ttfs_times
 from batsnn.losses import count_predict, spike_count_class_loss, ttfs_cross_entropy, ttfs_predict
 from batsnn.metrics import EvalStats
@@ -289,7 +289,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False, log=pr
 
     Raises:
         RunExists: ``cfg.out`` holds a run and ``resume`` is false.
-        batsnn.data.DatasetNotFound: the data is not there (the message says what to run).
+        batsnn.experiments.data.DatasetNotFound: the data is not there (the message says what to run).
     """
     device = resolve_device(cfg.device)
     out = Path(cfg.out or f"runs/{cfg.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -306,8 +306,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False, log=pr
     random.seed(cfg.seed)
     model = build_model(cfg, n_in, ds.n_classes).to(device)
     graphed = cfg.cuda_graph and device.type == "cuda"
-    if graphed:  # the whole step runs as one CUDA graph (batsnn.graphs)
-        from batsnn.graphs import capturable_adam
+    if graphed:  # the whole step runs as one CUDA graph (batsnn.experiments.graphs)
+        from batsnn.experiments.graphs import capturable_adam
 
         opt = capturable_adam(model.parameters(), cfg.lr, device)
     else:
@@ -378,7 +378,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False, log=pr
         order = _epoch_order(len(ds.train_y), cfg.seed, epoch).to(device)
         if graphed and graph is None and len(order) >= cfg.batch_size:
             # once per run, outside the epoch's timing: kernels compile, the step is recorded
-            from batsnn.graphs import GraphedStep
+            from batsnn.experiments.graphs import GraphedStep
 
             t_capture = time.perf_counter()
             graph = GraphedStep(train_step, order[:cfg.batch_size], state=(model, opt))
@@ -468,7 +468,7 @@ def _epoch_line(row, n_layers) -> str:
 
 
 def _plots(out, history, model, cfg, ds, device) -> None:
-    from batsnn import plots
+    from batsnn.experiments import plots
 
     plots.learning_curves(history, out / "learning_curves.png")
     plots.spikes_per_layer(history, out / "spikes_per_layer.png")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from batsnn.train import _atomic_write, _write_csv
+from batsnn.experiments.train import _atomic_write, _write_csv
 
 __all__ = ["run_discretization_error", "run_sweep", "spike_train_error", "sweep_rows"]
 
@@ -44,7 +44,7 @@ def _train_one(cfg_dict: dict, threads: int, quiet: bool) -> dict:
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         except ImportError:  # pragma: no cover
             pass
-    from batsnn.train import TrainConfig, train
+    from batsnn.experiments.train import TrainConfig, train
 
     cfg = TrainConfig(**cfg_dict)
     resume = (Path(cfg.out) / "last.pt").exists()
@@ -113,7 +113,7 @@ def _summary_rows(rows: list[dict], dts) -> list[dict]:
 def run_sweep(args) -> list[dict]:
     """``batsnn sweep``: see the module docstring. ``args`` is the parsed command line."""
     from batsnn.cli import _overrides
-    from batsnn.train import resolve_config, resolve_device
+    from batsnn.experiments.train import resolve_config, resolve_device
 
     if not args.dt:
         raise ValueError("--dt needs at least one value")
@@ -173,7 +173,7 @@ def run_sweep(args) -> list[dict]:
 
 
 def _sweep_plots(out: Path, summary: list[dict]) -> None:
-    from batsnn import plots
+    from batsnn.experiments import plots
 
     if not summary:
         return
@@ -269,10 +269,10 @@ def spike_train_error(cont, disc) -> dict:
 def run_discretization_error(args) -> list[dict]:
     """``batsnn discretization-error``: per-layer error of discretized against continuous
     spike trains for stacks of ``depth`` hidden layers sharing the same random weights."""
-    from batsnn import plots
+    from batsnn.experiments import plots
     from batsnn.encoding import ttfs_encode
     from batsnn.nn import LIFLinear
-    from batsnn.train import resolve_device
+    from batsnn.experiments.train import resolve_device
 
     if not args.depths or any(d < 1 for d in args.depths):
         raise ValueError(f"--depths must be integers >= 1, got {args.depths}")
@@ -288,7 +288,7 @@ def run_discretization_error(args) -> list[dict]:
         x = torch.where(torch.rand(args.samples, 784, generator=g) < 0.5, x, torch.zeros_like(x))
         x = (x * 255).round()
     else:
-        from batsnn.data import load_dataset
+        from batsnn.experiments.data import load_dataset
 
         x = load_dataset(args.dataset, args.data_dir).test_x[:args.samples].float()
     max_depth = max(args.depths)
