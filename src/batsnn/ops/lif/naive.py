@@ -1,6 +1,7 @@
 """Plain reference of the LIF layer: Python loops over samples and neurons.
 
-Slow and obvious on purpose. It follows model.md sections 1, 2 and 6 line by line,
+Slow and obvious on purpose. It follows model.md sections 1, 2 and 6 line by line (with
+``dt > 0``, the window tests compare integer grid indices, :mod:`batsnn.ops.lif.grid`),
 with absolute exponentials (no reference time), in float64 Python arithmetic, and is
 used by the tests as the ground truth for the fast backends.
 """
@@ -11,12 +12,8 @@ import math
 
 import torch
 
-
-def grid(t: float, dt: float | None) -> float:
-    """The first grid point strictly after ``t`` (``t`` itself when ``dt`` is falsy)."""
-    if not dt or math.isinf(t):
-        return t
-    return t + dt - math.fmod(t, dt)
+from batsnn.ops.lif.grid import floor_index, floor_index_scalar
+from batsnn.ops.lif.grid import grid_scalar as grid  # noqa: F401  (the plain grid(t, dt))
 
 
 def _sorted_events(times_row: torch.Tensor) -> list[tuple[float, int]]:
@@ -47,14 +44,19 @@ def lif_linear_forward_naive(input_times, weight, *, tau_s, theta, delta_theta, 
     times = torch.full((batch, n_out, max_spikes), math.inf, dtype=torch.float64)
     counts = torch.zeros(batch, n_out, dtype=torch.int64)
     records = []
+    k_tmax = floor_index_scalar(t_max, dt) if dt else math.inf
     for b in range(batch):
         events = _sorted_events(input_times[b].detach().double())
+        # grid index of each input time, in the input's own dtype (model.md section 6)
+        kin = (floor_index(torch.tensor([t for t, _ in events], dtype=torch.float64), dt,
+                           input_times.dtype).tolist() if dt else [])
         rec_b = []
         for n in range(n_out):
             a_sum = 0.0
             b_sum = 0.0
             rec = []
             last = -math.inf
+            k_last = -math.inf
             for j, (tj, ij) in enumerate(events):
                 if len(rec) >= max_spikes:
                     break
@@ -72,9 +74,18 @@ def lif_linear_forward_naive(input_times, weight, *, tau_s, theta, delta_theta, 
                     if ratio <= 0:
                         break
                     t_star = tau * math.log(ratio)
-                    emitted = grid(t_star, dt)
-                    if not (emitted > max(tj, last) and emitted <= t_next and emitted <= t_max):
-                        break
+                    if dt:  # decided on integer grid indices
+                        k = floor_index_scalar(t_star, dt) + 1.0
+                        k_next = kin[j + 1] if j + 1 < len(events) else math.inf
+                        if not (k > max(kin[j], k_last) and k <= min(k_next, k_tmax)):
+                            break
+                        emitted = k * dt
+                        k_last = k
+                    else:
+                        emitted = t_star
+                        if not (emitted > max(tj, last) and emitted <= t_next
+                                and emitted <= t_max):
+                            break
                     rec.append((t_star, j, a_sum, b_sum, x))
                     times[b, n, len(rec) - 1] = emitted
                     last = emitted
