@@ -77,6 +77,7 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float 
         raise ValueError(f"weight is on {weight.device} but input_times is on "
                          f"{input_times.device}")
     check_spike_times("input_times", input_times, weight)
+    check_memory(input_times, weight.shape[0], p)
     times, counts = lif_op(input_times, weight, p, DENSE)
     return SpikeTrains(mark_valid(times), counts)
 
@@ -99,3 +100,37 @@ def _params(params: LIFParams | None, **kw) -> LIFParams:
     if given:
         raise TypeError(f"give either params or {', '.join(given)}, not both")
     return params
+
+
+def _device_memory(device: torch.device) -> int | None:
+    """Total memory of ``device`` in bytes (``None`` if unknown); no host synchronisation."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        import os
+
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(input_times: torch.Tensor, n_out: int, p: LIFParams) -> None:
+    """Raise ``MemoryError`` naming the sizes when a layer's buffers cannot fit in memory.
+
+    Estimated up front from the shapes: the output times and counts, what the backward keeps
+    (continuous times, windows, ``X``, 20 bytes per output slot) and the sorted event list of
+    the input (about 60 bytes per input slot), against the device's total memory.
+    """
+    n_batch = input_times.shape[0]
+    n_slots = input_times[0].numel() if n_batch else 0
+    out_slots = n_batch * n_out * p.max_spikes
+    need = (out_slots * (input_times.element_size() + 20) + n_batch * n_out * 8
+            + n_batch * n_slots * 60)
+    have = _device_memory(input_times.device)
+    if have is not None and need > have:
+        gib = 2.0 ** 30
+        raise MemoryError(
+            f"this layer needs about {need / gib:.1f} GiB for its spike buffers (batch "
+            f"{n_batch} x {n_out} neurons x max_spikes={p.max_spikes}, input {n_slots} slots "
+            f"per sample) but {input_times.device} has {have / gib:.1f} GiB in all: lower "
+            "max_spikes, the layer width or the batch size")

@@ -106,8 +106,10 @@ def _check_tensor(name: str, times) -> None:
 def mark_valid(times: torch.Tensor) -> torch.Tensor:
     """Record that ``times`` is a valid spike-time tensor made by batsnn.
 
-    A later :func:`check_spike_times` of the same, unmodified tensor (same object, same
-    version counter) skips the data checks, which on a GPU cost a host synchronisation.
+    On a GPU, a later :func:`check_spike_times` of the same, unmodified tensor (same object,
+    same version counter) skips the data checks, which there cost a host synchronisation.
+    Writes that bypass the version counter (through ``.data`` or a shared numpy/DLPack view)
+    are not seen on a GPU; on the CPU every tensor is scanned.
     """
     times._batsnn_valid_version = times._version
     return times
@@ -129,9 +131,12 @@ def check_spike_times(name: str, times: torch.Tensor,
     _check_tensor(name, times)
     t = times.detach()
     if t.device.type == "cpu":
+        # On the CPU the scan is one cheap compiled pass, so every tensor is scanned, also one
+        # batsnn made: edits through ``.data`` or a numpy view do not move the version
+        # counter that the mark relies on.
         if weight is not None and weight.numel() and not all_finite(weight.detach()):
             raise ValueError("weight contains NaN or infinite values")
-        if t.numel() == 0 or _marked_valid(times):
+        if t.numel() == 0:
             return
         found = check_times(t)
         if found is not None:

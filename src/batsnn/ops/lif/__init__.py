@@ -21,7 +21,6 @@ of :mod:`batsnn.ops.lif.synapse`):
 from __future__ import annotations
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from batsnn.ops.lif.events import Events
 from batsnn.ops.lif.synapse import DENSE
@@ -65,8 +64,14 @@ class LIFFunction(torch.autograd.Function):
         return out_t.to(input_times.dtype), counts
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_times, grad_counts):
+        if torch.is_grad_enabled():
+            # backward(create_graph=True) / autograd.grad(..., create_graph=True): the BATS
+            # gradient has no derivative of its own here, and a silently constant gradient
+            # would drop a gradient penalty without a word
+            raise RuntimeError(
+                "batsnn's LIF layers have no second derivative: create_graph=True (double "
+                "backward, gradient penalties) is not supported")
         weight, out_tc, out_win, out_x, counts, *ev = ctx.saved_tensors
         ev = Events(*ev)
         need_input, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
