@@ -82,8 +82,10 @@ def sort_events(input_times: torch.Tensor, p, prm: torch.Tensor, grid: torch.Ten
     nspk = torch.zeros((n_batch,), dtype=torch.int32, device=dev)
     ref, es, ex, xup = (torch.empty((n_batch, m), dtype=dtype, device=dev) for _ in range(4))
     use_dt = p.discrete
-    k_shape = (n_batch, m if use_dt else 0)
-    kin, kup = (torch.empty(k_shape, dtype=torch.float64, device=dev) for _ in range(2))
+    if use_dt:
+        kin, kup = (torch.empty((n_batch, m), dtype=torch.float64, device=dev) for _ in range(2))
+    else:  # one empty tensor for both, as events.grid_bounds
+        kin = kup = torch.empty((n_batch, 0), dtype=torch.float64, device=dev)
     if n_batch and m:
         _prep_kernel[(n_batch,)](ts, perm, nid, nspk, ref, es, ex, xup, kin, kup, prm, grid, m,
                                  s_in, BLOCK=block, USE_DT=use_dt, INTERP=interp, num_warps=4)
