@@ -1,4 +1,5 @@
-"""GPU backend: Triton kernels against the CPU kernels.
+"""GPU backend: Triton kernels against the CPU kernels (dt = 0) and the plain reference
+(dt > 0).
 
 The interpreter test runs everywhere Triton is installed (Triton's CPU interpreter executes
 the kernels); the ``cuda`` tests need a GPU and are skipped without one.
@@ -12,7 +13,8 @@ import sys
 import pytest
 import torch
 
-from backend_parity import CASES, check_public_op, check_sort
+from backend_parity import (CASES, GRID_CASES, LAYER, check_grid_bounds, check_public_op,
+                             check_sort)
 
 HERE = os.path.dirname(__file__)
 
@@ -23,7 +25,7 @@ def test_triton_kernels_in_interpreter():
     res = subprocess.run([sys.executable, os.path.join(HERE, "backend_parity.py")], env=env,
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert "match the CPU kernels" in res.stdout
+    assert "match the CPU kernels and the plain reference" in res.stdout
 
 
 @pytest.mark.cuda
@@ -31,6 +33,22 @@ def test_triton_kernels_in_interpreter():
 @pytest.mark.parametrize("name", list(CASES))
 def test_gpu_matches_cpu(name, dtype):
     check_public_op(name, dtype, "cuda")
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("name", GRID_CASES)
+def test_gpu_grid_layer_matches_naive(name, dtype):
+    """The exact grid rule (dt = 1, 4, 8 ms) on a dense random layer: every count, time and
+    gradient as the plain reference's."""
+    assert check_public_op(name, dtype, "cuda", **LAYER) > 50
+
+
+@pytest.mark.cuda
+def test_gpu_grid_bounds_match_torch():
+    from batsnn.ops.lif import cuda
+
+    check_grid_bounds(cuda, "cuda")
 
 
 @pytest.mark.cuda

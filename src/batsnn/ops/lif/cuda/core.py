@@ -1,0 +1,182 @@
+"""The neuron core of the GPU kernels: ``@triton.jit`` helpers shared by every synapse.
+
+These helpers know one neuron per lane and one event at a time; they never ask where a
+weight comes from or where a gradient goes (that is the synapse's part, :mod:`.dense`).
+Forward (model.md sections 1 and 6): the root-free pre-test, the rescaling of the sums at a
+reference-time segment boundary, and the emission step (exact root, grid rule, reset).
+Backward (section 2): the errors through the reset coupling, the f1/f2 factors of the
+spikes of a window, and the per-event coefficients. Inside a segment the sums are held
+relative to its reference time ``r`` (``A' = A exp(-r/tau_s)``, ``B' = B exp(-r/tau)``), as
+in the CPU kernels (:mod:`batsnn.ops.lif.cpu`). Every helper computes in its inputs' dtype
+(float32 in float32, float64 in float64) except the grid indices, which are float64.
+
+``INTERP`` is true under Triton's CPU interpreter (``TRITON_INTERPRET=1``), which has no
+libdevice: the wrappers below then use ``tl.exp``/``tl.log``/``tl.sqrt``.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+from triton.language.extra import libdevice
+
+
+@triton.jit
+def _exp(x, INTERP: tl.constexpr):
+    if INTERP:  # Triton's CPU interpreter (tests) has no libdevice
+        return tl.exp(x)
+    else:
+        return libdevice.exp(x)
+
+
+@triton.jit
+def _log(x, INTERP: tl.constexpr):
+    if INTERP:
+        return tl.log(x)
+    else:
+        return libdevice.log(x)
+
+
+@triton.jit
+def _sqrt(x, INTERP: tl.constexpr):
+    if INTERP:
+        return tl.sqrt(x)
+    else:
+        return libdevice.sqrt(x)
+
+
+@triton.jit
+def _floor_index(t, dt):
+    """:func:`batsnn.ops.lif.grid.floor_index` of ``t`` in its own dtype: the largest integer
+    ``k`` (float64) with ``G(k) <= t``, ``G(k) = k * dt`` in float64 (``dt`` float64) rounded
+    to ``t``'s dtype; ``+inf`` stays ``+inf``. For a float64 ``t`` this is
+    :func:`~batsnn.ops.lif.grid.floor_index_scalar`."""
+    t64 = t.to(tl.float64)
+    fin = t64 < float("inf")
+    safe = tl.where(fin, t64, 0.0)
+    k = tl.floor(safe / dt)
+    k = tl.where(((k + 1.0) * dt).to(t.dtype).to(tl.float64) <= safe, k + 1.0, k)
+    k = tl.where((k * dt).to(t.dtype).to(tl.float64) > safe, k - 1.0, k)
+    return tl.where(fin, k, t64)
+
+
+@triton.jit
+def _pretest(A, Bt, U, c, MARGIN: tl.constexpr):
+    # Root-free test that the earliest crossing lies before the window's end (see the CPU
+    # kernel): A > 0, B > 0 and either f(u) <= 0, or D >= 0 and u past the vertex B/(2A).
+    # U = exp(-(end - r)/tau) for the window's end.
+    f_u = (A * U - Bt) * U + c
+    return ((A > 0.0) & (Bt > 0.0)
+            & ((f_u <= MARGIN * (A * U * U + Bt * U + c))
+               | ((2.0 * A * U <= Bt * (1.0 + MARGIN)) & (Bt * Bt >= 4.0 * A * c * (1.0 - MARGIN)))))
+
+
+@triton.jit
+def _rescale(s1, s2, shift, tau_s, tau, INTERP: tl.constexpr):
+    """A pair of sums moved to another segment's units: ``s1 * exp(shift / tau_s)`` and
+    ``s2 * exp(shift / tau)`` (forward: ``shift = r_old - r_new``; backward, whose sums carry
+    ``exp(+r)``: ``shift = r_new - r_old``)."""
+    return s1 * _exp(shift / tau_s, INTERP), s2 * _exp(shift / tau, INTERP)
+
+
+@triton.jit
+def _fire(a, bb, cnt, lower, upper, go, r_j, j, c, tau, reset, dt, out_base, out_t_ptr,
+          out_tc_ptr, out_win_ptr, out_x_ptr, K: tl.constexpr, USE_DT: tl.constexpr,
+          NEED_AUX: tl.constexpr, INTERP: tl.constexpr):
+    """The spikes of the lanes in ``go`` in the window after event ``j`` (model.md sections 1
+    and 6): exact root of the threshold equation, window test, store, reset; repeated while
+    some lane fired and may fire again. Returns the updated ``(bb, cnt, lower)``.
+
+    ``a``, ``bb``: the sums in the units of ``r_j``; ``c = theta/tau``, ``reset =
+    delta_theta/tau``. Continuous time (``USE_DT`` false): a crossing ``t_c`` is emitted iff
+    ``lower < t_c <= upper`` (``lower = max(t_j, last spike)``, ``upper`` the window's end,
+    ``min(next input, t_max)``). On the grid: the emitted index ``k = floor_index(t_c) + 1``
+    (float64) must satisfy ``lower < k <= upper`` with ``lower = max(kin_j, last index)``
+    and ``upper = kup_j`` (float64 indices, :class:`batsnn.ops.lif.events.Events`); the
+    emitted time is ``k * dt`` rounded to the dtype. ``lower`` comes back as the last
+    emitted time (index) of the lanes that fired. Spike ``cnt`` of a lane goes to
+    ``out_*[out_base + cnt]``; ``out_tc``/``out_x``/``out_win`` only with ``NEED_AUX``.
+    """
+    while tl.max(go.to(tl.int32), axis=0) > 0:
+        disc = bb * bb - 4.0 * a * c
+        x = _sqrt(tl.maximum(disc, 0.0), INTERP)
+        den = bb + x
+        ratio = 2.0 * a / tl.where(den == 0.0, 1.0, den)
+        ok = go & (disc >= 0.0) & (den != 0.0) & (ratio > 0.0)
+        t_c = r_j + tau * _log(tl.where(ok, ratio, 1.0), INTERP)
+        if USE_DT:  # decided on integer grid indices (float64)
+            k = _floor_index(t_c.to(tl.float64), dt) + 1.0
+            ok = ok & (k > lower) & (k <= upper)
+            t_e = (k * dt).to(t_c.dtype)
+            mark = k
+        else:
+            t_e = t_c
+            ok = ok & (t_e > lower) & (t_e <= upper)
+            mark = t_e
+        slot = out_base + cnt
+        tl.store(out_t_ptr + slot, t_e, mask=ok)
+        if NEED_AUX:  # what the backward needs; skipped for inference
+            tl.store(out_tc_ptr + slot, t_c, mask=ok)
+            tl.store(out_x_ptr + slot, x, mask=ok)
+            tl.store(out_win_ptr + slot, tl.zeros_like(cnt) + j, mask=ok)
+        bb = tl.where(ok, bb - reset * ratio, bb)  # exp((t_c - r_j)/tau) = ratio
+        cnt += ok.to(tl.int32)
+        lower = tl.where(ok, mark, lower)
+        go = ok & (cnt < K)
+    return bb, cnt, lower
+
+
+@triton.jit
+def _errors(g_ptr, tc_ptr, win_ptr, x_ptr, ref_ptr, err_ptr, row, base, cnt, last_win, reset,
+            tau, zero, K: tl.constexpr, INTERP: tl.constexpr):
+    """Errors of each lane's spikes through the reset coupling (model.md section 2), last
+    spike first, written to ``err[base + k]``: ``e_k = g_k + reset exp(t_k/tau) *
+    sum_{m>k} e_m / X_m``, the sum held in the units of the current spike's segment.
+    ``row``: the sample's offset in the event arrays; ``zero``: lanes of the compute dtype."""
+    acc = zero
+    r_acc = tl.load(ref_ptr + row + tl.maximum(last_win, 0), mask=cnt > 0, other=0.0)
+    for kk in range(0, K):
+        k = K - 1 - kk
+        valid = k < cnt
+        win = tl.load(win_ptr + base + k, mask=valid, other=0)
+        r_k = tl.load(ref_ptr + row + win, mask=valid, other=0.0)
+        acc = tl.where(valid, acc * _exp((r_k - r_acc) / tau, INTERP), acc)
+        r_acc = tl.where(valid, r_k, r_acc)
+        t_c = tl.load(tc_ptr + base + k, mask=valid, other=0.0)
+        x = tl.load(x_ptr + base + k, mask=valid, other=1.0)
+        g = tl.load(g_ptr + base + k, mask=valid, other=0.0).to(zero.dtype)
+        e_k = tl.where(valid, g + reset * _exp((t_c - r_k) / tau, INTERP) * acc, 0.0)
+        tl.store(err_ptr + base + k, e_k, mask=valid)
+        acc += e_k / x
+
+
+@triton.jit
+def _add_window(e1, e2, kk, next_win, j, r_j, base, err_ptr, tc_ptr, x_ptr, win_ptr, tau,
+                INTERP: tl.constexpr):
+    """Add the spikes whose window is event ``j`` to the backward sums: ``e1 += e_k f1_k``,
+    ``e2 += e_k f2_k`` with ``f1 = tau / (X exp((t_k - r_j)/tau))`` and ``f2 = tau / X`` (in
+    the units of ``r_j``). ``kk`` is each lane's next spike to add (counting down) and
+    ``next_win`` its window (-1 when none is left). Returns ``(e1, e2, kk, next_win)``."""
+    hit = next_win == j
+    while tl.max(hit.to(tl.int32), axis=0) > 0:
+        slot = base + kk
+        e_k = tl.load(err_ptr + slot, mask=hit, other=0.0)
+        t_c = tl.load(tc_ptr + slot, mask=hit, other=0.0)
+        x = tl.load(x_ptr + slot, mask=hit, other=1.0)
+        e1 += tl.where(hit, e_k * tau / (x * _exp((t_c - r_j) / tau, INTERP)), 0.0)
+        e2 += tl.where(hit, e_k * tau / x, 0.0)
+        kk = tl.where(hit, kk - 1, kk)
+        nw = tl.load(win_ptr + base + kk, mask=hit & (kk >= 0), other=-1)
+        next_win = tl.where(hit, nw, next_win)
+        hit = next_win == j
+    return e1, e2, kk, next_win
+
+
+@triton.jit
+def _event_coefs(e1, e2, es_j, ex_j, inv_tau_s, inv_tau):
+    """Per-event coefficients of the backward from the sums ``e1``, ``e2``: ``(g_w, g_t)``,
+    the gradient per lane of the event's weight and, per unit weight, of its time
+    (``es_j``, ``ex_j``: the event's scaled exponentials)."""
+    c1 = e1 * es_j
+    c2 = e2 * ex_j
+    return c1 - c2, c1 * inv_tau_s - c2 * inv_tau

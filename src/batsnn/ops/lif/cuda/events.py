@@ -1,0 +1,93 @@
+"""Event lists on the GPU (Triton): the per-event arrays of
+:func:`batsnn.ops.lif.events.sort_events`, computed by one kernel from the sorted times.
+
+Everything stays on the device and in the input's dtype (the grid indices in float64), at
+full width ``M = N_in * S_in`` with no host synchronisation; entries past a sample's
+``nspk`` are left unwritten (the kernels never read them).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from batsnn.ops.lif.cuda.core import _exp, _floor_index
+from batsnn.ops.lif.cuda.sort import sort_times
+from batsnn.ops.lif.events import Events
+
+
+@triton.jit
+def _prep_kernel(ts_ptr, perm_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr, kin_ptr,
+                 kup_ptr, prm_ptr, grid_ptr, M, S_IN, BLOCK: tl.constexpr,
+                 USE_DT: tl.constexpr, INTERP: tl.constexpr):
+    # One program per sample: the per-event arrays of events.sort_events from the sorted
+    # times, up to the first +inf (the padding is never read by the kernels). With a grid,
+    # also the events' grid indices kin and window bounds kup (events.grid_bounds):
+    # kup[j] = min(kin[j + 1], floor_index(t_max)), the next time being +inf past the end.
+    b = tl.program_id(0)
+    tau_s = tl.load(prm_ptr + 0)
+    t_max = tl.load(prm_ptr + 3)
+    seg = tl.load(prm_ptr + 5)
+    if USE_DT:
+        dt = tl.load(grid_ptr + 0)  # float64
+        k_tmax = tl.load(grid_ptr + 1)  # floor_index(t_max), float64
+    tau = 2.0 * tau_s
+    row = b.to(tl.int64) * M
+    offs = tl.arange(0, BLOCK)
+    total = 0
+    full = True
+    j0 = 0
+    while (j0 < M) & full:
+        jj = j0 + offs
+        inb = jj < M
+        t = tl.load(ts_ptr + row + jj, mask=inb, other=float("inf"))
+        fin = t < float("inf")
+        nxt = tl.load(ts_ptr + row + jj + 1, mask=(jj + 1) < M, other=float("inf"))
+        p = tl.load(perm_ptr + row + jj, mask=fin, other=0)
+        safe = tl.where(fin, t, 0.0)
+        r = tl.floor(safe / seg) * seg
+        up = tl.minimum(nxt, t_max)  # the window's end
+        tl.store(nid_ptr + row + jj, (p // S_IN).to(tl.int32), mask=fin)
+        tl.store(ref_ptr + row + jj, r, mask=fin)
+        tl.store(es_ptr + row + jj, _exp((safe - r) / tau_s, INTERP), mask=fin)
+        tl.store(ex_ptr + row + jj, _exp((safe - r) / tau, INTERP), mask=fin)
+        tl.store(xup_ptr + row + jj, _exp(-(up - r) / tau, INTERP), mask=fin)
+        if USE_DT:  # indices of times in the input's dtype, as events.grid_bounds
+            tl.store(kin_ptr + row + jj, _floor_index(t, dt), mask=fin)
+            tl.store(kup_ptr + row + jj, tl.minimum(_floor_index(nxt, dt), k_tmax), mask=fin)
+        n_fin = tl.sum(fin.to(tl.int32), axis=0)
+        total += n_fin
+        full = n_fin == BLOCK
+        j0 += BLOCK
+    tl.store(nspk_ptr + b, total)
+
+
+def sort_events(input_times: torch.Tensor, p, prm: torch.Tensor, grid: torch.Tensor, *,
+                tile: int, min_width: int, block: int, interp: bool) -> Events:
+    """Event lists of valid spike trains ``input_times (B, N_in, S_in)`` on the GPU, full
+    width ``M = N_in * S_in``: a stable sort (:func:`.sort.sort_times` with ``tile`` and
+    ``min_width``), then one kernel (``block`` events a step) for the per-event arrays.
+
+    ``prm``: the device constants ``(tau_s, ., ., t_max, ., seg)`` in the input's dtype;
+    ``grid``: float64 ``(dt, floor_index(t_max))`` (the grid only matters when ``p.dt > 0``;
+    otherwise ``kin``/``kup`` are empty ``(B, 0)``). ``interp``: Triton's CPU interpreter.
+    """
+    n_batch, n_in, s_in = input_times.shape
+    m = n_in * s_in
+    flat = input_times.detach().reshape(n_batch, m).contiguous()
+    ts, perm = sort_times(flat, tile=tile, min_width=min_width)
+    dev, dtype = flat.device, flat.dtype
+    nid = torch.empty((n_batch, m), dtype=torch.int32, device=dev)
+    nspk = torch.zeros((n_batch,), dtype=torch.int32, device=dev)
+    ref, es, ex, xup = (torch.empty((n_batch, m), dtype=dtype, device=dev) for _ in range(4))
+    use_dt = p.discrete
+    if use_dt:
+        kin, kup = (torch.empty((n_batch, m), dtype=torch.float64, device=dev) for _ in range(2))
+    else:  # one empty tensor for both, as events.grid_bounds
+        kin = kup = torch.empty((n_batch, 0), dtype=torch.float64, device=dev)
+    if n_batch and m:
+        _prep_kernel[(n_batch,)](ts, perm, nid, nspk, ref, es, ex, xup, kin, kup, prm, grid, m,
+                                 s_in, BLOCK=block, USE_DT=use_dt, INTERP=interp, num_warps=4)
+    empty = torch.empty((0,), dtype=dtype, device=dev)
+    return Events(ts, nid, perm, nspk, ref, es, ex, empty, xup, kin, kup)
