@@ -1,4 +1,5 @@
-"""``batsnn train`` end to end on tiny files written by the tests."""
+"""The ``batsnn`` command end to end on tiny files written by the tests (the entry points it
+calls are tested in tests/experiments/)."""
 
 import csv
 import json
@@ -8,14 +9,15 @@ import sys
 import pytest
 import torch
 
+import batsnn
 from batsnn import cli
 from batsnn.experiments import train as train_mod
+from batsnn.experiments.config import resolve_config
 
 TINY = ["--preset", "mnist-count", "--dataset", "fashion-mnist", "--hidden", "24",
         "--max-spikes", "8,8", "--batch-size", "10", "--eval-batch-size", "16", "--quiet",
         "--device", "cpu"]
 TIMING = {"train_seconds", "epoch_seconds"}
-
 
 
 def _rows(path):
@@ -68,7 +70,7 @@ def test_resume_after_interruption_equals_uninterrupted(data_dir, tmp_path, monk
                      "--out", str(full)]) == 0
 
     part = tmp_path / "part"
-    real_evaluate = train_mod.evaluate
+    real_evaluate = train_mod.evaluate  # the runner looks it up at each epoch
     calls = {"n": 0}
 
     def failing_evaluate(*a, **k):
@@ -128,19 +130,91 @@ def test_bad_arguments_exit_nonzero_with_one_line(args, words, tmp_path):
 def test_no_cuda_graph_flag_reaches_config():
     p = cli.build_parser()
     args = p.parse_args(["train", "--no-cuda-graph"])
-    assert cli._overrides(args)["cuda_graph"] is False
+    assert cli.config_overrides(args)["cuda_graph"] is False
     args = p.parse_args(["train"])
-    assert cli._overrides(args)["cuda_graph"] is None  # the default (True) stays
-    assert train_mod.resolve_config("mnist-count").cuda_graph is True
+    assert cli.config_overrides(args)["cuda_graph"] is None  # the default (True) stays
+    assert resolve_config("mnist-count").cuda_graph is True
 
 
-def test_diverged_weights_raise_naming_the_parameter():
-    model = train_mod.build_model(train_mod.resolve_config("mnist-count", hidden=[4]), 6, 3)
-    train_mod._check_finite(model)
-    with torch.no_grad():
-        model[1].weight[0, 0] = float("nan")
-    with pytest.raises(FloatingPointError, match=r"training diverged: 1\.weight holds NaN"):
-        train_mod._check_finite(model)
+def test_every_config_option_sets_its_field():
+    args = cli.build_parser().parse_args(
+        ["train", "--dataset", "fmnist", "--data-dir", "/d", "--epochs", "3", "--batch-size",
+         "7", "--eval-batch-size", "9", "--lr", "0.01", "--dt", "0.002", "--seed", "4",
+         "--device", "cpu", "--train-samples", "20", "--test-samples", "10", "--hidden",
+         "30,20", "--theta", "0.1,0.2,0.3", "--max-spikes", "2,3,4", "--tau-s", "0.1",
+         "--t-max", "0.3", "--out", "/o", "--no-cuda-graph"])
+    cfg = resolve_config("mnist-count", **cli.config_overrides(args))
+    assert (cfg.dataset, cfg.data_dir, cfg.epochs, cfg.batch_size, cfg.eval_batch_size,
+            cfg.lr, cfg.dt, cfg.seed, cfg.device, cfg.train_samples, cfg.test_samples,
+            cfg.tau_s, cfg.t_max, cfg.out, cfg.cuda_graph) == (
+        "fashion-mnist", "/d", 3, 7, 9, 0.01, 0.002, 4, "cpu", 20, 10, 0.1, 0.3, "/o", False)
+    assert [(s.get("features"), s["theta"], s["max_spikes"]) for s in cfg.network] == [
+        (30, 0.1, 2), (20, 0.2, 3), (None, 0.3, 4)]
+
+
+def test_a_runs_config_json_reproduces_the_run(data_dir, tmp_path):
+    """``batsnn train --config RUN/config.json --out OTHER`` (through ``python -m batsnn``)
+    resolves to the same settings and gives the same metrics."""
+    run, other = tmp_path / "run", tmp_path / "other"
+    assert cli.main(["train", *TINY, "--data-dir", str(data_dir), "--epochs", "2", "--dt",
+                     "0.002", "--seed", "3", "--out", str(run)]) == 0
+    res = subprocess.run([sys.executable, "-m", "batsnn", "train", "--config",
+                          str(run / "config.json"), "--out", str(other)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    a = json.loads((run / "config.json").read_text())
+    b = json.loads((other / "config.json").read_text())
+    assert a.pop("out") == str(run) and b.pop("out") == str(other)
+    assert a == b and a["dt"] == 0.002 and a["seed"] == 3 and a["epochs"] == 2
+    assert _rows(run / "metrics.csv") == _rows(other / "metrics.csv")
+
+
+def test_config_file_naming_another_preset_is_an_error(tmp_path, capsys):
+    conf = tmp_path / "c.json"
+    conf.write_text(json.dumps({"preset": "fmnist-count"}))
+    assert cli.main(["train", "--preset", "mnist-count", "--config", str(conf), "--out",
+                     str(tmp_path / "r")]) == 2
+    assert "names preset 'fmnist-count' but preset 'mnist-count' was given" in \
+        capsys.readouterr().err
+
+
+def test_sweep_and_discretization_error_commands(data_dir, tmp_path):
+    out = tmp_path / "sweep"
+    args = ["sweep", *TINY, "--epochs", "1", "--data-dir", str(data_dir), "--dt", "0,0.004",
+            "--seeds", "1", "--jobs", "1", "--out", str(out)]
+    assert cli.main(args) == 0
+    assert len(_rows(out / "sweep.csv")) == 2
+    report = (out / "report.md").read_text()
+    assert "Produced by `batsnn sweep --preset mnist-count" in report and "--seeds 1" in report
+    assert cli.main(["discretization-error", "--depths", "1", "--dt", "0.008", "--width", "12",
+                     "--samples", "4", "--dataset", "random", "--device", "cpu", "--out",
+                     str(tmp_path / "dterr")]) == 0
+    assert len(_rows(tmp_path / "dterr" / "discretization_error.csv")) == 1
+
+
+@pytest.mark.parametrize("args, words", [
+    (["sweep", "--dt", "-1", "--out", "X"], "dt values must be finite and >= 0"),
+    (["sweep", "--dt", "0", "--seeds", "0", "--out", "X"], "--seeds must be >= 1"),
+    (["sweep", "--dt", "0"], "--out DIR is required"),
+    (["sweep", "--dt", "0,x", "--out", "X"], "expected comma-separated numbers"),
+    (["discretization-error", "--depths", "0", "--dt", "0.001", "--out", "X"],
+     "depths must be integers >= 1"),
+], ids=["negative-dt", "no-seeds", "no-out", "bad-list", "depth0"])
+def test_sweep_and_dterr_bad_arguments(args, words, tmp_path, capsys):
+    args = [str(tmp_path / "x") if a == "X" else a for a in args]
+    try:
+        rc = cli.main([*args, "--device", "cpu"])
+    except SystemExit as e:  # argparse's own errors
+        rc = e.code
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+
+
+def test_python_dash_m_batsnn():
+    res = subprocess.run([sys.executable, "-m", "batsnn", "--version"], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip() == f"batsnn {batsnn.__version__}"
 
 
 @pytest.mark.cuda

@@ -38,3 +38,37 @@ def test_readme_cuda_graph_example_runs():
     exec(compile(code, "README.md", "exec"), scope)
     assert torch.isfinite(scope["loss"]).all()
     assert not torch.equal(before, model[1].weight)
+
+
+def _readme_commands():
+    text = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    cmds = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            for part in line.split("&&"):
+                part = part.split("#")[0].strip()
+                if part.startswith("batsnn "):
+                    cmds.append(part)
+    return cmds
+
+
+def test_readme_commands_parse_and_resolve():
+    """Every ``batsnn ...`` command of the README is accepted, and its settings resolve."""
+    import shlex
+
+    from batsnn import cli
+    from batsnn.experiments.config import resolve_config
+
+    cmds = _readme_commands()
+    assert "batsnn train --preset mnist-count --epochs 1" in cmds
+    assert {c.split()[1] for c in cmds} >= {"train", "sweep", "data", "discretization-error"}
+    parser = cli.build_parser()
+    for cmd in cmds:
+        args = parser.parse_args(shlex.split(cmd)[1:])
+        if args.command == "train":
+            cfg = resolve_config(args.preset, args.config, **cli.config_overrides(args))
+            assert cfg.epochs >= 1, cmd
+        elif args.command == "sweep":
+            resolve_config(args.preset, args.config,
+                           **cli.config_overrides(args, skip=("dt", "seed", "out")))
+            assert args.dt, cmd

@@ -5,6 +5,10 @@
     batsnn sweep --preset mnist-count --dt 0,1e-3,4e-3 --seeds 3 --out runs/sweep
     batsnn discretization-error --depths 1,2,4 --dt 1e-3,4e-3 --out runs/dterr
 
+(also ``python -m batsnn ...``). This module only parses arguments; the work is done by the
+typed entry points of :mod:`batsnn.experiments` (``config.resolve_config``, ``train.train``,
+``sweep.run_sweep``, ``dterr.run_discretization_error``, ``data.prepare_mnist``).
+
 Bad arguments exit with status 2 and a one-line message (BATSNN_DEBUG=1 shows the traceback).
 """
 
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
 import batsnn
@@ -39,11 +44,12 @@ def _int_list(text: str) -> list[int]:
 
 
 def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
-    """Options shared by ``train`` and ``sweep`` (every TrainConfig field can be set)."""
-    from batsnn.experiments.train import PRESETS
+    """Options shared by ``train`` and ``sweep`` (they set :class:`TrainConfig` fields)."""
+    from batsnn.experiments.config import PRESETS
 
     p.add_argument("--preset", choices=sorted(PRESETS), help="reference experiment settings")
-    p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings")
+    p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (a run's "
+                   "config.json reproduces the run)")
     p.add_argument("--dataset", help="mnist, fashion-mnist or emnist-balanced")
     p.add_argument("--data-dir", help="directory holding the dataset files")
     p.add_argument("--epochs", type=int)
@@ -69,32 +75,41 @@ def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> Non
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _overrides(args, skip=()) -> dict:
-    keys = ("dataset", "data_dir", "epochs", "batch_size", "eval_batch_size", "lr", "dt", "seed",
-            "device", "train_samples", "test_samples", "hidden", "theta", "max_spikes", "tau_s",
-            "t_max", "out", "cuda_graph")
-    return {k: getattr(args, k, None) for k in keys if k not in skip}
+#: the options of add_train_options that set a TrainConfig field of the same name
+CONFIG_OPTIONS = ("dataset", "data_dir", "epochs", "batch_size", "eval_batch_size", "lr", "dt",
+                  "seed", "device", "train_samples", "test_samples", "hidden", "theta",
+                  "max_spikes", "tau_s", "t_max", "out", "cuda_graph")
 
 
-def cmd_train(args) -> int:
-    from batsnn.experiments.train import resolve_config, train
+def config_overrides(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict:
+    """The config settings given on the command line (``None`` where an option was not
+    given), for :func:`batsnn.experiments.config.resolve_config`."""
+    return {k: getattr(args, k, None) for k in CONFIG_OPTIONS if k not in skip}
 
-    cfg = resolve_config(args.preset, args.config, **_overrides(args))
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``batsnn train``: resolve the settings, train, print the summary."""
+    from batsnn import metrics as M
+    from batsnn.experiments.config import resolve_config
+    from batsnn.experiments.rundir import RunDir
+    from batsnn.experiments.train import train
+
+    cfg = resolve_config(args.preset, args.config, **config_overrides(args))
     summary = train(cfg, resume=args.resume, quiet=args.quiet)
-    n_layers = len(cfg.hidden) + 1
-    spikes = ", ".join(f"{summary[f'spikes_per_sample_l{i + 1}']:.1f}" for i in range(n_layers))
-    print(f"test accuracy {100 * summary['test_accuracy']:.2f}% "
-          f"(best {100 * summary['best_test_accuracy']:.2f}%); spikes per sample per layer "
-          f"[{spikes}]; label-neuron target spikes emitted by 25/50/100/200 ms: "
-          + "/".join(f"{100 * summary[f'label_spike_share_{m}ms']:.0f}%"
-                     for m in (25, 50, 100, 200))
-          + f"; mean decision time {summary['decision_time_ms']:.1f} ms")
-    print(f"results, checkpoints and plots (learning_curves.png, spikes_per_layer.png, "
-          f"raster.png) in {cfg.out}")
+    spikes = ", ".join(f"{summary[k]:.1f}"
+                       for k in M.layer_keys(summary, M.SPIKES_PER_SAMPLE))
+    print(f"test accuracy {100 * summary[M.TEST_ACCURACY]:.2f}% "
+          f"(best {100 * summary[M.BEST_TEST_ACCURACY]:.2f}%); spikes per sample per layer "
+          f"[{spikes}]; label-neuron target spikes emitted by "
+          + "/".join(str(ms) for ms in M.LATENCY_MS) + " ms: "
+          + "/".join(f"{100 * summary[k]:.0f}%" for k in M.LABEL_SHARE_KEYS)
+          + f"; mean decision time {summary[M.DECISION_TIME_MS]:.1f} ms")
+    print(f"results, checkpoints and plots ({', '.join(RunDir.PLOTS)}) in {cfg.out}")
     return 0
 
 
-def cmd_data(args) -> int:
+def cmd_data(args: argparse.Namespace) -> int:
+    """``batsnn data prepare NAME``: prepare MNIST, or check that a dataset is found."""
     from batsnn.experiments.data import load_dataset, prepare_mnist
 
     if args.name == "mnist":
@@ -106,21 +121,40 @@ def cmd_data(args) -> int:
     return 0
 
 
-def cmd_sweep(args) -> int:
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """``batsnn sweep``: the base settings, dt list and seeds 1..N to :func:`run_sweep`."""
+    from batsnn.experiments.config import resolve_config
     from batsnn.experiments.sweep import run_sweep
 
-    run_sweep(args)
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    if not args.out:
+        raise ValueError("--out DIR is required for a sweep")
+    base = resolve_config(args.preset, args.config,
+                          **config_overrides(args, skip=("dt", "seed", "out")))
+    run_sweep(base, args.dt, list(range(1, args.seeds + 1)), args.out, jobs=args.jobs,
+              report_only=args.report_only, quiet=args.quiet, command=_command_line(args))
     return 0
 
 
-def cmd_dterr(args) -> int:
-    from batsnn.experiments.sweep import run_discretization_error
+def cmd_dterr(args: argparse.Namespace) -> int:
+    """``batsnn discretization-error``: the options to :func:`run_discretization_error`."""
+    from batsnn.experiments.dterr import run_discretization_error
 
-    run_discretization_error(args)
+    run_discretization_error(args.depths, args.dt, args.out, width=args.width, seed=args.seed,
+                             samples=args.samples, dataset=args.dataset,
+                             data_dir=args.data_dir, theta=args.theta,
+                             max_spikes=args.max_spikes, device=args.device)
     return 0
+
+
+def _command_line(args) -> str:
+    argv = getattr(args, "argv", None)
+    return "batsnn " + shlex.join(argv) if argv else f"batsnn {args.command}"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of the ``batsnn`` command and its subcommands."""
     p = _Parser(prog="batsnn", description="Exact multi-spike SNN training "
                                 "(BATS) and time-discretization studies.")
     p.add_argument("--version", action="version", version=f"batsnn {batsnn.__version__}")
@@ -168,12 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``batsnn`` command on ``argv`` (default: ``sys.argv[1:]``); returns the exit
+    status (0 done, 2 bad arguments or missing data, 130 interrupted)."""
     from batsnn.experiments.data import DatasetNotFound
-    from batsnn.experiments.train import RunExists
+    from batsnn.experiments.rundir import RunExists
 
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -32,7 +32,8 @@ def discretize(times: torch.Tensor, dt: float | None) -> torch.Tensor:
 
 
 def ttfs_encode(x: torch.Tensor, *, t_window: float = 0.1, x_max: float = 1.0,
-                dt: float | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                dt: float | None = None, dtype: torch.dtype = torch.float32,
+                validate: bool = True) -> torch.Tensor:
     """Time-to-first-spike encoding: one spike per non-zero input (model.md section 4).
 
     A value ``x`` in ``[0, x_max]`` spikes once at ``t = t_window * (1 - x / x_max)``; a zero
@@ -44,6 +45,9 @@ def ttfs_encode(x: torch.Tensor, *, t_window: float = 0.1, x_max: float = 1.0,
         x_max: value of the brightest input (1.0 for scaled images, 255 for raw bytes).
         dt: optional time step in seconds.
         dtype: float dtype of the result.
+        validate: check that ``x`` lies in ``[0, x_max]`` (reads the values: one host
+            synchronisation on a GPU). ``False`` skips the check for inputs known to be in
+            range, such as uint8 images with ``x_max=255``.
 
     Returns:
         ``(B, N, 1)`` spike times, ``+inf`` for silent inputs.
@@ -57,7 +61,8 @@ def ttfs_encode(x: torch.Tensor, *, t_window: float = 0.1, x_max: float = 1.0,
     if not (t_window > 0):
         raise ValueError(f"t_window must be > 0, got {t_window!r}")
     v = x.reshape(x.shape[0], -1).to(dtype)
-    if v.numel() and (bool(torch.isnan(v).any()) or float(v.min()) < 0 or float(v.max()) > x_max):
+    if validate and v.numel() and (bool(torch.isnan(v).any()) or float(v.min()) < 0
+                                   or float(v.max()) > x_max):
         raise ValueError(f"x must lie in [0, x_max={x_max}], got values in "
                          f"[{float(v.min())}, {float(v.max())}]")
     return _ttfs_times(v, t_window, x_max, dt)

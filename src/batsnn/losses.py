@@ -8,6 +8,8 @@ averages its gradients over the batch) or ``"sum"``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -130,30 +132,66 @@ def spike_time_loss(times: torch.Tensor, target_times: torch.Tensor, *,
     return _reduce(0.5 * (diff * diff).flatten(1).sum(1), reduction)
 
 
+class _TTFSCrossEntropyFunction(torch.autograd.Function):
+    """Per-sample TTFS cross-entropy: the value with silent neurons at ``t_max``, the
+    gradient with silent neurons at ``+inf`` (probability 0), as BATS."""
+
+    @staticmethod
+    def forward(ctx, first, labels, tau_loss, t_max):
+        silent = torch.isinf(first)
+        all_silent = silent.all(1, keepdim=True)
+        onehot = torch.zeros_like(first).scatter_(1, labels.long().unsqueeze(1), 1.0)
+        # gradient: softmax over the true first spike times (a silent neuron has p = 0);
+        # an all-silent sample gets no gradient
+        p = torch.softmax(torch.where(all_silent, torch.zeros_like(first), -first / tau_loss), 1)
+        ctx.save_for_backward(torch.where(all_silent, torch.zeros_like(p), (onehot - p) / tau_loss))
+        # value: a silent neuron's first spike is taken at the horizon t_max (finite when
+        # t_max is); an all-silent sample is then uniform, log(C), as its gradient-free value
+        shown = torch.where(silent, torch.full_like(first, t_max), first)
+        logits = torch.where(all_silent, torch.zeros_like(first), -shown / tau_loss)
+        return -torch.log_softmax(logits, 1).gather(1, labels.long().unsqueeze(1)).squeeze(1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (err,) = ctx.saved_tensors
+        return err * grad.unsqueeze(1), None, None, None
+
+
 def ttfs_cross_entropy(times: torch.Tensor, labels: torch.Tensor, *, tau_loss: float = 0.005,
-                       reduction: str = "mean") -> torch.Tensor:
+                       t_max: float = math.inf, reduction: str = "mean") -> torch.Tensor:
     """Softmax cross-entropy on first spike times (single-spike models).
 
-    ``L = -log softmax(-t_first / tau_loss)[label]``, so ``dL/dt_first =
-    (onehot - softmax) / tau_loss``; a silent neuron has ``t = inf`` and probability 0.
+    ``L = -log softmax(-t_first / tau_loss)[label]`` per sample, so ``dL/dt_first =
+    (onehot - softmax) / tau_loss`` (divided by ``B`` under ``reduction="mean"``).
+
+    Silent neurons (``t_first = +inf``): the gradient is BATS's, computed with ``t = +inf``,
+    i.e. probability 0 (a silent label neuron receives ``1 / tau_loss``, a silent other
+    neuron 0). The loss VALUE takes a silent neuron's first spike at the simulation horizon
+    ``t_max`` instead, so that it stays finite when the label neuron is silent (with the
+    default ``t_max = inf`` the value is ``+inf`` then). A sample whose output neurons are all
+    silent has the value ``log C`` and no gradient.
 
     Args:
-        times: ``(B, C, S)`` output spike times (only ``times[..., 0]`` is used).
+        times: ``(B, C, S)`` output spike times in seconds (only ``times[..., 0]`` is used).
         labels: ``(B,)`` int class labels.
-        tau_loss: temperature in seconds.
+        tau_loss: temperature in seconds (> 0).
+        t_max: the output layer's simulation horizon in seconds (> 0, may be ``inf``): the
+            first-spike time assigned to silent neurons in the value.
+        reduction: ``"mean"`` or ``"sum"`` over the batch.
+
+    Returns:
+        a scalar tensor of ``times``'s dtype.
     """
     if times.dim() != 3:
         raise ValueError(f"times must be (B, C, S), got {tuple(times.shape)}")
     if not tau_loss > 0:
         raise ValueError(f"tau_loss must be > 0, got {tau_loss!r}")
+    if isinstance(t_max, bool) or not isinstance(t_max, (int, float)) or not t_max > 0:
+        raise ValueError(f"t_max must be a number > 0 (inf allowed), got {t_max!r}")
     _check_labels(labels, times.shape[1])
-    logits = -times[..., 0] / tau_loss
-    # all-silent samples would give NaN: they get a uniform distribution and no gradient
-    silent = torch.isinf(times[..., 0]).all(1, keepdim=True)
-    logits = torch.where(silent, torch.zeros_like(logits), logits)
-    logp = torch.log_softmax(logits, dim=1)
-    nll = -logp.gather(1, labels.long().unsqueeze(1)).squeeze(1)
-    return _reduce(nll, reduction)
+    first = times[..., 0]
+    return _reduce(_TTFSCrossEntropyFunction.apply(first, labels, float(tau_loss),
+                                                   float(t_max)), reduction)
 
 
 def ttfs_predict(times: torch.Tensor) -> torch.Tensor:
@@ -199,10 +237,12 @@ class SpikeTimeLoss(nn.Module):
 class TTFSCrossEntropyLoss(nn.Module):
     """Module form of :func:`ttfs_cross_entropy`."""
 
-    def __init__(self, tau_loss: float = 0.005, reduction: str = "mean"):
+    def __init__(self, tau_loss: float = 0.005, t_max: float = math.inf,
+                 reduction: str = "mean"):
         super().__init__()
-        self.tau_loss, self.reduction = tau_loss, reduction
+        self.tau_loss, self.t_max, self.reduction = tau_loss, t_max, reduction
 
     def forward(self, times, labels):
-        return ttfs_cross_entropy(times, labels, tau_loss=self.tau_loss, reduction=self.reduction)
+        return ttfs_cross_entropy(times, labels, tau_loss=self.tau_loss, t_max=self.t_max,
+                                  reduction=self.reduction)
 

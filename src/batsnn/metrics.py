@@ -1,48 +1,160 @@
-"""Evaluation metrics: accuracy, sparsity and latency (model.md section 6).
+"""Evaluation metrics and their names: accuracy, sparsity and latency (model.md section 6).
 
-All functions take spike trains in the library's convention: times ``(B, N, S)`` ascending
-with ``+inf`` padding and counts ``(B, N)``.
+All functions take spike trains in the library's convention: times ``(B, *neurons, S)``
+ascending with ``+inf`` padding and counts ``(B, *neurons)``.
+
+The metric schema is defined here once. Every table batsnn writes (``metrics.csv``,
+``summary.json``, ``sweep.csv``) names its columns with these constants and functions:
+
+=============================  ==============================================================
+``EPOCH``                      epoch number (1-based)
+``TRAIN_LOSS``/``TEST_LOSS``   mean loss per sample
+``TRAIN_ACCURACY``/...         accuracy as a fraction in [0, 1]
+``layer_key(SPIKES_PER_SAMPLE, l)``   spikes per test sample of layer ``l`` (1-based)
+``layer_key(SILENT_NEURONS_PCT, l)``  % of layer ``l``'s neurons silent on the whole test set
+``SILENT_LABELS_PCT``          % of test samples whose label neuron never spikes
+``label_share_key(ms)``        mean share of the label neuron's target spikes emitted by
+                               ``ms`` milliseconds, for ``ms`` in :data:`LATENCY_MS`
+``DECISION_TIME_MS``           mean decision time (ms) over samples with output spikes
+``LR``                         learning rate after the epoch's scheduler step
+``TRAIN_SECONDS``              wall time of the epoch's training pass (s)
+``EPOCH_SECONDS``              wall time of the epoch including evaluation (s)
+``BEST_TEST_ACCURACY``         best test accuracy so far (summary only)
+``EPOCHS_COMPLETED``           epochs done (summary only)
+=============================  ==============================================================
+
+The discretization-error study compares two spike trains of a layer
+(:func:`spike_train_error`), keys ``MSE_MS2``, ``RMSE_MS``, ``MATCHED_SPIKES``,
+``COUNT_CHANGED_SHARE``, ``SPIKES_CONTINUOUS``, ``SPIKES_DISCRETE``.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterable, Sequence
 
 import torch
 
-__all__ = ["LATENCY_MS", "EvalStats", "decision_times", "label_spike_share"]
+__all__ = [
+    "ACCURACY", "BEST_TEST_ACCURACY", "DECISION_TIME_MS", "EPOCH", "EPOCHS_COMPLETED",
+    "EPOCH_SECONDS", "LABEL_SHARE_KEYS", "LATENCY_MS", "LOSS", "LR", "SILENT_LABELS_PCT",
+    "SILENT_NEURONS_PCT", "SPIKES_PER_SAMPLE", "TEST_ACCURACY", "TEST_LOSS", "TRAIN_ACCURACY",
+    "TRAIN_LOSS", "TRAIN_SECONDS", "MSE_MS2", "RMSE_MS", "MATCHED_SPIKES", "COUNT_CHANGED_SHARE",
+    "SPIKES_CONTINUOUS", "SPIKES_DISCRETE", "EvalStats", "decision_times", "label_share_key",
+    "label_spike_share", "layer_activity", "layer_key", "layer_keys", "layer_of",
+    "spike_train_error",
+]
 
 #: times (ms) at which the label neuron's share of target spikes is reported
 LATENCY_MS = (25, 50, 100, 200)
 
+LOSS = "loss"
+ACCURACY = "accuracy"
+EPOCH = "epoch"
+TRAIN_LOSS = "train_" + LOSS
+TRAIN_ACCURACY = "train_" + ACCURACY
+TEST_LOSS = "test_" + LOSS
+TEST_ACCURACY = "test_" + ACCURACY
+BEST_TEST_ACCURACY = "best_" + TEST_ACCURACY
+EPOCHS_COMPLETED = "epochs_completed"
+LR = "lr"
+TRAIN_SECONDS = "train_seconds"
+EPOCH_SECONDS = "epoch_seconds"
+SILENT_LABELS_PCT = "silent_labels_pct"
+DECISION_TIME_MS = "decision_time_ms"
+#: per-layer metric families: the column of layer ``l`` is ``layer_key(family, l)``
+SPIKES_PER_SAMPLE = "spikes_per_sample"
+SILENT_NEURONS_PCT = "silent_neurons_pct"
+
+_LAYER_SUFFIX = re.compile(r"_l(\d+)$")
+
+
+def layer_key(family: str, layer: int) -> str:
+    """Column name of a per-layer metric: ``layer_key(SPIKES_PER_SAMPLE, 2)`` is
+    ``"spikes_per_sample_l2"``. ``layer`` counts from 1 (the first spiking layer)."""
+    if isinstance(layer, bool) or not isinstance(layer, int) or layer < 1:
+        raise ValueError(f"layer must be an int >= 1, got {layer!r}")
+    return f"{family}_l{layer}"
+
+
+def layer_of(key: str) -> int:
+    """The layer number (from 1) of a per-layer column name such as ``spikes_per_sample_l2``
+    (a trailing suffix such as ``_mean`` is not allowed: strip it first)."""
+    m = _LAYER_SUFFIX.search(key)
+    if m is None:
+        raise ValueError(f"{key!r} is not a per-layer metric name (expected '<family>_l<n>')")
+    return int(m.group(1))
+
+
+def layer_keys(keys: Iterable[str], family: str) -> list[str]:
+    """The per-layer columns of ``family`` among ``keys`` (e.g. a metrics row), ordered by
+    layer number (so ``l10`` comes after ``l9``)."""
+    pat = re.compile(re.escape(family) + r"_l(\d+)$")
+    found = [(int(m.group(1)), k) for k in keys if (m := pat.match(k))]
+    return [k for _, k in sorted(found)]
+
+
+def label_share_key(ms: int) -> str:
+    """Column name of the label-spike share by ``ms`` milliseconds:
+    ``"label_spike_share_50ms"``."""
+    return f"label_spike_share_{ms}ms"
+
+
+#: the label-share columns, one per entry of :data:`LATENCY_MS`
+LABEL_SHARE_KEYS = tuple(label_share_key(ms) for ms in LATENCY_MS)
+
 
 def label_spike_share(times: torch.Tensor, labels: torch.Tensor, target: float,
                       t: float) -> torch.Tensor:
-    """Per sample: the label neuron's spikes emitted by time ``t`` (s), over ``target``, capped
-    at 1. ``(B,)`` float. For single-spike models ``target`` is 1."""
+    """Per sample: the label neuron's spikes emitted at or before time ``t`` (s), divided by
+    ``target`` and capped at 1.
+
+    Args:
+        times: ``(B, C, S)`` output spike times in seconds.
+        labels: ``(B,)`` int class labels.
+        target: the label neuron's target number of spikes (1 for single-spike models).
+        t: time in seconds.
+
+    Returns:
+        ``(B,)`` float64 shares in ``[0, 1]``.
+    """
     lab = times[torch.arange(len(labels), device=times.device), labels.long()]
     return ((lab <= t).sum(1).to(torch.float64) / float(target)).clamp(max=1.0)
 
 
 def decision_times(times: torch.Tensor, counts: torch.Tensor, mode: str) -> torch.Tensor:
     """Per sample: the earliest time after which the prediction made from the output spikes
-    emitted so far no longer changes. ``(B,)`` float64 seconds, NaN for silent outputs.
+    emitted so far no longer changes.
 
-    ``mode="count"``: the prediction at time t is the neuron with most spikes so far (ties:
-    lowest index, as :func:`batsnn.losses.count_predict`); the decision time is that of the
-    spike after which it equals the final prediction for good. ``mode="ttfs"``: the earliest
-    first spike decides, so the decision time is the first output spike.
+    ``mode="count"``: the prediction at time ``t`` is the neuron with most spikes at or
+    before ``t`` (ties: lowest index, as :func:`batsnn.losses.count_predict`). Spikes at the
+    same time count together: the prediction is only looked at between distinct spike
+    times. The decision time is the first spike time from which the prediction equals the
+    final prediction for good (at the earliest, the first output spike).
+    ``mode="ttfs"``: the earliest first spike decides, so the decision time is the first
+    output spike.
+
+    Args:
+        times: ``(B, C, S)`` output spike times in seconds.
+        counts: ``(B, C)`` spike counts (unused by ``"ttfs"``).
+        mode: ``"count"`` or ``"ttfs"``.
+
+    Returns:
+        ``(B,)`` float64 seconds, NaN for samples without output spikes.
     """
+    if mode not in ("count", "ttfs"):
+        raise ValueError(f"mode must be 'count' or 'ttfs', got {mode!r}")
     t = times.detach().to(torch.float64)
     n_batch, n_cls, _ = t.shape
     if n_batch == 0:
-        return torch.zeros(0, dtype=torch.float64)
+        return torch.zeros(0, dtype=torch.float64, device=t.device)
     if mode == "ttfs":
         first = t[..., 0].min(1).values
         return torch.where(torch.isinf(first), torch.full_like(first, math.nan), first)
     flat = t.reshape(n_batch, -1)
     order = flat.argsort(dim=1, stable=True)
-    ev_t = flat.gather(1, order)
+    ev_t = flat.gather(1, order)  # (B, E) every spike, in time order; +inf last
     ev_n = torch.div(order, t.shape[2], rounding_mode="floor")
     finite = torch.isfinite(ev_t)
     onehot = torch.nn.functional.one_hot(ev_n, n_cls) * finite.unsqueeze(-1)
@@ -50,44 +162,83 @@ def decision_times(times: torch.Tensor, counts: torch.Tensor, mode: str) -> torc
     pred = cum.argmax(2)  # argmax takes the first maximum: lowest index on ties
     n_ev = finite.sum(1)
     final = pred.gather(1, (n_ev - 1).clamp(min=0).unsqueeze(1))
-    differs = (pred != final) & finite
+    # the prediction is observable only after the last spike of each distinct time
+    nxt = torch.cat([ev_t[:, 1:], torch.full_like(ev_t[:, :1], math.inf)], 1)
+    group_end = finite & (nxt != ev_t)
+    differs = (pred != final) & group_end
     idx = torch.arange(flat.shape[1], device=t.device).expand_as(pred)
     last_diff = torch.where(differs, idx, torch.full_like(idx, -1)).max(1).values
     when = ev_t.gather(1, (last_diff + 1).clamp(max=flat.shape[1] - 1).unsqueeze(1)).squeeze(1)
     return torch.where(n_ev > 0, when, torch.full_like(when, math.nan))
 
 
-class EvalStats:
-    """Accumulates metrics over evaluation batches.
+def layer_activity(counts: torch.Tensor) -> tuple[float, torch.Tensor]:
+    """One batch of a layer: its total number of spikes and which neurons spiked at least
+    once.
 
     Args:
-        layer_sizes: number of neurons of each spiking layer.
-        mode: ``"count"`` or ``"ttfs"``.
+        counts: ``(B, *neurons)`` spike counts.
+
+    Returns:
+        ``(total_spikes, fired)`` with ``fired`` a CPU bool tensor of shape ``(prod(neurons),)``.
+    """
+    return float(counts.sum()), (counts.reshape(counts.shape[0], -1) > 0).any(0).cpu()
+
+
+class EvalStats:
+    """Accumulates the evaluation metrics of the schema above over batches.
+
+    Args:
+        layer_sizes: number of neurons of each spiking layer, or ``None`` to take them from
+            the first batch (any layer shape: neurons are counted flattened).
+        mode: ``"count"`` or ``"ttfs"`` (how predictions and decision times are made).
         target: the label neuron's target number of spikes (1 for TTFS).
     """
 
-    def __init__(self, layer_sizes, mode: str, target: float):
+    def __init__(self, layer_sizes: Sequence[int] | None, mode: str, target: float):
+        if mode not in ("count", "ttfs"):
+            raise ValueError(f"mode must be 'count' or 'ttfs', got {mode!r}")
+        if not target > 0:
+            raise ValueError(f"target must be > 0, got {target!r}")
         self.mode, self.target = mode, target
         self.n = 0
         self.correct = 0
         self.loss_sum = 0.0
-        self.spikes = [0.0] * len(layer_sizes)
-        self.fired = [torch.zeros(s, dtype=torch.bool) for s in layer_sizes]
+        self.spikes: list[float] | None = None
+        self.fired: list[torch.Tensor] | None = None
+        if layer_sizes is not None:
+            self._init_layers(list(layer_sizes))
         self.silent_labels = 0
         self.share = {ms: 0.0 for ms in LATENCY_MS}
         self.dec_sum = 0.0
         self.dec_n = 0
 
+    def _init_layers(self, sizes: list[int]) -> None:
+        self.spikes = [0.0] * len(sizes)
+        self.fired = [torch.zeros(s, dtype=torch.bool) for s in sizes]
+
     def update(self, outputs, labels: torch.Tensor, loss: float, pred: torch.Tensor) -> None:
-        """Add one batch: ``outputs`` is the list of every layer's ``SpikeTrains``."""
+        """Add one batch.
+
+        Args:
+            outputs: every spiking layer's :class:`~batsnn.spikes.SpikeTrains`, in order; the
+                last is the output layer, times ``(B, C, S)``.
+            labels: ``(B,)`` int labels.
+            loss: the batch's mean loss per sample.
+            pred: ``(B,)`` predicted classes.
+        """
         b = len(labels)
+        if self.spikes is None:
+            self._init_layers([o.counts[0].numel() for o in outputs])
+        if len(outputs) != len(self.spikes):
+            raise ValueError(f"expected {len(self.spikes)} layers' outputs, got {len(outputs)}")
         self.n += b
         self.loss_sum += float(loss) * b
         self.correct += int((pred == labels).sum())
         for i, out in enumerate(outputs):
-            c = out.counts
-            self.spikes[i] += float(c.sum())
-            self.fired[i] |= (c > 0).any(0).cpu()
+            total, fired = layer_activity(out.counts)
+            self.spikes[i] += total
+            self.fired[i] |= fired
         last = outputs[-1]
         lab_counts = last.counts[torch.arange(b, device=labels.device), labels]
         self.silent_labels += int((lab_counts == 0).sum())
@@ -100,15 +251,58 @@ class EvalStats:
         self.dec_n += int(ok.sum())
 
     def result(self, prefix: str = "test_") -> dict:
-        """Metrics as a flat dict (accuracy as a fraction, times in ms, shares in [0, 1])."""
+        """The metrics as a flat dict keyed by the schema's names (``prefix`` goes before
+        ``loss`` and ``accuracy``): accuracy as a fraction, times in ms, shares in [0, 1],
+        silent neurons and labels in %."""
         n = max(self.n, 1)
-        res = {f"{prefix}loss": self.loss_sum / n, f"{prefix}accuracy": self.correct / n}
-        for i, s in enumerate(self.spikes):
-            res[f"spikes_per_sample_l{i + 1}"] = s / n
-        for i, f in enumerate(self.fired):
-            res[f"silent_neurons_pct_l{i + 1}"] = 100.0 * float((~f).sum()) / max(len(f), 1)
-        res["silent_labels_pct"] = 100.0 * self.silent_labels / n
+        res = {prefix + LOSS: self.loss_sum / n, prefix + ACCURACY: self.correct / n}
+        for i, s in enumerate(self.spikes or []):
+            res[layer_key(SPIKES_PER_SAMPLE, i + 1)] = s / n
+        for i, f in enumerate(self.fired or []):
+            res[layer_key(SILENT_NEURONS_PCT, i + 1)] = 100.0 * float((~f).sum()) / max(len(f), 1)
+        res[SILENT_LABELS_PCT] = 100.0 * self.silent_labels / n
         for ms in LATENCY_MS:
-            res[f"label_spike_share_{ms}ms"] = self.share[ms] / n
-        res["decision_time_ms"] = 1000.0 * self.dec_sum / self.dec_n if self.dec_n else math.nan
+            res[label_share_key(ms)] = self.share[ms] / n
+        res[DECISION_TIME_MS] = 1000.0 * self.dec_sum / self.dec_n if self.dec_n else math.nan
         return res
+
+
+# ----------------------------------------------------------------------------- discretization error
+
+MSE_MS2 = "mse_ms2"
+RMSE_MS = "rmse_ms"
+MATCHED_SPIKES = "matched_spikes"
+COUNT_CHANGED_SHARE = "count_changed_share"
+SPIKES_CONTINUOUS = "spikes_per_sample_continuous"
+SPIKES_DISCRETE = "spikes_per_sample_discrete"
+
+
+def spike_train_error(cont, disc) -> dict:
+    """Compare a layer's spike trains for the same inputs with and without a time step.
+
+    The ``k``-th spike of a neuron is matched with its ``k``-th spike in the other train.
+
+    Args:
+        cont, disc: :class:`~batsnn.spikes.SpikeTrains` of the same shape, times
+            ``(B, *neurons, S)`` in seconds.
+
+    Returns:
+        ``MSE_MS2``: mean squared difference (ms^2) over the slots where both spiked (NaN if
+        none); ``RMSE_MS``: its square root (ms); ``MATCHED_SPIKES``: how many such slots;
+        ``COUNT_CHANGED_SHARE``: share of (sample, neuron) pairs whose count differs;
+        ``SPIKES_CONTINUOUS``/``SPIKES_DISCRETE``: spikes per sample of each.
+    """
+    if cont.times.shape != disc.times.shape:
+        raise ValueError(f"spike trains differ in shape: {tuple(cont.times.shape)} and "
+                         f"{tuple(disc.times.shape)}")
+    tc, td = cont.times.double(), disc.times.double()
+    both = torch.isfinite(tc) & torch.isfinite(td)
+    diff = torch.where(both, tc - td, torch.zeros_like(tc)) * 1e3
+    n_pairs = int(both.sum())
+    mse = float((diff ** 2).sum()) / n_pairs if n_pairs else math.nan
+    b = max(cont.counts.shape[0], 1)
+    return {MSE_MS2: mse, RMSE_MS: math.sqrt(mse) if n_pairs else math.nan,
+            MATCHED_SPIKES: n_pairs,
+            COUNT_CHANGED_SHARE: float((cont.counts != disc.counts).double().mean()),
+            SPIKES_CONTINUOUS: float(cont.counts.sum()) / b,
+            SPIKES_DISCRETE: float(disc.counts.sum()) / b}

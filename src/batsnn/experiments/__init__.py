@@ -1,6 +1,17 @@
-"""The experiment runner: configs and presets, the training loop, run directories, sweeps,
-the discretization-error study, datasets, plots and CUDA-graph steps.
+"""The experiment runner, built on the library (:mod:`batsnn.functional`, :mod:`batsnn.nn`,
+:mod:`batsnn.losses`, :mod:`batsnn.encoding`, :mod:`batsnn.metrics`, :mod:`batsnn.ops`),
+which never imports it. One module per job:
 
-It builds on the library (:mod:`batsnn.functional`, :mod:`batsnn.nn`, :mod:`batsnn.losses`,
-:mod:`batsnn.encoding`, :mod:`batsnn.metrics`, :mod:`batsnn.ops`), which never imports it.
+- :mod:`~batsnn.experiments.config`: ``TrainConfig``, presets, config files, validation.
+- :mod:`~batsnn.experiments.model`: networks built from a description of their layers.
+- :mod:`~batsnn.experiments.rundir`: run-directory layout, atomic writes, checkpoints.
+- :mod:`~batsnn.experiments.train`: the training loop with callbacks (``fit``) and the
+  runner of one configured run (``train``).
+- :mod:`~batsnn.experiments.sweep`: one run per (dt, seed), tables and report.
+- :mod:`~batsnn.experiments.dterr`: the per-layer discretization-error study.
+- :mod:`~batsnn.experiments.data`: dataset readers; :mod:`~batsnn.experiments.plots`: PNG
+  plots; :mod:`~batsnn.experiments.graphs`: training steps as CUDA graphs.
+
+Entry points take typed arguments (a config, lists of dt and seeds, an output path); the
+command line (:mod:`batsnn.cli`) only parses and calls them.
 """

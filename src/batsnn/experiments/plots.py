@@ -11,6 +11,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from batsnn import metrics as M  # noqa: E402
+
+__all__ = ["errorbar_plot", "learning_curves", "raster", "spikes_per_layer"]
+
 
 def _save(fig, path) -> None:
     path = Path(path)
@@ -22,15 +26,15 @@ def _save(fig, path) -> None:
 
 
 def learning_curves(history: list[dict], path) -> None:
-    """Loss and accuracy (train and test) against epoch."""
-    ep = [r["epoch"] for r in history]
+    """Loss and accuracy (train and test) against epoch; ``history`` holds metrics rows."""
+    ep = [r[M.EPOCH] for r in history]
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    a1.plot(ep, [r["train_loss"] for r in history], "o-", label="train")
-    a1.plot(ep, [r["test_loss"] for r in history], "s-", label="test")
+    a1.plot(ep, [r[M.TRAIN_LOSS] for r in history], "o-", label="train")
+    a1.plot(ep, [r[M.TEST_LOSS] for r in history], "s-", label="test")
     a1.set(xlabel="epoch", ylabel="loss", title="loss")
     a1.legend()
-    a2.plot(ep, [100 * r["train_accuracy"] for r in history], "o-", label="train")
-    a2.plot(ep, [100 * r["test_accuracy"] for r in history], "s-", label="test")
+    a2.plot(ep, [100 * r[M.TRAIN_ACCURACY] for r in history], "o-", label="train")
+    a2.plot(ep, [100 * r[M.TEST_ACCURACY] for r in history], "s-", label="test")
     a2.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     a2.legend()
     _save(fig, path)
@@ -38,19 +42,23 @@ def learning_curves(history: list[dict], path) -> None:
 
 def spikes_per_layer(history: list[dict], path) -> None:
     """Spikes per test sample of each layer against epoch (log scale)."""
-    ep = [r["epoch"] for r in history]
-    keys = sorted((k for k in history[0] if k.startswith("spikes_per_sample_l")),
-                  key=lambda k: int(k.rsplit("l", 1)[1]))
+    ep = [r[M.EPOCH] for r in history]
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    for k in keys:
-        ax.plot(ep, [max(r[k], 1e-3) for r in history], "o-", label=f"layer {k.rsplit('l', 1)[1]}")
+    for k in M.layer_keys(history[0], M.SPIKES_PER_SAMPLE):
+        ax.plot(ep, [max(r[k], 1e-3) for r in history], "o-", label=f"layer {M.layer_of(k)}")
     ax.set(xlabel="epoch", ylabel="spikes per sample", title="activity per layer", yscale="log")
     ax.legend()
     _save(fig, path)
 
 
 def raster(outputs, labels, path) -> None:
-    """Spike rasters of a few samples: one column per sample, one row per layer."""
+    """Spike rasters of a few samples: one column per sample, one row per layer.
+
+    Args:
+        outputs: every layer's :class:`~batsnn.spikes.SpikeTrains` (times ``(B, N, S)``).
+        labels: ``(B,)`` labels (marked on the last layer).
+        path: the PNG file to write.
+    """
     n_layers = len(outputs)
     n_samples = len(labels)
     fig, axes = plt.subplots(n_layers, n_samples, figsize=(3.2 * n_samples, 2.2 * n_layers),

@@ -1,0 +1,7 @@
+"""``python -m batsnn``: the ``batsnn`` command (:mod:`batsnn.cli`)."""
+
+import sys
+
+from batsnn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,130 @@
+"""The discretization-error study: the same inputs through stacks of random layers with and
+without a time step, compared layer by layer.
+
+For each depth ``d`` (hidden layers) and each ``dt``, a stack of the first ``d`` of one set of
+random ``width``-neuron layers runs on the same TTFS-encoded inputs in exact time and with
+``dt``; :func:`batsnn.metrics.spike_train_error` compares every layer's spike trains. Writes
+``discretization_error.csv`` (one row per depth, layer and dt), ``rmse_by_layer_depth<d>.png``
+and ``count_changed_vs_dt.png``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from batsnn import metrics as M
+from batsnn.encoding import ttfs_encode
+from batsnn.experiments.config import resolve_device
+from batsnn.experiments.rundir import write_csv
+from batsnn.nn import LIFLinear
+
+__all__ = ["CSV_NAME", "DEPTH", "DT", "LAYER", "run_discretization_error"]
+
+CSV_NAME = "discretization_error.csv"
+#: the columns that identify a row (the others are :func:`batsnn.metrics.spike_train_error`'s)
+DEPTH, LAYER, DT = "depth", "layer", "dt"
+
+
+def _inputs(dataset: str, samples: int, seed: int, data_dir) -> torch.Tensor:
+    """``(samples, 784)`` pixel values in [0, 255]."""
+    if dataset == "random":  # half of the inputs spike, at uniform times
+        g = torch.Generator().manual_seed(seed)
+        x = torch.rand(samples, 784, generator=g)
+        x = torch.where(torch.rand(samples, 784, generator=g) < 0.5, x, torch.zeros_like(x))
+        return (x * 255).round()
+    from batsnn.experiments.data import load_dataset
+
+    return load_dataset(dataset, data_dir).test_x[:samples].float()
+
+
+def run_discretization_error(depths: Sequence[int], dts: Sequence[float],
+                             out: str | os.PathLike, *, width: int = 800, seed: int = 0,
+                             samples: int = 100, dataset: str = "fashion-mnist",
+                             data_dir: str | os.PathLike | None = None, theta: float = 0.2,
+                             max_spikes: int = 30, device: str = "auto",
+                             log: Callable[[str], Any] = print) -> list[dict]:
+    """Per-layer error of discretized against exact spike trains (see the module docstring).
+
+    Args:
+        depths: numbers of hidden layers (ints >= 1).
+        dts: time steps in seconds (> 0).
+        out: output directory (created).
+        width: neurons per layer.
+        seed: seeds the weights (uniform in [-1, 1]) and the random inputs.
+        samples: input samples.
+        dataset: a dataset name (its first test images) or ``"random"``.
+        data_dir: where the dataset's files are.
+        theta, max_spikes: every layer's threshold and spike buffer (``tau_s`` 0.13 s,
+            ``t_max`` 0.2 s).
+        device: ``auto``, ``cpu`` or ``cuda``.
+        log: where the closing line goes.
+
+    Returns:
+        the CSV's rows: ``{depth, layer, dt, **spike_train_error(...)}``.
+    """
+    depths, dts = list(depths), list(dts)
+    if not depths or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in depths):
+        raise ValueError(f"depths must be integers >= 1, got {depths}")
+    if not dts or any(not d > 0 or not math.isfinite(d) for d in dts):
+        raise ValueError(f"dt values must be finite and > 0, got {dts}")
+    if width < 1 or samples < 1:
+        raise ValueError(f"width and samples must be >= 1, got {width} and {samples}")
+    dev = resolve_device(device)
+    out = Path(out)
+    x = _inputs(dataset, samples, seed, data_dir)
+    max_depth = max(depths)
+    torch.manual_seed(seed)
+    # one set of weights; a network of depth d uses the first d hidden layers
+    weights = [torch.empty(width, 784 if i == 0 else width).uniform_(-1, 1)
+               for i in range(max_depth)]
+    grid = sorted(set(dts))
+    rows = []
+    for depth in sorted(set(depths)):
+        reference = None
+        for dt in [0.0] + grid:
+            h = ttfs_encode(x.to(dev), x_max=255.0, dt=dt or None)
+            outs = []
+            with torch.no_grad():
+                for i in range(depth):
+                    layer = LIFLinear(weights[i].shape[1], width, tau_s=0.13, theta=theta,
+                                      max_spikes=max_spikes, dt=dt or None, t_max=0.2)
+                    layer.weight.copy_(weights[i])
+                    h = layer.to(dev)(h)
+                    outs.append(h)
+            if reference is None:
+                reference = outs
+                continue
+            for li, (c, d) in enumerate(zip(reference, outs)):
+                rows.append({DEPTH: depth, LAYER: li + 1, DT: dt, **M.spike_train_error(c, d)})
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / CSV_NAME, rows)
+    _plots(out, rows, sorted(set(depths)), grid)
+    log(f"discretization error of {len(rows)} (depth, layer, dt) cases written to "
+        f"{out / CSV_NAME} with plots")
+    return rows
+
+
+def _plots(out: Path, rows: list[dict], depths: list[int], grid: list[float]) -> None:
+    from batsnn.experiments import plots
+
+    for depth in depths:
+        series = {}
+        for dt in grid:
+            rr = [r for r in rows if r[DEPTH] == depth and r[DT] == dt]
+            series[f"dt {dt * 1e3:g} ms"] = ([r[M.RMSE_MS] for r in rr], [0.0] * len(rr))
+        plots.errorbar_plot(list(range(1, depth + 1)), series,
+                            out / f"rmse_by_layer_depth{depth}.png", xlabel="layer",
+                            ylabel="RMS spike-time error (ms)",
+                            title=f"{depth} hidden layers: error by layer")
+    deepest = [r for r in rows if r[DEPTH] == depths[-1]]
+    series = {f"layer {li}": ([100 * r[M.COUNT_CHANGED_SHARE] for r in deepest if r[LAYER] == li],
+                              [0.0] * len(grid)) for li in range(1, depths[-1] + 1)}
+    plots.errorbar_plot([1e3 * d for d in grid], series, out / "count_changed_vs_dt.png",
+                        xlabel="dt (ms)", ylabel="neurons with changed count (%)",
+                        title=f"{depths[-1]} hidden layers: spike-count changes")

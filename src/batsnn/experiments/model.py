@@ -1,0 +1,292 @@
+"""Networks built from a description of their layers.
+
+A network is described by a list of layer specs, plain JSON-able dicts, each with a ``type``:
+
+    [{"type": "linear", "features": 800, "theta": 0.2, "max_spikes": 30},
+     {"type": "linear", "theta": 1.3, "max_spikes": 30}]
+
+``linear`` (a :class:`batsnn.nn.LIFLinear`) takes:
+
+- ``features``: output neurons (int >= 1). The last layer may leave it out: it then has one
+  neuron per class of the dataset (if given, it must equal the number of classes).
+- ``theta``, ``max_spikes`` (required) and ``delta_theta``, ``tau_s``, ``t_max``, ``init``
+  (optional; the run's ``tau_s``, ``t_max`` and ``init`` otherwise): the neuron's parameters,
+  validated as one :class:`batsnn.LIFParams`. ``dt`` is the run's, the same for every layer.
+
+Other layer types (``conv2d``, ``pool2d``, ``flatten``, ...) are added with
+:func:`register_layer_type`; a spec of an unknown type raises ``ValueError`` naming its
+index and type. Every builder maps the input shape (neurons per sample, without batch and
+spike axes, e.g. ``(784,)`` or ``(1, 28, 28)``) to the output shape.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from batsnn.nn import LIFLinear, SpikingSequential
+from batsnn.params import LIFParams
+
+__all__ = ["LAYER_TYPES", "BuildContext", "LayerType", "build_model", "build_network",
+           "check_network",
+           "dense_network", "layer_shapes", "network_summary", "register_layer_type"]
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """Run-wide settings a layer builder may use.
+
+    Attributes:
+        tau_s: default synaptic time constant (s) for layers that do not set one.
+        t_max: default simulation horizon (s).
+        init: default ``(low, high)`` of the uniform weight initialisation.
+        dt: the run's time step (s); ``None`` or 0 for exact time.
+        n_classes: number of classes (the last layer's default ``features``).
+        is_last: whether the layer being built is the network's last.
+    """
+
+    tau_s: float
+    t_max: float
+    init: tuple[float, float]
+    dt: float | None
+    n_classes: int
+    is_last: bool = False
+
+
+@dataclass(frozen=True)
+class LayerType:
+    """How to check and build one type of layer spec.
+
+    Attributes:
+        name: the spec's ``type``.
+        required: keys a spec must have (besides ``type``).
+        optional: keys a spec may have.
+        out_shape: ``(spec, in_shape, ctx) -> out_shape``; raises ``ValueError`` when the
+            input shape does not fit.
+        build: ``(spec, in_shape, ctx) -> torch.nn.Module`` (weights drawn from the current
+            torch RNG); the module maps spike trains to :class:`batsnn.SpikeTrains`.
+        check: optional ``(spec) -> None`` checking values without shapes.
+    """
+
+    name: str
+    required: frozenset
+    optional: frozenset
+    out_shape: Callable[[Mapping, tuple, BuildContext], tuple]
+    build: Callable[[Mapping, tuple, BuildContext], torch.nn.Module]
+    check: Callable[[Mapping], None] | None = None
+
+
+#: the known layer types by name (see :func:`register_layer_type`)
+LAYER_TYPES: dict[str, LayerType] = {}
+
+
+def register_layer_type(layer_type: LayerType) -> LayerType:
+    """Make ``layer_type`` available to network descriptions (replaces one of the same name)."""
+    if not isinstance(layer_type, LayerType):
+        raise TypeError(f"layer_type must be a LayerType, got {type(layer_type).__name__}")
+    LAYER_TYPES[layer_type.name] = layer_type
+    return layer_type
+
+
+# ----------------------------------------------------------------------------- linear
+
+def _lif_params(spec: Mapping, ctx: BuildContext) -> LIFParams:
+    return LIFParams(tau_s=spec.get("tau_s", ctx.tau_s), theta=spec["theta"],
+                     max_spikes=spec["max_spikes"], delta_theta=spec.get("delta_theta"),
+                     t_max=spec.get("t_max", ctx.t_max), dt=ctx.dt)
+
+
+def _check_features(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"features must be an int >= 1, got {value!r}")
+    return int(value)
+
+
+def _check_init(value) -> None:
+    if (not isinstance(value, Sequence) or len(value) != 2
+            or not all(isinstance(v, numbers.Real) and not isinstance(v, bool)
+                       and math.isfinite(v) for v in value) or value[0] > value[1]):
+        raise ValueError(f"init must be [low, high] with low <= high, got {value!r}")
+
+
+def _check_linear(spec: Mapping) -> None:
+    if "features" in spec:
+        _check_features(spec["features"])
+    if "init" in spec:
+        _check_init(spec["init"])
+    # the neuron's parameters, checked once as LIFParams (placeholder defaults)
+    _lif_params(spec, BuildContext(tau_s=1.0, t_max=math.inf, init=(-1.0, 1.0), dt=None,
+                                   n_classes=1))
+
+
+def _linear_out(spec: Mapping, in_shape: tuple, ctx: BuildContext) -> tuple:
+    if len(in_shape) != 1:
+        raise ValueError(f"linear needs a flat input (neurons,), got shape {in_shape}; put a "
+                         "flatten layer before it")
+    if "features" not in spec:
+        if not ctx.is_last:
+            raise ValueError("features is required except in the last layer")
+        return (ctx.n_classes,)
+    n = _check_features(spec["features"])
+    if ctx.is_last and n != ctx.n_classes:
+        raise ValueError(f"the last layer has features {n} but the dataset has "
+                         f"{ctx.n_classes} classes")
+    return (n,)
+
+
+def _linear_build(spec: Mapping, in_shape: tuple, ctx: BuildContext) -> torch.nn.Module:
+    (n_out,) = _linear_out(spec, in_shape, ctx)
+    p = _lif_params(spec, ctx)
+    init = spec.get("init", ctx.init)
+    return LIFLinear(in_shape[0], n_out, tau_s=p.tau_s, theta=p.theta,
+                     delta_theta=p.delta_theta, max_spikes=p.max_spikes, dt=p.dt or None,
+                     t_max=p.t_max, init=(float(init[0]), float(init[1])))
+
+
+register_layer_type(LayerType(
+    name="linear", required=frozenset({"theta", "max_spikes"}),
+    optional=frozenset({"features", "delta_theta", "tau_s", "t_max", "init"}),
+    out_shape=_linear_out, build=_linear_build, check=_check_linear))
+
+
+# ----------------------------------------------------------------------------- networks
+
+def _layer_error(i: int, spec, e: Exception) -> Exception:
+    kind = spec.get("type") if isinstance(spec, Mapping) else None
+    return type(e)(f"network layer {i} ({kind}): {e}")
+
+
+def check_network(layers: Sequence[Mapping]) -> None:
+    """Check a network description without building it (types, keys and values; shapes
+    are checked by :func:`layer_shapes`).
+
+    Raises:
+        ValueError / TypeError: naming the layer index and type, e.g.
+            ``network layer 2 (conv3d): unknown layer type 'conv3d'; known: linear``.
+    """
+    if isinstance(layers, (str, bytes, Mapping)) or not isinstance(layers, Sequence):
+        raise TypeError(f"network must be a list of layer specs, got {type(layers).__name__}")
+    if not layers:
+        raise ValueError("network must have at least one layer")
+    for i, spec in enumerate(layers):
+        if not isinstance(spec, Mapping):
+            raise TypeError(f"network layer {i}: a layer spec must be a dict with a 'type', "
+                            f"got {spec!r}")
+        kind = spec.get("type")
+        lt = LAYER_TYPES.get(kind) if isinstance(kind, str) else None
+        if lt is None:
+            raise ValueError(f"network layer {i} ({kind}): unknown layer type {kind!r}; known: "
+                             f"{', '.join(sorted(LAYER_TYPES))}")
+        missing = sorted(lt.required - set(spec))
+        if missing:
+            raise ValueError(f"network layer {i} ({kind}): missing {', '.join(missing)}")
+        unknown = sorted(set(spec) - lt.required - lt.optional - {"type"})
+        if unknown:
+            raise ValueError(f"network layer {i} ({kind}): unknown key(s) {', '.join(unknown)}; "
+                             f"allowed: {', '.join(sorted(lt.required | lt.optional))}")
+        if lt.check is not None:
+            try:
+                lt.check(spec)
+            except (ValueError, TypeError) as e:
+                raise _layer_error(i, spec, e) from None
+
+
+def _contexts(layers, n_classes, tau_s, t_max, init, dt):
+    for i, spec in enumerate(layers):
+        yield i, spec, BuildContext(tau_s=tau_s, t_max=t_max, init=tuple(init), dt=dt,
+                                    n_classes=n_classes, is_last=i == len(layers) - 1)
+
+
+def layer_shapes(layers: Sequence[Mapping], input_shape: Sequence[int], n_classes: int, *,
+                 tau_s: float = 0.13, t_max: float = math.inf,
+                 init: Sequence[float] = (-1.0, 1.0), dt: float | None = None) -> list[tuple]:
+    """The output shape (neurons per sample) of every layer of a description.
+
+    Args:
+        layers: the description (see the module docstring).
+        input_shape: input neurons per sample, e.g. ``(784,)``.
+        n_classes: number of classes; the last layer must have that many neurons.
+        tau_s, t_max, init, dt: run-wide defaults (see :class:`BuildContext`).
+    """
+    check_network(layers)
+    shapes, shape = [], tuple(int(v) for v in input_shape)
+    for i, spec, ctx in _contexts(layers, n_classes, tau_s, t_max, init, dt):
+        try:
+            shape = tuple(LAYER_TYPES[spec["type"]].out_shape(spec, shape, ctx))
+        except (ValueError, TypeError) as e:
+            raise _layer_error(i, spec, e) from None
+        shapes.append(shape)
+    return shapes
+
+
+def build_network(layers: Sequence[Mapping], input_shape: Sequence[int], n_classes: int, *,
+                  tau_s: float = 0.13, t_max: float = math.inf,
+                  init: Sequence[float] = (-1.0, 1.0),
+                  dt: float | None = None) -> SpikingSequential:
+    """Build a network from its description, weights drawn from the current torch RNG in
+    layer order.
+
+    Args:
+        layers: the description (see the module docstring).
+        input_shape: input neurons per sample, e.g. ``(784,)`` for TTFS-encoded MNIST.
+        n_classes: number of classes (the last layer's neurons).
+        tau_s: default synaptic time constant in seconds.
+        t_max: default simulation horizon in seconds.
+        init: default ``(low, high)`` of the uniform weight initialisation.
+        dt: time step in seconds for every layer (``None``: exact time).
+
+    Returns:
+        a :class:`batsnn.nn.SpikingSequential` taking ``(B, *input_shape, S_in)`` spike times.
+    """
+    layer_shapes(layers, input_shape, n_classes, tau_s=tau_s, t_max=t_max, init=init, dt=dt)
+    modules, shape = [], tuple(int(v) for v in input_shape)
+    for i, spec, ctx in _contexts(layers, n_classes, tau_s, t_max, init, dt):
+        lt = LAYER_TYPES[spec["type"]]
+        try:
+            modules.append(lt.build(spec, shape, ctx))
+            shape = tuple(lt.out_shape(spec, shape, ctx))
+        except (ValueError, TypeError) as e:
+            raise _layer_error(i, spec, e) from None
+    return SpikingSequential(*modules)
+
+
+def build_model(cfg, n_inputs: int, n_classes: int) -> SpikingSequential:
+    """The network of a run's settings (a :class:`~batsnn.experiments.config.TrainConfig`, or
+    anything with ``network``, ``tau_s``, ``t_max``, ``init`` and ``dt``) for flat inputs of
+    ``n_inputs`` neurons; weights drawn from the current torch RNG."""
+    return build_network(cfg.network, (n_inputs,), n_classes, tau_s=cfg.tau_s, t_max=cfg.t_max,
+                         init=cfg.init, dt=cfg.dt)
+
+
+def dense_network(hidden: Sequence[int], theta: Sequence[float],
+                  max_spikes: Sequence[int]) -> list[dict]:
+    """The description of a stack of ``linear`` layers: ``hidden`` sizes, then the output
+    layer (one neuron per class); ``theta`` and ``max_spikes`` give one value per layer
+    (``len(hidden) + 1``)."""
+    n = len(hidden) + 1
+    for name, values in (("theta", theta), ("max_spikes", max_spikes)):
+        if len(values) != n:
+            raise ValueError(f"{name} needs one value per layer ({n}), got {list(values)}")
+    if any(isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in hidden):
+        raise ValueError(f"hidden layer sizes must be ints >= 1, got {list(hidden)}")
+    layers = [{"type": "linear", "features": int(h), "theta": th, "max_spikes": k}
+              for h, th, k in zip(hidden, theta, max_spikes)]
+    layers.append({"type": "linear", "theta": theta[-1], "max_spikes": max_spikes[-1]})
+    return layers
+
+
+def network_summary(layers: Sequence[Mapping]) -> dict | None:
+    """``{"hidden", "theta", "max_spikes"}`` of a description made only of ``linear`` layers
+    whose last layer leaves ``features`` out (the inverse of :func:`dense_network`), else
+    ``None``."""
+    if not layers or any(s.get("type") != "linear" for s in layers):
+        return None
+    if any("features" not in s for s in layers[:-1]) or "features" in layers[-1]:
+        return None
+    return {"hidden": [s["features"] for s in layers[:-1]],
+            "theta": [s["theta"] for s in layers],
+            "max_spikes": [s["max_spikes"] for s in layers]}

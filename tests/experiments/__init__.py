@@ -1,0 +1,1 @@
+"""Tests of batsnn.experiments, one file per module."""

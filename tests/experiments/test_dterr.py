@@ -1,0 +1,40 @@
+"""batsnn.experiments.dterr: the discretization-error study on random inputs."""
+
+import pytest
+
+from batsnn import metrics as M
+from batsnn.experiments import dterr as D
+from batsnn.experiments.rundir import read_csv
+
+
+def test_discretization_error(tmp_path):
+    out = tmp_path / "dterr"
+    lines = []
+    rows = D.run_discretization_error([1, 2], [0.001, 0.008], out, width=40, samples=8,
+                                      dataset="random", theta=0.1, device="cpu",
+                                      log=lines.append)
+    assert "6 (depth, layer, dt) cases" in lines[0]
+    csv_rows = read_csv(out / D.CSV_NAME)
+    assert [r[M.RMSE_MS] for r in rows] == [float(r[M.RMSE_MS]) for r in csv_rows]
+    keys = {(int(r[D.DEPTH]), int(r[D.LAYER]), float(r[D.DT])) for r in csv_rows}
+    assert keys == {(1, 1, 0.001), (1, 1, 0.008), (2, 1, 0.001), (2, 1, 0.008), (2, 2, 0.001),
+                    (2, 2, 0.008)}
+    by = {(int(r[D.DEPTH]), int(r[D.LAYER]), float(r[D.DT])): r for r in csv_rows}
+    # same weights: layer 1 is the same network at every depth
+    assert by[(1, 1, 0.001)][M.RMSE_MS] == by[(2, 1, 0.001)][M.RMSE_MS]
+    # a coarser grid moves spikes further
+    assert float(by[(1, 1, 0.008)][M.RMSE_MS]) > float(by[(1, 1, 0.001)][M.RMSE_MS]) > 0
+    assert float(by[(1, 1, 0.001)][M.SPIKES_CONTINUOUS]) > 0
+    for name in ("rmse_by_layer_depth1.png", "rmse_by_layer_depth2.png",
+                 "count_changed_vs_dt.png"):
+        assert (out / name).is_file(), name
+
+
+@pytest.mark.parametrize("depths, dts, words", [
+    ([0], [0.001], "depths must be integers >= 1"),
+    ([1], [0.0], "dt values must be finite and > 0"),
+    ([1], [], "dt values must be finite and > 0"),
+])
+def test_discretization_error_bad_arguments(tmp_path, depths, dts, words):
+    with pytest.raises(ValueError, match=words):
+        D.run_discretization_error(depths, dts, tmp_path, device="cpu")

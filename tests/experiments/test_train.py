@@ -1,0 +1,210 @@
+"""batsnn.experiments.train: the loop's callbacks and early stop on a tiny problem, and the
+runner (train) on a tiny fake dataset (the ``data_dir`` fixture)."""
+
+import math
+
+import pytest
+import torch
+
+import batsnn
+from batsnn import metrics as M
+from batsnn.experiments import train as T
+from batsnn.experiments.config import resolve_config
+from batsnn.experiments.model import build_model
+from batsnn.experiments.rundir import read_csv
+from batsnn.losses import count_predict, spike_count_class_loss
+from batsnn.nn import LIFLinear, SpikingSequential
+
+
+def tiny_problem(n=10, batch=3):
+    """A 6-4-2 network, ``n`` random samples, batches of ``batch``; returns the state, the
+    step and batches functions, and the list of (loss, size) of every step taken."""
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model = SpikingSequential(LIFLinear(6, 4, tau_s=0.13, theta=0.2, max_spikes=3),
+                              LIFLinear(4, 2, tau_s=0.13, theta=0.3, max_spikes=3))
+    x = batsnn.ttfs_encode(torch.rand(n, 6, generator=g))
+    y = torch.randint(0, 2, (n,), generator=g)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    state = T.TrainState(model, opt, "cpu")
+    taken = []
+
+    def step(idx):
+        opt.zero_grad()
+        out = model(x[idx])
+        loss = spike_count_class_loss(out.times, out.counts, y[idx], target_true=3,
+                                      target_false=1)
+        loss.backward()
+        opt.step()
+        state.loss_sum.add_(loss.detach() * len(idx))
+        state.correct.add_((count_predict(out.counts) == y[idx]).sum())
+        taken.append((loss.item(), len(idx)))
+        return len(idx)
+
+    def batches(epoch):
+        return [torch.arange(n)[i:i + batch] for i in range(0, n, batch)]
+
+    return state, step, batches, taken
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+
+    def on_epoch_start(self, state):
+        self.events.append(("start", state.epoch, state.batch, state.step))
+
+    def on_step(self, state):
+        self.events.append(("step", state.epoch, state.batch, state.step, state.samples))
+
+    def on_epoch_end(self, state):
+        self.events.append(("end", state.epoch, state.batch, state.step, dict(state.row)))
+
+
+def test_callbacks_see_every_step_and_epoch():
+    state, step, batches, taken = tiny_problem(n=10, batch=3)
+    rec, ends = Recorder(), []
+    T.fit(state, epochs=2, batches=batches, step=step, evaluate=lambda st: {"extra": 7},
+          callbacks=[rec, lambda st: ends.append(st.epoch)])  # a callable: on_epoch_end
+    sizes = [3, 3, 3, 1]
+    expect = []
+    for epoch in (1, 2):
+        expect.append(("start", epoch, 0, 4 * (epoch - 1)))
+        for b in range(4):
+            expect.append(("step", epoch, b + 1, 4 * (epoch - 1) + b + 1, sum(sizes[:b + 1])))
+        expect.append(("end", epoch, 4, 4 * epoch))
+    assert [e[:5] if e[0] == "step" else e[:4] for e in rec.events] == expect
+    assert ends == [1, 2]
+    rows = [e[4] for e in rec.events if e[0] == "end"]
+    assert rows == state.history and state.row == rows[-1]
+    assert list(rows[0]) == [M.EPOCH, M.TRAIN_LOSS, M.TRAIN_ACCURACY, "extra", M.LR,
+                             M.TRAIN_SECONDS, M.EPOCH_SECONDS]
+    # the row's training loss is the sample-weighted mean of the epoch's step losses
+    for epoch, row in zip((0, 1), rows):
+        steps = taken[4 * epoch:4 * epoch + 4]
+        assert row[M.TRAIN_LOSS] == pytest.approx(sum(l * n for l, n in steps) / 10)
+        assert 0 <= row[M.TRAIN_ACCURACY] <= 1 and row["extra"] == 7
+    assert state.epoch == 2 and state.step == 8
+
+
+def test_stop_from_epoch_end_ends_after_that_epoch():
+    state, step, batches, taken = tiny_problem()
+
+    def stop_after_two(st):
+        st.stop = st.epoch == 2
+
+    T.fit(state, epochs=5, batches=batches, step=step, callbacks=[stop_after_two])
+    assert [r[M.EPOCH] for r in state.history] == [1, 2] and len(taken) == 8
+    # fit continues from where the state stands
+    T.fit(state, epochs=3, batches=batches, step=step)
+    assert [r[M.EPOCH] for r in state.history] == [1, 2, 3] and len(taken) == 12
+
+
+def test_stop_from_a_step_abandons_the_epoch():
+    state, step, batches, taken = tiny_problem()
+    rec = Recorder()
+
+    class StopAtStep6:
+        def on_step(self, st):
+            st.stop = st.step == 6
+
+    T.fit(state, epochs=3, batches=batches, step=step, callbacks=[StopAtStep6(), rec])
+    assert len(taken) == 6 and state.epoch == 2 and state.batch == 2
+    assert [r[M.EPOCH] for r in state.history] == [1]  # epoch 2 is not recorded
+    assert [e[1] for e in rec.events if e[0] == "end"] == [1]
+
+
+def test_diverged_weights_raise_naming_the_parameter():
+    model = build_model(resolve_config("mnist-count", hidden=[4]), 6, 3)
+    T.check_finite(model)
+    with torch.no_grad():
+        model[1].weight[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"training diverged: 1\.weight holds NaN"):
+        T.check_finite(model)
+    state, step, batches, _ = tiny_problem()
+
+    def diverging_step(idx):  # the epoch's last step leaves an infinite weight
+        n = step(idx)
+        if state.batch == 3:
+            with torch.no_grad():
+                state.model[0].weight[1, 1] = math.inf
+        return n
+
+    with pytest.raises(FloatingPointError, match=r"0\.weight holds NaN or infinite"):
+        T.fit(state, epochs=1, batches=batches, step=diverging_step)
+
+
+def test_summary_of():
+    rows = [{M.TEST_ACCURACY: 0.5, "x": 1}, {M.TEST_ACCURACY: 0.7, "x": 2},
+            {M.TEST_ACCURACY: 0.6, "x": 3}]
+    assert T.summary_of(rows) == {M.TEST_ACCURACY: 0.6, "x": 3, M.BEST_TEST_ACCURACY: 0.7,
+                                  M.EPOCHS_COMPLETED: 3}
+    with pytest.raises(ValueError, match="at least one epoch"):
+        T.summary_of([])
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch():
+    a = T.epoch_order(50, 3, 2)
+    assert torch.equal(a, T.epoch_order(50, 3, 2)) and sorted(a.tolist()) == list(range(50))
+    assert not torch.equal(a, T.epoch_order(50, 3, 3))
+    assert not torch.equal(a, T.epoch_order(50, 4, 2))
+
+
+def test_encode_images_equals_the_checked_encoder():
+    images = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
+    cfg = resolve_config("mnist-count", dt=0.002)
+    got = T.encode_images(images, cfg, "cpu")
+    want = batsnn.ttfs_encode(images.reshape(4, -1).float(), t_window=cfg.t_window, x_max=255.0,
+                              dt=cfg.dt)
+    assert torch.equal(got, want) and got.shape == (4, 784, 1)
+
+
+TINY = dict(dataset="fashion-mnist", hidden=[24], max_spikes=[8, 8], batch_size=10,
+            eval_batch_size=16, device="cpu")
+
+
+def test_train_with_callbacks_and_log(data_dir, tmp_path):
+    cfg = resolve_config("mnist-count", **TINY, data_dir=str(data_dir), epochs=2,
+                         out=str(tmp_path / "run"))
+    rec, lines = Recorder(), []
+    summary = T.train(cfg, quiet=False, log=lines.append, callbacks=[rec])
+    steps = [e for e in rec.events if e[0] == "step"]
+    assert len(steps) == 2 * 6 and steps[-1][3] == 12  # 60 samples in batches of 10
+    rows = read_csv(tmp_path / "run" / "metrics.csv")
+    ends = [e[4] for e in rec.events if e[0] == "end"]
+    assert [r[M.EPOCH] for r in rows] == ["1", "2"]
+    assert [float(r[M.TEST_ACCURACY]) for r in rows] == [r[M.TEST_ACCURACY] for r in ends]
+    assert summary[M.EPOCHS_COMPLETED] == 2 and summary[M.TEST_ACCURACY] == ends[-1][
+        M.TEST_ACCURACY]
+    assert lines[0].startswith("mnist-count on fashion-mnist: layers [784, 24, 10]")
+    assert [ln.split(":")[0] for ln in lines[1:]] == ["epoch 1", "epoch 2"]
+    assert "spikes/sample per layer [" in lines[1] and "decision at" in lines[1]
+
+
+def test_ttfs_run_logs_finite_losses_with_silent_label_neurons(data_dir, tmp_path):
+    """mnist-ttfs settings under which label neurons stay silent (the loss was inf)."""
+    cfg = resolve_config("mnist-ttfs", **{**TINY, "max_spikes": [1, 1]}, theta=[0.7, 0.8],
+                         data_dir=str(data_dir), epochs=1, out=str(tmp_path / "run"))
+    T.train(cfg, quiet=True)
+    (row,) = read_csv(tmp_path / "run" / "metrics.csv")
+    assert 0 < float(row[M.SILENT_LABELS_PCT]) < 100  # some label neurons silent, not all
+    assert math.isfinite(float(row[M.TRAIN_LOSS])) and math.isfinite(float(row[M.TEST_LOSS]))
+    # a silent label costs about (t_max - earliest first spike) / tau_loss
+    assert float(row[M.TEST_LOSS]) > 10
+
+
+@pytest.mark.cuda
+def test_ttfs_run_under_cuda_graphs_matches_eager(data_dir, tmp_path):
+    """The TTFS loss (silent label neurons included) inside a captured step: same training as
+    the kernel-by-kernel loop, up to float32 summation order."""
+    base = dict(**{**TINY, "max_spikes": [1, 1], "device": "cuda"}, theta=[0.7, 0.8],
+                data_dir=str(data_dir), epochs=2)
+    runs = {}
+    for name, graph in (("graph", True), ("eager", False)):
+        cfg = resolve_config("mnist-ttfs", **base, cuda_graph=graph, out=str(tmp_path / name))
+        T.train(cfg, quiet=True)
+        runs[name] = read_csv(tmp_path / name / "metrics.csv")
+    for a, b in zip(runs["graph"], runs["eager"]):
+        assert math.isfinite(float(a[M.TRAIN_LOSS])) and 0 < float(a[M.SILENT_LABELS_PCT])
+        assert float(a[M.TRAIN_LOSS]) == pytest.approx(float(b[M.TRAIN_LOSS]), rel=0.05)
+        assert abs(float(a[M.TEST_ACCURACY]) - float(b[M.TEST_ACCURACY])) <= 0.1
