@@ -199,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="auto")
     e.add_argument("--out", required=True)
     e.set_defaults(func=cmd_dterr)
+
+    from batsnn.experiments import convergence
+
+    convergence.add_parser(sub)
     return p
 
 

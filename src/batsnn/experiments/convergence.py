@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import dataclasses
 import hashlib
-import io
 import json
 import math
 import os
@@ -51,6 +49,8 @@ import batsnn
 from batsnn.encoding import discretize
 from batsnn.functional import lif_linear
 from batsnn.losses import count_predict, spike_count_class_loss, ttfs_cross_entropy, ttfs_predict
+from batsnn.experiments.config import resolve_device
+from batsnn.experiments.rundir import atomic_write, write_csv, write_json
 from batsnn.params import LIFParams
 
 __all__ = ["CSV_COLUMNS", "ConvergenceConfig", "ConvergenceResults", "GroupedRun",
@@ -356,28 +356,6 @@ def train_grouped(weights: torch.Tensor, variant: str, cfg: ConvergenceConfig,
 
 # ----------------------------------------------------------------------------- files
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    # TODO(lead): switch to batsnn.experiments.rundir.atomic_write once that is public
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj) -> None:
-    _atomic_write(path, (json.dumps(obj, indent=1) + "\n").encode())
-
-
-def _write_csv(path: Path, rows: list[dict], columns) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
-    _atomic_write(path, buf.getvalue().encode())
-
-
 def _settings_difference(stored: dict, wanted: dict) -> list[str]:
     keys = sorted(set(stored) | set(wanted))
     return [f"{k}: stored {stored.get(k, '(absent)')!r}, requested {wanted.get(k, '(absent)')!r}"
@@ -528,7 +506,6 @@ def run_convergence(cfg: ConvergenceConfig, out, *, quiet: bool = False,
     Raises:
         SettingsMismatch: ``out`` holds finished parts made with other settings.
     """
-    from batsnn.experiments.train import resolve_device
 
     t_start = time.perf_counter()
     load_start = _loadavg()
@@ -565,7 +542,7 @@ def run_convergence(cfg: ConvergenceConfig, out, *, quiet: bool = False,
                             for i, (m, s) in enumerate(chunk)]
                 seconds = time.perf_counter() - t0
                 compute += seconds
-                _write_json(out / "parts" / f"part-{next_id:05d}.json",
+                write_json(out / "parts" / f"part-{next_id:05d}.json",
                             {"settings": settings, "variant": variant, "seconds": seconds,
                              "batsnn": batsnn.__version__, "cells": outcomes})
                 next_id += 1
@@ -575,15 +552,15 @@ def run_convergence(cfg: ConvergenceConfig, out, *, quiet: bool = False,
                     bar.update(len(chunk))
 
     rows = [_row(v, done[(v, m, s)]) for v in cfg.variants for m in cfg.means for s in cfg.stds]
-    _write_csv(out / "convergence.csv", rows, CSV_COLUMNS)
+    write_csv(out / "convergence.csv", [{c: r[c] for c in CSV_COLUMNS} for r in rows])
     headline = _headline(rows, cfg.variants)
     plot_heatmaps(rows, cfg, out)
     seconds = time.perf_counter() - t_start
     results = ConvergenceResults(rows, headline, seconds, past_seconds + compute, out)
     config = dataclasses.asdict(cfg) | {"batsnn": batsnn.__version__, "device": str(device)}
-    _write_json(out / "config.json", config)
+    write_json(out / "config.json", config)
     cells = {v: [done[(v, m, s)] for m in cfg.means for s in cfg.stds] for v in cfg.variants}
-    _atomic_write(out / "report.md", _report(cfg, results, cells, len(todo), load_start,
+    atomic_write(out / "report.md", _report(cfg, results, cells, len(todo), load_start,
                                              _loadavg()).encode())
     if log:
         for v, h in headline.items():
