@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
+
+from batsnn.ops.lif.grid import grid_times
 
 __all__ = ["discretize", "ttfs_encode"]
 
@@ -12,23 +15,31 @@ __all__ = ["discretize", "ttfs_encode"]
 def discretize(times: torch.Tensor, dt: float | None) -> torch.Tensor:
     """Move spike times to the time grid of step ``dt`` (model.md section 6).
 
-    ``grid(t) = t + dt - fmod(t, dt)``: the first grid point strictly after ``t`` (an exact
-    multiple moves one whole step later). ``+inf`` stays ``+inf``. ``dt`` of ``None`` or ``0``
-    returns ``times`` unchanged.
+    ``grid(t) = (k + 1) * dt`` with ``k = floor_index(t)`` the cell of ``t``: the first grid
+    point strictly after ``t`` (an exact multiple moves one whole step later). The index is
+    exact (:mod:`batsnn.ops.lif.grid`), so every time of one cell maps to one value,
+    ``(k + 1) * dt`` evaluated in float64 and rounded once to the dtype of ``times``.
+    ``+inf`` stays ``+inf``. ``dt`` of ``None`` or ``0`` returns ``times`` unchanged.
 
     Args:
         times: float tensor of spike times in seconds (>= 0), any shape.
-        dt: time step in seconds (>= 0) or ``None``.
+        dt: time step in seconds (>= 0; a Python or numpy number) or ``None``.
+
+    Returns:
+        The grid times, same shape and dtype as ``times``.
     """
-    if dt is None or dt == 0:
+    if dt is None:
         return times
-    if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not math.isfinite(dt) or dt < 0:
+    if isinstance(dt, bool) or not isinstance(dt, numbers.Real):
+        raise TypeError(f"dt must be a real number >= 0 or None, got {dt!r}")
+    if not math.isfinite(dt) or dt < 0:
         raise ValueError(f"dt must be a finite number >= 0 or None, got {dt!r}")
+    if dt == 0:
+        return times
     if not isinstance(times, torch.Tensor) or not times.is_floating_point():
-        raise TypeError(f"times must be a floating-point tensor, got {type(times).__name__}")
-    finite = torch.isfinite(times)
-    safe = torch.where(finite, times, torch.zeros_like(times))
-    return torch.where(finite, safe + dt - torch.fmod(safe, dt), times)
+        got = times.dtype if isinstance(times, torch.Tensor) else type(times).__name__
+        raise TypeError(f"times must be a floating-point tensor, got {got}")
+    return grid_times(times, float(dt))
 
 
 def ttfs_encode(x: torch.Tensor, *, t_window: float = 0.1, x_max: float = 1.0,

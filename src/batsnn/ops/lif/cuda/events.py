@@ -52,10 +52,20 @@ def _prep_kernel(ts_ptr, perm_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, x
         tl.store(ref_ptr + row + jj, r, mask=fin)
         tl.store(es_ptr + row + jj, _exp((safe - r) / tau_s, INTERP), mask=fin)
         tl.store(ex_ptr + row + jj, _exp((safe - r) / tau, INTERP), mask=fin)
-        tl.store(xup_ptr + row + jj, _exp(-(up - r) / tau, INTERP), mask=fin)
+        xup = _exp(-(up - r) / tau, INTERP)
         if USE_DT:  # indices of times in the input's dtype, as events.grid_bounds
             tl.store(kin_ptr + row + jj, _floor_index(t, dt), mask=fin)
-            tl.store(kup_ptr + row + jj, tl.minimum(_floor_index(nxt, dt), k_tmax), mask=fin)
+            kup = tl.minimum(_floor_index(nxt, dt), k_tmax)
+            tl.store(kup_ptr + row + jj, kup, mask=fin)
+            # A crossing at t is emitted in this window iff t < G(kup) = kup * dt, which can
+            # lie past up (a float32 input stored below its grid point): the pre-test's x at
+            # the window's end then shrinks to at most exp(-(G(kup) - r)/tau), taken as
+            # xup * (1 - gap/tau) <= xup * exp(-gap/tau), as the CPU kernels do.
+            up64 = tl.where(up < float("inf"), up, 0.0).to(tl.float64)
+            gap = tl.where(kup < float("inf"), kup * dt - up64, 0.0)
+            gap = tl.maximum(gap, 0.0)
+            xup = (xup.to(tl.float64) * (1.0 - gap / tau.to(tl.float64))).to(xup.dtype)
+        tl.store(xup_ptr + row + jj, xup, mask=fin)
         n_fin = tl.sum(fin.to(tl.int32), axis=0)
         total += n_fin
         full = n_fin == BLOCK

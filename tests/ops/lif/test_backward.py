@@ -7,7 +7,7 @@ import torch
 
 import batsnn
 from batsnn.ops.lif.naive import lif_linear_backward_naive, lif_linear_forward_naive
-from conftest import assert_close, random_times
+from tests.helpers import assert_close, random_times
 
 
 def _finite(times):

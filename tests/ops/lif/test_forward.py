@@ -2,13 +2,14 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 import batsnn
 from batsnn.ops.lif.naive import _sorted_events, grid, lif_linear_forward_naive
-from conftest import assert_close, random_times
-from sim import simulate_neuron
+from tests.helpers import assert_close, random_times
+from tests.ops.lif.sim import simulate_neuron
 
 BASE = dict(tau_s=0.05, theta=0.15, max_spikes=6)
 
@@ -175,3 +176,84 @@ def test_very_long_times_beyond_float64_exponent_range(seed):
     assert torch.equal(early.counts, late.counts)
     finite = torch.isfinite(early.times)
     assert_close("shifted", early.times + shift * finite, late.times, atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_dt_crossing_on_the_next_inputs_grid_point_is_emitted(dtype):
+    """A crossing whose grid point is the next input's time is emitted in the current window
+    (model.md section 6): the tie is decided on indices. Rejecting it would silence the neuron
+    for good: here the next input is strongly inhibitory."""
+    tau_s, theta, dt = 0.05, 0.5296, 1e-3
+    tau = 2 * tau_s
+    a = b = 30.0
+    t_star = tau * math.log(2 * a / (b + math.sqrt(b * b - 4 * a * theta / tau)))
+    k = math.floor(t_star / dt) + 1
+    t_next = k * dt
+    # the case is a real tie: on the grid index, not on a float formula that misses it
+    assert math.fmod(t_star, dt) > 0 and t_star + dt - math.fmod(t_star, dt) != t_next
+    x = torch.tensor([[[0.0], [t_next]]], dtype=dtype)
+    w = torch.tensor([[a, -500.0]], dtype=dtype)
+    kw = dict(tau_s=tau_s, theta=theta, max_spikes=3, dt=dt)
+    ref_t, ref_c, _ = lif_linear_forward_naive(x, w, delta_theta=theta, **kw)
+    out = batsnn.lif_linear(x, w, **kw)
+    for name, t, c in (("naive", ref_t, ref_c), ("cpu", out.times, out.counts)):
+        assert c.item() == 1, name
+        assert t[0, 0, 0].to(dtype) == x[0, 1, 0], name  # emitted on the input's grid point
+    # one cell earlier, the next input comes before the crossing's grid point: silent
+    x_early = torch.tensor([[[0.0], [(k - 1) * dt]]], dtype=dtype)
+    assert batsnn.lif_linear(x_early, w, **kw).counts.item() == 0
+    assert lif_linear_forward_naive(x_early, w, delta_theta=theta, **kw)[1].item() == 0
+
+
+def _ttfs_layer_case(dt, dtype, n_in=784, n_out=100, batch=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    pix = torch.rand(batch, n_in, generator=g)
+    pix = torch.where(torch.rand(batch, n_in, generator=g) < 0.5, pix, torch.zeros_like(pix))
+    x = batsnn.ttfs_encode(pix, dt=dt, dtype=dtype)
+    w = (torch.rand(n_out, n_in, generator=g, dtype=torch.float64) * 2 - 1).to(dtype)
+    return x, w
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("dt", [1e-3, 4e-3, 8e-3], ids=["1ms", "4ms", "8ms"])
+def test_dt_dense_layer_matches_reference_on_every_neuron(dt, dtype):
+    """A 784-100 layer on TTFS inputs on the grid (many equal input times): the CPU kernels
+    emit exactly the reference's spikes, neuron by neuron, time by time."""
+    x, w = _ttfs_layer_case(dt, dtype)
+    kw = dict(tau_s=0.13, theta=0.1, max_spikes=30, t_max=0.2, dt=dt)
+    ref_t, ref_c, _ = lif_linear_forward_naive(x, w, delta_theta=0.1, **kw)
+    out = batsnn.lif_linear(x, w, **kw)
+    assert out.times.dtype == dtype
+    assert torch.equal(out.counts, ref_c), f"{int((out.counts != ref_c).sum())} neurons differ"
+    assert torch.equal(out.times, ref_t.to(dtype))
+    assert ref_c.sum() > 2000 and (ref_c == 0).any() and (ref_c > 1).float().mean() > 0.3
+
+
+def test_dt_float32_crossing_between_input_and_its_grid_point_is_emitted():
+    """A float32 input on grid point k lies just below k * dt when the grid value rounds
+    down. A crossing between the two has index k, a tie with that input: it is emitted in
+    the window before it (the kernels' root-free pre-test must look up to k * dt, not only to
+    the input's time)."""
+    tau_s, dt, w = 0.05, 1e-3, 30.0
+    tau = 2 * tau_s
+    t0 = float(np.float32(400 * dt))
+    k = max(range(420, 440), key=lambda i: i * dt - float(np.float32(i * dt)))
+    g, t32 = k * dt, float(np.float32(k * dt))
+    assert g - t32 > 1e-8  # the input is stored well below its grid point
+
+    def delay(theta):  # crossing time after a single input of weight w
+        return tau * math.log(2 / (1 + math.sqrt(1 - 4 * theta / (tau * w))))
+
+    lo, hi = 1e-6, w * tau / 4  # theta placing the crossing halfway between t32 and g
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if t0 + delay(mid) < 0.5 * (g + t32) else (lo, mid)
+    theta = lo
+    assert t32 < t0 + delay(theta) < g
+    x = torch.tensor([[[t0], [t32]]], dtype=torch.float32)
+    wt = torch.tensor([[w, -500.0]], dtype=torch.float32)
+    kw = dict(tau_s=tau_s, theta=theta, max_spikes=3, dt=dt)
+    ref_t, ref_c, _ = lif_linear_forward_naive(x, wt, delta_theta=theta, **kw)
+    out = batsnn.lif_linear(x, wt, **kw)
+    assert ref_c.item() == 1 and ref_t[0, 0, 0].float() == x[0, 1, 0]
+    assert out.counts.item() == 1 and out.times[0, 0, 0] == x[0, 1, 0]

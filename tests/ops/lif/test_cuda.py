@@ -1,8 +1,8 @@
-"""GPU backend: Triton kernels against the CPU kernels (dt = 0) and the plain reference
-(dt > 0).
+"""GPU backend on a GPU (the ``cuda`` tests, skipped without one).
 
-The interpreter test runs everywhere Triton is installed (Triton's CPU interpreter executes
-the kernels); the ``cuda`` tests need a GPU and are skipped without one.
+Parity of the Triton kernels with the naive reference on every harness case, in Triton's
+CPU interpreter and on a GPU, is in ``test_parity.py``; here: the public op on the GPU, the
+GPU sort, large layers, host synchronisation, CUDA graphs.
 """
 
 import math
@@ -13,42 +13,14 @@ import sys
 import pytest
 import torch
 
-from backend_parity import (CASES, GRID_CASES, LAYER, check_grid_bounds, check_public_op,
-                             check_sort)
-
-HERE = os.path.dirname(__file__)
-
-
-def test_triton_kernels_in_interpreter():
-    pytest.importorskip("triton")
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    res = subprocess.run([sys.executable, os.path.join(HERE, "backend_parity.py")], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert "match the CPU kernels and the plain reference" in res.stdout
+from tests.ops.lif import parity
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("name", list(CASES))
-def test_gpu_matches_cpu(name, dtype):
-    check_public_op(name, dtype, "cuda")
-
-
-@pytest.mark.cuda
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("name", GRID_CASES)
-def test_gpu_grid_layer_matches_naive(name, dtype):
-    """The exact grid rule (dt = 1, 4, 8 ms) on a dense random layer: every count, time and
-    gradient as the plain reference's."""
-    assert check_public_op(name, dtype, "cuda", **LAYER) > 50
-
-
-@pytest.mark.cuda
-def test_gpu_grid_bounds_match_torch():
-    from batsnn.ops.lif import cuda
-
-    check_grid_bounds(cuda, "cuda")
+@pytest.mark.parametrize("cid", parity.case_ids(layouts=("small", "empty")))
+def test_gpu_public_op_matches_reference(cid):
+    """``batsnn.lif_linear`` on the GPU, through autograd, against the naive reference."""
+    parity.check("cuda", cid, public=True)
 
 
 @pytest.mark.cuda
@@ -56,7 +28,7 @@ def test_gpu_grid_bounds_match_torch():
 def test_gpu_sort_matches_torch_sort(tile):
     from batsnn.ops.lif import cuda
 
-    check_sort(cuda, "cuda", tile=tile)
+    parity.check_sort(cuda, "cuda", tile=tile)
 
 
 @pytest.mark.cuda
@@ -89,11 +61,6 @@ def test_gpu_layer_with_own_sort_matches_torch_sort():
     assert torch.equal(c0, c1) and torch.equal(t0, t1)
     assert torch.allclose(gw0, gw1, rtol=1e-5, atol=1e-6)
     assert torch.allclose(gx0, gx1, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.cuda
-def test_gpu_no_input_spikes():
-    check_public_op("plain", torch.float32, "cuda", empty=True)
 
 
 @pytest.mark.cuda
@@ -242,3 +209,10 @@ def test_graphed_step_rejects_cpu_tensors():
         GraphedStep(lambda x: x * 2, torch.ones(3))
     with pytest.raises(ValueError, match="at least one example tensor"):
         GraphedStep(lambda: None)
+
+
+@pytest.mark.cuda
+def test_gpu_grid_bounds_match_torch():
+    from batsnn.ops.lif import cuda
+
+    parity.check_grid_bounds(cuda, "cuda")

@@ -1,0 +1,43 @@
+"""Compiled CPU kernels of the LIF layer (numba, parallel over samples and neuron blocks).
+
+The backend contract of :mod:`batsnn.ops.lif`, dispatching on the synapse:
+
+- :mod:`.events`: the per-sample sorted event lists (shared by every synapse);
+- :mod:`.core`: the neuron core (integration, exact root search with the grid rule,
+  reset, BATS error recursion) as inlined helpers;
+- one driver per synapse type (:mod:`.dense`): task decomposition, event iteration, the
+  weight lookup and where the gradients go, compiled with the core inlined.
+
+The kernels work on :class:`batsnn.ops.lif.events.Events`; all their arithmetic is float64.
+"""
+
+from __future__ import annotations
+
+from batsnn.ops.lif.cpu import dense
+from batsnn.ops.lif.cpu.events import sort_events
+
+__all__ = ["backward", "forward", "sort_events"]
+
+_DRIVERS = {"dense": dense}
+
+
+def _driver(synapse):
+    kind = getattr(synapse, "kind", None)
+    if kind not in _DRIVERS:
+        raise ValueError(f"the CPU backend has no kernels for synapse {synapse!r}")
+    return _DRIVERS[kind]
+
+
+def forward(ev, weight, p, *, synapse, need_aux=True):
+    """Run the forward kernel of ``synapse``; returns ``(times, t_continuous, window, X,
+    counts)``: times ``(B, N_out, K)`` in ``weight``'s dtype, counts ``(B, N_out)`` int64.
+
+    With ``need_aux=False`` (no backward will follow) the middle three are empty.
+    """
+    return _driver(synapse).forward(ev, weight, p, need_aux=need_aux)
+
+
+def backward(g_out, saved, ev, weight, p, *, synapse, need_input):
+    """Run the backward kernel of ``synapse``; returns ``(grad of the sorted input events
+    (B, M), grad_weight)`` in float64, the weight's gradient in its layout."""
+    return _driver(synapse).backward(g_out, saved, ev, weight, p, need_input=need_input)

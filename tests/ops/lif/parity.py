@@ -1,0 +1,396 @@
+"""One parity harness for the backends of the LIF op: naive, cpu, triton, cuda.
+
+A case is named ``"<synapse>-<neuron>-<layout>-<dtype>"``: the synapse (how a neuron finds
+its weights; :data:`SYNAPSES`), the neuron's settings (:data:`NEURONS`), the sizes of the
+layer (:data:`LAYOUTS`) and the float dtype. :func:`run` runs one backend on a case:
+
+- ``naive``: the plain reference (:mod:`batsnn.ops.lif.naive`), the ground truth;
+- ``cpu``: the numba kernels through the backend contract (:mod:`batsnn.ops.lif`);
+- ``triton``: the GPU backend's Triton kernels on CPU tensors, which only works in a process
+  started with ``TRITON_INTERPRET=1`` (Triton's CPU interpreter): ``python -m
+  tests.ops.lif.parity triton`` runs every case and :data:`TRITON_EXTRAS` there and prints
+  one JSON line per check;
+- ``cuda``: the GPU backend on a GPU.
+
+:func:`check` holds a backend's result to the spike-train invariants (every backend,
+naive included) and then to the naive reference (counts equal, times and both gradients
+close). The event lists of the contract backends are checked against
+:func:`batsnn.ops.lif.events.sort_events` on the way. Adding a synapse type is one more
+entry in :data:`SYNAPSES` (its weight, reference and public function).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import torch
+
+from batsnn.ops.lif import events as ref_events
+from batsnn.ops.lif.grid import floor_index, floor_index_scalar, grid_times
+from batsnn.ops.lif.naive import lif_linear_backward_naive, lif_linear_forward_naive
+from batsnn.ops.lif.synapse import DENSE
+from batsnn.params import LIFParams
+from tests.helpers import assert_close, random_times
+
+TAU_S = 0.05
+
+
+@dataclass(frozen=True)
+class Synapse:
+    """What the harness needs to know about a synapse type."""
+
+    value: object  #: the value of :mod:`batsnn.ops.lif.synapse` the backends receive
+    #: ``(layout, generator) -> (float64 weight, N_out)``: a layer of that layout, weights
+    #: uniform in ``[-0.2, 0.8) * w_scale``
+    make: Callable
+    naive_forward: Callable  #: the reference forward, as :func:`lif_linear_forward_naive`
+    naive_backward: Callable  #: the reference backward, as :func:`lif_linear_backward_naive`
+    public: str  #: name of the public function in :mod:`batsnn`
+
+
+def _dense(lay, g):
+    w = torch.rand(lay["n_out"], lay["n_in"], generator=g, dtype=torch.float64) - 0.2
+    return w * lay["w_scale"], lay["n_out"]
+
+
+SYNAPSES = {
+    "dense": Synapse(DENSE, _dense, lif_linear_forward_naive, lif_linear_backward_naive,
+                     "lif_linear"),
+}
+
+NEURONS = {
+    "plain": dict(theta=0.3, delta_theta=None, max_spikes=5, dt=0.0, t_max=math.inf),
+    "partial_reset": dict(theta=0.3, delta_theta=0.12, max_spikes=5, dt=0.0, t_max=math.inf),
+    "dt": dict(theta=0.3, delta_theta=None, max_spikes=5, dt=1e-3, t_max=math.inf),
+    "dt_coarse": dict(theta=0.3, delta_theta=0.12, max_spikes=5, dt=4e-3, t_max=0.08),
+    "dt4": dict(theta=0.3, delta_theta=0.12, max_spikes=5, dt=4e-3, t_max=0.096),
+    "dt8": dict(theta=0.3, delta_theta=None, max_spikes=5, dt=8e-3, t_max=math.inf),
+    "cap_tmax": dict(theta=0.1, delta_theta=None, max_spikes=2, dt=0.0, t_max=0.06),
+    "silent": dict(theta=50.0, delta_theta=None, max_spikes=3, dt=0.0, t_max=math.inf),
+}
+
+#: the grid cases at dt = 1, 4 and 8 ms
+GRID_NEURONS = ("dt", "dt4", "dt8")
+
+LAYOUTS = {
+    "small": dict(batch=3, n_in=10, n_out=6, slots=3, span=0.1, w_scale=4.0),
+    "empty": dict(batch=3, n_in=10, n_out=6, slots=3, span=0.1, w_scale=4.0, empty=True),
+    # several neuron blocks (CPU lanes, GPU blocks) and event chunks
+    "blocks": dict(batch=2, n_in=90, n_out=70, slots=2, span=0.1, w_scale=1.0),
+    # inputs over 40 tau_s: several reference-time segments
+    "segments": dict(batch=2, n_in=90, n_out=20, slots=2, span=2.0, w_scale=3.0),
+    # a dense random layer on the grid: many crossings land on the next input's grid point
+    "layer": dict(batch=3, n_in=60, n_out=40, slots=2, span=0.2, w_scale=1.5),
+}
+
+#: (neuron, layout) pairs of the parity cases
+PAIRS = [(n, "small") for n in NEURONS if n not in ("dt4", "dt8")] + [
+    ("plain", "empty"), ("partial_reset", "blocks"), ("dt", "segments")] + [
+    (n, "layer") for n in GRID_NEURONS]
+
+DTYPES = {"f64": torch.float64, "f32": torch.float32}
+BACKENDS = ("naive", "cpu", "triton", "cuda")
+
+
+def case_ids(synapses=None, layouts=None) -> list[str]:
+    """Every case name, optionally only of some synapses / layouts."""
+    return [f"{s}-{n}-{lay}-{d}" for s in (synapses or SYNAPSES) for n, lay in PAIRS
+            if layouts is None or lay in layouts for d in DTYPES]
+
+
+class Case(NamedTuple):
+    name: str
+    synapse: Synapse
+    p: LIFParams
+    x: torch.Tensor  #: (B, N_in, S_in) input times
+    w: torch.Tensor  #: weight in the synapse's layout
+    grad: torch.Tensor  #: (B, N_out, K) upstream gradient of the output times
+
+
+class Result(NamedTuple):
+    times: torch.Tensor  #: (B, N_out, K) in the case's dtype
+    counts: torch.Tensor  #: (B, N_out) int64
+    g_in: torch.Tensor  #: (B, N_in * S_in) float64
+    g_w: torch.Tensor  #: the weight's gradient, float64
+
+
+def make_case(name: str, seed: int = 0) -> Case:
+    """The inputs of case ``name``; with ``dt > 0`` the inputs lie on the grid."""
+    syn, neuron, layout, dt_name = name.split("-")
+    synapse, lay, kw = SYNAPSES[syn], LAYOUTS[layout], NEURONS[neuron]
+    dtype = DTYPES[dt_name]
+    g = torch.Generator().manual_seed(seed)
+    x = random_times(lay["batch"], lay["n_in"], lay["slots"], gen=g, t_max=lay["span"])
+    if lay.get("empty"):
+        x = torch.full_like(x, math.inf)
+    if kw["dt"]:
+        x = grid_times(x, kw["dt"])
+    w, n_out = synapse.make(lay, g)
+    grad = torch.randn(lay["batch"], n_out, kw["max_spikes"], generator=g, dtype=torch.float64)
+    return Case(name, synapse, LIFParams(tau_s=TAU_S, **kw), x.to(dtype), w.to(dtype),
+                grad.to(dtype))
+
+
+def _module(backend: str):
+    if backend == "cpu":
+        from batsnn.ops.lif import cpu
+
+        return cpu, "cpu"
+    if backend in ("triton", "cuda"):
+        from batsnn.ops.lif import cuda
+
+        return cuda, "cpu" if backend == "triton" else "cuda"
+    raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+
+
+def run(backend: str, case: Case | str, *, public: bool = False) -> Result:
+    """Forward and backward of ``backend`` on ``case``: through the backend contract, or
+    with ``public`` through the public function (autograd) on the backend's device."""
+    case = make_case(case) if isinstance(case, str) else case
+    p, x, w, grad = case.p, case.x, case.w, case.grad
+    if backend == "naive":
+        t, c, rec = case.synapse.naive_forward(
+            x, w, tau_s=p.tau_s, theta=p.theta, delta_theta=p.delta_theta,
+            max_spikes=p.max_spikes, t_max=p.t_max, dt=p.dt)
+        g_in, g_w = case.synapse.naive_backward(grad.double(), x, w, rec, tau_s=p.tau_s,
+                                                delta_theta=p.delta_theta)
+        return Result(t.to(x.dtype), c, g_in.reshape(x.shape[0], -1), g_w)
+    mod, device = _module(backend)
+    xd, wd, gd = x.to(device), w.to(device), grad.to(device)
+    if public:
+        import batsnn
+
+        xd.requires_grad_(True)
+        wd.requires_grad_(True)
+        out = getattr(batsnn, case.synapse.public)(xd, wd, params=p)
+        g_in, g_w = torch.autograd.grad(out.times, (xd, wd), gd * torch.isfinite(out.times))
+        return Result(out.times.detach().cpu(), out.counts.cpu(),
+                      g_in.cpu().double().reshape(x.shape[0], -1), g_w.cpu().double())
+    ev = mod.sort_events(xd, p)
+    check_events(ref_events.sort_events(x, p, dtype=x.dtype), ev)
+    out = mod.forward(ev, wd, p, synapse=case.synapse.value, need_aux=True)
+    g_sorted, g_w = mod.backward(gd, out[1:], ev, wd, p, synapse=case.synapse.value,
+                                 need_input=True)
+    g_in = torch.zeros(x.shape[0], x.shape[1] * x.shape[2], dtype=torch.float64)
+    g_in.scatter_add_(1, ev.perm.cpu(), g_sorted.double().cpu())
+    return Result(out[0].cpu().to(x.dtype), out[4].cpu(), g_in, g_w.cpu().double())
+
+
+def check_events(ref, ev):
+    """A backend's event lists against :func:`batsnn.ops.lif.events.sort_events` (torch ops):
+    the same events in the same order, the same grid indices, and the same per-event values
+    (the GPU works in the input's dtype, the CPU in float64)."""
+    n = ref.nspk.cpu()
+    assert torch.equal(ev.nspk.cpu().long(), n.long()), (ev.nspk, n)
+    for b in range(len(n)):
+        k = int(n[b])
+        assert torch.equal(ev.perm.cpu()[b, :k], ref.perm[b, :k])
+        assert torch.equal(ev.nid.cpu()[b, :k].long(), ref.nid[b, :k].long())
+        for f in ("kin", "kup"):
+            a, r = getattr(ev, f).cpu(), getattr(ref, f)
+            assert a.shape[1] == 0 if r.shape[1] == 0 else torch.equal(a[b, :k], r[b, :k]), f
+        for f in ("ts", "ref", "es", "ex", "xup"):
+            a, r = getattr(ev, f).cpu()[b, :k].double(), getattr(ref, f)[b, :k].double()
+            tol = 1e-12 if ref.es.dtype == torch.float64 else 1e-5
+            assert torch.allclose(a, r, rtol=tol, atol=tol), f
+
+
+def check_invariants(case: Case, res: Result):
+    """What any backend's output must satisfy on its own: valid spike trains (ascending,
+    ``+inf`` past the count, at most K), no spike after ``t_max``, with ``dt > 0`` every
+    time on the grid, and zero, finite gradients where nothing spiked."""
+    p, t, c = case.p, res.times, res.counts
+    assert t.dtype == case.x.dtype and c.dtype == torch.int64
+    assert ((c >= 0) & (c <= p.max_spikes)).all()
+    slot = torch.arange(p.max_spikes)
+    assert torch.equal(torch.isfinite(t), slot < c[..., None]), "counts vs +inf padding"
+    fin = torch.isfinite(t)
+    assert (t[..., 1:][fin[..., 1:]] > t[..., :-1][fin[..., 1:]]).all(), "not ascending"
+    assert (t[fin] <= p.t_max).all() and (t[fin] >= 0).all()
+    if p.discrete:
+        k = floor_index(t[fin], p.dt, t.dtype)
+        assert torch.equal((k * p.dt).to(t.dtype), t[fin]), "times off the grid"
+    assert torch.isfinite(res.g_in).all() and torch.isfinite(res.g_w).all()
+    if case.synapse.value is DENSE:
+        assert (res.g_w[c.sum(0) == 0] == 0).all(), "grad of a silent neuron's weights"
+    if int(c.sum()) == 0:
+        assert (res.g_in == 0).all()
+
+
+def compare(name: str, ref: Result, out: Result, dtype: torch.dtype):
+    """Counts equal; times and both gradients close (float32 arithmetic on the GPU)."""
+    atol, rtol = (1e-12, 1e-10) if dtype == torch.float64 else (2e-6, 2e-4)
+    assert torch.equal(ref.counts, out.counts), (
+        f"{name}: counts differ ({int((ref.counts != out.counts).sum())} neurons)")
+    assert_close(f"{name} times", ref.times, out.times, atol=atol, rtol=rtol)
+    assert_close(f"{name} grad input_times", ref.g_in, out.g_in, atol=atol * 10, rtol=rtol * 10)
+    assert_close(f"{name} grad weight", ref.g_w, out.g_w, atol=atol * 10, rtol=rtol * 10)
+
+
+def check(backend: str, name: str, *, public: bool = False) -> int:
+    """Run ``backend`` on case ``name``, check the invariants and (except for ``naive``)
+    parity with the naive reference; returns the number of spikes."""
+    case = make_case(name)
+    out = run(backend, case, public=public)
+    check_invariants(case, out)
+    if backend != "naive":
+        compare(f"{backend} {name}", reference(name), out, case.x.dtype)
+    return int(out.counts.sum())
+
+
+@functools.lru_cache(maxsize=None)
+def reference(name: str) -> Result:
+    """The naive reference of case ``name`` (computed once per process)."""
+    return run("naive", name)
+
+
+def check_sort(backend, device="cpu", tile=16, seed=0):
+    """The GPU backend's own stable sort against ``torch.sort`` (ties, -0.0, +inf padding,
+    rows of one or several tiles, all +inf, all finite)."""
+    g = torch.Generator().manual_seed(seed)
+    old = backend.SORT_TILE, backend.SORT_MIN_WIDTH
+    backend.SORT_TILE, backend.SORT_MIN_WIDTH = tile, 0
+    try:
+        for m, p_fin in ((7 * tile - 3, 0.5), (5 * tile, 1.0), (3 * tile, 0.0), (tile // 2, 0.7)):
+            x = torch.round(torch.rand(6, m, generator=g) * 20) / 20  # many ties
+            x[torch.rand(6, m, generator=g) > p_fin] = math.inf
+            x[0, :3] = 0.0
+            x[0, min(5, m - 1)] = -0.0
+            ts, perm = backend._sort_times(x.to(device))
+            rt, rp = torch.sort(x, dim=1, stable=True)
+            fin = torch.isfinite(rt)
+            assert torch.equal(ts.cpu(), rt), (m, p_fin)
+            assert torch.equal(perm.cpu()[fin], rp[fin]), (m, p_fin)
+            assert ((perm.cpu()[~fin] >= 0) & (perm.cpu()[~fin] < m)).all()
+    finally:
+        backend.SORT_TILE, backend.SORT_MIN_WIDTH = old
+
+
+def grid_ties(name: str) -> tuple[int, int]:
+    """``(ties, spikes)`` of the naive reference on case ``name``: the spikes whose grid
+    point is the next input's (the tie the window test must accept)."""
+    case = make_case(name)
+    p = case.p
+    _, _, rec = case.synapse.naive_forward(
+        case.x, case.w, tau_s=p.tau_s, theta=p.theta, delta_theta=p.delta_theta,
+        max_spikes=p.max_spikes, t_max=p.t_max, dt=p.dt)
+    ties = spikes = 0
+    for events_b, rec_b in rec:
+        k_in = floor_index(torch.tensor([t for t, _ in events_b], dtype=torch.float64), p.dt,
+                           case.x.dtype).tolist()
+        for rec_n in rec_b:
+            for t_c, j, *_ in rec_n:
+                spikes += 1
+                ties += j + 1 < len(k_in) and floor_index_scalar(t_c, p.dt) + 1 == k_in[j + 1]
+    return ties, spikes
+
+
+def check_grid_bounds(backend, device="cpu", n=400):
+    """A backend's grid indices ``kin``/``kup`` on times at, just below and just above every
+    grid point ``k * dt`` (k < n), in float64 and float32, against
+    :func:`batsnn.ops.lif.events.grid_bounds`; the set needs both corrections of
+    ``floor(t / dt)`` (model.md section 6, :mod:`batsnn.ops.lif.grid`)."""
+    corrections = set()
+    for dt in (1e-3, 4e-3, 8e-3):
+        for dtype in (torch.float64, torch.float32):
+            g = (torch.arange(n, dtype=torch.float64) * dt).to(dtype)
+            t = torch.cat([g, torch.nextafter(g, torch.full_like(g, -1.0)).clamp(min=0),
+                           torch.nextafter(g, torch.full_like(g, 1.0))]).sort().values
+            t[-5:] = math.inf  # padding
+            p = LIFParams(tau_s=TAU_S, theta=1.0, max_spikes=1, dt=dt, t_max=float(g[n // 2]))
+            ev = backend.sort_events(t.reshape(1, -1, 1).to(device), p)
+            m = int(ev.nspk[0])
+            assert m == len(t) - 5, m
+            kin, kup = ref_events.grid_bounds(t.reshape(1, -1)[:, :m], ev.nspk.cpu()[:1], p,
+                                              dtype)
+            assert torch.equal(ev.kin.cpu()[:, :m], kin), (dt, dtype)
+            assert torch.equal(ev.kup.cpu()[:, :m], kup), (dt, dtype)
+            q = torch.floor(t[:m].double() / dt)
+            corrections |= {int(c) for c in torch.unique(kin[0] - q)}
+    assert {-1, 0, 1} <= corrections, corrections
+    return 0
+
+
+def _triton_need_aux():
+    """Inference mode (no backward buffers) gives the same spikes."""
+    from batsnn.ops.lif import cuda
+
+    case = make_case("dense-plain-small-f32")
+    ev = cuda.sort_events(case.x, case.p)
+    full = cuda.forward(ev, case.w, case.p, synapse=DENSE, need_aux=True)
+    lean = cuda.forward(ev, case.w, case.p, synapse=DENSE, need_aux=False)
+    assert torch.equal(full[0], lean[0]) and torch.equal(full[4], lean[4])
+    assert lean[1].numel() == 0
+    return int(full[4].sum())
+
+
+def _triton_own_sort(name):
+    """The whole layer with the GPU backend's own sort in place of ``torch.sort``."""
+    def fn():
+        from batsnn.ops.lif import cuda
+
+        old = cuda.SORT_TILE, cuda.SORT_MIN_WIDTH
+        cuda.SORT_TILE, cuda.SORT_MIN_WIDTH = 16, 0
+        try:
+            return check("triton", name)
+        finally:
+            cuda.SORT_TILE, cuda.SORT_MIN_WIDTH = old
+    return fn
+
+
+def _triton_grid_bounds():
+    from batsnn.ops.lif import cuda
+
+    return check_grid_bounds(cuda)
+
+
+def _triton_sort():
+    from batsnn.ops.lif import cuda
+
+    check_sort(cuda)
+    return 0
+
+
+#: Checks of the Triton kernels beyond the parity cases, run in the interpreter.
+TRITON_EXTRAS = {
+    "sort": _triton_sort,
+    "grid_bounds": _triton_grid_bounds,
+    "need_aux": _triton_need_aux,
+    "own_sort-dense-partial_reset-blocks-f32": _triton_own_sort("dense-partial_reset-blocks-f32"),
+    "own_sort-dense-dt-small-f32": _triton_own_sort("dense-dt-small-f32"),
+}
+
+
+def main(argv=None):
+    """``python -m tests.ops.lif.parity BACKEND [CASE ...]``: one JSON line per check,
+    ``{"id", "ok", "spikes", "seconds"}`` or ``{"id", "ok": false, "error", "seconds"}``;
+    exit status 1 if any
+    failed."""
+    args = sys.argv[1:] if argv is None else argv
+    backend, names = args[0], args[1:]
+    checks = {name: (lambda n=name: check(backend, n)) for name in case_ids()}
+    if backend == "triton":
+        checks.update({f"extra-{k}": v for k, v in TRITON_EXTRAS.items()})
+    failed = 0
+    for cid in names or checks:
+        start = time.perf_counter()
+        try:
+            line = {"id": cid, "ok": True, "spikes": checks[cid]()}
+        except Exception as e:  # report every case, then fail
+            failed += 1
+            line = {"id": cid, "ok": False,
+                    "error": f"{type(e).__name__}: {e}\n{traceback.format_exc()[-1500:]}"}
+        line["seconds"] = round(time.perf_counter() - start, 2)
+        print(json.dumps(line), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Every backend of the LIF op against the naive reference, on the harness's cases.
+
+``naive`` and ``cpu`` run here; ``triton`` runs the GPU backend's kernels in Triton's CPU
+interpreter, in one subprocess for all cases (``TRITON_INTERPRET=1`` must be set before
+Triton is imported); ``cuda`` needs a GPU.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.ops.lif import parity
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+
+
+@pytest.fixture(scope="module")
+def triton_interpreter():
+    """``{check id: result line}`` of ``python -m tests.ops.lif.parity triton`` run with
+    ``TRITON_INTERPRET=1``."""
+    pytest.importorskip("triton")
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    res = subprocess.run([sys.executable, "-m", "tests.ops.lif.parity", "triton"], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=1200)
+    lines = [json.loads(s) for s in res.stdout.splitlines() if s.startswith("{")]
+    assert lines, f"no results (exit {res.returncode}):\n{res.stdout[-2000:]}{res.stderr[-3000:]}"
+    return {line["id"]: line for line in lines}
+
+
+def _interpreted(results, cid):
+    line = results.get(cid)
+    assert line is not None, f"{cid} did not run in the interpreter"
+    assert line["ok"], line["error"]
+    return line["spikes"]
+
+
+BACKENDS = ["naive", "cpu", "triton", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+@pytest.mark.parametrize("cid", parity.case_ids())
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backend_matches_reference(backend, cid, request):
+    if backend == "triton":
+        _interpreted(request.getfixturevalue("triton_interpreter"), cid)
+    else:
+        parity.check(backend, cid)
+
+
+@pytest.mark.parametrize("extra", list(parity.TRITON_EXTRAS))
+def test_triton_kernels_in_interpreter(extra, triton_interpreter):
+    """The GPU backend's own sort, inference mode, and the layer with its own sort."""
+    _interpreted(triton_interpreter, f"extra-{extra}")
+
+
+def test_cases_exercise_the_kernels():
+    """The cases are not vacuous: many spikes, neurons at max_spikes, several neuron blocks
+    and reference-time segments, silent and empty cases silent."""
+    from batsnn.ops.lif.cpu.dense import LANES
+    from batsnn.ops.lif.events import SEGMENT
+
+    spikes = {cid: int(parity.reference(cid).counts.sum()) for cid in parity.case_ids()}
+    assert sum(spikes.values()) > 1000
+    for cid, n in spikes.items():
+        assert (n == 0) == ("silent" in cid or "empty" in cid), (cid, n)
+    cap = parity.make_case("dense-cap_tmax-small-f64")
+    assert (parity.reference(cap.name).counts == cap.p.max_spikes).any()
+    assert parity.make_case("dense-partial_reset-blocks-f64").w.shape[0] > LANES
+    seg = parity.make_case("dense-dt-segments-f64")
+    assert seg.x[seg.x.isfinite()].max() > 2 * SEGMENT * seg.p.tau_s
+
+
+def test_grid_layers_have_ties():
+    """The grid cases on a dense random layer are not vacuous: many spikes, and more than a
+    fifth of them on the next input's grid point (where exact ties decide)."""
+    for neuron in parity.GRID_NEURONS:
+        ties, spikes = parity.grid_ties(f"dense-{neuron}-layer-f64")
+        assert spikes > 50 and ties > spikes // 5, (neuron, ties, spikes)
+
+
+def test_cpu_grid_bounds():
+    from batsnn.ops.lif import cpu
+
+    parity.check_grid_bounds(cpu)
