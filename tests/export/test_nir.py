@@ -313,3 +313,147 @@ def test_export_run_and_cli(data_dir, tmp_path, capsys):
     assert nir.read(tmp_path / "b.nir").metadata["time_unit"] == "ms"
     with pytest.raises(ValueError, match="does not exist"):
         export_run(tmp_path / "nothing", tmp_path / "c.nir")
+
+
+# ----------------------------------------------------------------------------- slow: MNIST
+
+MNIST_IMAGES = 1000
+
+
+@pytest.fixture(scope="module")
+def mnist(tmp_path_factory):
+    """A trained ``mnist-count`` network exported to NIR, and batsnn's outputs on the first
+    1,000 MNIST test images. The run directory is ``$BATSNN_NIR_RUN`` when set (e.g. one made
+    by ``batsnn train --preset mnist-count --epochs 1``), else one epoch on 10,000 training
+    images trained here on the CPU."""
+    import json
+
+    from batsnn import ttfs_encode
+    from batsnn.experiments.data import DatasetNotFound, load_dataset
+    from batsnn.experiments.train import resolve_config, train
+
+    try:
+        ds = load_dataset("mnist")
+    except DatasetNotFound as e:
+        pytest.skip(str(e))
+    tmp = tmp_path_factory.mktemp("mnist")
+    run = os.environ.get("BATSNN_NIR_RUN")
+    if run is None:
+        run = tmp / "run"
+        train(resolve_config("mnist-count", epochs=1, train_samples=10_000,
+                             test_samples=MNIST_IMAGES, device="cpu", out=str(run)),
+              quiet=True, log=lambda *a: None)
+    cfg = json.loads((Path(run) / "config.json").read_text())
+    path = export_run(run, tmp / "mnist.nir")
+    x = ds.test_x[:MNIST_IMAGES].reshape(MNIST_IMAGES, -1)
+    model = from_nir(path)
+    with torch.no_grad():
+        outs = model.forward_all(ttfs_encode(x, t_window=cfg["t_window"], x_max=255.0))
+    t_in = ttfs_encode(x, t_window=cfg["t_window"], x_max=255.0, dtype=torch.float64)
+    return dict(path=path, outs=outs, t_in=t_in, y=ds.test_y[:MNIST_IMAGES],
+                t_max=cfg["t_max"], run=str(run))
+
+
+def _agreement(name, mnist, counts):
+    """Print and return (hidden-count agreement, prediction agreement) against batsnn."""
+    outs, y = mnist["outs"], mnist["y"]
+    hidden = (outs[0].counts == counts[0]).double().mean().item()
+    output = (outs[-1].counts == counts[-1]).double().mean().item()
+    pred_b, pred_p = outs[-1].counts.argmax(1), counts[-1].argmax(1)
+    agree = (pred_b == pred_p).double().mean().item()
+    acc_b, acc_p = ((pred_b == y).double().mean().item(), (pred_p == y).double().mean().item())
+    print(f"\n{name} on {len(y)} MNIST test images ({mnist['run']}): hidden spike counts agree "
+          f"on {hidden:.2%} of neurons, output counts on {output:.2%}, predicted classes on "
+          f"{agree:.2%}; accuracy batsnn {acc_b:.2%}, {name} {acc_p:.2%}; mean hidden count "
+          f"batsnn {outs[0].counts.double().mean():.4f}, {name} "
+          f"{counts[0].double().mean():.4f}")
+    return hidden, agree, acc_b, acc_p
+
+
+@pytest.mark.slow
+def test_trained_mnist_network_in_the_independent_simulator(mnist):
+    """The exported MNIST network simulated from its NIR file alone at h = 10 us
+    (h / tau_s = 7.7e-5): a count differs only for a neuron whose potential peaks within
+    O(h |dV/dt|) of theta, so nearly all agree; predictions >= 99%, hidden counts >= 95%."""
+    res = nir_sim.simulate(nir.read(mnist["path"]), mnist["t_in"], h=1e-5,
+                           t_end=mnist["t_max"])
+    hidden, agree, _, _ = _agreement("NIR simulator (10 us)", mnist,
+                                     [r["counts"] for r in res])
+    assert agree >= 0.99 and hidden >= 0.95
+
+
+def _step_inputs(t_in, dt, steps):
+    """Per-step input spikes: a spike at t in ((k-1) dt, k dt] is a 1 in step k."""
+    k = torch.ceil(t_in[..., 0] / dt - 1e-9)
+    return ((k == s).float() for s in range(steps + 1))
+
+
+@pytest.mark.slow
+def test_trained_mnist_network_in_snntorch(mnist):
+    """snnTorch's NIR importer (``snntorch.import_nir.import_from_nir``) on the exported file.
+
+    Adapted: snnTorch fixes its step to dt = 1e-4 graph time units (0.1 ms here), asserts
+    ``r == tau_mem / dt`` and reads each input spike as a 1 held for one step (a pulse of area
+    dt, where NIR's Dirac has area 1). Setting ``r = tau_mem / dt`` (ours is ``tau_mem``)
+    makes both factors cancel: snnTorch then runs the forward-Euler discretization of the
+    same neuron (reset to zero, 2,001 steps). Inputs: the TTFS spikes on its step grid."""
+    pytest.importorskip("nirtorch")
+    snntorch = pytest.importorskip("snntorch")
+    import snntorch.utils
+    from snntorch.import_nir import import_from_nir
+
+    dt = 1e-4
+    graph = nir.read(mnist["path"])
+    for node in graph.nodes.values():
+        if isinstance(node, nir.CubaLIF):
+            node.r = node.tau_mem / dt
+    net = import_from_nir(graph)
+    lifs = [m for m in net.modules() if isinstance(m, snntorch.Synaptic)]
+    assert len(lifs) == 2
+    counts = [0, 0]
+    for i, m in enumerate(lifs):
+        m.register_forward_hook(lambda mod, inp, out, i=i: counts.__setitem__(
+            i, counts[i] + (out[0] if isinstance(out, tuple) else out)))
+    snntorch.utils.reset(net)
+    steps = int(round(mnist["t_max"] / dt))
+    with torch.no_grad():
+        for x in _step_inputs(mnist["t_in"], dt, steps):
+            net(x)
+    hidden, agree, acc_b, acc_p = _agreement("snnTorch (0.1 ms)", mnist,
+                                             [c.long() for c in counts])
+    assert agree >= 0.98 and hidden >= 0.95 and abs(acc_b - acc_p) <= 0.01
+
+
+@pytest.mark.slow
+def test_trained_mnist_network_in_norse(mnist):
+    """Norse's NIR importer (``norse.torch.utils.import_nir.from_nir``) at dt = 0.1 ms with
+    reset by subtraction.
+
+    Adapted: Norse also reads an input spike as a 1 held for one step (area dt); dividing
+    ``w_in`` by dt restores NIR's Dirac of area 1. Its ``dt`` is an argument; nothing else."""
+    pytest.importorskip("nirtorch")
+    pytest.importorskip("norse")
+    from norse.torch.functional.reset import reset_subtract
+    from norse.torch.utils.import_nir import CubaLIF as NorseCubaLIF
+    from norse.torch.utils.import_nir import from_nir as norse_from_nir
+
+    dt = 1e-4
+    graph = nir.read(mnist["path"])
+    for node in graph.nodes.values():
+        if isinstance(node, nir.CubaLIF):
+            node.w_in = node.w_in / dt
+    net = norse_from_nir(graph, dt=dt, reset_method=reset_subtract)
+    lifs = [m for m in net.modules() if isinstance(m, NorseCubaLIF)]
+    assert len(lifs) == 2
+    counts = [0, 0]
+    for i, m in enumerate(lifs):
+        m.register_forward_hook(lambda mod, inp, out, i=i: counts.__setitem__(
+            i, counts[i] + out[0]))
+    state = None
+    steps = int(round(mnist["t_max"] / dt))
+    with torch.no_grad():
+        for x in _step_inputs(mnist["t_in"], dt, steps):
+            _, state = net(x, state)
+    hidden, agree, acc_b, acc_p = _agreement("Norse (0.1 ms)", mnist,
+                                             [c.long() for c in counts])
+    assert agree >= 0.98 and hidden >= 0.95 and abs(acc_b - acc_p) <= 0.01
