@@ -136,7 +136,7 @@ def _export_lif_linear(layer: LIFLinear, where: str, ctx: _ExportContext) -> Non
     if p.dt > 0:
         warnings.warn(f"{where} (LIFLinear) runs on a time grid (dt={p.dt} s); NIR's CubaLIF "
                       "is the continuous-time neuron, so the graph describes the layer without "
-                      "the grid (dt is kept in the node's metadata)", stacklevel=4)
+                      "the grid (dt is kept in the node's metadata)", stacklevel=3)
     n = (layer.out_features,)
     weight = layer.weight.detach().cpu().numpy().copy()  # (out, in), dtype kept
     i = ctx.index
