@@ -1,0 +1,467 @@
+r"""Export batsnn networks to NIR (the Neuromorphic Intermediate Representation) and back.
+
+NIR (PyPI ``nir``, 1.0.x) describes a network as a graph of continuous-time nodes. A
+:class:`~batsnn.nn.LIFLinear` layer becomes a ``nir.Linear`` node (the weight, ``(out, in)``;
+BATS has no bias) followed by a ``nir.CubaLIF`` node whose constants are derived from the
+layer's :class:`~batsnn.params.LIFParams` so that NIR's membrane potential *is* the BATS
+potential at every time (docs/nir.md has the derivation):
+
+NIR's CubaLIF, with ``S(t) = sum_k delta(t - t_k)`` the Linear node's output (each input spike
+a Dirac impulse of area 1, weighted by ``W``)::
+
+    tau_syn dI/dt = -I + w_in S            (so I jumps by w_in * W / tau_syn at a spike)
+    tau_mem dv/dt = (v_leak - v) + r I
+    v > v_threshold  ->  spike, v = v_reset
+
+BATS (model.md section 1): ``dI/dt = -I/tau_s``, ``I += W`` at a spike,
+``dV/dt = -V/tau + I``, ``V = theta -> spike, V -= delta_theta``, ``tau = 2 tau_s``.
+
+In a graph whose time unit is ``u`` (``c`` units per second: 1 for ``"s"``, 1000 for ``"ms"``)
+the mapping is::
+
+    tau_syn = c tau_s      tau_mem = r = c tau      w_in = tau_s (= tau_syn / c)
+    v_leak = 0             v_threshold = theta      v_reset = 0
+
+so ``I_NIR = I_BATS / c`` (the current in potential per graph time unit) and
+``v_NIR = V_BATS`` at all times. Reset: BATS subtracts ``delta_theta`` when ``V`` reaches
+``theta``; at that exact continuous crossing ``V = theta``, so subtracting
+``delta_theta = theta`` leaves ``0 = v_reset``: the two resets agree when
+``delta_theta == theta`` (every BATS experiment), and :func:`to_nir` refuses any other value.
+
+What NIR has no field for travels as metadata: the graph's ``metadata`` holds ``time_unit``,
+``batsnn_version`` and ``format``; each CubaLIF node's ``metadata`` holds the layer's
+``tau_s``, ``theta``, ``delta_theta``, ``max_spikes``, ``t_max`` and ``dt``, **in seconds**
+(batsnn's own units, whatever the graph's time unit). :func:`from_nir` reads the neuron from
+the NIR fields and takes ``max_spikes``, ``t_max`` and ``dt`` from the metadata.
+
+``nir`` is an optional dependency: this module imports it only when a function needs it.
+
+The exporter and importer are tables (:data:`EXPORTERS`, :data:`IMPORTERS`): a new layer type
+(a convolution, a pooling layer, a spike-train flatten) adds one entry to each.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from batsnn.nn import LIFLinear, SpikingSequential
+from batsnn.params import LIFParams
+
+__all__ = ["EXPORTERS", "FORMAT", "IMPORTERS", "TIME_UNITS", "cuba_lif_constants", "from_nir",
+           "save_nir", "to_nir"]
+
+#: graph time unit -> units per second
+TIME_UNITS: dict[str, float] = {"s": 1.0, "ms": 1e3}
+#: value of the graph metadata's ``format`` field
+FORMAT = "batsnn-nir/1"
+_REL = 1e-9  # tolerance for derived NIR constants of graphs batsnn did not write
+
+
+def _nir():
+    try:
+        import nir
+    except ImportError as e:  # also raised when sys.modules["nir"] is None
+        raise ImportError("batsnn's NIR export needs the optional package 'nir' (>= 1.0): "
+                          "pip install nir") from e
+    return nir
+
+
+def _time_scale(time_unit) -> float:
+    if time_unit not in TIME_UNITS:
+        raise ValueError(f"time_unit must be one of {', '.join(map(repr, TIME_UNITS))}, got "
+                         f"{time_unit!r}")
+    return TIME_UNITS[time_unit]
+
+
+# ----------------------------------------------------------------------------- export
+
+def cuba_lif_constants(params: LIFParams, time_unit: str = "s") -> dict[str, float]:
+    """NIR CubaLIF constants of a batsnn neuron (scalars; docs/nir.md derives them).
+
+    Args:
+        params: the layer's :class:`~batsnn.params.LIFParams` (times in seconds).
+        time_unit: the graph's time unit, ``"s"`` or ``"ms"``.
+
+    Returns:
+        ``tau_syn``, ``tau_mem`` (in ``time_unit``), ``r`` (``= tau_mem``), ``w_in``
+        (``= tau_s`` in seconds), ``v_leak`` (0), ``v_threshold`` (``theta``) and
+        ``v_reset`` (0), such that NIR's ``v`` equals the BATS potential ``V`` at every time.
+
+    Raises:
+        ValueError: ``delta_theta != theta`` (NIR resets to ``v_reset``; that equals BATS'
+            reset by subtraction only when the two are equal).
+    """
+    if not isinstance(params, LIFParams):
+        raise TypeError(f"params must be a batsnn.LIFParams, got {type(params).__name__}")
+    c = _time_scale(time_unit)
+    if params.delta_theta != params.theta:
+        raise ValueError(
+            f"delta_theta={params.delta_theta!r} differs from theta={params.theta!r}: NIR's "
+            "CubaLIF resets v to v_reset, which equals BATS' reset by subtraction (v -= "
+            "delta_theta at v == theta) only when delta_theta == theta")
+    return {"tau_syn": c * params.tau_s, "tau_mem": c * params.tau, "r": c * params.tau,
+            "w_in": params.tau_s, "v_leak": 0.0, "v_threshold": params.theta, "v_reset": 0.0}
+
+
+@dataclass
+class _ExportContext:
+    nir: Any
+    time_unit: str
+    shape: tuple[int, ...] | None  # per-sample shape (no batch dim) entering the next layer
+    nodes: dict = field(default_factory=dict)
+    index: int = 0  # number of layers exported so far
+
+
+def _export_lif_linear(layer: LIFLinear, where: str, ctx: _ExportContext) -> None:
+    nir = ctx.nir
+    if ctx.shape is None:
+        ctx.shape = (layer.in_features,)
+    if ctx.shape != (layer.in_features,):
+        raise ValueError(f"{where} (LIFLinear) takes {layer.in_features} inputs but receives "
+                         f"shape {ctx.shape}")
+    p = layer.params
+    try:
+        k = cuba_lif_constants(p, ctx.time_unit)
+    except ValueError as e:
+        raise ValueError(f"{where} (LIFLinear): {e}") from None
+    if p.dt > 0:
+        warnings.warn(f"{where} (LIFLinear) runs on a time grid (dt={p.dt} s); NIR's CubaLIF "
+                      "is the continuous-time neuron, so the graph describes the layer without "
+                      "the grid (dt is kept in the node's metadata)", stacklevel=3)
+    n = (layer.out_features,)
+    weight = layer.weight.detach().cpu().numpy().copy()  # (out, in), dtype kept
+    i = ctx.index
+    ctx.nodes[f"linear_{i}"] = nir.Linear(weight=weight)
+    ctx.nodes[f"lif_{i}"] = nir.CubaLIF(
+        **{name: np.full(n, value, dtype=np.float64) for name, value in k.items()},
+        metadata={"batsnn_layer": "LIFLinear", "tau_s": p.tau_s, "theta": p.theta,
+                  "delta_theta": p.delta_theta, "max_spikes": p.max_spikes,
+                  "t_max": p.t_max, "dt": p.dt})
+    ctx.shape = n
+
+
+#: layer type -> function(layer, description, context) adding the layer's nodes in order
+EXPORTERS: dict[type, Callable[[nn.Module, str, _ExportContext], None]] = {
+    LIFLinear: _export_lif_linear,
+}
+
+
+def _flat_layers(module: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
+    if type(module) in EXPORTERS:
+        return [(prefix or "model", module)]
+    if isinstance(module, nn.Sequential):  # SpikingSequential included
+        out = []
+        for name, child in module.named_children():
+            out += _flat_layers(child, f"{prefix}.{name}" if prefix else f"layer {name}")
+        return out
+    raise TypeError(f"{prefix or 'model'} is a {type(module).__name__}, which has no NIR "
+                    f"mapping (supported: {', '.join(t.__name__ for t in EXPORTERS)}, inside "
+                    "nn.Sequential / SpikingSequential)")
+
+
+def to_nir(model: nn.Module, *, input_shape: tuple[int, ...] | None = None,
+           time_unit: str = "s"):
+    """The NIR graph of a batsnn network.
+
+    Each :class:`~batsnn.nn.LIFLinear` becomes ``linear_<i>`` (``nir.Linear``, weight
+    ``(out, in)`` in the layer's dtype, bit for bit) followed by ``lif_<i>`` (``nir.CubaLIF``
+    with per-neuron arrays ``(out,)`` from :func:`cuba_lif_constants`), between an ``input``
+    (``nir.Input``) and an ``output`` (``nir.Output``) node carrying the per-sample shapes
+    (no batch dimension). ``nn.Sequential`` / :class:`~batsnn.nn.SpikingSequential`
+    containers (nested too) are flattened. See the module docstring for the equations.
+
+    Args:
+        model: a :class:`~batsnn.nn.LIFLinear` or a (nested) sequential container of them.
+        input_shape: per-sample input shape; ``None`` infers it from the first layer. For a
+            dense first layer it must be ``(in_features,)`` (batsnn's encoder flattens images).
+        time_unit: unit of the graph's time constants, ``"s"`` (default) or ``"ms"``.
+
+    Returns:
+        ``nir.NIRGraph``, with graph metadata ``format``, ``batsnn_version`` and
+        ``time_unit`` and, on each CubaLIF node, the layer's ``LIFParams`` in seconds.
+
+    Raises:
+        ImportError: ``nir`` is not installed (the message says what to install).
+        TypeError: a layer has no NIR mapping (the message names it).
+        ValueError: ``delta_theta != theta``, a bad ``time_unit`` or ``input_shape``.
+    """
+    import batsnn
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _time_scale(time_unit)
+    if input_shape is not None:
+        try:
+            input_shape = tuple(int(s) for s in input_shape)
+        except (TypeError, ValueError):
+            raise ValueError(f"input_shape must be a tuple of ints, got {input_shape!r}") \
+                from None
+        if not input_shape or any(s < 1 for s in input_shape):
+            raise ValueError(f"input_shape must be positive ints, got {input_shape!r}")
+    layers = _flat_layers(model, "")
+    if not layers:
+        raise ValueError("model has no layers to export")
+    nir = _nir()
+    ctx = _ExportContext(nir=nir, time_unit=time_unit, shape=input_shape)
+    for where, layer in layers:
+        EXPORTERS[type(layer)](layer, where, ctx)
+        ctx.index += 1
+    first = next(iter(ctx.nodes.values()))
+    in_shape = input_shape or tuple(int(s) for s in first.input_type["input"])
+    nodes = {"input": nir.Input(input_type={"input": np.array(in_shape)}), **ctx.nodes,
+             "output": nir.Output(output_type={"output": np.array(ctx.shape)})}
+    names = list(nodes)
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(names[:-1], names[1:])),
+                        metadata={"format": FORMAT, "batsnn_version": batsnn.__version__,
+                                  "time_unit": time_unit})
+
+
+def save_nir(model: nn.Module, path: str | os.PathLike, **kw) -> Path:
+    """Write ``to_nir(model, **kw)`` to ``path`` as a NIR HDF5 file (``nir.write``).
+
+    Args:
+        model: see :func:`to_nir`.
+        path: output file, conventionally ``*.nir``; its directory must exist.
+        **kw: ``input_shape``, ``time_unit`` (see :func:`to_nir`).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ValueError(f"path {str(path)!r}: directory {str(path.parent)!r} does not exist")
+    graph = to_nir(model, **kw)
+    _nir().write(path, graph)
+    return path
+
+
+# ----------------------------------------------------------------------------- import
+
+@dataclass
+class _ImportContext:
+    scale: float
+    max_spikes: int | None
+    t_max: float | None
+    dtype: torch.dtype | None
+    shape: tuple[int, ...] | None
+
+
+def _meta(node) -> dict:
+    m = getattr(node, "metadata", None)
+    return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in (m or {}).items()} \
+        if isinstance(m, dict) else {}
+
+
+def _uniform(name: str, what: str, values, n: int) -> float:
+    a = np.asarray(values, dtype=np.float64).ravel()
+    if a.size != n:
+        raise ValueError(f"{name}: {what} has {a.size} entries for {n} neurons")
+    if not np.all(a == a[0]):
+        raise ValueError(f"{name}: {what} differs between neurons (from {a.min()!r} to "
+                         f"{a.max()!r}); a batsnn layer has one value for all its neurons")
+    return float(a[0])
+
+
+def _close(a: float, b: float, rel: float = _REL) -> bool:
+    return abs(a - b) <= rel * max(abs(a), abs(b))
+
+
+def _neuron(name: str, node, n: int, ctx: _ImportContext) -> LIFParams:
+    """LIFParams of a CubaLIF node that batsnn can represent, or a ValueError naming it."""
+    f = {k: _uniform(f"CubaLIF {name!r}", k, getattr(node, k), n)
+         for k in ("tau_syn", "tau_mem", "r", "w_in", "v_leak", "v_threshold", "v_reset")}
+    where = f"CubaLIF {name!r}"
+    if f["v_leak"] != 0:
+        raise ValueError(f"{where}: v_leak={f['v_leak']!r}; batsnn's neuron leaks to 0")
+    if f["v_reset"] != 0:
+        raise ValueError(f"{where}: v_reset={f['v_reset']!r}; batsnn's reset (v -= theta at "
+                         "v == theta) equals a reset to 0 only")
+    if not (f["tau_syn"] > 0 and f["v_threshold"] > 0):
+        raise ValueError(f"{where}: tau_syn={f['tau_syn']!r} and v_threshold="
+                         f"{f['v_threshold']!r} must be > 0")
+    if not _close(f["tau_mem"], 2 * f["tau_syn"]):
+        raise ValueError(f"{where}: tau_mem={f['tau_mem']!r} is not 2 * tau_syn="
+                         f"{2 * f['tau_syn']!r}; batsnn's neuron needs tau = 2 tau_s")
+    # v equals the BATS potential iff r * w_in / tau_syn = tau (seconds) = tau_mem / scale
+    gain = f["r"] * f["w_in"] / f["tau_syn"]
+    if not _close(gain, f["tau_mem"] / ctx.scale):
+        raise ValueError(f"{where}: r * w_in / tau_syn = {gain!r} but batsnn's neuron needs "
+                         f"tau_mem / (units per second) = {f['tau_mem'] / ctx.scale!r} (input "
+                         "spikes are Dirac impulses of area 1)")
+    meta = _meta(node)
+    tau_s = f["tau_syn"] / ctx.scale
+    if "tau_s" in meta:  # batsnn's own value in seconds: exact where the unit conversion is not
+        if not _close(float(meta["tau_s"]), tau_s, 1e-12):
+            raise ValueError(f"{where}: metadata tau_s={meta['tau_s']!r} s disagrees with "
+                             f"tau_syn={f['tau_syn']!r}")
+        tau_s = float(meta["tau_s"])
+    theta = f["v_threshold"]
+    if "delta_theta" in meta and float(meta["delta_theta"]) != theta:
+        raise ValueError(f"{where}: metadata delta_theta={meta['delta_theta']!r} differs from "
+                         f"v_threshold={theta!r}; NIR's reset to v_reset=0 is BATS' reset "
+                         "only when they are equal")
+    max_spikes = ctx.max_spikes if ctx.max_spikes is not None else meta.get("max_spikes")
+    if max_spikes is None:
+        raise ValueError(f"{where}: no max_spikes in its metadata (a graph batsnn did not "
+                         "write); pass from_nir(..., max_spikes=K)")
+    t_max = ctx.t_max if ctx.t_max is not None else float(meta.get("t_max", math.inf))
+    dt = float(meta.get("dt", 0.0))
+    try:
+        return LIFParams(tau_s=tau_s, theta=theta, max_spikes=int(max_spikes), t_max=t_max,
+                         dt=dt)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+def _import_dense(chain: list, i: int, ctx: _ImportContext) -> tuple[nn.Module, int]:
+    """``Linear``/``Affine`` (zero bias) + ``CubaLIF`` -> :class:`LIFLinear`."""
+    nir = _nir()
+    name, node = chain[i]
+    kind = type(node).__name__
+    if isinstance(node, nir.Affine):
+        bias = np.asarray(node.bias)
+        if np.any(bias != 0):
+            raise ValueError(f"{kind} {name!r} has a non-zero bias (max |b| = "
+                             f"{float(np.abs(bias).max())!r}); batsnn's layers have none")
+    w = np.asarray(node.weight)
+    if w.ndim != 2:
+        raise ValueError(f"{kind} {name!r}: weight must be 2-D (out, in), got shape {w.shape}")
+    if i + 1 >= len(chain) or not isinstance(chain[i + 1][1], nir.CubaLIF):
+        nxt = chain[i + 1] if i + 1 < len(chain) else ("(end)", None)
+        raise ValueError(f"{kind} {name!r} must be followed by a CubaLIF node, got "
+                         f"{type(nxt[1]).__name__} {nxt[0]!r}")
+    n_out, n_in = w.shape
+    if ctx.shape is not None and ctx.shape != (n_in,):
+        raise ValueError(f"{kind} {name!r} takes {n_in} inputs but receives shape {ctx.shape}")
+    lif_name, lif = chain[i + 1]
+    params = _neuron(lif_name, lif, n_out, ctx)
+    weight = torch.from_numpy(np.array(w, copy=True))
+    if not weight.is_floating_point():
+        weight = weight.to(torch.float64)
+    if ctx.dtype is not None:
+        weight = weight.to(ctx.dtype)
+    layer = LIFLinear(n_in, n_out, tau_s=params.tau_s, theta=params.theta,
+                      max_spikes=params.max_spikes, t_max=params.t_max, dt=params.dt or None,
+                      dtype=weight.dtype)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+    ctx.shape = (n_out,)
+    return layer, 2
+
+
+#: NIR node type name -> function(chain, position, context) -> (module, nodes consumed); a
+#: future convolution (Conv2d + CubaLIF), pooling (SumPool2d) or Flatten adds an entry here
+IMPORTERS: dict[str, Callable] = {"Linear": _import_dense, "Affine": _import_dense}
+
+
+def _chain(graph) -> list[tuple[str, Any]]:
+    """The graph's nodes in order, from its one Input to its one Output, or a ValueError."""
+    nir = _nir()
+    inputs = [k for k, v in graph.nodes.items() if isinstance(v, nir.Input)]
+    outputs = [k for k, v in graph.nodes.items() if isinstance(v, nir.Output)]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(f"the graph must have one Input and one Output node, got inputs "
+                         f"{inputs} and outputs {outputs}")
+    succ: dict[str, list[str]] = {}
+    pred: dict[str, int] = {}
+    for a, b in graph.edges:
+        succ.setdefault(a, []).append(b)
+        pred[b] = pred.get(b, 0) + 1
+    for k in graph.nodes:
+        if len(succ.get(k, [])) > 1 or pred.get(k, 0) > 1:
+            raise ValueError(f"node {k!r} branches or merges; batsnn imports a chain of layers "
+                             "only")
+    order, k = [], inputs[0]
+    while True:
+        order.append((k, graph.nodes[k]))
+        if k == outputs[0]:
+            break
+        nxt = succ.get(k, [])
+        if not nxt or nxt[0] in dict(order):
+            raise ValueError(f"node {k!r} does not lead to the Output node")
+        k = nxt[0]
+    if len(order) != len(graph.nodes):
+        left = sorted(set(graph.nodes) - {n for n, _ in order})
+        raise ValueError(f"nodes {left} are not on the path from Input to Output")
+    return order
+
+
+def from_nir(graph_or_path, *, time_unit: str | None = None, max_spikes: int | None = None,
+             t_max: float | None = None, dtype: torch.dtype | None = None) -> SpikingSequential:
+    """Build a batsnn network from a NIR graph (the inverse of :func:`to_nir`).
+
+    The graph must be a chain ``Input -> (Linear | Affine with zero bias -> CubaLIF)+ ->
+    Output`` whose CubaLIF constants batsnn can represent: one value per layer, ``v_leak =
+    v_reset = 0``, ``tau_mem = 2 tau_syn`` and ``r w_in / tau_syn = tau_mem / c`` (``c`` the
+    graph's units per second; see the module docstring).
+
+    Args:
+        graph_or_path: a ``nir.NIRGraph`` or the path of a NIR file.
+        time_unit: the graph's time unit when its metadata has none (default ``"s"``); must
+            agree with the metadata when both are given.
+        max_spikes: spikes per neuron for every layer, overriding the metadata (needed for
+            graphs batsnn did not write).
+        t_max: simulation horizon in seconds for every layer, overriding the metadata
+            (default: the metadata's, else ``inf``).
+        dtype: weight dtype (default: the file's, float32 or float64).
+
+    Returns:
+        :class:`~batsnn.nn.SpikingSequential` of :class:`~batsnn.nn.LIFLinear` layers with the
+        graph's weights bit for bit.
+
+    Raises:
+        ImportError: ``nir`` is not installed.
+        ValueError: naming the node: an unsupported node type, a non-zero bias, per-neuron
+            differing constants, a reset or threshold batsnn cannot represent, a graph that is
+            not a chain.
+    """
+    nir = _nir()
+    if isinstance(graph_or_path, (str, os.PathLike)):
+        path = Path(graph_or_path)
+        if not path.is_file():
+            raise ValueError(f"graph_or_path {str(path)!r} is not a file")
+        graph = nir.read(path)
+    elif isinstance(graph_or_path, nir.NIRGraph):
+        graph = graph_or_path
+    else:
+        raise TypeError(f"graph_or_path must be a nir.NIRGraph or a path, got "
+                        f"{type(graph_or_path).__name__}")
+    meta = _meta(graph)
+    unit = meta.get("time_unit")
+    if unit is not None and time_unit is not None and unit != time_unit:
+        raise ValueError(f"time_unit={time_unit!r} but the graph's metadata says {unit!r}")
+    scale = _time_scale(unit or time_unit or "s")
+    if dtype is not None and dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    ctx = _ImportContext(scale=scale, max_spikes=max_spikes, t_max=t_max, dtype=dtype,
+                         shape=None)
+    chain = _chain(graph)
+    in_shape = tuple(int(s) for s in np.atleast_1d(chain[0][1].input_type["input"]))
+    ctx.shape = in_shape
+    layers, i = [], 1
+    while i < len(chain) - 1:
+        name, node = chain[i]
+        importer = IMPORTERS.get(type(node).__name__)
+        if importer is None:
+            raise ValueError(f"node {name!r} of type {type(node).__name__}: batsnn cannot "
+                             "import it (supported: Linear or Affine with zero bias, each "
+                             "followed by CubaLIF)")
+        layer, used = importer(chain, i, ctx)
+        layers.append(layer)
+        i += used
+    if not layers:
+        raise ValueError("the graph has no layers between its Input and Output nodes")
+    out_shape = tuple(int(s) for s in np.atleast_1d(chain[-1][1].output_type["output"]))
+    if out_shape != ctx.shape:
+        raise ValueError(f"Output node {chain[-1][0]!r} has shape {out_shape} but the last "
+                         f"layer gives {ctx.shape}")
+    return SpikingSequential(*layers)
