@@ -25,7 +25,7 @@ def seed():
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """A tiny fake Fashion-MNIST in IDX files (60 train / 20 test images)."""
-    from tests.test_data import write_fake_idx_dataset
+    from tests.experiments.test_data import write_fake_idx_dataset
 
     d = tmp_path_factory.mktemp("data")
     write_fake_idx_dataset(d, n_train=60, n_test=20)

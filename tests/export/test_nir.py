@@ -15,9 +15,10 @@ import torch
 
 nir = pytest.importorskip("nir")
 
-import nir_sim  # noqa: E402  (tests/export/nir_sim.py)
+from tests.export import nir_sim  # noqa: E402
 
 from batsnn.export import export_run, from_nir, save_nir, to_nir  # noqa: E402
+from batsnn.experiments.rundir import load_checkpoint  # noqa: E402
 from batsnn.export import cli as export_cli  # noqa: E402
 from batsnn.export.nir import cuba_lif_constants  # noqa: E402
 from batsnn.nn import LIFLinear, SpikingSequential  # noqa: E402
@@ -284,7 +285,8 @@ def test_importing_batsnn_does_not_import_nir():
 # ----------------------------------------------------------------------------- run dirs, CLI
 
 def _tiny_run(data_dir, out):
-    from batsnn.experiments.train import resolve_config, train
+    from batsnn.experiments.config import resolve_config
+    from batsnn.experiments.train import train
 
     cfg = resolve_config("mnist-count", dataset="fashion-mnist", data_dir=str(data_dir),
                          hidden=[12], max_spikes=[5, 5], epochs=1, batch_size=20,
@@ -296,7 +298,7 @@ def _tiny_run(data_dir, out):
 def test_export_run_and_cli(data_dir, tmp_path, capsys):
     run = tmp_path / "run"
     _tiny_run(data_dir, run)
-    ck = export_cli.load_checkpoint(run / "last.pt")
+    ck = load_checkpoint(run / "last.pt")
     path = export_run(run, tmp_path / "a.nir", checkpoint="last")
     model = from_nir(path)
     assert [tuple(m.weight.shape) for m in model] == [(12, 784), (10, 12)]
@@ -330,7 +332,8 @@ def mnist(tmp_path_factory):
 
     from batsnn import ttfs_encode
     from batsnn.experiments.data import DatasetNotFound, load_dataset
-    from batsnn.experiments.train import resolve_config, train
+    from batsnn.experiments.config import resolve_config
+    from batsnn.experiments.train import train
 
     try:
         ds = load_dataset("mnist")

@@ -9,37 +9,14 @@ it. :func:`export_run` is the same as a function.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
-import pickle
 from pathlib import Path
 
 import torch
 
 from batsnn.export.nir import TIME_UNITS, save_nir
 
-__all__ = ["add_parser", "export_run", "load_checkpoint", "main"]
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """A ``batsnn train`` checkpoint (``best.pt``/``last.pt``), loaded on the CPU with
-    ``torch.load(weights_only=True)``.
-
-    The checkpoints hold numpy's RNG state (a ``uint32`` array) besides tensors and plain
-    Python values; the restricted unpickler is then retried with numpy's array reconstruction
-    allowed, and nothing else. No arbitrary code is run either way.
-    """
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        import numpy as np
-
-        allowed = [np.ndarray, np.dtype, type(np.dtype(np.uint32)),
-                   np._core.multiarray._reconstruct if hasattr(np, "_core")
-                   else np.core.multiarray._reconstruct]
-        with torch.serialization.safe_globals(allowed):
-            return torch.load(path, map_location="cpu", weights_only=True)
+__all__ = ["add_parser", "export_run", "main"]
 
 
 def export_run(run_dir: str | os.PathLike, out_path: str | os.PathLike, *,
@@ -47,8 +24,8 @@ def export_run(run_dir: str | os.PathLike, out_path: str | os.PathLike, *,
     """Write the network of a ``batsnn train`` run directory as a NIR file.
 
     The model is rebuilt from the run's ``config.json`` (layer sizes, thresholds, spike
-    buffers, ``tau_s``, ``t_max``, ``dt``) with :func:`batsnn.experiments.train.build_model`,
-    its weights loaded from ``<checkpoint>.pt`` (:func:`load_checkpoint`) and written with
+    buffers, ``tau_s``, ``t_max``, ``dt``) with :func:`batsnn.experiments.model.build_model`,
+    its weights loaded from ``<checkpoint>.pt`` (:func:`batsnn.experiments.rundir.load_checkpoint`) and written with
     :func:`batsnn.export.save_nir`.
 
     Args:
@@ -65,7 +42,9 @@ def export_run(run_dir: str | os.PathLike, out_path: str | os.PathLike, *,
             match (the message names the file).
         ImportError: ``nir`` is not installed.
     """
-    from batsnn.experiments.train import TrainConfig, build_model
+    from batsnn.experiments.config import config_from_dict
+    from batsnn.experiments.model import build_model
+    from batsnn.experiments.rundir import load_checkpoint, read_json
 
     run = Path(run_dir)
     if checkpoint not in ("best", "last"):
@@ -75,13 +54,12 @@ def export_run(run_dir: str | os.PathLike, out_path: str | os.PathLike, *,
         if not p.is_file():
             raise ValueError(f"{str(p)!r} does not exist: is {str(run)!r} a batsnn train run "
                              "directory with a completed epoch?")
-    doc = json.loads(cfg_path.read_text())
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in doc.items() if k in names})
-    sizes = doc.get("layers")
-    if not sizes or list(sizes[1:-1]) != list(cfg.hidden):
-        raise ValueError(f"{str(cfg_path)!r}: 'layers' {sizes!r} does not match hidden "
-                         f"{cfg.hidden!r}")
+    doc = read_json(cfg_path)
+    sizes = doc.get("layers") if isinstance(doc, dict) else None
+    if not sizes or len(sizes) < 2:
+        raise ValueError(f"{str(cfg_path)!r} has no 'layers' (input, ..., classes): not a "
+                         "batsnn train run's config")
+    cfg = config_from_dict(doc)
     with torch.random.fork_rng(devices=[]):  # build_model draws weights: keep the caller's RNG
         model = build_model(cfg, sizes[0], sizes[-1])
     state = load_checkpoint(ck_path)
