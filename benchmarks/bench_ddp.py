@@ -17,6 +17,7 @@ estimate); samples/s counts all GPUs.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -57,71 +58,78 @@ def _measure(rank: int, world: int, batch: int, mode: str, min_time: float,
     if world > 1:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         dist.init_process_group("nccl", rank=rank, world_size=world, device_id=device)
-    try:
-        ctx = D.current("cuda") if world > 1 else D.DistContext(device=device)
-        torch.manual_seed(0)
-        model = SpikingSequential(*[
-            LIFLinear(a, b, tau_s=0.13, theta=th, max_spikes=k)
-            for a, b, th, k in zip(SIZES[:-1], SIZES[1:], THETAS, SPIKES)]).to(device)
-        graphed = mode == "graph"
-        opt = (capturable_adam(model.parameters(), 3e-3, device) if graphed
-               else torch.optim.Adam(model.parameters(), lr=3e-3))
-        net, average = D.data_parallel(model, ctx, graphed=graphed)
-        x = make_input(batch, 1000 + rank, device)
-        y = torch.randint(0, 10, (batch,), generator=torch.Generator().manual_seed(rank))
-        y = y.to(device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
+    res = _throughput(world, batch, mode, min_time, device)
+    if rank == 0:
+        queue.put(res)
+    if world > 1:
+        # the graph (NCCL collectives inside) went with _throughput's frame: a live one would
+        # make destroy_process_group wait forever
+        gc.collect()
+        dist.barrier()
+        dist.destroy_process_group()
 
-        def step(xs, ys):
-            out = net(xs)
-            loss = spike_count_class_loss(out.times, out.counts, ys, target_true=15,
-                                          target_false=3)
-            loss.backward()
-            average()
-            opt.step()
-            correct.add_((count_predict(out.counts) == ys).sum())
-            return loss
 
-        if graphed:
-            g = GraphedStep(step, x, y, state=(model, opt))
-            run = lambda: g(x, y)  # noqa: E731
-        else:
-            def run():
-                opt.zero_grad(set_to_none=True)
-                step(x, y)
+def _throughput(world: int, batch: int, mode: str, min_time: float, device) -> dict:
+    """Time the training step in this process (one of ``world``) on ``device``."""
+    rank = dist.get_rank() if world > 1 else 0
+    ctx = D.current("cuda") if world > 1 else D.DistContext(device=device)
+    torch.manual_seed(0)
+    model = SpikingSequential(*[
+        LIFLinear(a, b, tau_s=0.13, theta=th, max_spikes=k)
+        for a, b, th, k in zip(SIZES[:-1], SIZES[1:], THETAS, SPIKES)]).to(device)
+    graphed = mode == "graph"
+    opt = (capturable_adam(model.parameters(), 3e-3, device) if graphed
+           else torch.optim.Adam(model.parameters(), lr=3e-3))
+    net, average = D.data_parallel(model, ctx, graphed=graphed)
+    x = make_input(batch, 1000 + rank, device)
+    y = torch.randint(0, 10, (batch,), generator=torch.Generator().manual_seed(rank))
+    y = y.to(device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
 
-        def timed(n: int) -> float:
-            if world > 1:
-                dist.barrier()
-            torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            for _ in range(n):
-                run()
-            torch.cuda.synchronize(device)
-            return time.perf_counter() - t0
+    def step(xs, ys):
+        out = net(xs)
+        loss = spike_count_class_loss(out.times, out.counts, ys, target_true=15,
+                                      target_false=3)
+        loss.backward()
+        average()
+        opt.step()
+        correct.add_((count_predict(out.counts) == ys).sum())
+        return loss
 
-        timed(3)  # warm-up: kernels compile, NCCL connects
-        probe = timed(5) / 5
-        n = torch.tensor([max(10, int(min_time / max(probe, 1e-6)))], device=device)
-        if world > 1:  # every process takes the same number of steps
-            dist.all_reduce(n, op=dist.ReduceOp.MIN)
-        steps = int(n)
-        seconds = timed(steps)
-        if world > 1:
-            t = torch.tensor([seconds], dtype=torch.float64, device=device)
-            dist.all_reduce(t, op=dist.ReduceOp.MAX)
-            seconds = float(t)
-        if rank == 0:
-            queue.put({"gpus": world, "batch_per_gpu": batch, "effective_batch": batch * world,
-                       "mode": mode, "steps": steps,
-                       "step_ms": round(1e3 * seconds / steps, 3),
-                       "train_samples_per_s": round(batch * world * steps / seconds, 1),
-                       "peak_gpu_memory_mib": round(
-                           torch.cuda.max_memory_allocated(device) / 2**20, 1)})
-    finally:
+    if graphed:
+        g = GraphedStep(step, x, y, state=(model, opt))
+        run = lambda: g(x, y)  # noqa: E731
+    else:
+        def run():
+            opt.zero_grad(set_to_none=True)
+            step(x, y)
+
+    def timed(n: int) -> float:
         if world > 1:
             dist.barrier()
-            dist.destroy_process_group()
+        torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            run()
+        torch.cuda.synchronize(device)
+        return time.perf_counter() - t0
+
+    timed(3)  # warm-up: kernels compile, NCCL connects
+    probe = timed(5) / 5
+    n = torch.tensor([max(10, int(min_time / max(probe, 1e-6)))], device=device)
+    if world > 1:  # every process takes the same number of steps
+        dist.all_reduce(n, op=dist.ReduceOp.MIN)
+    steps = int(n)
+    seconds = timed(steps)
+    if world > 1:
+        t = torch.tensor([seconds], dtype=torch.float64, device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        seconds = float(t)
+    return {"gpus": world, "batch_per_gpu": batch, "effective_batch": batch * world,
+            "mode": mode, "steps": steps, "step_ms": round(1e3 * seconds / steps, 3),
+            "train_samples_per_s": round(batch * world * steps / seconds, 1),
+            "peak_gpu_memory_mib": round(torch.cuda.max_memory_allocated(device) / 2**20,
+                                         1)}
 
 
 def measure(world: int, batch: int, mode: str, min_time: float) -> dict:

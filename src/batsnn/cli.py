@@ -96,15 +96,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from batsnn import metrics as M
     from batsnn.experiments import distributed
     from batsnn.experiments.config import resolve_config
-    from batsnn.experiments.rundir import RunDir, RunExists
+    from batsnn.experiments.rundir import RunDir
     from batsnn.experiments.train import train
 
     cfg = resolve_config(args.preset, args.config, **config_overrides(args))
     if args.ddp is not None and not distributed.launched_by_torchrun():
-        distributed.check_launch(args.ddp, cfg.device)
-        if cfg.out and RunDir(cfg.out).has_checkpoint() and not args.resume:
-            raise RunExists(f"{cfg.out} already holds a run; pass --resume to continue it or "
-                            "choose another --out")
+        distributed.check_launch(args.ddp, cfg.device, cfg.out, args.resume)
         return distributed.launch(args.argv, args.ddp)
     with distributed.process_group(cfg.device) as ctx:
         if args.ddp is not None and args.ddp != ctx.world_size:

@@ -32,6 +32,9 @@ make ``N`` processes with ``batch_size`` samples each train as one process with
   turned off in the environment). With graphs the replicas are the plain model and the step
   averages the gradients itself with all-reduces recorded inside the graph (NCCL
   collectives can be captured): each gradient divided by ``N``, then summed, as DDP does.
+  Such a graph must be freed before the process group is destroyed (destroying it while the
+  graph lives blocks forever): :func:`batsnn.experiments.train.train` drops its graph on
+  return, and :func:`process_group` collects garbage before destroying the group.
 
 batsnn does not rescale the learning rate when the effective batch changes: see
 ``docs/multi-gpu.md``.
@@ -40,6 +43,7 @@ batsnn does not rescale the learning rate when the effective batch changes: see
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import os
 import sys
@@ -57,12 +61,16 @@ __all__ = ["DistContext", "ReduceTrainCounters", "Shard", "check_launch",
 
 
 def launched_by_torchrun() -> bool:
-    """Whether this process is one of several started by ``torchrun`` (``WORLD_SIZE > 1`` in
-    the environment)."""
+    """Whether ``torchrun`` started this process (``RANK`` and ``WORLD_SIZE`` are set in the
+    environment), however many processes it started."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def _env_world_size() -> int:
     try:
-        return int(os.environ.get("WORLD_SIZE", "1")) > 1
+        return int(os.environ.get("WORLD_SIZE", "1"))
     except ValueError:
-        return False
+        raise ValueError(f"WORLD_SIZE must be an int, got {os.environ['WORLD_SIZE']!r}") from None
 
 
 @dataclass(frozen=True)
@@ -187,17 +195,17 @@ def current(device: str = "auto") -> DistContext:
 
 @contextlib.contextmanager
 def process_group(device: str = "auto") -> Iterator[DistContext]:
-    """Set up the process group when this process was started by ``torchrun`` (several
-    processes), and take it down afterwards; in any other case do nothing. Yields
-    :func:`current` for ``device``.
+    """Set up the process group when this process is one of several started by ``torchrun``,
+    and take it down afterwards; in any other case (a single process, or a group set up by
+    the caller) do nothing. Yields :func:`current` for ``device``.
 
     The backend follows the device: NCCL when ``device`` is (or ``auto`` finds) CUDA, each
     process on ``cuda:LOCAL_RANK``; gloo on the CPU. Rendezvous through the environment that
     torchrun sets (``MASTER_ADDR``, ``MASTER_PORT``, ``RANK``, ``WORLD_SIZE``).
     """
     created = False
-    if launched_by_torchrun() and not dist.is_initialized():
-        world = int(os.environ["WORLD_SIZE"])
+    world = _env_world_size() if launched_by_torchrun() else 1
+    if world > 1 and not dist.is_initialized():
         use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
         _check_device_name(device, "nccl" if use_cuda else "gloo", world)
         if use_cuda:
@@ -216,6 +224,9 @@ def process_group(device: str = "auto") -> Iterator[DistContext]:
             dist.barrier()
     finally:
         if created:
+            # a CUDA graph that recorded NCCL collectives and is still alive makes
+            # destroy_process_group wait forever: free unreachable ones first
+            gc.collect()
             dist.destroy_process_group()
 
 
@@ -450,16 +461,23 @@ def launch(argv: Sequence[str], nproc: int) -> int:
     return 0
 
 
-def check_launch(nproc: int, device: str) -> None:
-    """Check that ``nproc`` processes can train on ``device`` before starting them.
+def check_launch(nproc: int, device: str, out: str | None = None,
+                 resume: bool = False) -> None:
+    """Check that ``nproc`` processes can train on ``device`` into ``out`` before starting
+    them (:func:`launch`).
 
     Raises:
         ValueError: ``nproc < 1``, a device naming one GPU, or fewer GPUs than processes.
+        batsnn.experiments.rundir.RunExists: ``out`` holds a run and ``resume`` is false.
     """
     from batsnn.experiments.config import resolve_device
+    from batsnn.experiments.rundir import RunDir, RunExists
 
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"--ddp must be >= 1, got {nproc!r}")
+    if out and RunDir(out).has_checkpoint() and not resume:
+        raise RunExists(f"{out} already holds a run; pass --resume to continue it or choose "
+                        "another --out")
     _check_device_name(device, None, nproc)
     dev = resolve_device(device)
     if dev.type == "cuda" and torch.cuda.device_count() < nproc:

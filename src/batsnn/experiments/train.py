@@ -541,18 +541,21 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
         return shard.samples
 
     own = [RunRecorder(run, cfg.to_dict()),
-           RunPlots(run, encode_images(ds.test_x[:3], cfg, device), ds.test_y[:3])]
-    if not ctx.is_main:
-        own = []
+           RunPlots(run, encode_images(ds.test_x[:3], cfg, device), ds.test_y[:3])
+           ] if ctx.is_main else []
     if not quiet:
         own = [ProgressBar(steps_per_epoch), *own, EpochLog(log)]
     if ctx.distributed:
         own.insert(0, distributed.ReduceTrainCounters(ctx))
-    fit(state, epochs=cfg.epochs,
-        batches=distributed.shard_batches(order_of, cfg.batch_size, ctx.rank, ctx.world_size),
-        step=step,
-        evaluate=lambda st: evaluate(model, cfg, ds.test_x[test], ds.test_y[test], device,
-                                     quiet, reduce=lambda s: distributed.reduce_eval_stats(
-                                         s, ctx)),
-        callbacks=[*own, *callbacks])
+    try:
+        fit(state, epochs=cfg.epochs,
+            batches=distributed.shard_batches(order_of, cfg.batch_size, ctx.rank,
+                                              ctx.world_size),
+            step=step,
+            evaluate=lambda st: evaluate(model, cfg, ds.test_x[test], ds.test_y[test], device,
+                                         quiet, reduce=lambda s: distributed.reduce_eval_stats(
+                                             s, ctx)),
+            callbacks=[*own, *callbacks])
+    finally:  # a graph holding NCCL collectives must go before its process group can
+        graph = None
     return summary_of(state.history) if state.history else {}
