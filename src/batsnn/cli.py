@@ -1,8 +1,10 @@
 """The ``batsnn`` command.
 
     batsnn train --preset mnist-count --dataset fashion-mnist --epochs 1
+    batsnn train --preset mnist-count --ddp 2            # one model, 2 processes (DDP)
     batsnn data prepare mnist
     batsnn sweep --preset mnist-count --dt 0,1e-3,4e-3 --seeds 3 --out runs/sweep
+    batsnn sweep ... --gpus 0,1 --jobs-per-gpu 2         # runs placed on two GPUs
     batsnn discretization-error --depths 1,2,4 --dt 1e-3,4e-3 --out runs/dterr
 
 (also ``python -m batsnn ...``). This module only parses arguments; the work is done by the
@@ -88,14 +90,25 @@ def config_overrides(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> di
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """``batsnn train``: resolve the settings, train, print the summary."""
+    """``batsnn train``: resolve the settings, train, print the summary. With ``--ddp N``
+    (outside torchrun) start N processes of this same command through torchrun; in a process
+    started by torchrun, train as one of them."""
     from batsnn import metrics as M
+    from batsnn.experiments import distributed
     from batsnn.experiments.config import resolve_config
     from batsnn.experiments.rundir import RunDir
     from batsnn.experiments.train import train
 
     cfg = resolve_config(args.preset, args.config, **config_overrides(args))
-    summary = train(cfg, resume=args.resume, quiet=args.quiet)
+    if args.ddp is not None and not distributed.launched_by_torchrun():
+        distributed.check_launch(args.ddp, cfg.device, cfg.out, args.resume)
+        return distributed.launch(args.argv, args.ddp)
+    with distributed.process_group(cfg.device) as ctx:
+        if args.ddp is not None and args.ddp != ctx.world_size:
+            raise ValueError(f"--ddp {args.ddp} but torchrun started {ctx.world_size} processes")
+        summary = train(cfg, resume=args.resume, quiet=args.quiet)
+    if not ctx.is_main:
+        return 0
     spikes = ", ".join(f"{summary[k]:.1f}"
                        for k in M.layer_keys(summary, M.SPIKES_PER_SAMPLE))
     print(f"test accuracy {100 * summary[M.TEST_ACCURACY]:.2f}% "
@@ -133,7 +146,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     base = resolve_config(args.preset, args.config,
                           **config_overrides(args, skip=("dt", "seed", "out")))
     run_sweep(base, args.dt, list(range(1, args.seeds + 1)), args.out, jobs=args.jobs,
-              report_only=args.report_only, quiet=args.quiet, command=_command_line(args))
+              report_only=args.report_only, quiet=args.quiet, command=_command_line(args),
+              gpus=args.gpus, jobs_per_gpu=args.jobs_per_gpu)
     return 0
 
 
@@ -162,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one model")
     add_train_options(t)
+    t.add_argument("--ddp", type=int, metavar="N",
+                   help="train with N processes (torch.distributed, DDP): one per GPU, or on "
+                        "the CPU with --device cpu; --batch-size is per process")
     t.set_defaults(func=cmd_train)
 
     d = sub.add_parser("data", help="dataset helpers")
@@ -179,7 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated time steps in seconds, e.g. 0,0.5e-3,1e-3")
     s.add_argument("--seeds", type=int, default=3, help="number of seeds (1..N)")
     s.add_argument("--jobs", type=int, default=0,
-                   help="trainings at once (0: one per CPU core on CPU, 1 on a GPU)")
+                   help="trainings at once (0: one per CPU core on CPU; on GPUs "
+                        "--jobs-per-gpu per GPU, or this many in all)")
+    s.add_argument("--gpus", type=_int_list, metavar="LIST",
+                   help="GPUs to place runs on, e.g. 0,1 (default: all visible GPUs)")
+    s.add_argument("--jobs-per-gpu", type=int, metavar="K",
+                   help="trainings at once on each GPU (default 1; more for small runs)")
     s.add_argument("--report-only", action="store_true",
                    help="train nothing: rebuild the tables, plots and report from finished runs")
     s.set_defaults(func=cmd_sweep)
@@ -219,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.argv = argv
     try:
+        if args.command != "train":
+            from batsnn.experiments.distributed import launched_by_torchrun
+
+            if launched_by_torchrun():
+                raise ValueError("only 'batsnn train' runs in several processes (torchrun); "
+                                 f"start 'batsnn {args.command}' once")
         return args.func(args)
     except KeyboardInterrupt:
         out = getattr(args, "out", None)

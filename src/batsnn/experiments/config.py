@@ -131,7 +131,8 @@ SHORTHANDS = ("hidden", "theta", "max_spikes")
 
 #: facts about a run that its ``config.json`` records besides the settings (skipped when
 #: the file is read back as a config)
-RUN_INFO_KEYS = ("batsnn_version", "layers", "n_classes", "resolved_device", "data_source")
+RUN_INFO_KEYS = ("batsnn_version", "layers", "n_classes", "resolved_device", "data_source",
+                 "world_size", "effective_batch_size")
 
 #: settings that must not change when a run is resumed
 RESUME_FIELDS = ("dataset", "network", "tau_s", "t_max", "t_window", "loss", "target_true",

@@ -6,16 +6,20 @@ writes ``sweep.csv`` (one row per finished run: :data:`ROW_METRICS`, the per-lay
 the training time summed over epochs, epochs and run directory), ``summary.csv`` (per dt the
 number of seeds and the mean and standard deviation over seeds of every numeric column),
 plots and ``report.md``.
+
+Several runs train at once in worker processes: on the CPU sharing the cores, on GPUs one
+or more per GPU, each process seeing only its GPU (:mod:`batsnn.experiments.scheduler`).
+A run is the same whichever process or GPU trains it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ import batsnn
 from batsnn import metrics as M
 from batsnn.experiments.config import TrainConfig, resolve_device, validate_config
 from batsnn.experiments.rundir import RunDir, atomic_write, read_csv, read_json, write_csv
+from batsnn.experiments.scheduler import plan_slots, run_on_slots
 
 __all__ = ["DT", "EPOCHS", "N_SEEDS", "ROW_METRICS", "RUN_DIR", "SEED", "mean_key", "run_name",
            "run_sweep", "std_key", "summary_rows", "sweep_rows"]
@@ -127,7 +132,8 @@ def summary_rows(rows: list[dict], dts: Sequence[float]) -> list[dict]:
 def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
               out: str | os.PathLike, *, jobs: int = 0, report_only: bool = False,
               quiet: bool = False, command: str | None = None,
-              log: Callable[[str], Any] = _print) -> list[dict]:
+              log: Callable[[str], Any] = _print, gpus: Sequence[int] | None = None,
+              jobs_per_gpu: int | None = None) -> list[dict]:
     """Train one run per (dt, seed) with the settings of ``base`` and write the tables, plots
     and report (see the module docstring).
 
@@ -136,12 +142,16 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
         dts: time steps in seconds (>= 0; 0 is exact time); duplicates are dropped.
         seeds: seeds (ints); duplicates are dropped.
         out: the sweep directory.
-        jobs: trainings at once (0: one per CPU core on a CPU, 1 on a GPU); several run in
-            separate processes.
+        jobs: trainings at once (0: one per CPU core on a CPU; on GPUs ``jobs_per_gpu`` per
+            GPU, a positive value is the total); several run in separate processes.
         report_only: train nothing; rebuild the tables, plots and report from finished runs.
         quiet: no per-epoch output from the trainings (in one process).
         command: the command line to name in the report (default: this function).
         log: where progress lines go.
+        gpus: on GPUs, the indices of those to use (default: the one ``base.device`` names,
+            else every visible GPU); each run's process sees only its GPU
+            (:mod:`batsnn.experiments.scheduler`).
+        jobs_per_gpu: trainings at once per GPU (default 1).
 
     Returns:
         the rows of ``sweep.csv``.
@@ -158,37 +168,36 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
         raise ValueError(f"jobs must be >= 0, got {jobs}")
     out = Path(out)
     device = resolve_device(base.device)
-    jobs = jobs or (1 if device.type == "cuda" else max(1, os.cpu_count() or 1))
-    threads = max(1, (os.cpu_count() or 1) // jobs) if device.type == "cpu" else 0
+    plan = plan_slots(device, jobs=jobs, gpus=gpus, jobs_per_gpu=jobs_per_gpu,
+                      base_device=base.device)
+    threads = plan.threads
     todo = []
     for dt in dts:
         for seed in seeds:
             run = out / "runs" / run_name(dt, seed)
             cfg = validate_config(dataclasses.replace(base, network=[dict(s) for s in base.network],
-                                                      dt=dt, seed=seed, out=str(run)))
+                                                      dt=dt, seed=seed, out=str(run),
+                                                      device=plan.device))
             if report_only or RunDir(run).is_finished(cfg.epochs):
                 continue
             todo.append(cfg)
     out.mkdir(parents=True, exist_ok=True)
     done = len(dts) * len(seeds) - len(todo)
     log(f"sweep: {len(dts)} dt x {len(seeds)} seeds, {done} finished already, {len(todo)} "
-        f"to train with {jobs} at once on {device}")
+        f"to train with {plan.description}")
 
-    def finished(cfg, s):
+    def finished(cfg, s, slot=None):
         log(f"  dt {cfg.dt or 0:g} s seed {cfg.seed}: test accuracy "
-            f"{100 * s[M.TEST_ACCURACY]:.2f}%")
+            f"{100 * s[M.TEST_ACCURACY]:.2f}%"
+            + (f" (GPU {slot.gpu})" if slot is not None and slot.gpu is not None else ""))
 
     t0 = time.perf_counter()
-    if jobs == 1:
+    if plan.in_process:
         for cfg in todo:
             finished(cfg, _train_one(cfg, threads, quiet))
-    elif todo:
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            futs = {pool.submit(_train_one, cfg, threads, True): cfg for cfg in todo}
-            for fut in as_completed(futs):
-                finished(futs[fut], fut.result())
+    elif todo:  # one worker process per slot, each on its GPU (or its share of the cores)
+        run_on_slots(functools.partial(_train_one, threads=threads, quiet=True), todo,
+                     plan.slots, on_done=finished)
     rows = sweep_rows(out, dts, seeds)
     write_csv(out / "sweep.csv", rows)
     summary = summary_rows(rows, dts)

@@ -11,6 +11,8 @@ state and returns nothing); a plain callable is taken as ``on_epoch_end``:
   ``state.loss_sum`` and ``state.correct`` are device tensors, and reading them (``float``,
   ``int``) synchronises with the host, so do it only every so many steps. The loop calls no
   Python code per step when no callback has ``on_step``.
+- ``on_train_end(state)``: after the epoch's last step, before the row is made (distributed
+  training adds the counters over processes here).
 - ``on_epoch_end(state)``: after the epoch's evaluation; ``state.row`` is the epoch's
   metrics row (named as in :mod:`batsnn.metrics`), already appended to ``state.history``.
 
@@ -30,10 +32,9 @@ epoch number).
 
 from __future__ import annotations
 
-import math
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,9 @@ import torch
 import batsnn
 from batsnn import metrics as M
 from batsnn.encoding import ttfs_encode
+from batsnn.experiments import distributed
 from batsnn.experiments.config import (RESUME_FIELDS, TrainConfig, config_document,
-                                       config_from_dict, resolve_device)
+                                       config_from_dict)
 from batsnn.experiments.data import load_dataset
 from batsnn.experiments.model import build_model, layer_shapes
 from batsnn.experiments.rundir import (RunDir, RunExists, load_checkpoint, rng_state,
@@ -110,7 +112,7 @@ def _hooks(callbacks: Iterable, name: str) -> list[Callable]:
     for cb in callbacks:
         hook = getattr(cb, name, None)
         if hook is None and name == "on_epoch_end" and callable(cb) and not any(
-                hasattr(cb, n) for n in ("on_epoch_start", "on_step")):
+                hasattr(cb, n) for n in ("on_epoch_start", "on_step", "on_train_end")):
             hook = cb
         if hook is not None:
             out.append(hook)
@@ -124,7 +126,8 @@ def fit(state: TrainState, *, epochs: int, batches: Callable[[int], Iterable],
 
     Per epoch: ``model.train()``, zero ``state.loss_sum``/``state.correct`` (in place),
     ``on_epoch_start``; for each ``batch`` of ``batches(epoch)``: ``n = step(batch)``,
-    ``on_step``; then (after a device synchronisation on a GPU) ``scheduler.step()``, the row
+    ``on_step``; then ``on_train_end``, (after a device synchronisation on a GPU)
+    ``scheduler.step()``, the row
     ``{epoch, train_loss, train_accuracy, **evaluate(state), lr, train_seconds,
     epoch_seconds}``, a check that the parameters are finite, ``on_epoch_end``.
 
@@ -148,6 +151,7 @@ def fit(state: TrainState, *, epochs: int, batches: Callable[[int], Iterable],
     callbacks = list(callbacks)
     on_start = _hooks(callbacks, "on_epoch_start")
     on_step = _hooks(callbacks, "on_step")
+    on_train_end = _hooks(callbacks, "on_train_end")
     on_end = _hooks(callbacks, "on_epoch_end")
     state.stop = False
     for epoch in range(state.epoch + 1, epochs + 1):
@@ -168,6 +172,8 @@ def fit(state: TrainState, *, epochs: int, batches: Callable[[int], Iterable],
                     hook(state)
                 if state.stop:
                     return state
+        for hook in on_train_end:
+            hook(state)
         if state.device.type == "cuda":  # the queued steps are part of the epoch's time
             torch.cuda.synchronize(state.device)
         train_seconds = time.perf_counter() - t0
@@ -348,9 +354,11 @@ def loss_and_prediction(cfg: TrainConfig, outputs, labels: torch.Tensor):
 
 
 def evaluate(model, cfg: TrainConfig, images, labels, device, quiet: bool = True,
-             desc: str = "test") -> dict:
+             desc: str = "test", reduce: Callable[[EvalStats], None] | None = None) -> dict:
     """Metrics of ``model`` on a labelled set of uint8 images (test loss and accuracy,
-    per-layer and latency metrics, see :class:`batsnn.metrics.EvalStats`)."""
+    per-layer and latency metrics, see :class:`batsnn.metrics.EvalStats`); ``reduce`` may
+    change the accumulated statistics before they are read (distributed evaluation adds them
+    over processes)."""
     stats = EvalStats(None, "ttfs" if cfg.loss == "ttfs" else "count",
                       1.0 if cfg.loss == "ttfs" else cfg.target_true)
     model.eval()
@@ -366,6 +374,8 @@ def evaluate(model, cfg: TrainConfig, images, labels, device, quiet: bool = True
             outs = model.forward_all(encode_images(images[sl], cfg, device))
             loss, pred = loss_and_prediction(cfg, outs[-1], y)
             stats.update(outs, y, float(loss), pred)
+    if reduce is not None:
+        reduce(stats)
     return stats.result("test_")
 
 
@@ -404,15 +414,6 @@ def _lr_schedule(cfg: TrainConfig) -> Callable[[int], float]:
     return factor
 
 
-def _batches(order_of: Callable[[int], torch.Tensor], batch_size: int):
-    def batches(epoch: int) -> Iterator[torch.Tensor]:
-        order = order_of(epoch)
-        for start in range(0, len(order), batch_size):
-            yield order[start:start + batch_size]
-
-    return batches
-
-
 def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
           log: Callable[[str], Any] = print, callbacks: Iterable = ()) -> dict:
     """Train and evaluate per ``cfg``; returns the summary (also written to ``summary.json``).
@@ -425,20 +426,32 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
         log: where lines go.
         callbacks: more callbacks for :func:`fit`, called after the run's own.
 
+    Under an initialised ``torch.distributed`` process group (``torchrun``, see
+    :mod:`batsnn.experiments.distributed`) every process calls this with the same ``cfg``:
+    ``cfg.batch_size`` samples per process and step, the data and test set sharded, the
+    gradients averaged; only rank 0 writes files and logs. The callbacks run on every
+    process and see the same rows.
+
     Raises:
         RunExists: ``cfg.out`` holds a run and ``resume`` is false.
         ValueError: ``resume`` with settings that differ from the saved run's.
         batsnn.experiments.data.DatasetNotFound: the data is not there (the message says what
             to run).
     """
-    device = resolve_device(cfg.device)
-    out = Path(cfg.out or f"runs/{cfg.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}")
+    ctx = distributed.current(cfg.device)  # one process, or one of several (torchrun)
+    device = ctx.device
+    if not ctx.is_main:  # only rank 0 writes and talks
+        quiet, log = True, (lambda *a, **k: None)
+    out = Path(ctx.broadcast(
+        cfg.out or f"runs/{cfg.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"))
     cfg.out = str(out)
     run = RunDir(out)
     if run.has_checkpoint() and not resume:
         raise RunExists(f"{out} already holds a run; pass --resume to continue it or choose "
                         "another --out")
-    ds = load_dataset(cfg.dataset, cfg.data_dir).subset(cfg.train_samples, cfg.test_samples)
+    with ctx.main_first():
+        ds = load_dataset(cfg.dataset, cfg.data_dir).subset(cfg.train_samples, cfg.test_samples)
+    test = ctx.shard(len(ds.test_y), "test samples")  # this process's part of the test set
     n_in = ds.train_x.shape[1]
 
     seed_everything(cfg.seed)
@@ -452,10 +465,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_schedule(cfg))
     state = TrainState(model, opt, device, scheduler=sched, config=cfg, run_dir=run)
-    steps_per_epoch = math.ceil(len(ds.train_y) / cfg.batch_size)
+    steps_per_epoch = distributed.steps_per_epoch(len(ds.train_y), cfg.batch_size, ctx)
     if resume and run.has_checkpoint():
         ck = load_checkpoint(run.last)
         _check_resumable(ck["config"], cfg, out)
+        distributed.check_resume_world_size(run.config, ctx.world_size)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         _optimizer_mode(opt, graphed, device)
@@ -468,35 +482,46 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
         state.epoch = ck["epoch"]
         state.step = ck.get("step", ck["epoch"] * steps_per_epoch)
         log(f"resuming {out} after epoch {ck['epoch']}")
-    out.mkdir(parents=True, exist_ok=True)
     shapes = layer_shapes(cfg.network, (n_in,), ds.n_classes, tau_s=cfg.tau_s, t_max=cfg.t_max,
                           init=cfg.init, dt=cfg.dt)
     sizes = [n_in] + [s[0] if len(s) == 1 else list(s) for s in shapes]
-    write_json(run.config, config_document(
-        cfg, batsnn_version=batsnn.__version__, layers=sizes, n_classes=ds.n_classes,
-        resolved_device=str(device), data_source=ds.source))
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(run.config, config_document(
+            cfg, batsnn_version=batsnn.__version__, layers=sizes, n_classes=ds.n_classes,
+            resolved_device=str(device), data_source=ds.source, world_size=ctx.world_size,
+            effective_batch_size=distributed.effective_batch_size(cfg.batch_size, ctx)))
     if not quiet:
         log(f"{cfg.preset or 'custom'} on {cfg.dataset}: layers {sizes}, dt "
             f"{cfg.dt or 0} s, seed {cfg.seed}, {len(ds.train_y)} train / {len(ds.test_y)} "
-            f"test samples, device {device}; writing to {out}")
+            f"test samples, device {device}"
+            + (f" x {ctx.world_size} processes (effective batch "
+               f"{distributed.effective_batch_size(cfg.batch_size, ctx)})"
+               if ctx.distributed else "") + f"; writing to {out}")
 
     train_x, train_y = ds.train_x, ds.train_y
     if device.type == "cuda":  # the training set lives on the GPU (uint8: 47 MB for MNIST)
         train_x, train_y = train_x.to(device), train_y.to(device)
 
-    def train_step(idx):
+    # several processes: DDP, or under CUDA graphs an all-reduce of the gradients in the step
+    net, average_gradients = distributed.data_parallel(model, ctx, graphed=graphed)
+
+    def train_step(idx, weight: float = 1.0):
         y = train_y[idx]
-        out_spikes = model(encode_images(train_x[idx], cfg, device))
+        out_spikes = net(encode_images(train_x[idx], cfg, device))
         loss, pred = loss_and_prediction(cfg, out_spikes, y)
-        loss.backward()
+        (loss if weight == 1.0 else loss * weight).backward()
+        average_gradients()
         opt.step()
-        # accumulated on the device: no host synchronisation inside the epoch
-        state.loss_sum.add_(loss.detach() * idx.shape[0])
-        state.correct.add_((pred == y).sum())
+        if weight:  # a placeholder step (weight 0) counts nothing
+            # accumulated on the device: no host synchronisation inside the epoch
+            state.loss_sum.add_(loss.detach() * idx.shape[0])
+            state.correct.add_((pred == y).sum())
 
     order_of = lambda epoch: epoch_order(len(ds.train_y), cfg.seed, epoch).to(device)  # noqa: E731
     graph = None
-    if graphed and len(ds.train_y) >= cfg.batch_size and state.epoch < cfg.epochs:
+    if graphed and len(ds.train_y) >= cfg.batch_size * ctx.world_size and \
+            state.epoch < cfg.epochs:
         # once per run, outside the epochs' timing: kernels compile, the step is recorded
         from batsnn.experiments.graphs import GraphedStep
 
@@ -507,19 +532,30 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
             log(f"training step captured as a CUDA graph in "
                 f"{time.perf_counter() - t_capture:.1f} s")
 
-    def step(idx) -> int:
-        if graph is not None and len(idx) == cfg.batch_size:
-            graph(idx)
+    def step(shard: distributed.Shard) -> int:
+        if graph is not None and shard.full:
+            graph(shard.idx)
         else:
             opt.zero_grad(set_to_none=True)
-            train_step(idx)
-        return len(idx)
+            train_step(shard.idx, shard.weight)
+        return shard.samples
 
     own = [RunRecorder(run, cfg.to_dict()),
-           RunPlots(run, encode_images(ds.test_x[:3], cfg, device), ds.test_y[:3])]
+           RunPlots(run, encode_images(ds.test_x[:3], cfg, device), ds.test_y[:3])
+           ] if ctx.is_main else []
     if not quiet:
         own = [ProgressBar(steps_per_epoch), *own, EpochLog(log)]
-    fit(state, epochs=cfg.epochs, batches=_batches(order_of, cfg.batch_size), step=step,
-        evaluate=lambda st: evaluate(model, cfg, ds.test_x, ds.test_y, device, quiet),
-        callbacks=[*own, *callbacks])
+    if ctx.distributed:
+        own.insert(0, distributed.ReduceTrainCounters(ctx))
+    try:
+        fit(state, epochs=cfg.epochs,
+            batches=distributed.shard_batches(order_of, cfg.batch_size, ctx.rank,
+                                              ctx.world_size),
+            step=step,
+            evaluate=lambda st: evaluate(model, cfg, ds.test_x[test], ds.test_y[test], device,
+                                         quiet, reduce=lambda s: distributed.reduce_eval_stats(
+                                             s, ctx)),
+            callbacks=[*own, *callbacks])
+    finally:  # a graph holding NCCL collectives must go before its process group can
+        graph = None
     return summary_of(state.history) if state.history else {}
