@@ -225,7 +225,7 @@ def make_cases(root: Path, data_dir: Path, run: Path) -> list[Case]:
 
 #: the cases that also run as real commands in the default test run
 SUBPROCESS_DEFAULT = ("out-not-batsnn", "lr-inf", "config-not-utf8", "data-not-gzip",
-                      "wheel-broken", "ckpt-crafted", "memory-max-spikes", "dt-same-folder")
+                      "ckpt-crafted", "memory-max-spikes")
 
 
 def _check(case: Case, rc: int, err: str) -> None:

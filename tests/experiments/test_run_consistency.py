@@ -19,7 +19,8 @@ from batsnn.experiments.rundir import (CheckpointError, OutDirError, load_run_ch
                                        read_csv, read_json)
 
 TINY = dict(dataset="fashion-mnist", hidden=[16], max_spikes=[6, 6], theta=[0.2, 0.4],
-            batch_size=10, eval_batch_size=20, device="cpu")
+            batch_size=10, eval_batch_size=20, device="cpu", train_samples=30,
+            test_samples=10)
 TIMING = (M.TRAIN_SECONDS, M.EPOCH_SECONDS)
 
 
@@ -109,12 +110,19 @@ def test_train_refuses_directories_that_are_not_its_runs(data_dir, tmp_path):
 
 # ----------------------------------------------------------------------------- sweeps
 
-@pytest.fixture
-def finished_sweep(data_dir, tmp_path):
+@pytest.fixture(scope="module")
+def _sweep_once(data_dir, tmp_path_factory):
     base = resolve_config("mnist-count", **TINY, data_dir=str(data_dir), epochs=1)
-    out = tmp_path / "sweep"
+    out = tmp_path_factory.mktemp("sweep") / "sweep"
     rows = S.run_sweep(base, [0, 0.004], [1], out, jobs=1, log=lambda line: None)
     return base, out, rows
+
+
+@pytest.fixture
+def finished_sweep(_sweep_once, tmp_path):
+    """A finished sweep (2 dt x 1 seed, 1 epoch), copied for each test."""
+    base, out, rows = _sweep_once
+    return base, shutil.copytree(out, tmp_path / "sweep"), rows
 
 
 def test_a_sweep_reports_the_checkpoint_not_stale_files(finished_sweep):
