@@ -11,7 +11,9 @@
 typed entry points of :mod:`batsnn.experiments` (``config.resolve_config``, ``train.train``,
 ``sweep.run_sweep``, ``dterr.run_discretization_error``, ``data.prepare_mnist``).
 
-Bad arguments exit with status 2 and a one-line message (BATSNN_DEBUG=1 shows the traceback).
+Bad arguments, unusable files (config files, datasets, checkpoints, wheels), unusable
+output directories and networks too large for memory exit with status 2 and a one-line
+message on stderr (BATSNN_DEBUG=1 shows the traceback).
 """
 
 from __future__ import annotations
@@ -72,8 +74,10 @@ def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> Non
     p.add_argument("--max-spikes", type=_int_list, help="spike buffer per layer")
     p.add_argument("--tau-s", type=float, help="synaptic time constant (s)")
     p.add_argument("--t-max", type=float, help="simulation horizon (s)")
-    p.add_argument("--out", help="output directory")
-    p.add_argument("--resume", action="store_true", help="continue the run(s) in --out")
+    p.add_argument("--out", help="output directory (new, empty, or a batsnn run of the same "
+                   "kind: nothing else is overwritten)")
+    if not sweep:  # a sweep always continues the runs it started itself
+        p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -137,10 +141,12 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``batsnn sweep``: the base settings, dt list and seeds 1..N to :func:`run_sweep`."""
     from batsnn.experiments.config import resolve_config
-    from batsnn.experiments.sweep import run_sweep
+    from batsnn.experiments.sweep import MAX_SEEDS, run_sweep
 
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.seeds < 1 or args.seeds > MAX_SEEDS:
+        raise ValueError(f"--seeds must be >= 1 and <= {MAX_SEEDS}, got {args.seeds}")
+    if args.jobs < 0:
+        raise ValueError(f"--jobs must be >= 0 (0: automatic), got {args.jobs}")
     if not args.out:
         raise ValueError("--out DIR is required for a sweep")
     base = resolve_config(args.preset, args.config,
@@ -230,9 +236,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    return " ".join(lines) if lines else type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``batsnn`` command on ``argv`` (default: ``sys.argv[1:]``); returns the exit
-    status (0 done, 2 bad arguments or missing data, 130 interrupted)."""
+    status (0 done, 1 training diverged, 2 bad arguments, unusable files or directories,
+    missing data or not enough memory, 130 interrupted). Errors are one line on stderr;
+    ``BATSNN_DEBUG=1`` shows the traceback instead."""
+    import torch
+
     from batsnn.experiments.data import DatasetNotFound
     from batsnn.experiments.rundir import RunExists
 
@@ -250,14 +265,23 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         out = getattr(args, "out", None)
-        print(f"\nbatsnn: interrupted; every completed epoch is saved"
-              + (f" in {out}; continue with --resume" if out else ""), file=sys.stderr)
+        again = ("continue with --resume" if args.command == "train"
+                 else "run the same command again to continue")
+        print("\nbatsnn: interrupted; every completed epoch is saved"
+              + (f" in {out}; {again}" if out else ""), file=sys.stderr)
         return 130
-    except (ValueError, TypeError, DatasetNotFound, RunExists, ImportError) as e:
+    except (ValueError, TypeError, DatasetNotFound, RunExists, ImportError, OSError,
+            MemoryError, torch.cuda.OutOfMemoryError, FloatingPointError) as e:
         if os.environ.get("BATSNN_DEBUG"):
             raise
-        print(f"batsnn: error: {e}", file=sys.stderr)
-        return 2
+        if isinstance(e, torch.cuda.OutOfMemoryError):
+            what = f"out of GPU memory ({_one_line(e)[:300]})"
+        elif isinstance(e, MemoryError):
+            what = _one_line(e) if str(e) else "out of memory"
+        else:
+            what = _one_line(e)
+        print(f"batsnn: error: {what}", file=sys.stderr)
+        return 1 if isinstance(e, FloatingPointError) else 2
 
 
 if __name__ == "__main__":

@@ -5,11 +5,24 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
 import torch
 
 from batsnn.ops.lif.grid import grid_times
 
 __all__ = ["discretize", "ttfs_encode"]
+
+
+def _number(name: str, value, *, allow_zero: bool) -> float:
+    """A finite real number (Python or numpy scalar) as a float; > 0, or >= 0 with
+    ``allow_zero``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, "
+                         f"got {value!r}")
+    return v
 
 
 def discretize(times: torch.Tensor, dt: float | None) -> torch.Tensor:
@@ -23,17 +36,14 @@ def discretize(times: torch.Tensor, dt: float | None) -> torch.Tensor:
 
     Args:
         times: float tensor of spike times in seconds (>= 0), any shape.
-        dt: time step in seconds (>= 0; a Python or numpy number) or ``None``.
+        dt: time step in seconds (a finite number >= 0, numpy scalars included) or ``None``.
 
     Returns:
         The grid times, same shape and dtype as ``times``.
     """
     if dt is None:
         return times
-    if isinstance(dt, bool) or not isinstance(dt, numbers.Real):
-        raise TypeError(f"dt must be a real number >= 0 or None, got {dt!r}")
-    if not math.isfinite(dt) or dt < 0:
-        raise ValueError(f"dt must be a finite number >= 0 or None, got {dt!r}")
+    dt = _number("dt", dt, allow_zero=True)
     if dt == 0:
         return times
     if not isinstance(times, torch.Tensor) or not times.is_floating_point():
@@ -51,39 +61,49 @@ def ttfs_encode(x: torch.Tensor, *, t_window: float = 0.1, x_max: float = 1.0,
     does not spike. With ``dt`` the times are moved to the grid (:func:`discretize`).
 
     Args:
-        x: ``(B, ...)`` non-negative values (pixels); flattened to ``(B, N)``.
-        t_window: ``T_w`` in seconds (default 0.1 s, as BATS).
-        x_max: value of the brightest input (1.0 for scaled images, 255 for raw bytes).
-        dt: optional time step in seconds.
+        x: ``(B, ...)`` non-negative values (pixels); flattened to ``(B, N)``. ``B`` may be 0.
+        t_window: ``T_w`` in seconds, a finite number > 0 (default 0.1 s, as BATS).
+        x_max: value of the brightest input, a finite number > 0 (1.0 for scaled images, 255
+            for raw bytes).
+        dt: optional time step in seconds (finite, >= 0).
         dtype: float dtype of the result.
         validate: check that ``x`` lies in ``[0, x_max]`` (reads the values: one host
             synchronisation on a GPU). ``False`` skips the check for inputs known to be in
             range, such as uint8 images with ``x_max=255``.
 
     Returns:
-        ``(B, N, 1)`` spike times, ``+inf`` for silent inputs.
+        ``(B, N, 1)`` spike times, ``+inf`` for silent inputs. They are marked as checked
+        (so that a GPU layer does not scan them again) only when they are known valid: the
+        values were checked (``validate=True``), or ``x``'s dtype keeps them in
+        ``[0, x_max]`` (``uint8`` with ``x_max >= 255``, ``bool`` with ``x_max >= 1``).
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() < 1:
         raise ValueError(f"x must have a batch dimension, got shape {tuple(x.shape)}")
-    if not (x_max > 0):
-        raise ValueError(f"x_max must be > 0, got {x_max!r}")
-    if not (t_window > 0):
-        raise ValueError(f"t_window must be > 0, got {t_window!r}")
-    v = x.reshape(x.shape[0], -1).to(dtype)
+    if x.is_complex():
+        raise TypeError(f"x must be real, got {x.dtype}")
+    x_max = _number("x_max", x_max, allow_zero=False)
+    t_window = _number("t_window", t_window, allow_zero=False)
+    if dt is not None:
+        dt = _number("dt", dt, allow_zero=True)
+    v = x.reshape(x.shape[0], math.prod(x.shape[1:])).to(dtype)
     if validate and v.numel() and (bool(torch.isnan(v).any()) or float(v.min()) < 0
                                    or float(v.max()) > x_max):
         raise ValueError(f"x must lie in [0, x_max={x_max}], got values in "
                          f"[{float(v.min())}, {float(v.max())}]")
-    return _ttfs_times(v, t_window, x_max, dt)
+    known = validate or (x.dtype == torch.uint8 and x_max >= 255) \
+        or (x.dtype == torch.bool and x_max >= 1)
+    return _ttfs_times(v, t_window, x_max, dt, mark=known)
 
 
-def _ttfs_times(v: torch.Tensor, t_window: float, x_max: float, dt) -> torch.Tensor:
-    """:func:`ttfs_encode` of ``(B, N)`` values already known to lie in ``[0, x_max]`` (no
-    checks, hence no host synchronisation on a GPU)."""
+def _ttfs_times(v: torch.Tensor, t_window: float, x_max: float, dt, mark: bool = True
+                ) -> torch.Tensor:
+    """:func:`ttfs_encode` of ``(B, N)`` values (no checks, hence no host synchronisation on
+    a GPU); the result is marked valid only with ``mark``."""
     from batsnn.spikes import mark_valid
 
     t = t_window * (1.0 - v / x_max)
     t = torch.where(v > 0, t, torch.full_like(t, math.inf))
-    return mark_valid(discretize(t, dt).unsqueeze(-1))
+    t = discretize(t, dt).unsqueeze(-1)
+    return mark_valid(t) if mark else t

@@ -39,7 +39,10 @@ def _check_labels(labels: torch.Tensor, n_classes: int) -> None:
         raise ValueError(f"labels must be a 1-D integer tensor, got {labels.dtype} "
                          f"{tuple(labels.shape)}")
     # value range checked on the CPU only: on a GPU it would cost a host synchronisation
-    # per step (out-of-range labels then fail inside one_hot/scatter instead)
+    # per step. There an out-of-range or negative label trips a device-side assert in the
+    # scatter that builds the targets (CUDA error: device-side assert triggered), after which
+    # the process's CUDA context is unusable; batsnn's dataset loader checks every label at
+    # load time (batsnn.experiments.data.check_dataset) so that training never gets there.
     if labels.numel() and labels.device.type == "cpu" and (
             int(labels.min()) < 0 or int(labels.max()) >= n_classes):
         raise ValueError(f"labels must lie in [0, {n_classes}), got values in "

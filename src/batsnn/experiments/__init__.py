@@ -4,7 +4,8 @@ which never imports it. One module per job:
 
 - :mod:`~batsnn.experiments.config`: ``TrainConfig``, presets, config files, validation.
 - :mod:`~batsnn.experiments.model`: networks built from a description of their layers.
-- :mod:`~batsnn.experiments.rundir`: run-directory layout, atomic writes, checkpoints.
+- :mod:`~batsnn.experiments.rundir`: output-directory checks, the one safe file writer,
+  the one checkpoint loader, run-directory layout.
 - :mod:`~batsnn.experiments.train`: the training loop with callbacks (``fit``) and the
   runner of one configured run (``train``).
 - :mod:`~batsnn.experiments.sweep`: one run per (dt, seed), tables and report.

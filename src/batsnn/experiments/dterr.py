@@ -5,7 +5,9 @@ For each depth ``d`` (hidden layers) and each ``dt``, a stack of the first ``d``
 random ``width``-neuron layers runs on the same TTFS-encoded inputs in exact time and with
 ``dt``; :func:`batsnn.metrics.spike_train_error` compares every layer's spike trains. Writes
 ``discretization_error.csv`` (one row per depth, layer and dt), ``rmse_by_layer_depth<d>.png``
-and ``count_changed_vs_dt.png``.
+and ``count_changed_vs_dt.png``, and ``config.json`` (the settings, marking the directory as
+batsnn's). A directory holding an earlier result is rewritten only when its settings are the
+same; other non-empty directories are refused.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from typing import Any
 
 import torch
 
+import batsnn
 from batsnn import metrics as M
 from batsnn.encoding import ttfs_encode
 from batsnn.experiments.config import resolve_device
-from batsnn.experiments.rundir import write_csv
+from batsnn.experiments.model import device_memory
+from batsnn.experiments.rundir import MARKER, prepare_out, read_json, write_csv, write_json
 from batsnn.nn import LIFLinear
 
 __all__ = ["CSV_NAME", "DEPTH", "DT", "LAYER", "run_discretization_error"]
@@ -75,9 +79,30 @@ def run_discretization_error(depths: Sequence[int], dts: Sequence[float],
         raise ValueError(f"dt values must be finite and > 0, got {dts}")
     if width < 1 or samples < 1:
         raise ValueError(f"width and samples must be >= 1, got {width} and {samples}")
+    dts = [float(d) for d in dts]
     dev = resolve_device(device)
     out = Path(out)
+    settings = {"depths": sorted(set(depths)), "dts": sorted(set(dts)), "width": width,
+                "seed": seed, "samples": samples, "dataset": dataset, "theta": theta,
+                "max_spikes": max_spikes}
+    if prepare_out(out, "discretization-error", resume=True):
+        stored = read_json(out / "config.json").get("settings")
+        if stored != settings:
+            stored = stored if isinstance(stored, dict) else {}
+            diff = [f"{k} {stored.get(k)!r} -> {v!r}" for k, v in settings.items()
+                    if stored.get(k) != v]
+            raise ValueError(f"{out} holds a discretization-error result with other settings: "
+                             + ", ".join(diff) + "; choose another --out")
+    need = 4 * width * (784 + (max(depths) - 1) * width)  # float32 weights of every layer
+    have = device_memory(torch.device("cpu"))
+    if have is not None and need > have:
+        raise MemoryError(f"{max(depths)} layers of width {width} need {need / 2**30:.1f} GiB "
+                          f"of weights but the machine has {have / 2**30:.1f} GiB in all: "
+                          "lower --width or --depths")
     x = _inputs(dataset, samples, seed, data_dir)
+    write_json(out / "config.json", {MARKER: "discretization-error",
+                                     "batsnn_version": batsnn.__version__,
+                                     "settings": settings, "device": str(dev)})
     max_depth = max(depths)
     torch.manual_seed(seed)
     # one set of weights; a network of depth d uses the first d hidden layers
@@ -102,7 +127,6 @@ def run_discretization_error(depths: Sequence[int], dts: Sequence[float],
                 continue
             for li, (c, d) in enumerate(zip(reference, outs)):
                 rows.append({DEPTH: depth, LAYER: li + 1, DT: dt, **M.spike_train_error(c, d)})
-    out.mkdir(parents=True, exist_ok=True)
     write_csv(out / CSV_NAME, rows)
     _plots(out, rows, sorted(set(depths)), grid)
     log(f"discretization error of {len(rows)} (depth, layer, dt) cases written to "

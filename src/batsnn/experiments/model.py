@@ -23,16 +23,18 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from batsnn.functional import check_memory
 from batsnn.nn import LIFLinear, SpikingSequential
 from batsnn.params import LIFParams
 
 __all__ = ["LAYER_TYPES", "BuildContext", "LayerType", "build_model", "build_network",
-           "check_network",
+           "check_fits", "check_network", "device_memory",
            "dense_network", "layer_shapes", "network_summary", "register_layer_type"]
 
 
@@ -260,6 +262,48 @@ def build_model(cfg, n_inputs: int, n_classes: int) -> SpikingSequential:
     ``n_inputs`` neurons; weights drawn from the current torch RNG."""
     return build_network(cfg.network, (n_inputs,), n_classes, tau_s=cfg.tau_s, t_max=cfg.t_max,
                          init=cfg.init, dt=cfg.dt)
+
+
+def device_memory(device) -> int | None:
+    """Total memory of ``device`` in bytes (``None`` if unknown); no host synchronisation."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits(cfg, n_inputs: int, n_classes: int, device, batch_size: int) -> None:
+    """Raise ``MemoryError`` naming the sizes when the network of a run's settings cannot fit
+    in ``device``'s memory, before anything is allocated.
+
+    Estimated from the shapes alone (the network is built on the ``meta`` device): the
+    parameters with their gradients and Adam's two moments (4 copies), and every LIF
+    layer's spike buffers for ``batch_size`` samples
+    (:func:`batsnn.functional.check_memory`, which raises the same ``MemoryError`` that the
+    layer would raise in its first call).
+    """
+    device = torch.device(device)
+    with torch.device("meta"):
+        model = build_model(cfg, n_inputs, n_classes)
+    have = device_memory(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    need = 4 * sum(p.numel() * p.element_size() for p in model.parameters())
+    if have is not None and need > have:
+        gib = 2.0 ** 30
+        raise MemoryError(
+            f"the network's {n_params:,} weights need about {need / gib:.1f} GiB with their "
+            f"gradients and Adam's moments but {device} has {have / gib:.1f} GiB in all: "
+            "lower the layer sizes")
+    slots = 1  # TTFS input: one spike time per input neuron
+    for layer in model:
+        if isinstance(layer, LIFLinear):
+            x = torch.empty((1, 1, 1), device=device).expand(batch_size, layer.in_features,
+                                                             slots)
+            check_memory(x, layer.out_features, layer.params)
+            slots = layer.max_spikes
 
 
 def dense_network(hidden: Sequence[int], theta: Sequence[float],

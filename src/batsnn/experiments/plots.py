@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import math
-import os
-from pathlib import Path
 
 import matplotlib
 
@@ -12,17 +11,25 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from batsnn import metrics as M  # noqa: E402
+from batsnn.experiments.rundir import atomic_write  # noqa: E402
 
-__all__ = ["errorbar_plot", "learning_curves", "raster", "spikes_per_layer"]
+__all__ = ["errorbar_plot", "learning_curves", "raster", "save_png", "spikes_per_layer"]
+
+
+def save_png(fig, path, dpi: int = 110) -> None:
+    """Render ``fig`` as PNG into memory, close it, and write it to ``path`` through the safe
+    writer (:func:`batsnn.experiments.rundir.atomic_write`)."""
+    buf = io.BytesIO()
+    try:
+        fig.tight_layout()
+        fig.savefig(buf, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    atomic_write(path, buf.getvalue())
 
 
 def _save(fig, path) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_png(fig, path, dpi=110)
 
 
 def learning_curves(history: list[dict], path) -> None:

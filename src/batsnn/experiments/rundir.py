@@ -1,17 +1,33 @@
-"""Run directories: their layout, atomic file writes, checkpoints and RNG states.
+"""Output directories: the one safe file writer, the one checkpoint loader, run layout.
 
-A run directory holds (names in :class:`RunDir`):
+Every file batsnn writes goes through :func:`atomic_write`: the bytes go to a new temporary
+file with a unique name in the target directory (created with ``O_CREAT | O_EXCL |
+O_NOFOLLOW``, so a file or link planted there is never followed or reused), are flushed to
+disk, and the temporary file is renamed over the target (a rename replaces a link at the
+target, it does not write through it). A reader or an interrupted run never sees a
+half-written file. JSON is written strictly (:func:`write_json`: non-finite numbers become
+``null``).
 
-- ``config.json``: the resolved settings plus run facts (batsnn version, layer sizes,
-  device, data source); it reads back as a config (:mod:`batsnn.experiments.config`).
+Every output directory is checked before anything is written into it
+(:func:`prepare_out`): it must be new, empty, or a batsnn directory of the same kind, marked
+by the field :data:`MARKER` in its ``config.json`` (or ``sweep.json``), which only batsnn
+writes.
+
+A training run directory holds (names in :class:`RunDir`):
+
+- ``config.json``: the resolved settings plus run facts (marker, batsnn version, layer
+  sizes, device, data source); it reads back as a config (:mod:`batsnn.experiments.config`).
 - ``metrics.csv``: one row per completed epoch (columns named in :mod:`batsnn.metrics`).
 - ``summary.json``: the last row, the best test accuracy and the epochs completed.
 - ``last.pt`` / ``best.pt``: checkpoints (model, optimizer, scheduler, epoch, RNG states,
-  metric history, settings).
+  metric history, settings), the source of truth of a run: ``metrics.csv`` and
+  ``summary.json`` are rewritten from ``last.pt`` whenever a run is resumed or inspected.
 - PNG plots.
 
-Every file is replaced atomically (written to ``NAME.tmp``, flushed, renamed), so a reader
-or an interrupted run never sees a half-written file.
+Checkpoints are read only through :func:`load_checkpoint` (``torch.load`` with
+``weights_only=True``: tensors and plain values, never arbitrary objects) and, for training
+runs, :func:`load_run_checkpoint`, which also checks their structure. Both raise
+:class:`CheckpointError` (a ``ValueError``) with a one-line message naming the file.
 """
 
 from __future__ import annotations
@@ -19,49 +35,137 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import numbers
 import os
+import pickle
 import random
+import re
+import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from batsnn import metrics as M
 from batsnn.metrics import EPOCHS_COMPLETED
 
-__all__ = ["RunDir", "RunExists", "atomic_write", "load_checkpoint", "read_csv", "read_json",
-           "rng_state", "save_checkpoint", "set_rng_state", "write_csv", "write_json"]
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "MARKER", "OutDirError", "RunDir",
+           "RunExists", "atomic_write", "load_checkpoint", "load_run_checkpoint",
+           "make_subdir", "plain", "prepare_out", "read_csv", "read_json", "rng_state",
+           "run_kind", "save_checkpoint", "set_rng_state", "write_csv", "write_json"]
+
+#: the field of ``config.json`` (``sweep.json`` for sweeps) that marks a directory written by
+#: batsnn; its value is the kind of output: ``train``, ``sweep``, ``convergence`` or
+#: ``discretization-error``
+MARKER = "batsnn_run"
+#: version of the checkpoint layout written by :class:`batsnn.experiments.train.RunRecorder`
+CHECKPOINT_FORMAT = 2
 
 
 class RunExists(RuntimeError):
     """The output directory already holds a run and ``resume`` was not asked for."""
 
 
+class OutDirError(ValueError):
+    """The output directory cannot be used (a file, not writable, or holding other files)."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read, or does not fit the run it should continue."""
+
+
+# ----------------------------------------------------------------------------- writing
+
+_UMASK = None
+
+
+def _file_mode() -> int:
+    """``0o666`` less the process umask (what ``open(path, "w")`` would give)."""
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0o022)
+        os.umask(_UMASK)
+    return 0o666 & ~_UMASK
+
+
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (a temporary file, fsync, rename)."""
+    """Write ``data`` to ``path`` atomically and safely.
+
+    The bytes go to a fresh temporary file in ``path``'s directory (unique name, created
+    with ``O_EXCL | O_NOFOLLOW`` by :func:`tempfile.mkstemp`: nothing already there is opened
+    or followed), are flushed and fsynced, and the file is renamed to ``path``. If ``path`` is
+    a symbolic link, the link itself is replaced, never its target. On any failure the
+    temporary file is removed and ``path`` keeps its old content.
+
+    Raises:
+        OSError: the directory does not exist or cannot be written.
+    """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), _file_mode())
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
-def _json_default(o):
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+def plain(obj):
+    """``obj`` with numpy scalars and arrays turned into Python numbers and lists, tuples into
+    lists and ``pathlib`` paths into strings (a deep copy of containers). Raises
+    ``TypeError`` naming anything else that is not a number, string, bool, ``None``, tensor,
+    dict or list."""
+    if obj is None or isinstance(obj, (bool, str, torch.Tensor)):
+        return obj
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return plain(obj.tolist())
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, dict):
+        return {str(k) if not isinstance(k, int) else k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def _finite_or_null(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite_or_null(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        raise TypeError("Tensor is not JSON serialisable")
+    return obj
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
-    """Write ``obj`` as indented JSON, atomically (NaN and infinities as Python's json module
-    writes them: ``NaN``, ``Infinity``)."""
-    text = json.dumps(obj, indent=2, default=_json_default)
+    """Write ``obj`` as indented, strict JSON, atomically: NaN and infinities are written as
+    ``null`` (never the non-standard ``NaN``/``Infinity``); numpy numbers as numbers."""
+    text = json.dumps(_finite_or_null(plain(obj)), indent=2, allow_nan=False)
     atomic_write(path, (text + "\n").encode())
 
 
 def read_json(path: str | os.PathLike):
     """The JSON value in ``path``."""
-    return json.loads(Path(path).read_text())
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
@@ -76,39 +180,300 @@ def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
 
 def read_csv(path: str | os.PathLike) -> list[dict]:
     """The rows of a CSV file as dicts of strings."""
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 
+# ----------------------------------------------------------------------------- directories
+
+def run_kind(path: str | os.PathLike) -> str | None:
+    """The kind of batsnn output in directory ``path`` (the :data:`MARKER` field of its
+    ``config.json`` or ``sweep.json``), or ``None`` when it holds none."""
+    for name in ("config.json", "sweep.json"):
+        f = Path(path) / name
+        if f.is_file() and not f.is_symlink():
+            try:
+                doc = read_json(f)
+            except (OSError, ValueError):
+                continue
+            if isinstance(doc, dict) and isinstance(doc.get(MARKER), str):
+                return doc[MARKER]
+    return None
+
+
+def _file_above(path: Path) -> Path | None:
+    for p in [path, *path.parents]:
+        if p.exists() and not p.is_dir():
+            return p
+    return None
+
+
+def prepare_out(path: str | os.PathLike, kind: str, *, resume: bool = False) -> bool:
+    """Check (and create) an output directory before anything is written into it.
+
+    Accepted: a path that does not exist yet (created, with its parents), an empty
+    directory, or a directory holding batsnn output of the same ``kind`` (marked by
+    :data:`MARKER`) when ``resume`` is true. The directory must be writable (checked by
+    creating and removing a temporary file).
+
+    Returns:
+        whether the directory holds earlier output of ``kind``.
+
+    Raises:
+        OutDirError: the path is a file or lies under one, cannot be created or written, is
+            not empty and holds no batsnn output, or holds output of another kind.
+        RunExists: it holds output of ``kind`` and ``resume`` is false.
+    """
+    path = Path(path)
+    name = f"output directory '{path}'"
+    existing = False
+    if path.is_symlink() and not path.exists():
+        raise OutDirError(f"{name} is a broken symbolic link")
+    if path.exists():
+        if not path.is_dir():
+            raise OutDirError(f"{name} is a file, not a directory")
+        try:
+            entries = sorted(p.name for p in path.iterdir())
+        except OSError as e:
+            raise OutDirError(f"{name} cannot be read ({e.strerror})") from None
+        if entries:
+            found = run_kind(path)
+            if found is None:
+                shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+                raise OutDirError(f"{name} is not empty and holds no batsnn output (it has "
+                                  f"{shown}); batsnn writes only into a new or empty directory "
+                                  "or into its own output")
+            if found != kind:
+                raise OutDirError(f"{name} holds a batsnn {found} output, not a {kind} run; "
+                                  "choose another directory")
+            if not resume:
+                raise RunExists(f"{path} already holds a run; pass --resume to continue it or "
+                                "choose another --out")
+            existing = True
+    else:
+        above = _file_above(path)
+        if above is not None:
+            raise OutDirError(f"{name} cannot be created: '{above}' is a file")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutDirError(f"{name} cannot be created ({e.strerror})") from None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path, prefix=".batsnn-probe-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise OutDirError(f"{name} is not writable ({e.strerror})") from None
+    return existing
+
+
+def make_subdir(parent: str | os.PathLike, name: str) -> Path:
+    """Create (or reuse) the directory ``parent/name`` that batsnn writes into; refuses a
+    symbolic link or a file there (a link could lead writes out of ``parent``)."""
+    path = Path(parent) / name
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise OutDirError(f"'{path}' must be a directory made by batsnn, but it is a "
+                          f"{'symbolic link' if path.is_symlink() else 'file'}")
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError as e:
+        raise OutDirError(f"'{path}' cannot be created ({e.strerror})") from None
+    return path
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    """``torch.save`` ``state`` to ``path`` atomically."""
+    """``torch.save`` ``state`` to ``path`` atomically. ``state`` may hold only what
+    :func:`load_checkpoint` reads back: tensors, numbers, strings, bools, ``None``, dicts and
+    lists (numpy numbers are converted; anything else raises ``TypeError``)."""
     buf = io.BytesIO()
-    torch.save(state, buf)
+    torch.save(_plain_state(state), buf)
     atomic_write(path, buf.getvalue())
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """A checkpoint written by :func:`save_checkpoint`, loaded on the CPU (tensors are moved
-    to the model's device by ``load_state_dict``; RNG states must stay CPU tensors). It is a
-    full pickle: load only checkpoints you trust."""
-    return torch.load(path, map_location="cpu", weights_only=False)
+def _plain_state(obj):
+    # like plain(), but tuples stay tuples (optimizer betas) and int dict keys stay ints
+    if isinstance(obj, dict):
+        return {k: _plain_state(v) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return tuple(_plain_state(v) for v in obj)
+    if isinstance(obj, list):
+        return [_plain_state(v) for v in obj]
+    return plain(obj)
 
+
+def _first_line(e: BaseException) -> str:
+    """The first sentence of an exception's message (torch's run on for lines)."""
+    text = str(e).strip().splitlines()
+    line = text[0] if text else type(e).__name__
+    return line.split(". ")[0][:200]
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """A checkpoint written by :func:`save_checkpoint`, loaded on the CPU with
+    ``torch.load(weights_only=True)``: only tensors and plain values are admitted, so a
+    crafted file cannot run code. Tensors are moved to the model's device by
+    ``load_state_dict``.
+
+    Raises:
+        CheckpointError: missing, truncated, corrupt, or holding other objects (one line
+            naming the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise CheckpointError(f"checkpoint '{path}' cannot be read ({e.strerror})") from None
+    if magic != b"PK\x03\x04":  # torch.save writes a zip archive
+        raise CheckpointError(f"checkpoint '{path}' cannot be read: it is not a torch.save "
+                              "archive (truncated, corrupt or another file)")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if found is None:
+            raise CheckpointError(f"checkpoint '{path}' cannot be read (corrupt data: "
+                                  f"{_first_line(e)[:120]})") from None
+        raise CheckpointError(
+            f"checkpoint '{path}' holds objects other than tensors and plain values "
+            f"({found.group(1)}); it was not written by batsnn and is not loaded") from None
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError, KeyError, AttributeError,
+            IndexError, zipfile.BadZipFile, UnicodeDecodeError) as e:
+        raise CheckpointError(f"checkpoint '{path}' cannot be read (truncated or corrupt: "
+                              f"{_first_line(e)})") from None
+    if not isinstance(ck, dict):
+        raise CheckpointError(f"checkpoint '{path}' does not hold a dict of state, got "
+                              f"{type(ck).__name__}")
+    return ck
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def load_run_checkpoint(path: str | os.PathLike) -> dict:
+    """A training run's checkpoint (``last.pt``/``best.pt``) read by :func:`load_checkpoint`
+    and checked: format marker, epoch and step counts, model and optimizer state, RNG states,
+    one metrics row per completed epoch, settings. Whether it fits a given model is checked
+    when it is restored (:func:`batsnn.experiments.train.restore_checkpoint`).
+
+    Raises:
+        CheckpointError: one line naming the file and what is wrong.
+    """
+    ck = load_checkpoint(path)
+
+    def bad(why):
+        raise CheckpointError(f"checkpoint '{path}' is not a usable batsnn training "
+                              f"checkpoint: {why}")
+
+    if ck.get("batsnn_checkpoint") != CHECKPOINT_FORMAT:
+        bad(f"no format-{CHECKPOINT_FORMAT} marker (written by another program or an older "
+            "batsnn)")
+    epoch, step = ck.get("epoch"), ck.get("step")
+    if not _is_int(epoch) or epoch < 1:
+        bad(f"epoch must be an int >= 1, got {epoch!r}")
+    if not _is_int(step) or step < 0:
+        bad(f"step must be an int >= 0, got {step!r}")
+    model = ck.get("model")
+    if not isinstance(model, dict) or not model or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()):
+        bad("model must be a dict of named tensors")
+    opt = ck.get("optimizer")
+    if not (isinstance(opt, dict) and isinstance(opt.get("state"), dict)
+            and isinstance(opt.get("param_groups"), list)
+            and all(isinstance(g, dict) and isinstance(g.get("params"), list)
+                    for g in opt["param_groups"])):
+        bad("optimizer must be an optimizer state dict")
+    if ck.get("scheduler") is not None and not isinstance(ck["scheduler"], dict):
+        bad("scheduler must be a dict or None")
+    history = ck.get("history")
+    if not isinstance(history, list) or len(history) != epoch:
+        bad(f"history must hold one metrics row per completed epoch ({epoch})")
+    for i, row in enumerate(history):
+        if not (isinstance(row, dict) and row.get(M.EPOCH) == i + 1
+                and _is_num(row.get(M.TEST_ACCURACY))):
+            bad(f"history row {i} is not the metrics row of epoch {i + 1}")
+    if not isinstance(ck.get("config"), dict):
+        bad("config must be a dict of settings")
+    try:
+        _check_rng(ck.get("rng"))
+    except ValueError as e:
+        bad(str(e))
+    return ck
+
+
+# ----------------------------------------------------------------------------- RNG states
 
 def rng_state() -> dict:
-    """The states of every RNG a run uses: torch (CPU and every GPU), numpy, Python."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-            "python": random.getstate(),
+    """The states of every RNG a run uses, as tensors and plain numbers (what
+    :func:`load_checkpoint` admits): torch (CPU and every GPU), numpy, Python."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)),
+                      "pos": int(pos), "has_gauss": int(has_gauss),
+                      "cached_gaussian": float(cached)},
+            "python": {"version": int(version),
+                       "state": torch.tensor(py_state, dtype=torch.int64), "gauss": py_gauss},
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
-def set_rng_state(state: dict) -> None:
-    """Restore RNG states saved by :func:`rng_state` (GPU states only where CUDA is present)."""
-    torch.set_rng_state(state["torch"].cpu())
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([t.cpu() for t in state["cuda"]])
+def _check_rng(state) -> None:
+    """Raise ``ValueError`` unless ``state`` has the layout of :func:`rng_state`."""
+    def bad(why):
+        raise ValueError(f"rng state: {why}")
 
+    if not isinstance(state, dict):
+        bad("not a dict")
+    t = state.get("torch")
+    if not (isinstance(t, torch.Tensor) and t.dtype == torch.uint8
+            and t.shape == torch.get_rng_state().shape):
+        bad("torch must be a uint8 tensor of the CPU generator's size")
+    n = state.get("numpy")
+    if not (isinstance(n, dict) and n.get("name") == "MT19937"
+            and isinstance(n.get("keys"), torch.Tensor) and n["keys"].shape == (624,)
+            and n["keys"].dtype == torch.int64
+            and bool(((n["keys"] >= 0) & (n["keys"] < 2**32)).all())
+            and _is_int(n.get("pos")) and 0 <= n["pos"] <= 624
+            and _is_int(n.get("has_gauss")) and _is_num(n.get("cached_gaussian"))):
+        bad("numpy must be an MT19937 state (624 keys, position, cached gaussian)")
+    p = state.get("python")
+    if not (isinstance(p, dict) and p.get("version") == 3
+            and isinstance(p.get("state"), torch.Tensor) and p["state"].shape == (625,)
+            and p["state"].dtype == torch.int64
+            and bool(((p["state"] >= 0) & (p["state"] < 2**32)).all())
+            and (p.get("gauss") is None or _is_num(p["gauss"]))):
+        bad("python must be a version-3 Mersenne Twister state (625 ints)")
+    c = state.get("cuda")
+    if c is not None and not (isinstance(c, list) and all(
+            isinstance(s, torch.Tensor) and s.dtype == torch.uint8 for s in c)):
+        bad("cuda must be None or a list of uint8 tensors")
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore RNG states saved by :func:`rng_state` (GPU states only where CUDA is present,
+    one per GPU present). Raises ``ValueError`` for a state of another layout."""
+    _check_rng(state)
+    torch.set_rng_state(state["torch"].cpu())
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        for i, s in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s.cpu(), i)
+
+
+# ----------------------------------------------------------------------------- layout
 
 @dataclass(frozen=True)
 class RunDir:

@@ -1,15 +1,23 @@
 """The time-step study: one training run per (dt, seed), then tables, plots and a report.
 
 :func:`run_sweep` trains one model per (dt, seed) into ``OUT/runs/dt<ms>ms-seed<k>`` (each a
-normal run directory, so a finished pair is skipped and a partial one resumed on rerun), then
-writes ``sweep.csv`` (one row per finished run: :data:`ROW_METRICS`, the per-layer metrics,
-the training time summed over epochs, epochs and run directory), ``summary.csv`` (per dt the
-number of seeds and the mean and standard deviation over seeds of every numeric column),
-plots and ``report.md``.
+normal run directory), records the shared settings and the run directories it starts in
+``OUT/sweep.json``, then writes ``sweep.csv`` (one row per finished run:
+:data:`ROW_METRICS`, the per-layer metrics, the training time summed over epochs, epochs and
+run directory), ``summary.csv`` (per dt the number of seeds and the mean and standard
+deviation over seeds of every numeric column), plots and ``report.md``.
 
 Several runs train at once in worker processes: on the CPU sharing the cores, on GPUs one
 or more per GPU, each process seeing only its GPU (:mod:`batsnn.experiments.scheduler`).
 A run is the same whichever process or GPU trains it.
+
+Rerunning a sweep continues it, with these guarantees: the settings must equal the stored
+ones (otherwise it stops and lists the differences); a run counts as finished only when its
+checkpoint's settings equal the requested ones and it has the epochs asked for; a stopped run
+is continued only if this sweep started it (listed in ``sweep.json``, marked as a batsnn run,
+its checkpoint loaded with ``weights_only=True``), and the output says which; any other
+directory under ``OUT/runs`` is refused. Each run's ``metrics.csv`` and ``summary.json`` are
+rewritten from its checkpoint before they are read, so the tables never show stale values.
 """
 
 from __future__ import annotations
@@ -17,22 +25,30 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import numbers
 import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 import batsnn
 from batsnn import metrics as M
-from batsnn.experiments.config import TrainConfig, resolve_device, validate_config
-from batsnn.experiments.rundir import RunDir, atomic_write, read_csv, read_json, write_csv
+from batsnn.experiments.config import (RESUME_FIELDS, TrainConfig, check_setting,
+                                       config_from_dict, resolve_device, settings_difference,
+                                       validate_config)
+from batsnn.experiments.rundir import (MARKER, OutDirError, RunDir, atomic_write,
+                                       load_run_checkpoint, make_subdir, prepare_out,
+                                       read_csv, read_json, run_kind, write_csv, write_json)
+from batsnn.experiments.train import sync_run_files
 from batsnn.experiments.scheduler import plan_slots, run_on_slots
 
-__all__ = ["DT", "EPOCHS", "N_SEEDS", "ROW_METRICS", "RUN_DIR", "SEED", "mean_key", "run_name",
-           "run_sweep", "std_key", "summary_rows", "sweep_rows"]
+__all__ = ["DT", "EPOCHS", "MAX_SEEDS", "N_SEEDS", "ROW_METRICS", "RUN_DIR", "SEED",
+           "SWEEP_FILE", "SWEEP_SETTINGS", "SettingsMismatch", "mean_key", "run_name", "run_sweep", "std_key",
+           "summary_rows", "sweep_rows"]
 
 #: sweep.csv columns besides the metrics
 DT, SEED, EPOCHS, RUN_DIR = "dt", "seed", "epochs", "run_dir"
@@ -42,6 +58,17 @@ N_SEEDS = "n_seeds"
 ROW_METRICS = (M.TEST_ACCURACY, M.BEST_TEST_ACCURACY, M.DECISION_TIME_MS, *M.LABEL_SHARE_KEYS,
                M.SILENT_LABELS_PCT)
 _LAYER_FAMILIES = (M.SILENT_NEURONS_PCT, M.SPIKES_PER_SAMPLE)
+#: the sweep's own record: marker, shared settings, the run directories it started
+SWEEP_FILE = "sweep.json"
+#: settings every run of a sweep shares and a rerun must not change (``epochs`` may: runs
+#: with fewer epochs are continued)
+SWEEP_SETTINGS = tuple(k for k in RESUME_FIELDS if k not in ("dt", "seed"))
+#: at most this many seeds per sweep
+MAX_SEEDS = 10_000
+
+
+class SettingsMismatch(ValueError):
+    """The sweep directory holds runs made with other settings."""
 
 
 def mean_key(key: str) -> str:
@@ -64,7 +91,9 @@ def _print(line: str) -> None:
 
 
 def _train_one(cfg: TrainConfig, threads: int, quiet: bool) -> dict:
-    """Worker: train one (dt, seed) run, resuming a partial one. Returns its summary."""
+    """Worker: train one (dt, seed) run, continuing the batsnn run in ``cfg.out`` if there is
+    one (:func:`run_sweep` has checked that it is one this sweep started, with the same
+    settings). Returns its summary."""
     if threads:
         torch.set_num_threads(threads)
         try:
@@ -75,8 +104,101 @@ def _train_one(cfg: TrainConfig, threads: int, quiet: bool) -> dict:
             pass
     from batsnn.experiments.train import train
 
-    resume = RunDir(cfg.out).has_checkpoint()
+    resume = run_kind(cfg.out) == "train"
     return train(cfg, resume=resume, quiet=True, log=(lambda *a: None) if quiet else print)
+
+
+def _check_dts(dts) -> list[float]:
+    """The distinct time steps as floats (numpy scalars accepted), each finite and >= 0, no
+    two of them sharing a run directory name."""
+    values = []
+    for d in dts:
+        if isinstance(d, (bool, np.bool_)) or not isinstance(d, numbers.Real):
+            raise ValueError(f"dt values must be numbers, got {d!r}")
+        values.append(float(d))
+    values = list(dict.fromkeys(values))
+    if not values:
+        raise ValueError("dts needs at least one value")
+    if any(d < 0 or not math.isfinite(d) for d in values):
+        raise ValueError(f"dt values must be finite and >= 0, got {values}")
+    names: dict[str, float] = {}
+    for d in values:
+        name = run_name(d, 1).rsplit("-", 1)[0]
+        other = names.setdefault(name, d)
+        if other != d:
+            raise ValueError(f"dt values {other!r} and {d!r} map to the same run directory "
+                             f"name ({name}); give time steps that differ within 6 significant "
+                             "digits (in ms)")
+    return values
+
+
+def _sweep_settings(cfg: TrainConfig) -> dict:
+    d = cfg.to_dict()
+    return {k: d[k] for k in (*SWEEP_SETTINGS, "epochs")}
+
+
+def _sweep_record(out: Path, base: TrainConfig) -> dict:
+    """The sweep's record (``sweep.json``): read and compared with ``base``, or a new one."""
+    path = out / SWEEP_FILE
+    want = _sweep_settings(base)
+    if not path.is_file():
+        if run_kind(out) is not None or (out / "runs").exists():
+            raise OutDirError(f"{out} holds no {SWEEP_FILE}: it was not written by batsnn "
+                              "sweep; choose another --out")
+        return {MARKER: "sweep", "batsnn_version": batsnn.__version__, "settings": want,
+                "runs": []}
+    try:
+        record = read_json(path)
+    except (OSError, ValueError) as e:
+        raise OutDirError(f"{path} cannot be read ({e})") from None
+    if not (isinstance(record, dict) and record.get(MARKER) == "sweep"
+            and isinstance(record.get("settings"), dict) and isinstance(record.get("runs"), list)
+            and all(isinstance(r, str) for r in record["runs"])):
+        raise OutDirError(f"{path} is not a batsnn sweep record")
+    diff = settings_difference(record["settings"], want, SWEEP_SETTINGS)
+    if diff:
+        raise SettingsMismatch(f"{out} holds a sweep with other settings: " + ", ".join(diff)
+                               + "; use the same settings to continue it, or another --out")
+    record["batsnn_version"] = batsnn.__version__
+    return record
+
+
+def _refuse_strangers(runs_dir: Path, record: dict) -> None:
+    """Refuse anything under ``OUT/runs`` that this sweep did not start (empty folders
+    aside)."""
+    for p in sorted(runs_dir.iterdir()):
+        if p.name in record["runs"] and p.is_dir() and not p.is_symlink():
+            continue
+        if p.is_dir() and not p.is_symlink() and not any(p.iterdir()):
+            continue
+        raise OutDirError(f"{p} was not started by this sweep (not listed in "
+                          f"{runs_dir.parent / SWEEP_FILE}); move it away or choose another "
+                          "--out")
+
+
+def _run_status(run: RunDir, cfg: TrainConfig, record: dict) -> str:
+    """``new`` (nothing there), ``started`` (this sweep's run, no epoch completed),
+    ``stopped`` (this sweep's run with fewer epochs than ``cfg.epochs``) or ``finished``.
+    A run with a checkpoint has its settings compared with ``cfg`` and its ``metrics.csv``
+    and ``summary.json`` rewritten from the checkpoint."""
+    if not run.path.is_dir() or not any(run.path.iterdir()):
+        return "new"
+    if run_kind(run.path) != "train":
+        raise OutDirError(f"{run.path} holds files but is not a batsnn training run; move it "
+                          "away or choose another --out")
+    if not run.has_checkpoint():
+        return "started"
+    ck = load_run_checkpoint(run.last)
+    try:
+        stored = config_from_dict(ck["config"]).to_dict()
+    except (ValueError, TypeError) as e:
+        raise SettingsMismatch(f"{run.last} holds invalid settings: {e}") from None
+    diff = settings_difference(stored, cfg.to_dict())
+    if diff:
+        raise SettingsMismatch(f"{run.path} was trained with other settings: "
+                               + ", ".join(diff) + "; use the same settings or another --out")
+    sync_run_files(run, ck)
+    return "finished" if ck["epoch"] >= cfg.epochs else "stopped"
 
 
 def sweep_rows(out: str | os.PathLike, dts: Sequence[float], seeds: Sequence[int]) -> list[dict]:
@@ -155,36 +277,64 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
 
     Returns:
         the rows of ``sweep.csv``.
+
+    Raises:
+        ValueError: bad ``dts`` (negative, not finite, two mapping to the same run
+            directory), ``seeds`` or ``jobs``.
+        SettingsMismatch: ``out`` holds a sweep, or a run, with other settings (the message
+            lists the differences).
+        batsnn.experiments.rundir.OutDirError: ``out`` is unusable or holds files this sweep
+            did not write.
+        batsnn.experiments.rundir.CheckpointError: a run's checkpoint is corrupt or not
+            batsnn's.
     """
-    dts = list(dict.fromkeys(float(d) for d in dts))
+    dts = _check_dts(dts)
     seeds = list(dict.fromkeys(seeds))
-    if not dts:
-        raise ValueError("dts needs at least one value")
-    if any(d < 0 or not math.isfinite(d) for d in dts):
-        raise ValueError(f"dt values must be finite and >= 0, got {dts}")
-    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds):
-        raise ValueError(f"seeds must be a non-empty list of ints, got {seeds}")
-    if jobs < 0:
-        raise ValueError(f"jobs must be >= 0, got {jobs}")
+    if not seeds or len(seeds) > MAX_SEEDS or any(
+            isinstance(s, bool) or not isinstance(s, int) for s in seeds):
+        raise ValueError(f"seeds must be a non-empty list of ints (at most {MAX_SEEDS}), got "
+                         f"{seeds if len(seeds) <= 20 else f'{len(seeds)} seeds'}")
+    for seed in seeds:
+        check_setting("seed", seed)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
+        raise ValueError(f"jobs must be an int >= 0, got {jobs!r}")
+    base = validate_config(dataclasses.replace(base, network=[dict(s) for s in base.network]))
     out = Path(out)
     device = resolve_device(base.device)
     plan = plan_slots(device, jobs=jobs, gpus=gpus, jobs_per_gpu=jobs_per_gpu,
                       base_device=base.device)
     threads = plan.threads
-    todo = []
+
+    # the sweep directory: new, empty, or a sweep with the same settings
+    prepare_out(out, "sweep", resume=True)
+    record = _sweep_record(out, base)
+    runs_dir = make_subdir(out, "runs")
+    _refuse_strangers(runs_dir, record)
+    todo, resumed, finished_already = [], [], 0
     for dt in dts:
         for seed in seeds:
-            run = out / "runs" / run_name(dt, seed)
+            run = RunDir(runs_dir / run_name(dt, seed))
             cfg = validate_config(dataclasses.replace(base, network=[dict(s) for s in base.network],
-                                                      dt=dt, seed=seed, out=str(run),
+                                                      dt=dt, seed=seed, out=str(run.path),
                                                       device=plan.device))
-            if report_only or RunDir(run).is_finished(cfg.epochs):
-                continue
-            todo.append(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    done = len(dts) * len(seeds) - len(todo)
-    log(f"sweep: {len(dts)} dt x {len(seeds)} seeds, {done} finished already, {len(todo)} "
-        f"to train with {plan.description}")
+            status = _run_status(run, cfg, record)
+            if status == "finished":
+                finished_already += 1
+            elif not report_only:
+                todo.append(cfg)
+                if status == "stopped":
+                    resumed.append(run.path.name)
+    if not report_only:  # recorded before training: a run is continued only if listed here
+        record["runs"] = sorted(set(record["runs"]) | {Path(c.out).name for c in todo})
+        record["settings"]["epochs"] = base.epochs
+    write_json(out / SWEEP_FILE, record)
+    done = finished_already
+    line = (f"sweep: {len(dts)} dt x {len(seeds)} seeds, {done} finished already, {len(todo)} "
+            f"to train with {plan.description}")
+    if resumed:
+        line += (f"; {len(resumed)} of them continue stopped runs that this sweep started "
+                 f"(listed in {SWEEP_FILE}): {', '.join(resumed)}")
+    log(line)
 
     def finished(cfg, s, slot=None):
         log(f"  dt {cfg.dt or 0:g} s seed {cfg.seed}: test accuracy "

@@ -46,18 +46,20 @@ import batsnn
 from batsnn import metrics as M
 from batsnn.encoding import ttfs_encode
 from batsnn.experiments import distributed
-from batsnn.experiments.config import (RESUME_FIELDS, TrainConfig, config_document,
-                                       config_from_dict)
+from batsnn.experiments.config import (TrainConfig, config_document, config_from_dict,
+                                       settings_difference)
 from batsnn.experiments.data import load_dataset
-from batsnn.experiments.model import build_model, layer_shapes
-from batsnn.experiments.rundir import (RunDir, RunExists, load_checkpoint, rng_state,
+from batsnn.experiments.model import build_model, check_fits, layer_shapes
+from batsnn.experiments.rundir import (CHECKPOINT_FORMAT, MARKER, CheckpointError, RunDir,
+                                       load_run_checkpoint, prepare_out, rng_state,
                                        save_checkpoint, set_rng_state, write_csv, write_json)
 from batsnn.losses import count_predict, spike_count_class_loss, ttfs_cross_entropy, ttfs_predict
 from batsnn.metrics import EvalStats
 
 __all__ = ["EpochLog", "ProgressBar", "RunPlots", "RunRecorder", "TrainState", "check_finite",
-           "encode_images", "epoch_order", "evaluate", "fit", "loss_and_prediction",
-           "seed_everything", "summary_of", "train"]
+           "check_resumable", "encode_images", "epoch_order", "evaluate", "fit",
+           "loss_and_prediction", "restore_checkpoint", "seed_everything", "summary_of",
+           "sync_run_files", "train"]
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -243,8 +245,11 @@ class ProgressBar:
 
 
 class RunRecorder:
-    """Writes a run's files after each epoch: ``best.pt`` (when the test accuracy improved),
-    ``last.pt``, ``metrics.csv`` and ``summary.json`` (see :mod:`batsnn.experiments.rundir`).
+    """Writes a run's files after each epoch: ``last.pt``, ``best.pt`` (when the test
+    accuracy improved), ``metrics.csv`` and ``summary.json`` (see
+    :mod:`batsnn.experiments.rundir`). ``last.pt`` comes first: it is the source of truth
+    from which the others are rewritten if a run stops between two writes
+    (:func:`sync_run_files`).
 
     Args:
         run_dir: where to write.
@@ -255,22 +260,48 @@ class RunRecorder:
         self.run, self.settings = run_dir, settings
 
     def checkpoint(self, state: TrainState) -> dict:
-        """Everything needed to continue the run from the end of ``state.epoch``."""
+        """Everything needed to continue the run from the end of ``state.epoch``: tensors and
+        plain values only (loaded back with ``weights_only=True``)."""
         best = max(r[M.TEST_ACCURACY] for r in state.history)
-        return {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+        return {"batsnn_checkpoint": CHECKPOINT_FORMAT, "batsnn_version": batsnn.__version__,
+                "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
                 "scheduler": state.scheduler.state_dict() if state.scheduler else None,
                 "epoch": state.epoch, "step": state.step, "rng": rng_state(),
-                "history": state.history, "best_test_accuracy": best,
-                "config": self.settings, "batsnn_version": batsnn.__version__}
+                "history": [dict(r) for r in state.history], "best_test_accuracy": best,
+                "config": self.settings}
 
     def on_epoch_end(self, state: TrainState) -> None:
         ck = self.checkpoint(state)
         earlier = [r[M.TEST_ACCURACY] for r in state.history[:-1]]
+        save_checkpoint(self.run.last, ck)
         if not earlier or state.row[M.TEST_ACCURACY] > max(earlier):
             save_checkpoint(self.run.best, ck)
-        save_checkpoint(self.run.last, ck)
         write_csv(self.run.metrics, state.history)
         write_json(self.run.summary, summary_of(state.history))
+
+
+def _best_epoch(history: list[dict]) -> int:
+    """The first epoch (1-based) with the best test accuracy (the one ``best.pt`` holds)."""
+    accs = [r[M.TEST_ACCURACY] for r in history]
+    return accs.index(max(accs)) + 1
+
+
+def sync_run_files(run: RunDir, ck: dict) -> list[dict]:
+    """Make a run's files agree with its checkpoint ``ck`` (read from ``last.pt``, the source
+    of truth): rewrite ``metrics.csv`` and ``summary.json`` from its history, and ``best.pt``
+    when the best epoch is the checkpoint's own and ``best.pt`` is missing or older (a run
+    stopped between writing ``last.pt`` and the other files). Returns the history."""
+    history = ck["history"]
+    write_csv(run.metrics, history)
+    write_json(run.summary, summary_of(history))
+    if _best_epoch(history) == ck["epoch"]:
+        try:
+            stale = load_run_checkpoint(run.best)["epoch"] != ck["epoch"]
+        except CheckpointError:
+            stale = True
+        if stale:
+            save_checkpoint(run.best, ck)
+    return history
 
 
 class RunPlots:
@@ -329,11 +360,15 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 def encode_images(images: torch.Tensor, cfg: TrainConfig, device) -> torch.Tensor:
-    """TTFS spike times ``(B, N, 1)`` of uint8 images ``(B, ...)`` (window ``cfg.t_window``,
-    grid ``cfg.dt``) on ``device``; uint8 values lie in [0, 255] by type, so they are encoded
-    without value checks (no host synchronisation)."""
-    x = images.to(device, non_blocking=True).reshape(images.shape[0], -1).to(torch.float32)
-    return ttfs_encode(x, t_window=cfg.t_window, x_max=255.0, dt=cfg.dt, validate=False)
+    """TTFS spike times ``(B, N, 1)`` float32 of uint8 images ``(B, ...)`` (window
+    ``cfg.t_window``, grid ``cfg.dt``) on ``device``; uint8 values lie in [0, 255] by type,
+    so they are encoded without value checks (no host synchronisation) and the times are
+    still known valid (:func:`batsnn.ttfs_encode`)."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"images must be uint8, got {images.dtype}")
+    x = images.to(device, non_blocking=True).reshape(images.shape[0], -1)
+    return ttfs_encode(x, t_window=cfg.t_window, x_max=255.0, dt=cfg.dt, dtype=torch.float32,
+                       validate=False)
 
 
 def output_horizon(cfg: TrainConfig) -> float:
@@ -395,13 +430,93 @@ def _optimizer_mode(opt, graphed: bool, device) -> None:
                                        dtype=torch.float32)
 
 
-def _check_resumable(saved: dict, cfg: TrainConfig, out: Path) -> None:
-    before = config_from_dict(saved).to_dict()
-    now = cfg.to_dict()
-    diff = [k for k in RESUME_FIELDS if before.get(k) != now.get(k)]
+def check_resumable(saved: dict, cfg: TrainConfig, path) -> None:
+    """Raise unless the settings ``saved`` in checkpoint ``path`` equal ``cfg`` in every
+    field of :data:`~batsnn.experiments.config.RESUME_FIELDS`: ``CheckpointError`` when they
+    are not valid settings, ``ValueError`` listing the differences otherwise."""
+    try:
+        before = config_from_dict(saved).to_dict()
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"checkpoint '{path}' holds invalid settings: {e}") from None
+    diff = settings_difference(before, cfg.to_dict())
     if diff:
-        raise ValueError(f"--resume: settings differ from the run in {out}: "
-                         + ", ".join(f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in diff))
+        raise ValueError(f"--resume: settings differ from the run's checkpoint {path}: "
+                         + ", ".join(diff))
+
+
+def _is_scalar(v) -> bool:
+    if isinstance(v, torch.Tensor):
+        return v.dim() == 0 and v.is_floating_point()
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_optimizer_state(osd: dict, opt: torch.optim.Optimizer) -> str | None:
+    """Why the optimizer state ``osd`` does not fit ``opt`` (``None`` if it does)."""
+    groups = osd["param_groups"]
+    if len(groups) != len(opt.param_groups):
+        return f"{len(groups)} parameter groups, the optimizer has {len(opt.param_groups)}"
+    params, ids = [], []
+    for g, own in zip(groups, opt.param_groups):
+        if len(g["params"]) != len(own["params"]):
+            return "parameter groups of other sizes"
+        for k in ("lr", "initial_lr", "eps", "weight_decay"):
+            if k in g and not _is_scalar(g[k]):
+                return f"a parameter group's {k} is not a number"
+        params += own["params"]
+        ids += g["params"]
+    for key, st in osd["state"].items():
+        if key not in ids or not isinstance(st, dict):
+            return f"state for an unknown parameter {key!r}"
+        p = params[ids.index(key)]
+        for k, v in st.items():
+            if k == "step":
+                if not _is_scalar(v):
+                    return "a step count that is not a number"
+            elif not isinstance(v, torch.Tensor) or v.shape != p.shape:
+                return (f"{k} of shape {tuple(getattr(v, 'shape', ()))} for a parameter of "
+                        f"shape {tuple(p.shape)}")
+    return None
+
+
+def restore_checkpoint(ck: dict, model: torch.nn.Module, opt: torch.optim.Optimizer,
+                       sched, path) -> None:
+    """Load a checked run checkpoint (:func:`batsnn.experiments.rundir.load_run_checkpoint`)
+    into the model, optimizer and learning-rate schedule, and restore the RNG states.
+
+    The schedule is rebuilt from the epoch (its settings are the run's, equal by
+    :func:`check_resumable`), not read from the file.
+
+    Raises:
+        CheckpointError: the checkpoint does not fit (other layers or shapes, non-finite
+            weights, optimizer state of other shapes), in one line naming the file.
+    """
+    def bad(why):
+        raise CheckpointError(f"checkpoint '{path}' does not fit this run's network: {why}")
+
+    own, saved = model.state_dict(), ck["model"]
+    missing, extra = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
+    if missing or extra:
+        bad(f"missing {', '.join(missing) or 'nothing'}, "
+            f"unexpected {', '.join(extra) or 'nothing'}")
+    for k, v in own.items():
+        if saved[k].shape != v.shape or saved[k].dtype != v.dtype:
+            bad(f"{k} is {tuple(saved[k].shape)} {saved[k].dtype} in the checkpoint, "
+                f"{tuple(v.shape)} {v.dtype} in the network")
+        if saved[k].is_floating_point() and not bool(torch.isfinite(saved[k]).all()):
+            bad(f"{k} holds NaN or infinite values")
+    why = _check_optimizer_state(ck["optimizer"], opt)
+    if why is not None:
+        bad(f"optimizer state with {why}")
+    model.load_state_dict(saved)
+    try:
+        opt.load_state_dict(ck["optimizer"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as e:
+        bad(f"optimizer state ({' '.join(str(e).split())[:160]})")
+    epoch = ck["epoch"]
+    st = sched.state_dict()
+    st.update(last_epoch=epoch, _step_count=epoch + 1)
+    sched.load_state_dict(st)
+    set_rng_state(ck["rng"])
 
 
 def _lr_schedule(cfg: TrainConfig) -> Callable[[int], float]:
@@ -434,7 +549,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
 
     Raises:
         RunExists: ``cfg.out`` holds a run and ``resume`` is false.
+        batsnn.experiments.rundir.OutDirError: ``cfg.out`` is a file, lies under one, is not
+            writable, or is a non-empty directory that is not a batsnn training run.
         ValueError: ``resume`` with settings that differ from the saved run's.
+        batsnn.experiments.rundir.CheckpointError: ``last.pt`` is corrupt, truncated, not a
+            batsnn checkpoint, or does not fit the network.
+        MemoryError: the network's weights or spike buffers cannot fit in memory.
         batsnn.experiments.data.DatasetNotFound: the data is not there (the message says what
             to run).
     """
@@ -446,13 +566,21 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
         cfg.out or f"runs/{cfg.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"))
     cfg.out = str(out)
     run = RunDir(out)
-    if run.has_checkpoint() and not resume:
-        raise RunExists(f"{out} already holds a run; pass --resume to continue it or choose "
-                        "another --out")
+    # new, empty, or a batsnn training run (then only with resume); nothing else is touched;
+    # the checkpoint is read and checked by every process, the directory only by rank 0
+    if ctx.is_main:
+        prepare_out(out, "train", resume=resume)
+    ck = None
+    if resume and run.has_checkpoint():
+        ck = load_run_checkpoint(run.last)
+        check_resumable(ck["config"], cfg, run.last)
+        distributed.check_resume_world_size(run.config, ctx.world_size)
     with ctx.main_first():
         ds = load_dataset(cfg.dataset, cfg.data_dir).subset(cfg.train_samples, cfg.test_samples)
     test = ctx.shard(len(ds.test_y), "test samples")  # this process's part of the test set
     n_in = ds.train_x.shape[1]
+    # MemoryError naming the sizes before anything is allocated or written
+    check_fits(cfg, n_in, ds.n_classes, device, max(cfg.batch_size, cfg.eval_batch_size))
 
     seed_everything(cfg.seed)
     model = build_model(cfg, n_in, ds.n_classes).to(device)
@@ -466,31 +594,27 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_schedule(cfg))
     state = TrainState(model, opt, device, scheduler=sched, config=cfg, run_dir=run)
     steps_per_epoch = distributed.steps_per_epoch(len(ds.train_y), cfg.batch_size, ctx)
-    if resume and run.has_checkpoint():
-        ck = load_checkpoint(run.last)
-        _check_resumable(ck["config"], cfg, out)
-        distributed.check_resume_world_size(run.config, ctx.world_size)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
+    if ck is not None:
+        restore_checkpoint(ck, model, opt, sched, run.last)
         _optimizer_mode(opt, graphed, device)
-        sched.load_state_dict(ck["scheduler"])
         # a run saved under CUDA graphs holds its learning rates as tensors
         sched.base_lrs = [float(v) for v in sched.base_lrs]
-        sched._last_lr = [float(v) for v in sched.get_last_lr()]
-        set_rng_state(ck["rng"])
-        state.history = ck["history"]
+        sched._last_lr = [float(g["lr"]) for g in opt.param_groups]
+        state.history = [dict(r) for r in ck["history"]]
         state.epoch = ck["epoch"]
-        state.step = ck.get("step", ck["epoch"] * steps_per_epoch)
+        state.step = ck["step"]
         log(f"resuming {out} after epoch {ck['epoch']}")
     shapes = layer_shapes(cfg.network, (n_in,), ds.n_classes, tau_s=cfg.tau_s, t_max=cfg.t_max,
                           init=cfg.init, dt=cfg.dt)
     sizes = [n_in] + [s[0] if len(s) == 1 else list(s) for s in shapes]
     if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
         write_json(run.config, config_document(
-            cfg, batsnn_version=batsnn.__version__, layers=sizes, n_classes=ds.n_classes,
-            resolved_device=str(device), data_source=ds.source, world_size=ctx.world_size,
+            cfg, **{MARKER: "train"}, batsnn_version=batsnn.__version__, layers=sizes,
+            n_classes=ds.n_classes, resolved_device=str(device), data_source=ds.source,
+            world_size=ctx.world_size,
             effective_batch_size=distributed.effective_batch_size(cfg.batch_size, ctx)))
+        if ck is not None:  # the checkpoint is the source of truth of the run's other files
+            sync_run_files(run, ck)
     if not quiet:
         log(f"{cfg.preset or 'custom'} on {cfg.dataset}: layers {sizes}, dt "
             f"{cfg.dt or 0} s, seed {cfg.seed}, {len(ds.train_y)} train / {len(ds.test_y)} "
