@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from batsnn.experiments import data
-from experiments.test_data import _fake_mnist_wheel, write_fake_idx_dataset
+from tests.experiments.test_data import _fake_mnist_wheel, write_fake_idx_dataset
 
 
 def _idx(type_code, dims, payload: bytes) -> bytes:
