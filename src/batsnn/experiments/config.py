@@ -461,11 +461,11 @@ def settings_difference(before: Mapping, now: Mapping,
 
 def resolve_device(name: str) -> torch.device:
     """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a
-    ``torch.device``; raises ``ValueError`` for another name, or when CUDA (or GPU ``N``) is
+    ``torch.device`` (``"cuda"`` resolved to the current GPU's ``cuda:N``); raises ``ValueError`` for another name, or when CUDA (or GPU ``N``) is
     asked for but not available."""
     name = _device("device", name)
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(name)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
@@ -473,4 +473,6 @@ def resolve_device(name: str) -> torch.device:
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device {name!r} requested but only {torch.cuda.device_count()} "
                              "CUDA device(s) are present")
+        if dev.index is None:  # the GPU it is, as run files record it: cuda:N
+            dev = torch.device("cuda", torch.cuda.current_device())
     return dev
