@@ -27,12 +27,13 @@ from pathlib import Path
 
 import torch
 
+from batsnn.experiments.augment import AUGMENTATIONS
 from batsnn.experiments.data import canonical_name
-from batsnn.experiments.model import check_network, dense_network, network_summary
+from batsnn.experiments.model import check_network, cpu_only, dense_network, network_summary
 
 __all__ = ["PRESETS", "RESUME_FIELDS", "RUN_INFO_KEYS", "SHORTHANDS", "TrainConfig",
            "config_document", "config_from_dict", "read_config_file", "resolve_config",
-           "resolve_device", "validate_config"]
+           "resolve_device", "run_device", "validate_config"]
 
 
 def _default_network() -> list[dict]:
@@ -56,6 +57,8 @@ class TrainConfig:
         batch_size, lr, lr_decay, lr_decay_every, lr_min, epochs: Adam and its schedule (lr
             times ``lr_decay`` every ``lr_decay_every`` epochs, not below ``lr_min``).
         dt: time step (s); ``None`` for exact time.
+        augment: ``"none"`` or ``"elastic"`` (one random elastic deformation per training
+            batch, :mod:`batsnn.experiments.augment`; never applied to test data).
         seed: seeds weights, data order and every RNG.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; cuda_graph: replay each training
             step as one CUDA graph on a GPU.
@@ -83,6 +86,7 @@ class TrainConfig:
     lr_min: float = 0.0
     epochs: int = 100
     dt: float | None = None
+    augment: str = "none"
     seed: int = 1
     device: str = "auto"
     cuda_graph: bool = True
@@ -124,7 +128,20 @@ PRESETS: dict[str, dict] = {
                  {"type": "linear", "theta": 0.7, "max_spikes": 20}],
         loss="count", target_true=15, target_false=3, batch_size=5, lr=0.0005, lr_decay=0.5,
         lr_decay_every=10, lr_min=1e-4, epochs=100, t_max=0.2),
+    "mnist-conv": dict(
+        dataset="mnist",
+        network=[{"type": "conv2d", "channels": 15, "kernel": 5, "theta": 0.04, "max_spikes": 1},
+                 {"type": "pool2d", "kernel": 2},
+                 {"type": "conv2d", "channels": 40, "kernel": 5, "theta": 0.8, "max_spikes": 3},
+                 {"type": "pool2d", "kernel": 2},
+                 {"type": "flatten"},
+                 {"type": "linear", "features": 300, "theta": 0.6, "max_spikes": 10},
+                 {"type": "linear", "theta": 0.3, "max_spikes": 30}],
+        loss="count", target_true=30, target_false=3, batch_size=20, lr=0.003, lr_decay=0.5,
+        lr_decay_every=10, lr_min=1e-4, epochs=100, t_max=0.2, augment="elastic"),
 }
+#: Fashion-MNIST through the conv network of the MNIST experiment
+PRESETS["fmnist-conv"] = {**copy.deepcopy(PRESETS["mnist-conv"]), "dataset": "fashion-mnist"}
 
 #: shorthand settings for stacks of linear layers (they rewrite ``network``)
 SHORTHANDS = ("hidden", "theta", "max_spikes")
@@ -136,7 +153,8 @@ RUN_INFO_KEYS = ("batsnn_version", "layers", "n_classes", "resolved_device", "da
 #: settings that must not change when a run is resumed
 RESUME_FIELDS = ("dataset", "network", "tau_s", "t_max", "t_window", "loss", "target_true",
                  "target_false", "tau_loss", "init", "batch_size", "lr", "lr_decay",
-                 "lr_decay_every", "lr_min", "dt", "seed", "train_samples", "test_samples")
+                 "lr_decay_every", "lr_min", "dt", "augment", "seed", "train_samples",
+                 "test_samples")
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 _NUM = (int, float)
@@ -144,7 +162,7 @@ _TYPES = {"dataset": (str,), "network": (list, tuple), "tau_s": _NUM, "t_max": _
           "t_window": _NUM, "loss": (str,), "target_true": _NUM, "target_false": _NUM,
           "tau_loss": _NUM, "init": (list, tuple), "batch_size": (int,), "lr": _NUM,
           "lr_decay": _NUM, "lr_decay_every": (int,), "lr_min": _NUM, "epochs": (int,),
-          "dt": _NUM, "seed": (int,), "device": (str,), "cuda_graph": (bool,),
+          "dt": _NUM, "augment": (str,), "seed": (int,), "device": (str,), "cuda_graph": (bool,),
           "train_samples": (int,), "test_samples": (int,), "eval_batch_size": (int,),
           "data_dir": (str, os.PathLike), "out": (str, os.PathLike), "preset": (str,)}
 _OPTIONAL = {"dt", "train_samples", "test_samples", "data_dir", "out", "preset"}
@@ -281,6 +299,8 @@ def validate_config(cfg: TrainConfig) -> TrainConfig:
         ("dt", cfg.dt, cfg.dt is None or (cfg.dt >= 0 and math.isfinite(cfg.dt)),
          ">= 0 (seconds)"),
         ("loss", cfg.loss, cfg.loss in ("count", "ttfs"), "'count' or 'ttfs'"),
+        ("augment", cfg.augment, cfg.augment in AUGMENTATIONS,
+         " or ".join(repr(a) for a in AUGMENTATIONS)),
         ("device", cfg.device, cfg.device in ("auto", "cpu", "cuda")
          or cfg.device.startswith("cuda:"), "cpu, cuda or auto"),
         ("train_samples", cfg.train_samples, cfg.train_samples is None or cfg.train_samples >= 1,
@@ -307,6 +327,20 @@ def config_document(cfg: TrainConfig, **run_info) -> dict:
     if extra:
         raise ValueError(f"run facts {', '.join(extra)} are not in RUN_INFO_KEYS")
     return {**cfg.to_dict(), **(network_summary(cfg.network) or {}), **run_info}
+
+
+def run_device(cfg: TrainConfig) -> torch.device:
+    """The device a run of ``cfg`` trains on: :func:`resolve_device` of ``cfg.device``, except
+    for networks with layers that only have CPU kernels (``conv2d``): ``"auto"`` picks the
+    CPU for them, and an explicit GPU raises ``ValueError``."""
+    dev = resolve_device(cfg.device)
+    only = cpu_only(cfg.network)
+    if dev.type != "cpu" and only:
+        if cfg.device != "auto":
+            raise ValueError(f"device {cfg.device!r}: {', '.join(only)} layers have CPU kernels "
+                             "only for now (no GPU kernels yet); use --device cpu")
+        dev = torch.device("cpu")
+    return dev
 
 
 def resolve_device(name: str) -> torch.device:

@@ -23,7 +23,7 @@ import torch
 
 import batsnn
 from batsnn import metrics as M
-from batsnn.experiments.config import TrainConfig, resolve_device, validate_config
+from batsnn.experiments.config import TrainConfig, run_device, validate_config
 from batsnn.experiments.rundir import RunDir, atomic_write, read_csv, read_json, write_csv
 
 __all__ = ["DT", "EPOCHS", "N_SEEDS", "ROW_METRICS", "RUN_DIR", "SEED", "mean_key", "run_name",
@@ -157,7 +157,7 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
     if jobs < 0:
         raise ValueError(f"jobs must be >= 0, got {jobs}")
     out = Path(out)
-    device = resolve_device(base.device)
+    device = run_device(base)
     jobs = jobs or (1 if device.type == "cuda" else max(1, os.cpu_count() or 1))
     threads = max(1, (os.cpu_count() or 1) // jobs) if device.type == "cpu" else 0
     todo = []

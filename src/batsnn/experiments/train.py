@@ -44,10 +44,11 @@ import torch
 import batsnn
 from batsnn import metrics as M
 from batsnn.encoding import ttfs_encode
+from batsnn.experiments.augment import augment_batch
 from batsnn.experiments.config import (RESUME_FIELDS, TrainConfig, config_document,
-                                       config_from_dict, resolve_device)
+                                       config_from_dict, run_device)
 from batsnn.experiments.data import load_dataset
-from batsnn.experiments.model import build_model, layer_shapes
+from batsnn.experiments.model import build_model, layer_shapes, network_input_shape
 from batsnn.experiments.rundir import (RunDir, RunExists, load_checkpoint, rng_state,
                                        save_checkpoint, set_rng_state, write_csv, write_json)
 from batsnn.losses import count_predict, spike_count_class_loss, ttfs_cross_entropy, ttfs_predict
@@ -283,6 +284,8 @@ class RunPlots:
         with torch.no_grad():
             state.model.eval()
             outs = state.model.forward_all(self.inputs)
+        # maps (conv, pool layers) are drawn as their neurons in C order
+        outs = [batsnn.SpikeTrains(o.times.flatten(1, -2), o.counts.flatten(1)) for o in outs]
         plots.raster(outs, self.labels, self.run.file("raster.png"))
 
 
@@ -323,11 +326,15 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 def encode_images(images: torch.Tensor, cfg: TrainConfig, device) -> torch.Tensor:
-    """TTFS spike times ``(B, N, 1)`` of uint8 images ``(B, ...)`` (window ``cfg.t_window``,
-    grid ``cfg.dt``) on ``device``; uint8 values lie in [0, 255] by type, so they are encoded
-    without value checks (no host synchronisation)."""
+    """TTFS spike times of uint8 images ``(B, ...)`` (window ``cfg.t_window``, grid
+    ``cfg.dt``) on ``device``, shaped as ``cfg.network`` takes them: ``(B, N, 1)``, or
+    ``(B, 1, H, W, 1)`` maps for a network starting with a conv or pool layer
+    (:func:`batsnn.experiments.model.network_input_shape`); uint8 values lie in [0, 255] by
+    type, so they are encoded without value checks (no host synchronisation)."""
     x = images.to(device, non_blocking=True).reshape(images.shape[0], -1).to(torch.float32)
-    return ttfs_encode(x, t_window=cfg.t_window, x_max=255.0, dt=cfg.dt, validate=False)
+    t = ttfs_encode(x, t_window=cfg.t_window, x_max=255.0, dt=cfg.dt, validate=False)
+    shape = network_input_shape(cfg.network, x.shape[1])
+    return t if len(shape) == 1 else t.reshape(x.shape[0], *shape, t.shape[-1])
 
 
 def output_horizon(cfg: TrainConfig) -> float:
@@ -431,7 +438,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
         batsnn.experiments.data.DatasetNotFound: the data is not there (the message says what
             to run).
     """
-    device = resolve_device(cfg.device)
+    device = run_device(cfg)
     out = Path(cfg.out or f"runs/{cfg.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}")
     cfg.out = str(out)
     run = RunDir(out)
@@ -443,7 +450,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
 
     seed_everything(cfg.seed)
     model = build_model(cfg, n_in, ds.n_classes).to(device)
-    graphed = cfg.cuda_graph and device.type == "cuda"
+    # a graph would replay one batch's deformation: augmented runs launch step by step
+    graphed = cfg.cuda_graph and device.type == "cuda" and cfg.augment == "none"
     if graphed:  # the whole step runs as one CUDA graph (batsnn.experiments.graphs)
         from batsnn.experiments.graphs import capturable_adam
 
@@ -469,15 +477,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
         state.step = ck.get("step", ck["epoch"] * steps_per_epoch)
         log(f"resuming {out} after epoch {ck['epoch']}")
     out.mkdir(parents=True, exist_ok=True)
-    shapes = layer_shapes(cfg.network, (n_in,), ds.n_classes, tau_s=cfg.tau_s, t_max=cfg.t_max,
-                          init=cfg.init, dt=cfg.dt)
+    shapes = layer_shapes(cfg.network, network_input_shape(cfg.network, n_in), ds.n_classes,
+                          tau_s=cfg.tau_s, t_max=cfg.t_max, init=cfg.init, dt=cfg.dt)
     sizes = [n_in] + [s[0] if len(s) == 1 else list(s) for s in shapes]
     write_json(run.config, config_document(
         cfg, batsnn_version=batsnn.__version__, layers=sizes, n_classes=ds.n_classes,
         resolved_device=str(device), data_source=ds.source))
     if not quiet:
         log(f"{cfg.preset or 'custom'} on {cfg.dataset}: layers {sizes}, dt "
-            f"{cfg.dt or 0} s, seed {cfg.seed}, {len(ds.train_y)} train / {len(ds.test_y)} "
+            f"{cfg.dt or 0} s, augment {cfg.augment}, seed {cfg.seed}, {len(ds.train_y)} train / {len(ds.test_y)} "
             f"test samples, device {device}; writing to {out}")
 
     train_x, train_y = ds.train_x, ds.train_y
@@ -486,7 +494,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
 
     def train_step(idx):
         y = train_y[idx]
-        out_spikes = model(encode_images(train_x[idx], cfg, device))
+        # the batch's own deformation (seed, epoch, batch index): a resumed run sees the same
+        images = augment_batch(train_x[idx], cfg.augment, seed=cfg.seed, epoch=state.epoch,
+                               batch=state.batch)
+        out_spikes = model(encode_images(images, cfg, device))
         loss, pred = loss_and_prediction(cfg, out_spikes, y)
         loss.backward()
         opt.step()
