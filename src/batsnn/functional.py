@@ -12,7 +12,8 @@ from batsnn.params import LIFParams
 from batsnn.spikes import (SpikeTrains, _check_tensor, _marked_valid, check_spike_times,
                            mark_valid)
 
-__all__ = ["LIFParams", "SpikeTrains", "lif_conv2d", "lif_linear", "spike_pool2d"]
+__all__ = ["LIFParams", "SpikeTrains", "lif_conv2d", "lif_linear", "spike_flatten",
+           "spike_pool2d"]
 
 
 def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float | None = None,

@@ -142,7 +142,7 @@ def check_spike_times(name: str, times: torch.Tensor,
     t = times.detach()
     shape = tuple(t.shape)
     if t.dim() != 3:
-        t = t.reshape(shape[0], -1, shape[-1])
+        t = t.reshape(shape[0], math.prod(shape[1:-1]), shape[-1])
     if t.device.type == "cpu":
         # On the CPU the scan is one cheap compiled pass, so every tensor is scanned, also one
         # batsnn made: edits through ``.data`` or a numpy view do not move the version

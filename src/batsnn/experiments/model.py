@@ -172,7 +172,7 @@ register_layer_type(LayerType(
     out_shape=_linear_out, build=_linear_build, check=_check_linear))
 
 
-# ----------------------------------------------------------------------------- conv2d, pool2d, flatten
+# ------------------------------------------------------------------ conv2d, pool2d, flatten
 
 def _check_maps(in_shape: tuple, kind: str) -> tuple:
     if len(in_shape) != 3:

@@ -485,7 +485,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
         resolved_device=str(device), data_source=ds.source))
     if not quiet:
         log(f"{cfg.preset or 'custom'} on {cfg.dataset}: layers {sizes}, dt "
-            f"{cfg.dt or 0} s, augment {cfg.augment}, seed {cfg.seed}, {len(ds.train_y)} train / {len(ds.test_y)} "
+            f"{cfg.dt or 0} s, augment {cfg.augment}, seed {cfg.seed}, {len(ds.train_y)} "
+            f"train / {len(ds.test_y)} "
             f"test samples, device {device}; writing to {out}")
 
     train_x, train_y = ds.train_x, ds.train_y

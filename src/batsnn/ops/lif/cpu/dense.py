@@ -139,7 +139,8 @@ def backward_kernel(g_out, out_tc, out_win, out_x, counts, nid, ref, es, ex, wt,
 
 def forward(ev, weight, p, *, synapse=None, need_aux=True):
     """Forward of a dense layer: ``weight`` ``(N_out, N_in)``; returns ``(times, t_continuous,
-    window, X, counts)`` as the backend contract (:mod:`batsnn.ops.lif`) says."""
+    window, X, counts)`` as the backend contract (:mod:`batsnn.ops.lif`) says (``synapse``,
+    the dense one, is not read)."""
     n_batch = ev.ts.shape[0]
     n_out = weight.shape[0]
     shape = (n_batch, n_out, p.max_spikes)
