@@ -4,10 +4,13 @@ Training step = forward, BATS spike-count loss errors, backward and a torch.opti
 On a GPU each step is also timed as one CUDA graph (:class:`batsnn.experiments.graphs.GraphedStep`, what
 ``batsnn train`` runs): ``*_graphed_samples_per_s``.
 Input: Fashion-MNIST-like TTFS-encoded images (about half of the 784 inputs spiking), made
-deterministically from a seed. A dense MLP step of the same shape is timed in the same run
-for scale.
+deterministically from a seed; the ``conv-*`` configs take them as 28 x 28 maps through the
+network of the ``mnist-conv`` preset (conv 5x5x15, pool, conv 5x5x40, pool, 300, 10; CPU
+kernels only). A plain torch network of the same shape (MLP, or CNN for ``conv-*``) is timed
+in the same run for scale.
 
     python benchmarks/bench_lif.py                       # 784-800-10, batch 50, CPU
+    python benchmarks/bench_lif.py --configs conv-b20,conv-b256
     python benchmarks/bench_lif.py --device cuda --configs all
 """
 
@@ -32,6 +35,9 @@ CONFIGS = {
     "800-b4096": ([784, 800, 10], [0.2, 1.3], [30, 30], 4096),
     "400x2-b5": ([784, 400, 400, 10], [0.13, 0.45, 0.7], [5, 5, 20], 5),
     "400x2-b256": ([784, 400, 400, 10], [0.13, 0.45, 0.7], [5, 5, 20], 256),
+    # the mnist-conv preset's network (its layer descriptions), batch
+    "conv-b20": ("mnist-conv", None, None, 20),
+    "conv-b256": ("mnist-conv", None, None, 256),
 }
 
 
@@ -43,9 +49,27 @@ def make_input(batch: int, seed: int, device) -> torch.Tensor:
 
 
 def build(sizes, thetas, spikes, device):
+    if isinstance(sizes, str):  # a preset's network, on 28 x 28 maps
+        from batsnn.experiments.config import PRESETS
+        from batsnn.experiments.model import build_network
+
+        preset = PRESETS[sizes]
+        return build_network(preset["network"], (1, 28, 28), 10, tau_s=0.13,
+                             t_max=preset.get("t_max", 0.2)).to(device)
     layers = [LIFLinear(a, b, tau_s=0.13, theta=th, max_spikes=k)
               for a, b, th, k in zip(sizes[:-1], sizes[1:], thetas, spikes)]
     return torch.nn.Sequential(*layers).to(device)
+
+
+def plain_net(sizes, device):
+    """The torch network of the same shape (ReLU), for scale."""
+    nn = torch.nn
+    if isinstance(sizes, str):
+        return nn.Sequential(nn.Conv2d(1, 15, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(15, 40, 5),
+                             nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(640, 300),
+                             nn.ReLU(), nn.Linear(300, 10)).to(device)
+    return nn.Sequential(*[m for a, b in zip(sizes[:-1], sizes[1:])
+                           for m in (nn.Linear(a, b), nn.ReLU())][:-1]).to(device)
 
 
 def _sync(device):
@@ -71,6 +95,8 @@ def bench(name, device, min_time, seed=0):
     net = build(sizes, thetas, spikes, device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     x = make_input(batch, seed, device)
+    if isinstance(sizes, str):
+        x = x.reshape(batch, 1, 28, 28, 1)
     labels = torch.randint(0, 10, (batch,), generator=torch.Generator().manual_seed(seed))
     labels = labels.to(device)
     hidden_spikes = [None]  # the last inference's hidden counts only
@@ -88,7 +114,7 @@ def bench(name, device, min_time, seed=0):
             o = h
             for layer in list(net)[1:]:
                 o = layer(o)
-        hidden_spikes[0] = h.counts
+        hidden_spikes[0] = h.counts  # the first layer's
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -96,10 +122,11 @@ def bench(name, device, min_time, seed=0):
     t_infer = time_loop(infer, device, min_time)
     spikes_per_sample = float(hidden_spikes[0].sum()) / batch
 
-    mlp = torch.nn.Sequential(*[m for a, b in zip(sizes[:-1], sizes[1:])
-                                for m in (torch.nn.Linear(a, b), torch.nn.ReLU())][:-1]).to(device)
+    mlp = plain_net(sizes, device)
     mopt = torch.optim.Adam(mlp.parameters(), lr=1e-3)
     xd = torch.rand(batch, 784, device=device)
+    if isinstance(sizes, str):
+        xd = xd.reshape(batch, 1, 28, 28)
 
     def mlp_step():
         loss = torch.nn.functional.cross_entropy(mlp(xd), labels)
@@ -132,14 +159,16 @@ def bench(name, device, min_time, seed=0):
             batch / time_loop(lambda: g_infer(x), device, min_time), 1)
     t_mlp = time_loop(mlp_step, device, min_time)
     res = {
-        "config": name, "layers": sizes, "max_spikes": spikes, "batch": batch,
+        "config": name, "layers": sizes, "max_spikes": spikes or [
+            m.max_spikes for m in net if hasattr(m, "max_spikes")], "batch": batch,
         "device": str(device),
         "train_samples_per_s": round(batch / t_train, 1),
         "infer_samples_per_s": round(batch / t_infer, 1),
         "train_step_ms": round(1e3 * t_train, 3),
         **graphed,
         "hidden_spikes_per_sample": round(spikes_per_sample, 1),
-        "dense_mlp_step_ms": round(1e3 * t_mlp, 3),
+        ("torch_cnn_step_ms" if isinstance(sizes, str) else "dense_mlp_step_ms"):
+            round(1e3 * t_mlp, 3),
     }
     if device.type == "cuda":
         res["peak_gpu_memory_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)

@@ -192,6 +192,32 @@ def test_sweep_and_discretization_error_commands(data_dir, tmp_path):
     assert len(_rows(tmp_path / "dterr" / "discretization_error.csv")) == 1
 
 
+def test_conv_preset_through_train_sweep_and_discretization_error(data_dir, tmp_path):
+    """The conv presets are accepted by every command (here with a small conv network in a
+    config file); --augment sets the setting."""
+    conf = tmp_path / "tiny.json"
+    conf.write_text(json.dumps({"network": [
+        {"type": "conv2d", "channels": 3, "kernel": 5, "theta": 0.04, "max_spikes": 1},
+        {"type": "pool2d"}, {"type": "flatten"},
+        {"type": "linear", "theta": 0.3, "max_spikes": 5}], "train_samples": 20}))
+    common = ["--preset", "fmnist-conv", "--config", str(conf), "--data-dir", str(data_dir),
+              "--epochs", "1", "--eval-batch-size", "10", "--quiet"]
+    assert cli.main(["train", *common, "--augment", "none", "--out", str(tmp_path / "t")]) == 0
+    doc = json.loads((tmp_path / "t" / "config.json").read_text())
+    assert doc["augment"] == "none" and doc["layers"] == [784, [3, 24, 24], [3, 12, 12], 432,
+                                                          10]
+    assert cli.main(["sweep", *common, "--dt", "0,0.004", "--seeds", "1", "--jobs", "1",
+                     "--out", str(tmp_path / "s")]) == 0
+    rows = _rows(tmp_path / "s" / "sweep.csv")
+    assert len(rows) == 2 and "spikes_per_sample_l3" in rows[0]
+    assert json.loads((tmp_path / "s" / "runs" / "dt4ms-seed1" / "config.json").read_text())[
+        "augment"] == "elastic"
+    assert cli.main(["discretization-error", "--preset", "mnist-conv", "--dt", "0.004",
+                     "--samples", "2", "--dataset", "random", "--out",
+                     str(tmp_path / "d")]) == 0
+    assert len(_rows(tmp_path / "d" / "discretization_error.csv")) == 6
+
+
 @pytest.mark.parametrize("args, words", [
     (["sweep", "--dt", "-1", "--out", "X"], "dt values must be finite and >= 0"),
     (["sweep", "--dt", "0", "--seeds", "0", "--out", "X"], "--seeds must be >= 1"),
@@ -199,7 +225,10 @@ def test_sweep_and_discretization_error_commands(data_dir, tmp_path):
     (["sweep", "--dt", "0,x", "--out", "X"], "expected comma-separated numbers"),
     (["discretization-error", "--depths", "0", "--dt", "0.001", "--out", "X"],
      "depths must be integers >= 1"),
-], ids=["negative-dt", "no-seeds", "no-out", "bad-list", "depth0"])
+    (["discretization-error", "--dt", "0.001", "--out", "X"], "give either --depths"),
+    (["discretization-error", "--depths", "1", "--preset", "mnist-conv", "--dt", "0.001",
+      "--out", "X"], "give either --depths"),
+], ids=["negative-dt", "no-seeds", "no-out", "bad-list", "depth0", "neither", "both"])
 def test_sweep_and_dterr_bad_arguments(args, words, tmp_path, capsys):
     args = [str(tmp_path / "x") if a == "X" else a for a in args]
     try:

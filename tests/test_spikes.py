@@ -79,3 +79,25 @@ def test_params_and_keywords_are_exclusive():
         batsnn.lif_linear(x, w, params=dict(KW))
     with pytest.raises(TypeError, match="tau_s is required"):
         batsnn.lif_linear(x, w, theta=0.1, max_spikes=1)
+
+
+def test_trains_of_any_rank_are_checked_naming_the_full_index():
+    """(B, C, H, W, S) trains are checked as (B, -1, S); errors give the 5-D index."""
+    from batsnn.spikes import check_spike_times
+
+    t = torch.full((2, 3, 4, 5, 2), math.inf, dtype=torch.float64)
+    t[..., 0] = 0.01
+    check_spike_times("maps", t)  # valid
+    check_spike_times("maps", t[:, 0, 0])  # (B, W, S)
+    check_spike_times("maps", t[:, 0, 0, 0])  # (B, S): one train per sample
+    bad = t.clone()
+    bad[1, 2, 3, 4, 1] = math.nan
+    with pytest.raises(ValueError, match=r"maps contains NaN \(first at maps\[1, 2, 3, 4, 1\]\)"):
+        check_spike_times("maps", bad)
+    bad = t.clone()
+    bad[0, 1, 0, 2, 1] = 0.001
+    with pytest.raises(ValueError, match=r"maps must be ascending.*maps\[0, 1, 0, 2\] = "
+                                         r"\[0\.01, 0\.001\] is not \(at position 1\)"):
+        check_spike_times("maps", bad)
+    with pytest.raises(ValueError, match=r"maps must have shape \(batch, \*neurons, spikes\)"):
+        check_spike_times("maps", torch.zeros(3, dtype=torch.float64))

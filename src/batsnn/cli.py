@@ -74,6 +74,8 @@ def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> Non
     p.add_argument("--max-spikes", type=_int_list, help="spike buffer per layer")
     p.add_argument("--tau-s", type=float, help="synaptic time constant (s)")
     p.add_argument("--t-max", type=float, help="simulation horizon (s)")
+    p.add_argument("--augment", choices=("elastic", "none"),
+                   help="training-batch augmentation (the conv presets: elastic)")
     p.add_argument("--out", help="output directory (new, empty, or a batsnn run of the same "
                    "kind: nothing else is overwritten)")
     if not sweep:  # a sweep always continues the runs it started itself
@@ -84,7 +86,7 @@ def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> Non
 #: the options of add_train_options that set a TrainConfig field of the same name
 CONFIG_OPTIONS = ("dataset", "data_dir", "epochs", "batch_size", "eval_batch_size", "lr", "dt",
                   "seed", "device", "train_samples", "test_samples", "hidden", "theta",
-                  "max_spikes", "tau_s", "t_max", "out", "cuda_graph")
+                  "max_spikes", "tau_s", "t_max", "out", "cuda_graph", "augment")
 
 
 def config_overrides(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict:
@@ -161,10 +163,14 @@ def cmd_dterr(args: argparse.Namespace) -> int:
     """``batsnn discretization-error``: the options to :func:`run_discretization_error`."""
     from batsnn.experiments.dterr import run_discretization_error
 
+    if (args.depths is None) == (args.preset is None):
+        raise ValueError("give either --depths (stacks of random dense layers) or --preset "
+                         "(a preset's network with random weights)")
     run_discretization_error(args.depths, args.dt, args.out, width=args.width, seed=args.seed,
                              samples=args.samples, dataset=args.dataset,
                              data_dir=args.data_dir, theta=args.theta,
-                             max_spikes=args.max_spikes, device=args.device)
+                             max_spikes=args.max_spikes, device=args.device,
+                             preset=args.preset)
     return 0
 
 
@@ -214,13 +220,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("discretization-error",
                        help="per-layer error of spike trains with dt against continuous time")
-    e.add_argument("--depths", type=_int_list, required=True, help="numbers of hidden layers")
+    from batsnn.experiments.config import PRESETS
+
+    e.add_argument("--depths", type=_int_list, help="numbers of hidden layers")
+    e.add_argument("--preset", choices=sorted(PRESETS),
+                   help="instead of --depths: the preset's network (random weights), its "
+                        "dataset unless --dataset is given")
     e.add_argument("--dt", type=_float_list, required=True, help="time steps in seconds")
     e.add_argument("--width", type=int, default=800, help="neurons per hidden layer")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--samples", type=int, default=100, help="input samples")
-    e.add_argument("--dataset", default="fashion-mnist",
-                   help="input images (or 'random' for random TTFS inputs)")
+    e.add_argument("--dataset", help="input images (or 'random' for random TTFS inputs); "
+                   "default fashion-mnist, or the preset's")
     e.add_argument("--data-dir")
     e.add_argument("--theta", type=float, default=0.2, help="threshold of every layer")
     e.add_argument("--max-spikes", type=int, default=30)

@@ -7,11 +7,13 @@ import math
 import torch
 
 from batsnn.ops.lif import lif_op
-from batsnn.ops.lif.synapse import DENSE
+from batsnn.ops.lif.synapse import DENSE, Conv2d
 from batsnn.params import LIFParams
-from batsnn.spikes import SpikeTrains, _check_tensor, check_spike_times, mark_valid
+from batsnn.spikes import (SpikeTrains, _check_tensor, _marked_valid, check_spike_times,
+                           mark_valid)
 
-__all__ = ["LIFParams", "SpikeTrains", "lif_linear"]
+__all__ = ["LIFParams", "SpikeTrains", "lif_conv2d", "lif_linear", "spike_flatten",
+           "spike_pool2d"]
 
 
 def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float | None = None,
@@ -82,6 +84,138 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float 
     return SpikeTrains(mark_valid(times), counts)
 
 
+def lif_conv2d(input_times: torch.Tensor, weight: torch.Tensor, *, stride=1, padding=0,
+               tau_s: float | None = None, theta: float | None = None,
+               delta_theta: float | None = None, max_spikes: int | None = None,
+               t_max: float = math.inf, dt: float | None = None,
+               params: LIFParams | None = None) -> SpikeTrains:
+    r"""Exact spike times of a convolutional layer of LIF neurons (BATS); no bias.
+
+    Output neuron ``(co, oy, ox)`` is the LIF neuron of :func:`lif_linear` (model.md
+    sections 1, 2 and 6: exact forward, exact BATS gradient, the time grid when ``dt > 0``)
+    whose inputs are the spikes of its receptive field, input neurons
+    ``(ci, oy * sy - py + ky, ox * sx - px + kx)`` for ``0 <= ky < kH``, ``0 <= kx < kW``,
+    with the shared weights ``weight[co, ci, ky, kx]``; padded positions hold no spikes. The
+    weight gradient sums over the output positions; the input times get their gradient from
+    every position that reads them.
+
+    Its semantics are defined as those of the dense layer :func:`lif_linear` whose weight
+    matrix is the unrolled convolution (zeros outside each receptive field,
+    :func:`batsnn.ops.lif.naive.unroll_conv_weight`): in the dense layer's global event list
+    an event of weight zero changes neither ``A`` nor ``B``, so a neuron that reads only its
+    receptive field's events in time order, each window ending at its next receptive-field
+    event (with ``dt > 0``: that event's grid index), emits the same spikes. The tests hold
+    the kernels to that dense layer, on the grid too.
+
+    Args:
+        input_times: ``(B, C_in, H, W, S_in)`` float32/float64 spike times in seconds (>= 0),
+            ascending per neuron, padded with ``+inf``.
+        weight: ``(C_out, C_in, kH, kW)``, same dtype and device as ``input_times``.
+        stride: ``sy = sx`` or ``(sy, sx)``, ints >= 1.
+        padding: ``py = px`` or ``(py, px)``, ints >= 0 ("valid", 0, by default).
+        tau_s, theta, delta_theta, max_spikes, t_max, dt, params: the neuron's parameters,
+            as for :func:`lif_linear`.
+
+    Returns:
+        :class:`SpikeTrains`: times ``(B, C_out, H_out, W_out, max_spikes)`` (ascending,
+        ``+inf``-padded, the dtype of ``input_times``) and counts ``(B, C_out, H_out, W_out)``
+        int64, with ``H_out = (H + 2 py - kH) // sy + 1`` and likewise ``W_out``.
+
+    Raises:
+        TypeError, ValueError: naming the argument and the offending value.
+        NotImplementedError: on CUDA tensors (the GPU conv kernels are not there yet).
+    """
+    p = _params(params, tau_s=tau_s, theta=theta, delta_theta=delta_theta,
+                max_spikes=max_spikes, t_max=t_max, dt=dt)
+    _check_tensor("input_times", input_times, ndim=5)
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+    if weight.dim() != 4 or weight.shape[1] != input_times.shape[1]:
+        raise ValueError(f"weight must have shape (C_out, C_in={input_times.shape[1]}, kH, kW), "
+                         f"got {tuple(weight.shape)}")
+    if weight.dtype != input_times.dtype:
+        raise TypeError(f"weight dtype {weight.dtype} does not match input_times dtype "
+                        f"{input_times.dtype}")
+    if weight.device != input_times.device:
+        raise ValueError(f"weight is on {weight.device} but input_times is on "
+                         f"{input_times.device}")
+    if input_times.device.type == "cuda":
+        raise NotImplementedError(
+            "lif_conv2d has no GPU kernels yet (batsnn's conv kernels run on the CPU only): "
+            "move the layer and its input to the CPU")
+    n_batch, c_in, h, w, s_in = input_times.shape
+    c_out = weight.shape[0]
+    if min(weight.shape) < 1:
+        raise ValueError(f"weight must have no empty axis, got shape {tuple(weight.shape)}")
+    synapse = Conv2d(in_shape=(c_in, h, w), kernel=tuple(weight.shape[2:]), stride=stride,
+                     padding=padding)
+    check_spike_times("input_times", input_times, weight)
+    flat = input_times.reshape(n_batch, c_in * h * w, s_in)
+    (kh, kw), (sy, sx) = synapse.kernel, synapse.stride
+    # the receptive-field lists: each input slot lands in up to ceil(k/s) x ceil(k/s) lists
+    fan = -(-kh // sy) * -(-kw // sx)
+    check_memory(flat, c_out * synapse.positions, p, list_bytes=fan * 28)
+    times, counts = lif_op(flat, weight, p, synapse)
+    h_out, w_out = synapse.out_hw
+    shape = (n_batch, c_out, h_out, w_out)
+    return SpikeTrains(mark_valid(times.reshape(*shape, p.max_spikes)), counts.reshape(shape))
+
+
+def spike_pool2d(times: torch.Tensor, counts: torch.Tensor, kernel_size: int = 2) -> SpikeTrains:
+    """Spike pooling: each output neuron's train is the time-ordered union of all spikes of
+    its ``k x k`` window (model.md section 5).
+
+    Nothing is dropped: the output buffer holds the ``k * k`` input buffers
+    (``k * k * S`` slots) and the count is the sum of the window's counts. Spikes of equal
+    time keep the window's order (row by row). Each pooled spike is its source spike, so its
+    gradient goes back unchanged to that spike (plain torch ops: a reshape, a permutation and
+    a stable sort along the last axis, differentiable in the values; ``+inf`` padding sorts
+    last). Works on any device.
+
+    Maps whose height or width is not a multiple of ``k`` lose their last rows / columns
+    (floor, as the seed's pooling): an output covers input rows ``oy * k .. oy * k + k - 1``
+    and ``H_out = H // k``, ``W_out = W // k``.
+
+    Args:
+        times: ``(B, C, H, W, S)`` float spike times in seconds (ascending, ``+inf``-padded).
+        counts: ``(B, C, H, W)`` int64 spikes per neuron (finite entries of ``times``).
+        kernel_size: ``k``, an int with ``1 <= k <= min(H, W)``.
+
+    Returns:
+        :class:`SpikeTrains`: times ``(B, C, H // k, W // k, k * k * S)`` and counts
+        ``(B, C, H // k, W // k)``.
+    """
+    _check_tensor("times", times, ndim=5)
+    if not isinstance(counts, torch.Tensor):
+        raise TypeError(f"counts must be a torch.Tensor, got {type(counts).__name__}")
+    if counts.shape != times.shape[:-1]:
+        raise ValueError(f"counts must have shape {tuple(times.shape[:-1])} (times without its "
+                         f"last axis), got {tuple(counts.shape)}")
+    if counts.dtype.is_floating_point or counts.dtype == torch.bool:
+        raise TypeError(f"counts must be an integer tensor, got {counts.dtype}")
+    k = kernel_size
+    n_batch, c, h, w, s = times.shape
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(h, w):
+        raise ValueError(f"kernel_size must be an int in [1, min(H, W) = {min(h, w)}], got {k!r}")
+    check_spike_times("times", times)
+    ho, wo = h // k, w // k
+    win = times[:, :, :ho * k, :wo * k].reshape(n_batch, c, ho, k, wo, k, s)
+    win = win.permute(0, 1, 2, 4, 3, 5, 6).reshape(n_batch, c, ho, wo, k * k * s)
+    pooled = torch.sort(win, dim=-1, stable=True).values
+    cnt = counts[:, :, :ho * k, :wo * k].reshape(n_batch, c, ho, k, wo, k).sum((3, 5))
+    return SpikeTrains(mark_valid(pooled), cnt.to(torch.int64))
+
+
+def spike_flatten(times: torch.Tensor, counts: torch.Tensor) -> SpikeTrains:
+    """Spike trains ``(B, *neurons, S)`` with counts ``(B, *neurons)`` as ``(B, N, S)`` and
+    ``(B, N)`` (``N`` the product of the neuron axes, in C order): the input of a dense
+    layer after convolutions. A view where possible; a valid input stays marked valid."""
+    out = times.reshape(times.shape[0], -1, times.shape[-1])
+    if isinstance(times, torch.Tensor) and _marked_valid(times):
+        mark_valid(out)
+    return SpikeTrains(out, counts.reshape(counts.shape[0], -1))
+
+
 _UNSET = {"tau_s": None, "theta": None, "delta_theta": None, "max_spikes": None,
           "t_max": math.inf, "dt": None}
 
@@ -114,18 +248,21 @@ def _device_memory(device: torch.device) -> int | None:
         return None
 
 
-def check_memory(input_times: torch.Tensor, n_out: int, p: LIFParams) -> None:
+def check_memory(input_times: torch.Tensor, n_out: int, p: LIFParams,
+                 list_bytes: int = 0) -> None:
     """Raise ``MemoryError`` naming the sizes when a layer's buffers cannot fit in memory.
 
     Estimated up front from the shapes: the output times and counts, what the backward keeps
     (continuous times, windows, ``X``, 20 bytes per output slot) and the sorted event list of
-    the input (about 60 bytes per input slot), against the device's total memory.
+    the input (about 60 bytes per input slot, plus ``list_bytes`` more per input slot for a
+    synapse's own lists, e.g. a convolution's receptive-field lists), against the device's
+    total memory.
     """
     n_batch = input_times.shape[0]
     n_slots = input_times[0].numel() if n_batch else 0
     out_slots = n_batch * n_out * p.max_spikes
     need = (out_slots * (input_times.element_size() + 20) + n_batch * n_out * 8
-            + n_batch * n_slots * 60)
+            + n_batch * n_slots * (60 + list_bytes))
     have = _device_memory(input_times.device)
     if have is not None and need > have:
         gib = 2.0 ** 30

@@ -7,11 +7,12 @@ import math
 import torch
 from torch import nn
 
-from batsnn.functional import lif_linear
+from batsnn.functional import lif_conv2d, lif_linear, spike_flatten, spike_pool2d
+from batsnn.ops.lif.synapse import _pair
 from batsnn.params import LIFParams
 from batsnn.spikes import SpikeTrains
 
-__all__ = ["LIFLinear", "SpikingSequential"]
+__all__ = ["Flatten", "LIFConv2d", "LIFLinear", "SpikePool2d", "SpikingSequential"]
 
 
 class LIFLinear(nn.Module):
@@ -77,11 +78,125 @@ class LIFLinear(nn.Module):
                 f"max_spikes={p.max_spikes}, dt={self.dt}, t_max={p.t_max}")
 
 
+def _trains(x) -> SpikeTrains:
+    """``x`` as :class:`SpikeTrains`: itself, or spike times with their counts (the finite
+    entries per neuron)."""
+    if isinstance(x, SpikeTrains):
+        return x
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected spike times (a torch.Tensor) or SpikeTrains, got "
+                        f"{type(x).__name__}")
+    return SpikeTrains(x, torch.isfinite(x).sum(-1))
+
+
+class LIFConv2d(nn.Module):
+    """Convolutional layer of exact multi-spike LIF neurons (BATS), no bias; see
+    :func:`batsnn.functional.lif_conv2d` (CPU kernels only for now).
+
+    Args:
+        in_channels: input channels ``C_in``.
+        out_channels: output channels ``C_out``.
+        kernel_size: ``k`` or ``(kH, kW)``.
+        stride: ``s`` or ``(sy, sx)`` (default 1).
+        padding: ``p`` or ``(py, px)`` (default 0: "valid").
+        tau_s, theta, delta_theta, max_spikes, dt, t_max: the neuron's parameters, held as one
+            frozen :class:`~batsnn.params.LIFParams` (``.params``) as in :class:`LIFLinear`.
+        init: ``(low, high)`` of the uniform weight initialisation (BATS: ``(-1, 1)``).
+
+    Shape:
+        forward takes ``(B, C_in, H, W, S_in)`` spike times (or a :class:`SpikeTrains`) and
+        returns :class:`SpikeTrains` with times ``(B, C_out, H_out, W_out, max_spikes)`` and
+        counts ``(B, C_out, H_out, W_out)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, *, stride=1,
+                 padding=0, tau_s: float, theta: float, delta_theta: float | None = None,
+                 max_spikes: int, dt: float | None = None, t_max: float = math.inf,
+                 init: tuple[float, float] = (-1.0, 1.0), device=None, dtype=None):
+        super().__init__()
+        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        self.params = LIFParams(tau_s=tau_s, theta=theta, delta_theta=delta_theta,
+                                max_spikes=max_spikes, t_max=t_max, dt=dt)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair("kernel_size", kernel_size, 1)
+        self.stride = _pair("stride", stride, 1)
+        self.padding = _pair("padding", padding, 0)
+        self.init = (float(init[0]), float(init[1]))
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size,
+                                               device=device, dtype=dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Draw the weights uniformly from ``init``."""
+        with torch.no_grad():
+            self.weight.uniform_(*self.init)
+
+    def forward(self, input_times) -> SpikeTrains:
+        if isinstance(input_times, SpikeTrains):
+            input_times = input_times.times
+        return lif_conv2d(input_times, self.weight, stride=self.stride, padding=self.padding,
+                          params=self.params)
+
+    tau_s = property(lambda self: self.params.tau_s)
+    theta = property(lambda self: self.params.theta)
+    delta_theta = property(lambda self: self.params.delta_theta)
+    max_spikes = property(lambda self: self.params.max_spikes)
+    t_max = property(lambda self: self.params.t_max)
+    dt = property(lambda self: self.params.dt or None)
+
+    def extra_repr(self) -> str:
+        p = self.params
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, tau_s={p.tau_s}, "
+                f"theta={p.theta}, delta_theta={p.delta_theta}, max_spikes={p.max_spikes}, "
+                f"dt={self.dt}, t_max={p.t_max}")
+
+
+class SpikePool2d(nn.Module):
+    """Spike pooling over ``k x k`` windows: every spike of a window kept, time-sorted; see
+    :func:`batsnn.functional.spike_pool2d` (any device, no parameters).
+
+    Shape:
+        forward takes :class:`SpikeTrains` (or spike times) ``(B, C, H, W, S)`` and returns
+        :class:`SpikeTrains` with times ``(B, C, H // k, W // k, k * k * S)``.
+    """
+
+    def __init__(self, kernel_size: int = 2):
+        super().__init__()
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
+            raise ValueError(f"kernel_size must be an int >= 1, got {kernel_size!r}")
+        self.kernel_size = kernel_size
+
+    def forward(self, x) -> SpikeTrains:
+        x = _trains(x)
+        return spike_pool2d(x.times, x.counts, self.kernel_size)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}"
+
+
+class Flatten(nn.Module):
+    """Spike trains ``(B, *neurons, S)`` as ``(B, N, S)`` (counts likewise), C order: between
+    convolutions and dense layers. It only reshapes, so :meth:`SpikingSequential.forward_all`
+    leaves its output out."""
+
+    #: a layer that only reshapes its input's spike trains (no spikes of its own)
+    reshapes_only = True
+
+    def forward(self, x) -> SpikeTrains:
+        x = _trains(x)
+        return spike_flatten(x.times, x.counts)
+
+
 class SpikingSequential(nn.Sequential):
     """``nn.Sequential`` that also returns every layer's spike trains.
 
     ``forward`` returns the last layer's :class:`SpikeTrains`; ``forward_all`` returns the list
-    of all layers' outputs (for metrics such as spikes per layer).
+    of the layers' outputs (for metrics such as spikes per layer), leaving out layers that
+    only reshape (``reshapes_only``, e.g. :class:`Flatten`), whose trains are their input's.
     """
 
     def forward_all(self, input_times) -> list[SpikeTrains]:
@@ -89,5 +204,6 @@ class SpikingSequential(nn.Sequential):
         x = input_times
         for layer in self:
             x = layer(x)
-            outs.append(x)
+            if not getattr(layer, "reshapes_only", False):
+                outs.append(x)
         return outs

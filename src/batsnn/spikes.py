@@ -22,9 +22,10 @@ class SpikeTrains(NamedTuple):
     """Spike trains of a layer: the library's one spike-train convention.
 
     Attributes:
-        times: ``(B, N, S)`` float spike times in seconds, ascending along the last axis and
-            padded with ``+inf`` after the last spike of each neuron.
-        counts: ``(B, N)`` int64 number of finite entries of ``times`` per neuron.
+        times: ``(B, *neurons, S)`` float spike times in seconds, ascending along the last
+            axis and padded with ``+inf`` after the last spike of each neuron (``(B, N, S)``
+            for dense layers, ``(B, C, H, W, S)`` for convolutional ones).
+        counts: ``(B, *neurons)`` int64 number of finite entries of ``times`` per neuron.
     """
 
     times: torch.Tensor
@@ -93,14 +94,21 @@ def check_times(times: torch.Tensor):
     return int(bad[b, 0]), b, int(bad[b, 1]), int(bad[b, 2])
 
 
-def _check_tensor(name: str, times) -> None:
+def _check_tensor(name: str, times, ndim: int | None = 3) -> None:
+    """Type, dtype and rank of a spike-time tensor: exactly ``ndim`` dimensions, or (with
+    ``ndim=None``) at least 2, ``(B, *neurons, S)``."""
     if not isinstance(times, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(times).__name__}")
     if times.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got {times.dtype}")
-    if times.dim() != 3:
-        raise ValueError(f"{name} must have shape (batch, neurons, spikes), got shape "
-                         f"{tuple(times.shape)}")
+    if ndim is None:
+        if times.dim() < 2:
+            raise ValueError(f"{name} must have shape (batch, *neurons, spikes), got shape "
+                             f"{tuple(times.shape)}")
+    elif times.dim() != ndim:
+        what = ("(batch, neurons, spikes)" if ndim == 3 else
+                "(batch, channels, height, width, spikes)" if ndim == 5 else f"{ndim} axes")
+        raise ValueError(f"{name} must have shape {what}, got shape {tuple(times.shape)}")
 
 
 def mark_valid(times: torch.Tensor) -> torch.Tensor:
@@ -121,15 +129,20 @@ def _marked_valid(times: torch.Tensor) -> bool:
 
 def check_spike_times(name: str, times: torch.Tensor,
                       weight: torch.Tensor | None = None) -> None:
-    """Raise if ``times`` is not a valid ``(B, N, S)`` spike-time tensor; mark it valid if
-    it is (see :func:`mark_valid`: the same unmodified tensor is not scanned again).
+    """Raise if ``times`` is not a valid ``(B, *neurons, S)`` spike-time tensor (any number of
+    neuron axes, e.g. ``(B, N, S)`` or ``(B, C, H, W, S)``; checked as ``(B, -1, S)``); mark
+    it valid if it is (see :func:`mark_valid`: the same unmodified tensor is not scanned
+    again). Errors name ``name`` and the full index of the first defect.
 
     With ``weight``, also raise if it holds NaN or infinite values (CPU tensors only: on a GPU
     that check would synchronise the host in every forward). On a GPU the data checks share one
     host synchronisation, and are skipped for tensors made by batsnn.
     """
-    _check_tensor(name, times)
+    _check_tensor(name, times, ndim=None)
     t = times.detach()
+    shape = tuple(t.shape)
+    if t.dim() != 3:
+        t = t.reshape(shape[0], math.prod(shape[1:-1]), shape[-1])
     if t.device.type == "cpu":
         # On the CPU the scan is one cheap compiled pass, so every tensor is scanned, also one
         # batsnn made: edits through ``.data`` or a numpy view do not move the version
@@ -140,7 +153,7 @@ def check_spike_times(name: str, times: torch.Tensor,
             return
         found = check_times(t)
         if found is not None:
-            _raise_time_defect(name, t, *found)
+            _raise_time_defect(name, t, shape, *found)
         mark_valid(times)
         return
     # On a GPU the weight values are not inspected (that would cost a host synchronisation
@@ -155,20 +168,28 @@ def check_spike_times(name: str, times: torch.Tensor,
     ]).tolist()
     for kind, mask in ((1, torch.isnan(t)), (2, t < 0)):
         if flags[kind - 1]:
-            _raise_time_defect(name, t, kind, *torch.nonzero(mask)[0].tolist())
+            _raise_time_defect(name, t, shape, kind, *torch.nonzero(mask)[0].tolist())
     if flags[2]:
         b, n, s = torch.nonzero(t[..., 1:] < t[..., :-1])[0].tolist()
-        _raise_time_defect(name, t, 3, b, n, s + 1)
+        _raise_time_defect(name, t, shape, 3, b, n, s + 1)
     mark_valid(times)
 
 
-def _raise_time_defect(name, t, kind, b, n, s):
-    where = f"{name}[{b}, {n}, {s}]"
+def _raise_time_defect(name, t, shape, kind, b, n, s):
+    """``t`` is ``times`` viewed as ``(B, N, S)``; ``shape`` its own shape, whose neuron
+    index of flat ``n`` the message gives."""
+    flat_n, neuron = n, []
+    for size in reversed(shape[1:-1]):
+        neuron.append(n % size)
+        n //= size
+    idx = ", ".join(str(v) for v in [b, *reversed(neuron)])
+    where = f"{name}[{idx}, {s}]"
     if kind == 1:
         raise ValueError(f"{name} contains NaN (first at {where})")
     if kind == 2:
-        raise ValueError(f"{name} contains a negative time, {where} = {t[b, n, s].item()!r}; "
-                         "spike times are seconds >= 0, padded with +inf")
+        raise ValueError(f"{name} contains a negative time, {where} = "
+                         f"{t[b, flat_n, s].item()!r}; spike times are seconds >= 0, padded "
+                         "with +inf")
     raise ValueError(
         f"{name} must be ascending along the last axis and padded with +inf after the last "
-        f"spike; {name}[{b}, {n}] = {t[b, n].tolist()} is not (at position {s})")
+        f"spike; {name}[{idx}] = {t[b, flat_n].tolist()} is not (at position {s})")

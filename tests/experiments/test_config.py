@@ -19,7 +19,7 @@ REFERENCE = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(C.PRESETS))
+@pytest.mark.parametrize("name", sorted(REFERENCE))
 def test_presets_are_the_reference_experiments(name):
     cfg = C.resolve_config(name)
     dataset, sizes, theta, spikes, loss, batch, lr, epochs = REFERENCE[name]
@@ -34,6 +34,45 @@ def test_presets_are_the_reference_experiments(name):
     # resolving never changes the preset table
     cfg.network[0]["theta"] = 99.0
     assert C.resolve_config(name).network[0]["theta"] == theta[0]
+
+
+#: the conv experiment of model.md section 5: (type, channels or features, kernel, theta,
+#: max_spikes) per layer
+CONV_REFERENCE = [("conv2d", 15, 5, 0.04, 1), ("pool2d", None, 2, None, None),
+                  ("conv2d", 40, 5, 0.8, 3), ("pool2d", None, 2, None, None),
+                  ("flatten", None, None, None, None), ("linear", 300, None, 0.6, 10),
+                  ("linear", None, None, 0.3, 30)]
+
+
+@pytest.mark.parametrize("name, dataset", [("mnist-conv", "mnist"),
+                                           ("fmnist-conv", "fashion-mnist")])
+def test_conv_presets_are_the_reference_experiment(name, dataset):
+    cfg = C.resolve_config(name)
+    assert [(s["type"], s.get("channels", s.get("features")), s.get("kernel"), s.get("theta"),
+             s.get("max_spikes")) for s in cfg.network] == CONV_REFERENCE
+    assert all(set(s) <= {"type", "channels", "features", "kernel", "theta", "max_spikes"}
+               for s in cfg.network)  # valid, stride 1, no padding, delta_theta = theta
+    assert (cfg.dataset, cfg.loss, cfg.target_true, cfg.target_false, cfg.batch_size, cfg.lr,
+            cfg.lr_decay, cfg.lr_decay_every, cfg.lr_min, cfg.epochs) == (
+        dataset, "count", 30, 3, 20, 0.003, 0.5, 10, 1e-4, 100)
+    assert (cfg.tau_s, cfg.t_max, cfg.init, cfg.augment) == (0.13, 0.2, [-1.0, 1.0], "elastic")
+
+
+def test_augment_setting():
+    assert C.resolve_config("mnist-count").augment == "none"
+    assert C.resolve_config("mnist-conv", augment="none").augment == "none"
+    assert C.resolve_config("mnist-count", augment="elastic").augment == "elastic"
+    with pytest.raises(ValueError, match="augment must be 'none' or 'elastic', got 'rotate'"):
+        C.resolve_config("mnist-count", augment="rotate")
+    assert "augment" in C.RESUME_FIELDS
+
+
+def test_conv_networks_run_on_the_cpu():
+    cfg = C.resolve_config("mnist-conv")
+    assert C.run_device(cfg).type == "cpu"  # auto: the CPU, GPU or not
+    if torch.cuda.is_available():
+        with pytest.raises(ValueError, match="conv2d layers have CPU kernels only"):
+            C.run_device(C.resolve_config("mnist-conv", device="cuda"))
 
 
 @pytest.mark.parametrize("suffix", ["json", "toml"])
@@ -74,7 +113,10 @@ def test_a_runs_config_document_reads_back_as_the_same_config(tmp_path, name):
     assert C.resolve_config(file=path) == cfg
     assert C.config_from_dict(doc) == cfg
     # the hidden/theta/max_spikes view of a linear stack is written for readers
-    assert doc["theta"] == [s["theta"] for s in cfg.network]
+    if all(s["type"] == "linear" for s in cfg.network):
+        assert doc["theta"] == [s["theta"] for s in cfg.network]
+    else:  # conv presets: the network only
+        assert "theta" not in doc and doc["network"] == cfg.network
 
 
 def test_config_document_refuses_unknown_run_facts():

@@ -38,3 +38,23 @@ def test_discretization_error(tmp_path):
 def test_discretization_error_bad_arguments(tmp_path, depths, dts, words):
     with pytest.raises(ValueError, match=words):
         D.run_discretization_error(depths, dts, tmp_path, device="cpu")
+
+
+def test_discretization_error_of_a_conv_preset(tmp_path):
+    """The mnist-conv network (random weights) compared layer by layer: conv, pool, conv,
+    pool, dense, output (flatten only reshapes)."""
+    out = tmp_path / "dterr"
+    lines = []
+    rows = D.run_discretization_error(None, [0.002, 0.008], out, samples=3, dataset="random",
+                                      preset="mnist-conv", device="auto", log=lines.append)
+    assert "mnist-conv network (6 layers, 2 dt)" in lines[0]
+    assert [(r[D.DEPTH], r[D.LAYER], r[D.DT]) for r in rows] == [
+        (6, li, dt) for dt in (0.002, 0.008) for li in range(1, 7)]
+    by = {(r[D.LAYER], r[D.DT]): r for r in rows}
+    assert by[(1, 0.002)][M.SPIKES_CONTINUOUS] > 0
+    # pooling keeps every spike of the conv layer it follows
+    assert by[(2, 0.002)][M.SPIKES_CONTINUOUS] == by[(1, 0.002)][M.SPIKES_CONTINUOUS]
+    assert float(by[(1, 0.008)][M.RMSE_MS]) > float(by[(1, 0.002)][M.RMSE_MS]) > 0
+    assert (out / "rmse_by_layer_depth6.png").is_file()
+    with pytest.raises(ValueError, match="either depths or preset"):
+        D.run_discretization_error([1], [0.001], out, preset="mnist-conv")

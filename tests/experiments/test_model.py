@@ -53,8 +53,23 @@ def test_presets_build(name, n_in, n_classes, sizes):
 
 @pytest.mark.parametrize("layers, error, words", [
     ([{"type": "linear", "features": 8, "theta": 0.2, "max_spikes": 3},
-      {"type": "conv2d", "channels": 4}], ValueError,
-     "network layer 1 (conv2d): unknown layer type 'conv2d'; known: linear"),
+      {"type": "conv3d", "channels": 4}], ValueError,
+     "network layer 1 (conv3d): unknown layer type 'conv3d'; known: conv2d, flatten, linear, "
+     "pool2d"),
+    ([{"type": "conv2d", "channels": 4, "theta": 0.2, "max_spikes": 3}], ValueError,
+     "network layer 0 (conv2d): missing kernel"),
+    ([{"type": "conv2d", "channels": 0, "kernel": 3, "theta": 0.2, "max_spikes": 3}],
+     ValueError, "network layer 0 (conv2d): channels must be an int >= 1, got 0"),
+    ([{"type": "conv2d", "channels": 2, "kernel": [3, 0], "theta": 0.2, "max_spikes": 3}],
+     ValueError, "network layer 0 (conv2d): kernel must be >= 1, got (3, 0)"),
+    ([{"type": "conv2d", "channels": 2, "kernel": 3, "stride": 0, "theta": 0.2,
+       "max_spikes": 3}], ValueError, "network layer 0 (conv2d): stride must be >= 1"),
+    ([{"type": "conv2d", "channels": 2, "kernel": 3, "theta": -1, "max_spikes": 3}],
+     ValueError, "network layer 0 (conv2d): theta must be > 0"),
+    ([{"type": "pool2d", "kernel": 0}], ValueError,
+     "network layer 0 (pool2d): kernel must be an int >= 1, got 0"),
+    ([{"type": "flatten", "dims": 2}], ValueError, "network layer 0 (flatten): unknown key(s) "
+     "dims"),
     ([{"theta": 0.2}], ValueError, "network layer 0 (None): unknown layer type None"),
     ([{"type": "linear", "theta": 0.2}], ValueError,
      "network layer 0 (linear): missing max_spikes"),
@@ -126,3 +141,72 @@ def test_dense_network_and_its_summary_are_inverse():
     assert Mo.network_summary(layers[:1] + [{"type": "other"}]) is None
     with pytest.raises(ValueError, match="max_spikes needs one value per layer"):
         Mo.dense_network([30], [0.1, 0.2], [1])
+
+
+CONV = [{"type": "conv2d", "channels": 3, "kernel": 3, "theta": 0.05, "max_spikes": 2},
+        {"type": "pool2d"},
+        {"type": "conv2d", "channels": 4, "kernel": [2, 3], "stride": [1, 2], "padding": 1,
+         "theta": 0.1, "max_spikes": 3, "delta_theta": 0.05, "init": [-0.5, 1.0]},
+        {"type": "pool2d", "kernel": 2},
+        {"type": "flatten"},
+        {"type": "linear", "features": 6, "theta": 0.1, "max_spikes": 4},
+        {"type": "linear", "theta": 0.2, "max_spikes": 5}]
+
+
+def test_conv_description_builds_and_shapes_propagate():
+    from batsnn.nn import Flatten, LIFConv2d, SpikePool2d
+
+    shape = Mo.network_input_shape(CONV, 100)
+    assert shape == (1, 10, 10) and Mo.network_input_shape(CONV[-2:], 100) == (100,)
+    shapes = Mo.layer_shapes(CONV, shape, 3)
+    assert shapes == [(3, 8, 8), (3, 4, 4), (4, 5, 2), (4, 2, 1), (8,), (6,), (3,)]
+    torch.manual_seed(0)
+    net = Mo.build_network(CONV, shape, 3, tau_s=0.05, t_max=0.2, dt=None)
+    assert [type(m) for m in net] == [LIFConv2d, SpikePool2d, LIFConv2d, SpikePool2d, Flatten,
+                                      LIFLinear, LIFLinear]
+    c2 = net[2]
+    assert (c2.kernel_size, c2.stride, c2.padding) == ((2, 3), (1, 2), (1, 1))
+    assert c2.params == batsnn.LIFParams(tau_s=0.05, theta=0.1, delta_theta=0.05, max_spikes=3,
+                                         t_max=0.2)
+    assert c2.init == (-0.5, 1.0) and float(c2.weight.detach().min()) >= -0.5
+    x = batsnn.ttfs_encode(torch.rand(2, 100)).reshape(2, *shape, 1).double()
+    net = net.double()
+    outs = net.forward_all(x)
+    assert [tuple(o.counts.shape[1:]) for o in outs] == [s for s in shapes if s != (8,)]
+    assert Mo.cpu_only(CONV) == ["conv2d"] and Mo.cpu_only(CONV[-2:]) == []
+
+
+def test_conv_shape_errors_name_the_layer():
+    with pytest.raises(ValueError, match=r"network layer 0 \(conv2d\): conv2d needs maps"):
+        Mo.layer_shapes(CONV, (100,), 3)
+    with pytest.raises(ValueError, match=r"network layer 0 \(conv2d\): kernel \(3, 3\) with "
+                                         r"padding \(0, 0\) does not fit the 2x2 input maps"):
+        Mo.layer_shapes(CONV, (1, 2, 2), 3)
+    with pytest.raises(ValueError, match=r"network layer 3 \(pool2d\): kernel 2 is larger "
+                                         r"than the 2x1 maps"):
+        Mo.layer_shapes(CONV, (1, 4, 4), 3)
+    with pytest.raises(ValueError, match=r"network layer 4 \(linear\): linear needs a flat "
+                                         "input"):
+        Mo.layer_shapes(CONV[:4] + CONV[5:], (1, 10, 10), 3)
+    with pytest.raises(ValueError, match="takes square images, got 90 pixels"):
+        Mo.network_input_shape(CONV, 90)
+    with pytest.raises(ValueError, match=r"network layer 1 \(pool2d\): a pool2d layer cannot "
+                                         "be the last"):
+        Mo.layer_shapes(CONV[:2], (1, 10, 10), 3)
+
+
+@pytest.mark.parametrize("name, dataset", [("mnist-conv", "mnist"),
+                                           ("fmnist-conv", "fashion-mnist")])
+def test_conv_presets_build(name, dataset):
+    cfg = resolve_config(name)
+    assert cfg.dataset == dataset and cfg.augment == "elastic" and cfg.batch_size == 20
+    net = Mo.build_model(cfg, 784, 10)
+    shapes = Mo.layer_shapes(cfg.network, (1, 28, 28), 10)
+    assert shapes == [(15, 24, 24), (15, 12, 12), (40, 8, 8), (40, 4, 4), (640,), (300,), (10,)]
+    convs = [m for m in net if hasattr(m, "theta")]
+    assert [m.theta for m in convs] == [0.04, 0.8, 0.6, 0.3]
+    assert [m.max_spikes for m in convs] == [1, 3, 10, 30]
+    assert all(m.delta_theta == m.theta and m.tau_s == 0.13 and m.t_max == 0.2
+               and m.init == (-1.0, 1.0) for m in convs)
+    assert (cfg.target_true, cfg.target_false, cfg.lr, cfg.lr_decay, cfg.lr_decay_every,
+            cfg.lr_min) == (30, 3, 0.003, 0.5, 10, 1e-4)

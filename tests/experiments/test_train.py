@@ -1,6 +1,7 @@
 """batsnn.experiments.train: the loop's callbacks and early stop on a tiny problem, and the
 runner (train) on a tiny fake dataset (the ``data_dir`` fixture)."""
 
+import json
 import math
 
 import pytest
@@ -10,6 +11,7 @@ import batsnn
 from batsnn import metrics as M
 from batsnn.experiments import train as T
 from batsnn.experiments.config import resolve_config
+from batsnn.experiments.data import load_dataset
 from batsnn.experiments.model import build_model
 from batsnn.experiments.rundir import read_csv
 from batsnn.losses import count_predict, spike_count_class_loss
@@ -208,3 +210,82 @@ def test_ttfs_run_under_cuda_graphs_matches_eager(data_dir, tmp_path):
         assert math.isfinite(float(a[M.TRAIN_LOSS])) and 0 < float(a[M.SILENT_LABELS_PCT])
         assert float(a[M.TRAIN_LOSS]) == pytest.approx(float(b[M.TRAIN_LOSS]), rel=0.05)
         assert abs(float(a[M.TEST_ACCURACY]) - float(b[M.TEST_ACCURACY])) <= 0.1
+
+
+TINY_CONV = dict(
+    dataset="fashion-mnist", batch_size=10, eval_batch_size=16, device="cpu",
+    network=[{"type": "conv2d", "channels": 4, "kernel": 5, "theta": 0.04, "max_spikes": 1},
+             {"type": "pool2d", "kernel": 2},
+             {"type": "conv2d", "channels": 6, "kernel": 5, "theta": 0.3, "max_spikes": 2},
+             {"type": "pool2d", "kernel": 2},
+             {"type": "flatten"},
+             {"type": "linear", "theta": 0.3, "max_spikes": 6}])
+
+
+def test_encode_images_keeps_the_shape_of_conv_networks():
+    images = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
+    cfg = resolve_config("mnist-conv", dt=0.002)
+    got = T.encode_images(images, cfg, "cpu")
+    want = batsnn.ttfs_encode(images.reshape(4, -1).float(), t_window=cfg.t_window, x_max=255.0,
+                              dt=cfg.dt)
+    assert got.shape == (4, 1, 28, 28, 1) and torch.equal(got.reshape(4, 784, 1), want)
+
+
+def test_conv_run_augments_training_batches_only(data_dir, tmp_path, monkeypatch):
+    """Elastic deformation reaches every training batch and no test sample: the epoch's test
+    metrics are those of the trained model on the plain test images."""
+    cfg = resolve_config("mnist-conv", **TINY_CONV, data_dir=str(data_dir), epochs=1,
+                         out=str(tmp_path / "run"))
+    assert cfg.augment == "elastic"
+    seen = []
+    real = T.augment_batch
+
+    def spy(images, kind, **kw):
+        seen.append((images.shape[0], kind, kw["epoch"], kw["batch"]))
+        return real(images, kind, **kw)
+
+    monkeypatch.setattr(T, "augment_batch", spy)
+    ds = load_dataset("fashion-mnist", data_dir)
+    check = {}
+
+    def recompute(state):
+        check.update(T.evaluate(state.model, cfg, ds.test_x, ds.test_y, "cpu"))
+
+    summary = T.train(cfg, quiet=True, callbacks=[recompute])
+    assert seen == [(10, "elastic", 1, b) for b in range(6)]
+    row = read_csv(tmp_path / "run" / "metrics.csv")[0]
+    assert float(row[M.TEST_ACCURACY]) == check[M.TEST_ACCURACY]
+    assert float(row[M.TEST_LOSS]) == check[M.TEST_LOSS]
+    # per-layer metrics of conv, pool, conv, pool and the output layer (flatten only reshapes)
+    assert M.layer_keys(summary, M.SPIKES_PER_SAMPLE) == [
+        M.layer_key(M.SPIKES_PER_SAMPLE, i) for i in range(1, 6)]
+    assert summary[M.layer_key(M.SPIKES_PER_SAMPLE, 1)] > 0
+    assert summary[M.layer_key(M.SPIKES_PER_SAMPLE, 2)] == pytest.approx(
+        summary[M.layer_key(M.SPIKES_PER_SAMPLE, 1)], rel=0.1)  # pooling keeps the spikes
+    assert 0 <= summary[M.layer_key(M.SILENT_NEURONS_PCT, 3)] <= 100
+    doc = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert doc["layers"] == [784, [4, 24, 24], [4, 12, 12], [6, 8, 8], [6, 4, 4], 96, 10]
+    assert doc["augment"] == "elastic" and (tmp_path / "run" / "raster.png").is_file()
+
+
+def test_conv_run_with_augmentation_resumes_exactly(data_dir, tmp_path):
+    base = dict(**TINY_CONV, data_dir=str(data_dir), train_samples=30)
+    full = resolve_config("mnist-conv", **base, epochs=2, out=str(tmp_path / "full"))
+    T.train(full, quiet=True)
+    part = resolve_config("mnist-conv", **base, epochs=1, out=str(tmp_path / "part"))
+    T.train(part, quiet=True)
+    part = resolve_config("mnist-conv", **base, epochs=2, out=str(tmp_path / "part"))
+    T.train(part, resume=True, quiet=True)
+    timing = {M.TRAIN_SECONDS, M.EPOCH_SECONDS}
+    rows = [[{k: v for k, v in r.items() if k not in timing}
+             for r in read_csv(tmp_path / name / "metrics.csv")] for name in ("full", "part")]
+    assert rows[0] == rows[1] and len(rows[0]) == 2
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "part" / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # and the deformation does change training
+    plain = resolve_config("mnist-conv", **base, epochs=1, augment="none",
+                           out=str(tmp_path / "plain"))
+    T.train(plain, quiet=True)
+    assert read_csv(tmp_path / "plain" / "metrics.csv")[0][M.TRAIN_LOSS] != rows[0][0][
+        M.TRAIN_LOSS]

@@ -30,13 +30,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from batsnn.experiments.augment import AUGMENTATIONS
 from batsnn.experiments.data import canonical_name
-from batsnn.experiments.model import check_network, dense_network, network_summary
+from batsnn.experiments.model import check_network, cpu_only, dense_network, network_summary
 from batsnn.experiments.rundir import MARKER
 
 __all__ = ["PRESETS", "RESUME_FIELDS", "RUN_INFO_KEYS", "SEED_MAX", "SHORTHANDS", "TrainConfig",
            "check_setting", "config_document", "config_from_dict", "read_config_file",
-           "resolve_config", "resolve_device", "settings_difference", "validate_config"]
+           "resolve_config", "resolve_device", "run_device", "settings_difference",
+           "validate_config"]
 
 
 def _default_network() -> list[dict]:
@@ -60,6 +62,8 @@ class TrainConfig:
         batch_size, lr, lr_decay, lr_decay_every, lr_min, epochs: Adam and its schedule (lr
             times ``lr_decay`` every ``lr_decay_every`` epochs, not below ``lr_min``).
         dt: time step (s); ``None`` for exact time.
+        augment: ``"none"`` or ``"elastic"`` (one random elastic deformation per training
+            batch, :mod:`batsnn.experiments.augment`; never applied to test data).
         seed: seeds weights, data order and every RNG.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; cuda_graph: replay each training
             step as one CUDA graph on a GPU.
@@ -87,6 +91,7 @@ class TrainConfig:
     lr_min: float = 0.0
     epochs: int = 100
     dt: float | None = None
+    augment: str = "none"
     seed: int = 1
     device: str = "auto"
     cuda_graph: bool = True
@@ -128,7 +133,20 @@ PRESETS: dict[str, dict] = {
                  {"type": "linear", "theta": 0.7, "max_spikes": 20}],
         loss="count", target_true=15, target_false=3, batch_size=5, lr=0.0005, lr_decay=0.5,
         lr_decay_every=10, lr_min=1e-4, epochs=100, t_max=0.2),
+    "mnist-conv": dict(
+        dataset="mnist",
+        network=[{"type": "conv2d", "channels": 15, "kernel": 5, "theta": 0.04, "max_spikes": 1},
+                 {"type": "pool2d", "kernel": 2},
+                 {"type": "conv2d", "channels": 40, "kernel": 5, "theta": 0.8, "max_spikes": 3},
+                 {"type": "pool2d", "kernel": 2},
+                 {"type": "flatten"},
+                 {"type": "linear", "features": 300, "theta": 0.6, "max_spikes": 10},
+                 {"type": "linear", "theta": 0.3, "max_spikes": 30}],
+        loss="count", target_true=30, target_false=3, batch_size=20, lr=0.003, lr_decay=0.5,
+        lr_decay_every=10, lr_min=1e-4, epochs=100, t_max=0.2, augment="elastic"),
 }
+#: Fashion-MNIST through the conv network of the MNIST experiment
+PRESETS["fmnist-conv"] = {**copy.deepcopy(PRESETS["mnist-conv"]), "dataset": "fashion-mnist"}
 
 #: shorthand settings for stacks of linear layers (they rewrite ``network``)
 SHORTHANDS = ("hidden", "theta", "max_spikes")
@@ -141,7 +159,8 @@ RUN_INFO_KEYS = (MARKER, "batsnn_version", "layers", "n_classes", "resolved_devi
 #: settings that must not change when a run is resumed
 RESUME_FIELDS = ("dataset", "network", "tau_s", "t_max", "t_window", "loss", "target_true",
                  "target_false", "tau_loss", "init", "batch_size", "lr", "lr_decay",
-                 "lr_decay_every", "lr_min", "dt", "seed", "train_samples", "test_samples")
+                 "lr_decay_every", "lr_min", "dt", "augment", "seed", "train_samples",
+                 "test_samples")
 
 #: seeds are ints in [0, SEED_MAX]
 SEED_MAX = 2**32 - 1
@@ -263,6 +282,8 @@ _CHECKS = {
     "lr_min": lambda n, v: _real(n, v, low=0),
     "epochs": lambda n, v: _int(n, v, low=1),
     "dt": lambda n, v: _real(n, v, low=0, optional=True),
+    "augment": lambda n, v: _choice(n, v, AUGMENTATIONS,
+                                    " or ".join(repr(a) for a in AUGMENTATIONS)),
     "seed": lambda n, v: _int(n, v, low=0, high=SEED_MAX),
     "device": _device,
     "cuda_graph": _bool,
@@ -457,6 +478,20 @@ def settings_difference(before: Mapping, now: Mapping,
     ``"name OLD -> NEW"`` (empty when they agree)."""
     return [f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in fields
             if before.get(k) != now.get(k)]
+
+
+def run_device(cfg: TrainConfig) -> torch.device:
+    """The device a run of ``cfg`` trains on: :func:`resolve_device` of ``cfg.device``, except
+    for networks with layers that only have CPU kernels (``conv2d``): ``"auto"`` picks the
+    CPU for them, and an explicit GPU raises ``ValueError``."""
+    dev = resolve_device(cfg.device)
+    only = cpu_only(cfg.network)
+    if dev.type != "cpu" and only:
+        if cfg.device != "auto":
+            raise ValueError(f"device {cfg.device!r}: {', '.join(only)} layers have CPU kernels "
+                             "only for now (no GPU kernels yet); use --device cpu")
+        dev = torch.device("cpu")
+    return dev
 
 
 def resolve_device(name: str) -> torch.device:

@@ -8,6 +8,11 @@ random ``width``-neuron layers runs on the same TTFS-encoded inputs in exact tim
 and ``count_changed_vs_dt.png``, and ``config.json`` (the settings, marking the directory as
 batsnn's). A directory holding an earlier result is rewritten only when its settings are the
 same; other non-empty directories are refused.
+
+With a ``preset`` the network is instead the preset's (e.g. ``mnist-conv``: convolutions
+and pooling), with random weights from ``seed`` (the preset's initialisation), compared
+layer by layer as a whole (one depth: its number of spike-making layers, pooling included,
+flatten left out).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import torch
 import batsnn
 from batsnn import metrics as M
 from batsnn.encoding import ttfs_encode
-from batsnn.experiments.config import resolve_device
+from batsnn.experiments.config import resolve_config, resolve_device, run_device
 from batsnn.experiments.model import device_memory
 from batsnn.experiments.rundir import MARKER, prepare_out, read_json, write_csv, write_json
 from batsnn.nn import LIFLinear
@@ -49,29 +54,40 @@ def _inputs(dataset: str, samples: int, seed: int, data_dir) -> torch.Tensor:
 
 def run_discretization_error(depths: Sequence[int], dts: Sequence[float],
                              out: str | os.PathLike, *, width: int = 800, seed: int = 0,
-                             samples: int = 100, dataset: str = "fashion-mnist",
+                             samples: int = 100, dataset: str | None = None,
                              data_dir: str | os.PathLike | None = None, theta: float = 0.2,
                              max_spikes: int = 30, device: str = "auto",
+                             preset: str | None = None,
                              log: Callable[[str], Any] = print) -> list[dict]:
     """Per-layer error of discretized against exact spike trains (see the module docstring).
 
     Args:
-        depths: numbers of hidden layers (ints >= 1).
+        depths: numbers of hidden layers (ints >= 1); ``None`` with ``preset``.
         dts: time steps in seconds (> 0).
         out: output directory (created).
         width: neurons per layer.
         seed: seeds the weights (uniform in [-1, 1]) and the random inputs.
         samples: input samples.
-        dataset: a dataset name (its first test images) or ``"random"``.
+        dataset: a dataset name (its first test images) or ``"random"``; default
+            ``fashion-mnist``, or the preset's dataset.
         data_dir: where the dataset's files are.
         theta, max_spikes: every layer's threshold and spike buffer (``tau_s`` 0.13 s,
             ``t_max`` 0.2 s).
-        device: ``auto``, ``cpu`` or ``cuda``.
+        device: ``auto``, ``cpu`` or ``cuda`` (a network with conv layers: the CPU).
+        preset: a preset's name (:data:`batsnn.experiments.config.PRESETS`): compare its
+            network instead of stacks of ``width``-neuron layers (``width``, ``theta`` and
+            ``max_spikes`` are then the preset's).
         log: where the closing line goes.
 
     Returns:
         the CSV's rows: ``{depth, layer, dt, **spike_train_error(...)}``.
     """
+    if preset is not None:
+        if depths is not None:
+            raise ValueError("give either depths or preset, not both")
+        return _preset_error(preset, dts, out, seed=seed, samples=samples, dataset=dataset,
+                             data_dir=data_dir, device=device, log=log)
+    dataset = dataset or "fashion-mnist"
     depths, dts = list(depths), list(dts)
     if not depths or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in depths):
         raise ValueError(f"depths must be integers >= 1, got {depths}")
@@ -131,6 +147,45 @@ def run_discretization_error(depths: Sequence[int], dts: Sequence[float],
     _plots(out, rows, sorted(set(depths)), grid)
     log(f"discretization error of {len(rows)} (depth, layer, dt) cases written to "
         f"{out / CSV_NAME} with plots")
+    return rows
+
+
+def _preset_error(preset, dts, out, *, seed, samples, dataset, data_dir, device, log):
+    """:func:`run_discretization_error` of a preset's network (see the module docstring)."""
+    from batsnn.experiments.data import DATASETS, canonical_name
+    from batsnn.experiments.model import build_network, network_input_shape
+
+    dts = list(dts)
+    if not dts or any(not d > 0 or not math.isfinite(d) for d in dts):
+        raise ValueError(f"dt values must be finite and > 0, got {dts}")
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    cfg = resolve_config(preset, device=device)
+    dataset = dataset or cfg.dataset
+    n_classes = DATASETS[canonical_name(cfg.dataset)][0]
+    dev = run_device(cfg)
+    x = _inputs(dataset, samples, seed, data_dir)
+    shape = network_input_shape(cfg.network, x.shape[1])
+    grid = sorted(set(dts))
+    reference, rows = None, []
+    for dt in [0.0] + grid:
+        torch.manual_seed(seed)  # the same weights for every dt
+        net = build_network(cfg.network, shape, n_classes, tau_s=cfg.tau_s, t_max=cfg.t_max,
+                            init=cfg.init, dt=dt or None).to(dev)
+        h = ttfs_encode(x.to(dev), x_max=255.0, t_window=cfg.t_window, dt=dt or None)
+        with torch.no_grad():
+            outs = net.forward_all(h.reshape(h.shape[0], *shape, h.shape[-1]))
+        if reference is None:
+            reference = outs
+            continue
+        for li, (c, d) in enumerate(zip(reference, outs)):
+            rows.append({DEPTH: len(outs), LAYER: li + 1, DT: dt, **M.spike_train_error(c, d)})
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / CSV_NAME, rows)
+    _plots(out, rows, [len(reference)], grid)
+    log(f"discretization error of the {preset} network ({len(reference)} layers, "
+        f"{len(grid)} dt) written to {out / CSV_NAME} with plots")
     return rows
 
 

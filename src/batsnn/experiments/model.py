@@ -13,10 +13,23 @@ A network is described by a list of layer specs, plain JSON-able dicts, each wit
   (optional; the run's ``tau_s``, ``t_max`` and ``init`` otherwise): the neuron's parameters,
   validated as one :class:`batsnn.LIFParams`. ``dt`` is the run's, the same for every layer.
 
-Other layer types (``conv2d``, ``pool2d``, ``flatten``, ...) are added with
-:func:`register_layer_type`; a spec of an unknown type raises ``ValueError`` naming its
-index and type. Every builder maps the input shape (neurons per sample, without batch and
-spike axes, e.g. ``(784,)`` or ``(1, 28, 28)``) to the output shape.
+``conv2d`` (a :class:`batsnn.nn.LIFConv2d`, "valid" and no bias by default; CPU kernels
+only) takes maps ``(C, H, W)`` and needs ``channels`` (output channels), ``kernel`` (an int
+or ``[kH, kW]``), ``theta`` and ``max_spikes``; optional ``stride``, ``padding`` and the
+neuron's ``delta_theta``, ``tau_s``, ``t_max``, ``init`` as for ``linear``:
+
+    {"type": "conv2d", "channels": 15, "kernel": 5, "theta": 0.04, "max_spikes": 1}
+
+``pool2d`` (a :class:`batsnn.nn.SpikePool2d`, optional ``kernel``, default 2) merges the
+spike trains of each ``kernel x kernel`` window (``(C, H, W)`` to ``(C, H // k, W // k)``);
+``flatten`` (a :class:`batsnn.nn.Flatten`, no keys) turns maps into the flat input a
+``linear`` layer needs. A network whose first layer reads maps takes square images as
+``(1, H, W)`` maps (:func:`network_input_shape`).
+
+Other layer types are added with :func:`register_layer_type`; a spec of an unknown type
+raises ``ValueError`` naming its index and type. Every builder maps the input shape
+(neurons per sample, without batch and spike axes, e.g. ``(784,)`` or ``(1, 28, 28)``) to
+the output shape.
 """
 
 from __future__ import annotations
@@ -30,12 +43,13 @@ from dataclasses import dataclass
 import torch
 
 from batsnn.functional import check_memory
-from batsnn.nn import LIFLinear, SpikingSequential
+from batsnn.nn import Flatten, LIFConv2d, LIFLinear, SpikePool2d, SpikingSequential
+from batsnn.ops.lif.synapse import Conv2d, _pair
 from batsnn.params import LIFParams
 
 __all__ = ["LAYER_TYPES", "BuildContext", "LayerType", "build_model", "build_network",
-           "check_fits", "check_network", "device_memory",
-           "dense_network", "layer_shapes", "network_summary", "register_layer_type"]
+           "check_fits", "check_network", "cpu_only", "dense_network", "device_memory",
+           "layer_shapes", "network_input_shape", "network_summary", "register_layer_type"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,9 @@ class LayerType:
         build: ``(spec, in_shape, ctx) -> torch.nn.Module`` (weights drawn from the current
             torch RNG); the module maps spike trains to :class:`batsnn.SpikeTrains`.
         check: optional ``(spec) -> None`` checking values without shapes.
+        maps: whether the layer reads maps ``(C, H, W)``: a network that starts with it takes
+            images as maps (:func:`network_input_shape`).
+        cpu_only: whether the layer's kernels run on the CPU only (:func:`cpu_only`).
     """
 
     name: str
@@ -80,6 +97,8 @@ class LayerType:
     out_shape: Callable[[Mapping, tuple, BuildContext], tuple]
     build: Callable[[Mapping, tuple, BuildContext], torch.nn.Module]
     check: Callable[[Mapping], None] | None = None
+    maps: bool = False
+    cpu_only: bool = False
 
 
 #: the known layer types by name (see :func:`register_layer_type`)
@@ -155,7 +174,116 @@ register_layer_type(LayerType(
     out_shape=_linear_out, build=_linear_build, check=_check_linear))
 
 
+# ------------------------------------------------------------------ conv2d, pool2d, flatten
+
+def _check_maps(in_shape: tuple, kind: str) -> tuple:
+    if len(in_shape) != 3:
+        raise ValueError(f"{kind} needs maps (channels, height, width), got shape {in_shape}")
+    return in_shape
+
+
+def _conv_synapse(spec: Mapping, in_shape: tuple) -> Conv2d:
+    return Conv2d(in_shape=_check_maps(in_shape, "conv2d"), kernel=_pair_of(spec, "kernel"),
+                  stride=_pair_of(spec, "stride", 1), padding=_pair_of(spec, "padding", 0))
+
+
+def _pair_of(spec: Mapping, key: str, default=None):
+    v = spec.get(key, default)
+    return tuple(v) if isinstance(v, (list, tuple)) else v
+
+
+def _check_conv(spec: Mapping) -> None:
+    ch = spec["channels"]
+    if isinstance(ch, bool) or not isinstance(ch, numbers.Integral) or ch < 1:
+        raise ValueError(f"channels must be an int >= 1, got {ch!r}")
+    _pair("kernel", _pair_of(spec, "kernel"), 1)
+    _pair("stride", _pair_of(spec, "stride", 1), 1)
+    _pair("padding", _pair_of(spec, "padding", 0), 0)
+    if "init" in spec:
+        _check_init(spec["init"])
+    _lif_params(spec, BuildContext(tau_s=1.0, t_max=math.inf, init=(-1.0, 1.0), dt=None,
+                                   n_classes=1))
+
+
+def _conv_out(spec: Mapping, in_shape: tuple, ctx: BuildContext) -> tuple:
+    if ctx.is_last:
+        raise ValueError("a conv2d layer cannot be the last layer (end with flatten and linear)")
+    return (int(spec["channels"]), *_conv_synapse(spec, in_shape).out_hw)
+
+
+def _conv_build(spec: Mapping, in_shape: tuple, ctx: BuildContext) -> torch.nn.Module:
+    syn = _conv_synapse(spec, in_shape)
+    p = _lif_params(spec, ctx)
+    init = spec.get("init", ctx.init)
+    return LIFConv2d(in_shape[0], int(spec["channels"]), syn.kernel, stride=syn.stride,
+                     padding=syn.padding, tau_s=p.tau_s, theta=p.theta,
+                     delta_theta=p.delta_theta, max_spikes=p.max_spikes, dt=p.dt or None,
+                     t_max=p.t_max, init=(float(init[0]), float(init[1])))
+
+
+register_layer_type(LayerType(
+    name="conv2d", required=frozenset({"channels", "kernel", "theta", "max_spikes"}),
+    optional=frozenset({"stride", "padding", "delta_theta", "tau_s", "t_max", "init"}),
+    out_shape=_conv_out, build=_conv_build, check=_check_conv, maps=True, cpu_only=True))
+
+
+def _pool_kernel(spec: Mapping) -> int:
+    """The pooling window (``kernel``, default 2)."""
+    k = spec.get("kernel", 2)
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"kernel must be an int >= 1, got {k!r}")
+    return int(k)
+
+
+def _pool_out(spec: Mapping, in_shape: tuple, ctx: BuildContext) -> tuple:
+    c, h, w = _check_maps(in_shape, "pool2d")
+    k = _pool_kernel(spec)
+    if k > min(h, w):
+        raise ValueError(f"kernel {k} is larger than the {h}x{w} maps")
+    if ctx.is_last:
+        raise ValueError("a pool2d layer cannot be the last layer (end with flatten and linear)")
+    return (c, h // k, w // k)
+
+
+register_layer_type(LayerType(
+    name="pool2d", required=frozenset(), optional=frozenset({"kernel"}), out_shape=_pool_out,
+    build=lambda spec, in_shape, ctx: SpikePool2d(_pool_kernel(spec)), check=_pool_kernel,
+    maps=True))
+
+
+def _flatten_out(spec: Mapping, in_shape: tuple, ctx: BuildContext) -> tuple:
+    if ctx.is_last:
+        raise ValueError("a flatten layer cannot be the last layer")
+    return (math.prod(in_shape),)
+
+
+register_layer_type(LayerType(
+    name="flatten", required=frozenset(), optional=frozenset(), out_shape=_flatten_out,
+    build=lambda spec, in_shape, ctx: Flatten()))
+
+
 # ----------------------------------------------------------------------------- networks
+
+def network_input_shape(layers: Sequence[Mapping], n_inputs: int) -> tuple:
+    """The input shape (neurons per sample) a network takes for images of ``n_inputs``
+    pixels: ``(1, side, side)`` maps when its first layer reads maps (``conv2d``,
+    ``pool2d``), which needs square images, else flat ``(n_inputs,)``."""
+    check_network(layers)
+    if not LAYER_TYPES[layers[0]["type"]].maps:
+        return (int(n_inputs),)
+    side = math.isqrt(int(n_inputs))
+    if side * side != n_inputs:
+        raise ValueError(f"a network starting with {layers[0]['type']} takes square images, "
+                         f"got {n_inputs} pixels")
+    return (1, side, side)
+
+
+def cpu_only(layers: Sequence[Mapping]) -> list[str]:
+    """The types of a description's layers whose kernels run on the CPU only (``conv2d``:
+    no GPU kernels yet), in order, without repeats."""
+    return list(dict.fromkeys(s["type"] for s in layers
+                              if getattr(LAYER_TYPES.get(s.get("type")), "cpu_only", False)))
+
 
 def _layer_error(i: int, spec, e: Exception) -> Exception:
     kind = spec.get("type") if isinstance(spec, Mapping) else None
@@ -258,10 +386,11 @@ def build_network(layers: Sequence[Mapping], input_shape: Sequence[int], n_class
 
 def build_model(cfg, n_inputs: int, n_classes: int) -> SpikingSequential:
     """The network of a run's settings (a :class:`~batsnn.experiments.config.TrainConfig`, or
-    anything with ``network``, ``tau_s``, ``t_max``, ``init`` and ``dt``) for flat inputs of
-    ``n_inputs`` neurons; weights drawn from the current torch RNG."""
-    return build_network(cfg.network, (n_inputs,), n_classes, tau_s=cfg.tau_s, t_max=cfg.t_max,
-                         init=cfg.init, dt=cfg.dt)
+    anything with ``network``, ``tau_s``, ``t_max``, ``init`` and ``dt``) for images of
+    ``n_inputs`` pixels, taken flat or as maps (:func:`network_input_shape`); weights drawn
+    from the current torch RNG."""
+    return build_network(cfg.network, network_input_shape(cfg.network, n_inputs), n_classes,
+                         tau_s=cfg.tau_s, t_max=cfg.t_max, init=cfg.init, dt=cfg.dt)
 
 
 def device_memory(device) -> int | None:

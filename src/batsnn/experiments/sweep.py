@@ -38,7 +38,8 @@ import torch
 import batsnn
 from batsnn import metrics as M
 from batsnn.experiments.config import (RESUME_FIELDS, TrainConfig, check_setting,
-                                       config_from_dict, resolve_device, settings_difference,
+                                       config_from_dict, run_device,
+                                       settings_difference,
                                        validate_config)
 from batsnn.experiments.rundir import (MARKER, OutDirError, RunDir, atomic_write,
                                        load_run_checkpoint, make_subdir, prepare_out,
@@ -300,7 +301,7 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
         raise ValueError(f"jobs must be an int >= 0, got {jobs!r}")
     base = validate_config(dataclasses.replace(base, network=[dict(s) for s in base.network]))
     out = Path(out)
-    device = resolve_device(base.device)
+    device = run_device(base)
     plan = plan_slots(device, jobs=jobs, gpus=gpus, jobs_per_gpu=jobs_per_gpu,
                       base_device=base.device)
     threads = plan.threads

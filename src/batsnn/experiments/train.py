@@ -46,10 +46,11 @@ import batsnn
 from batsnn import metrics as M
 from batsnn.encoding import ttfs_encode
 from batsnn.experiments import distributed
+from batsnn.experiments.augment import augment_batch
 from batsnn.experiments.config import (TrainConfig, config_document, config_from_dict,
-                                       settings_difference)
+                                       run_device, settings_difference)
 from batsnn.experiments.data import load_dataset
-from batsnn.experiments.model import build_model, check_fits, layer_shapes
+from batsnn.experiments.model import build_model, check_fits, layer_shapes, network_input_shape
 from batsnn.experiments.rundir import (CHECKPOINT_FORMAT, MARKER, CheckpointError, RunDir,
                                        load_run_checkpoint, prepare_out, rng_state,
                                        save_checkpoint, set_rng_state, write_csv, write_json)
@@ -320,6 +321,8 @@ class RunPlots:
         with torch.no_grad():
             state.model.eval()
             outs = state.model.forward_all(self.inputs)
+        # maps (conv, pool layers) are drawn as their neurons in C order
+        outs = [batsnn.SpikeTrains(o.times.flatten(1, -2), o.counts.flatten(1)) for o in outs]
         plots.raster(outs, self.labels, self.run.file("raster.png"))
 
 
@@ -360,15 +363,19 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 def encode_images(images: torch.Tensor, cfg: TrainConfig, device) -> torch.Tensor:
-    """TTFS spike times ``(B, N, 1)`` float32 of uint8 images ``(B, ...)`` (window
-    ``cfg.t_window``, grid ``cfg.dt``) on ``device``; uint8 values lie in [0, 255] by type,
-    so they are encoded without value checks (no host synchronisation) and the times are
-    still known valid (:func:`batsnn.ttfs_encode`)."""
+    """TTFS spike times of uint8 images ``(B, ...)`` (window ``cfg.t_window``, grid
+    ``cfg.dt``) on ``device``, shaped as ``cfg.network`` takes them: ``(B, N, 1)`` float32, or
+    ``(B, 1, H, W, 1)`` maps for a network starting with a conv or pool layer
+    (:func:`batsnn.experiments.model.network_input_shape`); uint8 values lie in [0, 255] by
+    type, so they are encoded without value checks (no host synchronisation) and the times
+    are still known valid (:func:`batsnn.ttfs_encode`)."""
     if images.dtype != torch.uint8:
         raise TypeError(f"images must be uint8, got {images.dtype}")
     x = images.to(device, non_blocking=True).reshape(images.shape[0], -1)
-    return ttfs_encode(x, t_window=cfg.t_window, x_max=255.0, dt=cfg.dt, dtype=torch.float32,
-                       validate=False)
+    t = ttfs_encode(x, t_window=cfg.t_window, x_max=255.0, dt=cfg.dt, dtype=torch.float32,
+                    validate=False)
+    shape = network_input_shape(cfg.network, x.shape[1])
+    return t if len(shape) == 1 else t.reshape(x.shape[0], *shape, t.shape[-1])
 
 
 def output_horizon(cfg: TrainConfig) -> float:
@@ -558,7 +565,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
         batsnn.experiments.data.DatasetNotFound: the data is not there (the message says what
             to run).
     """
-    ctx = distributed.current(cfg.device)  # one process, or one of several (torchrun)
+    # one process, or one of several (torchrun); networks with CPU-only layers run on the CPU
+    ctx = distributed.current("cpu" if run_device(cfg).type == "cpu" else cfg.device)
     device = ctx.device
     if not ctx.is_main:  # only rank 0 writes and talks
         quiet, log = True, (lambda *a, **k: None)
@@ -584,7 +592,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
 
     seed_everything(cfg.seed)
     model = build_model(cfg, n_in, ds.n_classes).to(device)
-    graphed = cfg.cuda_graph and device.type == "cuda"
+    # a graph would replay one batch's deformation: augmented runs launch step by step
+    graphed = cfg.cuda_graph and device.type == "cuda" and cfg.augment == "none"
     if graphed:  # the whole step runs as one CUDA graph (batsnn.experiments.graphs)
         from batsnn.experiments.graphs import capturable_adam
 
@@ -604,8 +613,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
         state.epoch = ck["epoch"]
         state.step = ck["step"]
         log(f"resuming {out} after epoch {ck['epoch']}")
-    shapes = layer_shapes(cfg.network, (n_in,), ds.n_classes, tau_s=cfg.tau_s, t_max=cfg.t_max,
-                          init=cfg.init, dt=cfg.dt)
+    shapes = layer_shapes(cfg.network, network_input_shape(cfg.network, n_in), ds.n_classes,
+                          tau_s=cfg.tau_s, t_max=cfg.t_max, init=cfg.init, dt=cfg.dt)
     sizes = [n_in] + [s[0] if len(s) == 1 else list(s) for s in shapes]
     if ctx.is_main:
         write_json(run.config, config_document(
@@ -617,8 +626,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
             sync_run_files(run, ck)
     if not quiet:
         log(f"{cfg.preset or 'custom'} on {cfg.dataset}: layers {sizes}, dt "
-            f"{cfg.dt or 0} s, seed {cfg.seed}, {len(ds.train_y)} train / {len(ds.test_y)} "
-            f"test samples, device {device}"
+            f"{cfg.dt or 0} s, augment {cfg.augment}, seed {cfg.seed}, {len(ds.train_y)} "
+            f"train / {len(ds.test_y)} test samples, device {device}"
             + (f" x {ctx.world_size} processes (effective batch "
                f"{distributed.effective_batch_size(cfg.batch_size, ctx)})"
                if ctx.distributed else "") + f"; writing to {out}")
@@ -632,7 +641,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
 
     def train_step(idx, weight: float = 1.0):
         y = train_y[idx]
-        out_spikes = net(encode_images(train_x[idx], cfg, device))
+        # the batch's own deformation (seed, epoch, batch index): a resumed run sees the same
+        images = augment_batch(train_x[idx], cfg.augment, seed=cfg.seed, epoch=state.epoch,
+                               batch=state.batch)
+        out_spikes = net(encode_images(images, cfg, device))
         loss, pred = loss_and_prediction(cfg, out_spikes, y)
         (loss if weight == 1.0 else loss * weight).backward()
         average_gradients()

@@ -16,7 +16,9 @@ layer (:data:`LAYOUTS`) and the float dtype. :func:`run` runs one backend on a c
 naive included) and then to the naive reference (counts equal, times and both gradients
 close). The event lists of the contract backends are checked against
 :func:`batsnn.ops.lif.events.sort_events` on the way. Adding a synapse type is one more
-entry in :data:`SYNAPSES` (its weight, reference and public function).
+entry in :data:`SYNAPSES` (its weight, reference and public function, the backends that
+have kernels for it, and its own sizes of the layouts); a backend without kernels for a
+synapse has no cases of it (:func:`case_ids`).
 """
 
 from __future__ import annotations
@@ -27,42 +29,99 @@ import math
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
 import torch
 
 from batsnn.ops.lif import events as ref_events
 from batsnn.ops.lif.grid import floor_index, floor_index_scalar, grid_times
-from batsnn.ops.lif.naive import lif_linear_backward_naive, lif_linear_forward_naive
-from batsnn.ops.lif.synapse import DENSE
+from batsnn.ops.lif.naive import (lif_conv2d_backward_naive, lif_conv2d_forward_naive,
+                                  lif_linear_backward_naive, lif_linear_forward_naive)
+from batsnn.ops.lif.synapse import DENSE, Conv2d
 from batsnn.params import LIFParams
 from tests.helpers import assert_close, random_times
 
 TAU_S = 0.05
 
 
+BACKENDS = ("naive", "cpu", "triton", "cuda")
+
+
 @dataclass(frozen=True)
 class Synapse:
     """What the harness needs to know about a synapse type."""
 
-    value: object  #: the value of :mod:`batsnn.ops.lif.synapse` the backends receive
-    #: ``(layout, generator) -> (float64 weight, N_out)``: a layer of that layout, weights
-    #: uniform in ``[-0.2, 0.8) * w_scale``
+    #: ``(layout, generator) -> (float64 weight, synapse value)``: a layer of that layout,
+    #: weights uniform in ``[-0.2, 0.8) * w_scale``; the value is what the backends receive
     make: Callable
-    naive_forward: Callable  #: the reference forward, as :func:`lif_linear_forward_naive`
-    naive_backward: Callable  #: the reference backward, as :func:`lif_linear_backward_naive`
-    public: str  #: name of the public function in :mod:`batsnn`
+    #: ``(x, w, value, **neuron) -> (times, counts, records)`` as
+    #: :func:`lif_linear_forward_naive`, ``x`` ``(B, N_in, S)``
+    naive_forward: Callable
+    #: ``(grad, x, w, value, records, *, tau_s, delta_theta) -> (g_in, g_w)`` as
+    #: :func:`lif_linear_backward_naive`
+    naive_backward: Callable
+    #: ``(x, w, value, p) -> (times (B, N_out, K), counts (B, N_out))`` through the public
+    #: function of :mod:`batsnn`, ``x`` ``(B, N_in, S)`` (reshaped as that function takes it)
+    public: Callable
+    backends: tuple = BACKENDS  #: the backends with kernels for it
+    #: per layout name, the synapse's own sizes (over :data:`LAYOUTS`)
+    layouts: dict = field(default_factory=dict)
 
 
 def _dense(lay, g):
     w = torch.rand(lay["n_out"], lay["n_in"], generator=g, dtype=torch.float64) - 0.2
-    return w * lay["w_scale"], lay["n_out"]
+    return w * lay["w_scale"], DENSE
+
+
+def _dense_public(x, w, value, p):
+    import batsnn
+
+    out = batsnn.lif_linear(x, w, params=p)
+    return out.times, out.counts
+
+
+def _conv(lay, g):
+    syn = Conv2d(lay["in_shape"], lay["kernel"], lay["stride"], lay["padding"])
+    w = torch.rand(lay["c_out"], syn.in_shape[0], *syn.kernel, generator=g,
+                   dtype=torch.float64) - 0.2
+    return w * lay["w_scale"], syn
+
+
+def _conv_public(x, w, value, p):
+    import batsnn
+
+    out = batsnn.lif_conv2d(x.reshape(x.shape[0], *value.in_shape, x.shape[-1]), w,
+                            stride=value.stride, padding=value.padding, params=p)
+    n_batch = x.shape[0]
+    return out.times.reshape(n_batch, -1, p.max_spikes), out.counts.reshape(n_batch, -1)
+
+
+def _conv_layout(in_shape, kernel, stride, padding, c_out, w_scale):
+    c, h, w = in_shape
+    return dict(in_shape=in_shape, n_in=c * h * w, kernel=kernel, stride=stride,
+                padding=padding, c_out=c_out, w_scale=w_scale)
 
 
 SYNAPSES = {
-    "dense": Synapse(DENSE, _dense, lif_linear_forward_naive, lif_linear_backward_naive,
-                     "lif_linear"),
+    "dense": Synapse(
+        _dense, lambda x, w, v, **kw: lif_linear_forward_naive(x, w, **kw),
+        lambda g, x, w, v, rec, **kw: lif_linear_backward_naive(g, x, w, rec, **kw),
+        _dense_public),
+    # CPU kernels only (no GPU conv kernels yet); the reference is the dense layer of the
+    # unrolled weight matrix. Layouts: C_in > 1, stride 1 and 2, padding 0 and 1, more
+    # channels than one lane block ("blocks"), several reference-time segments ("segments")
+    "conv": Synapse(
+        _conv, lif_conv2d_forward_naive,
+        lambda g, x, w, v, rec, **kw: lif_conv2d_backward_naive(g, x, w, v, rec, **kw),
+        _conv_public, backends=("naive", "cpu"),
+        layouts={
+            "small": _conv_layout((2, 5, 5), (3, 3), (1, 1), (0, 0), 3, 3.0),
+            "empty": _conv_layout((2, 5, 5), (3, 3), (1, 1), (0, 0), 3, 3.0),
+            "blocks": _conv_layout((2, 6, 6), (3, 3), (2, 2), (1, 1), 70, 2.0),
+            "segments": _conv_layout((3, 6, 6), (3, 3), (1, 1), (1, 1), 4, 6.0),
+            "layer": _conv_layout((4, 6, 6), (3, 2), (2, 1), (1, 0), 8, 3.0),
+        }),
 }
 
 NEURONS = {
@@ -96,18 +155,20 @@ PAIRS = [(n, "small") for n in NEURONS if n not in ("dt4", "dt8")] + [
     (n, "layer") for n in GRID_NEURONS]
 
 DTYPES = {"f64": torch.float64, "f32": torch.float32}
-BACKENDS = ("naive", "cpu", "triton", "cuda")
 
 
-def case_ids(synapses=None, layouts=None) -> list[str]:
-    """Every case name, optionally only of some synapses / layouts."""
-    return [f"{s}-{n}-{lay}-{d}" for s in (synapses or SYNAPSES) for n, lay in PAIRS
-            if layouts is None or lay in layouts for d in DTYPES]
+def case_ids(synapses=None, layouts=None, backend=None) -> list[str]:
+    """Every case name, optionally only of some synapses / layouts, or only those a
+    ``backend`` has kernels for."""
+    return [f"{s}-{n}-{lay}-{d}" for s in (synapses or SYNAPSES)
+            if backend is None or backend in SYNAPSES[s].backends
+            for n, lay in PAIRS if layouts is None or lay in layouts for d in DTYPES]
 
 
 class Case(NamedTuple):
     name: str
     synapse: Synapse
+    value: object  #: the synapse value the backends receive
     p: LIFParams
     x: torch.Tensor  #: (B, N_in, S_in) input times
     w: torch.Tensor  #: weight in the synapse's layout
@@ -124,7 +185,8 @@ class Result(NamedTuple):
 def make_case(name: str, seed: int = 0) -> Case:
     """The inputs of case ``name``; with ``dt > 0`` the inputs lie on the grid."""
     syn, neuron, layout, dt_name = name.split("-")
-    synapse, lay, kw = SYNAPSES[syn], LAYOUTS[layout], NEURONS[neuron]
+    synapse, kw = SYNAPSES[syn], NEURONS[neuron]
+    lay = {**LAYOUTS[layout], **synapse.layouts.get(layout, {})}
     dtype = DTYPES[dt_name]
     g = torch.Generator().manual_seed(seed)
     x = random_times(lay["batch"], lay["n_in"], lay["slots"], gen=g, t_max=lay["span"])
@@ -132,9 +194,10 @@ def make_case(name: str, seed: int = 0) -> Case:
         x = torch.full_like(x, math.inf)
     if kw["dt"]:
         x = grid_times(x, kw["dt"])
-    w, n_out = synapse.make(lay, g)
+    w, value = synapse.make(lay, g)
+    n_out = w.shape[0] * (value.positions if value is not DENSE else 1)
     grad = torch.randn(lay["batch"], n_out, kw["max_spikes"], generator=g, dtype=torch.float64)
-    return Case(name, synapse, LIFParams(tau_s=TAU_S, **kw), x.to(dtype), w.to(dtype),
+    return Case(name, synapse, value, LIFParams(tau_s=TAU_S, **kw), x.to(dtype), w.to(dtype),
                 grad.to(dtype))
 
 
@@ -155,29 +218,31 @@ def run(backend: str, case: Case | str, *, public: bool = False) -> Result:
     with ``public`` through the public function (autograd) on the backend's device."""
     case = make_case(case) if isinstance(case, str) else case
     p, x, w, grad = case.p, case.x, case.w, case.grad
+    if backend not in case.synapse.backends:
+        raise ValueError(f"backend {backend!r} has no kernels for the synapse of {case.name}")
     if backend == "naive":
         t, c, rec = case.synapse.naive_forward(
-            x, w, tau_s=p.tau_s, theta=p.theta, delta_theta=p.delta_theta,
+            x, w, case.value, tau_s=p.tau_s, theta=p.theta, delta_theta=p.delta_theta,
             max_spikes=p.max_spikes, t_max=p.t_max, dt=p.dt)
-        g_in, g_w = case.synapse.naive_backward(grad.double(), x, w, rec, tau_s=p.tau_s,
-                                                delta_theta=p.delta_theta)
+        g_in, g_w = case.synapse.naive_backward(grad.double(), x, w, case.value, rec,
+                                                tau_s=p.tau_s, delta_theta=p.delta_theta)
         return Result(t.to(x.dtype), c, g_in.reshape(x.shape[0], -1), g_w)
     mod, device = _module(backend)
     xd, wd, gd = x.to(device), w.to(device), grad.to(device)
     if public:
-        import batsnn
-
         xd.requires_grad_(True)
         wd.requires_grad_(True)
-        out = getattr(batsnn, case.synapse.public)(xd, wd, params=p)
-        g_in, g_w = torch.autograd.grad(out.times, (xd, wd), gd * torch.isfinite(out.times))
-        return Result(out.times.detach().cpu(), out.counts.cpu(),
+        times, counts = case.synapse.public(xd, wd, case.value, p)
+        g_in, g_w = torch.autograd.grad(times, (xd, wd), gd * torch.isfinite(times))
+        return Result(times.detach().cpu(), counts.cpu(),
                       g_in.cpu().double().reshape(x.shape[0], -1), g_w.cpu().double())
-    ev = mod.sort_events(xd, p)
+    if case.value is DENSE:
+        ev = mod.sort_events(xd, p)
+    else:
+        ev = mod.sort_events(xd, p, synapse=case.value)
     check_events(ref_events.sort_events(x, p, dtype=x.dtype), ev)
-    out = mod.forward(ev, wd, p, synapse=case.synapse.value, need_aux=True)
-    g_sorted, g_w = mod.backward(gd, out[1:], ev, wd, p, synapse=case.synapse.value,
-                                 need_input=True)
+    out = mod.forward(ev, wd, p, synapse=case.value, need_aux=True)
+    g_sorted, g_w = mod.backward(gd, out[1:], ev, wd, p, synapse=case.value, need_input=True)
     g_in = torch.zeros(x.shape[0], x.shape[1] * x.shape[2], dtype=torch.float64)
     g_in.scatter_add_(1, ev.perm.cpu(), g_sorted.double().cpu())
     return Result(out[0].cpu().to(x.dtype), out[4].cpu(), g_in, g_w.cpu().double())
@@ -218,8 +283,11 @@ def check_invariants(case: Case, res: Result):
         k = floor_index(t[fin], p.dt, t.dtype)
         assert torch.equal((k * p.dt).to(t.dtype), t[fin]), "times off the grid"
     assert torch.isfinite(res.g_in).all() and torch.isfinite(res.g_w).all()
-    if case.synapse.value is DENSE:
+    if case.value is DENSE:
         assert (res.g_w[c.sum(0) == 0] == 0).all(), "grad of a silent neuron's weights"
+    else:  # a channel silent at every position and in every sample
+        per_channel = c.reshape(c.shape[0], res.g_w.shape[0], -1).sum((0, 2))
+        assert (res.g_w[per_channel == 0] == 0).all(), "grad of a silent channel's weights"
     if int(c.sum()) == 0:
         assert (res.g_in == 0).all()
 
@@ -279,7 +347,7 @@ def grid_ties(name: str) -> tuple[int, int]:
     case = make_case(name)
     p = case.p
     _, _, rec = case.synapse.naive_forward(
-        case.x, case.w, tau_s=p.tau_s, theta=p.theta, delta_theta=p.delta_theta,
+        case.x, case.w, case.value, tau_s=p.tau_s, theta=p.theta, delta_theta=p.delta_theta,
         max_spikes=p.max_spikes, t_max=p.t_max, dt=p.dt)
     ties = spikes = 0
     for events_b, rec_b in rec:
@@ -375,7 +443,7 @@ def main(argv=None):
     failed."""
     args = sys.argv[1:] if argv is None else argv
     backend, names = args[0], args[1:]
-    checks = {name: (lambda n=name: check(backend, n)) for name in case_ids()}
+    checks = {name: (lambda n=name: check(backend, n)) for name in case_ids(backend=backend)}
     if backend == "triton":
         checks.update({f"extra-{k}": v for k, v in TRITON_EXTRAS.items()})
     failed = 0

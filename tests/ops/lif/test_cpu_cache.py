@@ -4,9 +4,10 @@ import shutil
 
 import pytest
 
-from batsnn.ops.lif.cpu import cache, dense, events
+from batsnn.ops.lif.cpu import cache, conv, dense, events, rf
 
-KERNELS = [dense.forward_kernel, dense.backward_kernel, events.build_events,
+KERNELS = [dense.forward_kernel, dense.backward_kernel, conv.forward_kernel,
+           conv.backward_kernel, rf.count_entries, rf.fill_entries, events.build_events,
            events.count_spikes, events._radix_argsort]
 
 

@@ -17,7 +17,7 @@ from tests.ops.lif import parity
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("cid", parity.case_ids(layouts=("small", "empty")))
+@pytest.mark.parametrize("cid", parity.case_ids(layouts=("small", "empty"), backend="cuda"))
 def test_gpu_public_op_matches_reference(cid):
     """``batsnn.lif_linear`` on the GPU, through autograd, against the naive reference."""
     parity.check("cuda", cid, public=True)

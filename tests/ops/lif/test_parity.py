@@ -37,11 +37,12 @@ def _interpreted(results, cid):
     return line["spikes"]
 
 
-BACKENDS = ["naive", "cpu", "triton", pytest.param("cuda", marks=pytest.mark.cuda)]
+#: (backend, case) pairs: every case of a synapse the backend has kernels for
+PAIRS = [pytest.param(b, cid, marks=[pytest.mark.cuda] if b == "cuda" else [], id=f"{b}-{cid}")
+         for b in parity.BACKENDS for cid in parity.case_ids(backend=b)]
 
 
-@pytest.mark.parametrize("cid", parity.case_ids())
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend, cid", PAIRS)
 def test_backend_matches_reference(backend, cid, request):
     if backend == "triton":
         _interpreted(request.getfixturevalue("triton_interpreter"), cid)
@@ -58,6 +59,7 @@ def test_triton_kernels_in_interpreter(extra, triton_interpreter):
 def test_cases_exercise_the_kernels():
     """The cases are not vacuous: many spikes, neurons at max_spikes, several neuron blocks
     and reference-time segments, silent and empty cases silent."""
+    from batsnn.ops.lif.cpu import conv
     from batsnn.ops.lif.cpu.dense import LANES
     from batsnn.ops.lif.events import SEGMENT
 
@@ -70,14 +72,27 @@ def test_cases_exercise_the_kernels():
     assert parity.make_case("dense-partial_reset-blocks-f64").w.shape[0] > LANES
     seg = parity.make_case("dense-dt-segments-f64")
     assert seg.x[seg.x.isfinite()].max() > 2 * SEGMENT * seg.p.tau_s
+    # conv: several channel blocks, stride 2 and padding 1, C_in > 1, segments
+    blocks = parity.make_case("conv-partial_reset-blocks-f64")
+    assert blocks.w.shape[0] > conv.LANES and blocks.value.stride == (2, 2)
+    assert blocks.value.padding == (1, 1) and blocks.value.in_shape[0] > 1
+    seg = parity.make_case("conv-dt-segments-f64")
+    assert seg.x[seg.x.isfinite()].max() > 2 * SEGMENT * seg.p.tau_s
 
 
-def test_grid_layers_have_ties():
-    """The grid cases on a dense random layer are not vacuous: many spikes, and more than a
+@pytest.mark.parametrize("synapse", list(parity.SYNAPSES))
+def test_grid_layers_have_ties(synapse):
+    """The grid cases on a random layer are not vacuous: many spikes, and more than a
     fifth of them on the next input's grid point (where exact ties decide)."""
     for neuron in parity.GRID_NEURONS:
-        ties, spikes = parity.grid_ties(f"dense-{neuron}-layer-f64")
+        ties, spikes = parity.grid_ties(f"{synapse}-{neuron}-layer-f64")
         assert spikes > 50 and ties > spikes // 5, (neuron, ties, spikes)
+
+
+@pytest.mark.parametrize("cid", parity.case_ids(synapses=["conv"], layouts=("small", "blocks")))
+def test_cpu_conv_public_op_matches_reference(cid):
+    """lif_conv2d itself (autograd, 5-D shapes) against the unrolled dense reference."""
+    parity.check("cpu", cid, public=True)
 
 
 def test_cpu_grid_bounds():

@@ -7,8 +7,13 @@ argument checks live in :mod:`batsnn.functional` and :mod:`batsnn.spikes`, never
 Backend contract (``p`` is a validated :class:`batsnn.params.LIFParams`, ``synapse`` a value
 of :mod:`batsnn.ops.lif.synapse`):
 
-- ``sort_events(input_times, p) -> Events``: the time-sorted per-sample event list
-  (:class:`batsnn.ops.lif.events.Events`) of valid ``(B, N_in, S_in)`` spike trains.
+- ``sort_events(input_times, p[, synapse]) -> Events``: the time-sorted per-sample event
+  list (:class:`batsnn.ops.lif.events.Events`) of valid ``(B, N_in, S_in)`` spike trains.
+  A backend with kernels for synapses other than the dense one takes ``synapse`` (it is
+  only passed for those) and may return a NamedTuple with the fields of ``Events`` and more
+  tensors of that synapse's own (the CPU backend: a convolution's receptive-field lists,
+  :class:`batsnn.ops.lif.cpu.rf.ConvEvents`); it is handed back to ``forward`` and
+  ``backward`` as it was.
 - ``forward(ev, weight, p, *, synapse, need_aux) -> (times, t_cont, window, x, counts)``:
   emitted times ``(B, N_out, K)`` in ``weight``'s dtype, then what the backward needs
   (continuous crossing times, the event window of each spike, ``X = sqrt(D)`` at it; empty
@@ -22,7 +27,6 @@ from __future__ import annotations
 
 import torch
 
-from batsnn.ops.lif.events import Events
 from batsnn.ops.lif.synapse import DENSE
 from batsnn.params import LIFParams
 
@@ -51,7 +55,10 @@ class LIFFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input_times, weight, p: LIFParams, synapse, need_grad=True):
         backend = backend_for(input_times.device)
-        ev = backend.sort_events(input_times, p)
+        if synapse.kind == "dense":
+            ev = backend.sort_events(input_times, p)
+        else:
+            ev = backend.sort_events(input_times, p, synapse=synapse)
         out_t, out_tc, out_win, out_x, counts = backend.forward(
             ev, weight, p, synapse=synapse, need_aux=need_grad)
         ctx.p = p
@@ -59,6 +66,7 @@ class LIFFunction(torch.autograd.Function):
         ctx.in_shape = input_times.shape
         ctx.in_dtype = input_times.dtype
         ctx.backend = backend
+        ctx.ev_type = type(ev)
         ctx.save_for_backward(weight, out_tc, out_win, out_x, counts, *ev)
         ctx.mark_non_differentiable(counts)
         return out_t.to(input_times.dtype), counts
@@ -73,7 +81,7 @@ class LIFFunction(torch.autograd.Function):
                 "batsnn's LIF layers have no second derivative: create_graph=True (double "
                 "backward, gradient penalties) is not supported")
         weight, out_tc, out_win, out_x, counts, *ev = ctx.saved_tensors
-        ev = Events(*ev)
+        ev = ctx.ev_type(*ev)
         need_input, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         if grad_times is None or not (need_input or need_weight):
             return None, None, None, None, None

@@ -141,3 +141,107 @@ def lif_linear_backward_naive(grad_times, input_times, weight, records, *, tau_s
                     g_w[n, ij] += total[k] * (f1 * es - f2 * e)
                     g_in[b, ij, slot[j]] += total[k] * float(w[n, ij]) * (f1 * es / tau_s - f2 * e / tau)
     return g_in, g_w
+
+
+# ------------------------------------------------------------------------- convolution
+
+def unroll_conv_weight(weight, synapse) -> torch.Tensor:
+    """The dense weight matrix of a convolution: ``(C_out * H_out * W_out, C_in * H * W)``,
+    row ``(co * H_out + oy) * W_out + ox``, column ``(ci * H + iy) * W + ix``, holding
+    ``weight[co, ci, ky, kx]`` where ``(iy, ix) = (oy * sy - py + ky, ox * sx - px + kx)``
+    and zero outside the receptive field. ``weight`` ``(C_out, C_in, kH, kW)``, ``synapse``
+    a :class:`batsnn.ops.lif.synapse.Conv2d`. Plain loops, float64."""
+    c_out = weight.shape[0]
+    c_in, h, w = synapse.in_shape
+    (kh, kw), (sy, sx), (py, px) = synapse.kernel, synapse.stride, synapse.padding
+    h_out, w_out = synapse.out_hw
+    wd = weight.detach().double()
+    dense = torch.zeros(c_out * h_out * w_out, c_in * h * w, dtype=torch.float64)
+    for co in range(c_out):
+        for oy in range(h_out):
+            for ox in range(w_out):
+                row = (co * h_out + oy) * w_out + ox
+                for ci in range(c_in):
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            iy, ix = oy * sy - py + ky, ox * sx - px + kx
+                            if 0 <= iy < h and 0 <= ix < w:
+                                dense[row, (ci * h + iy) * w + ix] = wd[co, ci, ky, kx]
+    return dense
+
+
+def fold_conv_weight_grad(g_dense, synapse, c_out: int) -> torch.Tensor:
+    """The gradient of a conv weight ``(C_out, C_in, kH, kW)`` from that of its unrolled
+    matrix (:func:`unroll_conv_weight`): each shared weight's entries summed over the output
+    positions."""
+    c_in, h, w = synapse.in_shape
+    (kh, kw), (sy, sx), (py, px) = synapse.kernel, synapse.stride, synapse.padding
+    h_out, w_out = synapse.out_hw
+    g = torch.zeros(c_out, c_in, kh, kw, dtype=torch.float64)
+    for co in range(c_out):
+        for oy in range(h_out):
+            for ox in range(w_out):
+                row = (co * h_out + oy) * w_out + ox
+                for ci in range(c_in):
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            iy, ix = oy * sy - py + ky, ox * sx - px + kx
+                            if 0 <= iy < h and 0 <= ix < w:
+                                g[co, ci, ky, kx] += float(g_dense[row, (ci * h + iy) * w + ix])
+    return g
+
+
+def lif_conv2d_forward_naive(input_times, weight, synapse, **kw):
+    """Reference forward of a convolution: the dense reference
+    (:func:`lif_linear_forward_naive`, same keywords) with the unrolled weight matrix;
+    ``input_times`` ``(B, C_in * H * W, S)``. Returns ``(times, counts, records)`` with
+    neurons ``(co, oy, ox)`` flattened in C order."""
+    return lif_linear_forward_naive(input_times, unroll_conv_weight(weight, synapse), **kw)
+
+
+def lif_conv2d_backward_naive(grad_times, input_times, weight, synapse, records, *, tau_s,
+                              delta_theta):
+    """Reference backward of a convolution: :func:`lif_linear_backward_naive` with the
+    unrolled weight matrix, the weight gradient folded back to ``(C_out, C_in, kH, kW)``."""
+    dense = unroll_conv_weight(weight, synapse)
+    g_in, g_dense = lif_linear_backward_naive(grad_times, input_times, dense, records,
+                                              tau_s=tau_s, delta_theta=delta_theta)
+    return g_in, fold_conv_weight_grad(g_dense, synapse, weight.shape[0])
+
+
+def spike_pool2d_naive(times, kernel_size=2):
+    """Reference spike pooling with Python loops: output ``(b, c, oy, ox)`` holds every
+    spike of the input neurons ``(b, c, oy * k + dy, ox * k + dx)`` (``0 <= dy, dx < k``),
+    sorted by time (stable in window order), padded with ``+inf`` to ``k * k * S`` slots;
+    the last rows / columns that do not fill a window are dropped. Also returns, per output
+    slot, the flat index into ``times`` of its source spike (``-1`` for padding).
+
+    Returns:
+        ``(times (B, C, H // k, W // k, k * k * S), counts (B, C, H // k, W // k),
+        source (same shape as times, int64))``.
+    """
+    k = kernel_size
+    n_batch, c, h, w, s = times.shape
+    ho, wo = h // k, w // k
+    out = torch.full((n_batch, c, ho, wo, k * k * s), math.inf, dtype=times.dtype)
+    src = torch.full(out.shape, -1, dtype=torch.int64)
+    cnt = torch.zeros((n_batch, c, ho, wo), dtype=torch.int64)
+    flat = times.detach().reshape(-1).tolist()
+    for b in range(n_batch):
+        for ch in range(c):
+            for oy in range(ho):
+                for ox in range(wo):
+                    spikes = []
+                    for dy in range(k):
+                        for dx in range(k):
+                            for slot in range(s):
+                                idx = (((b * c + ch) * h + oy * k + dy) * w + ox * k + dx) * s \
+                                    + slot
+                                if math.isfinite(flat[idx]):
+                                    spikes.append((flat[idx], idx))
+                    spikes.sort(key=lambda e: e[0])
+                    for i, (t, idx) in enumerate(spikes):
+                        out[b, ch, oy, ox, i] = t
+                        src[b, ch, oy, ox, i] = idx
+                    cnt[b, ch, oy, ox] = len(spikes)
+    return out, cnt, src

@@ -1,24 +1,27 @@
 """Compiled CPU kernels of the LIF layer (numba, parallel over samples and neuron blocks).
 
-The backend contract of :mod:`batsnn.ops.lif`, dispatching on the synapse:
+The backend contract of :mod:`batsnn.ops.lif`, dispatching on the synapse's ``kind``:
 
-- :mod:`.events`: the per-sample sorted event lists (shared by every synapse);
+- :mod:`.events`: the per-sample sorted event lists (shared by every synapse); for a
+  convolution :mod:`.rf` adds the receptive-field lists of its output positions;
 - :mod:`.core`: the neuron core (integration, exact root search with the grid rule,
   reset, BATS error recursion) as inlined helpers;
-- one driver per synapse type (:mod:`.dense`): task decomposition, event iteration, the
-  weight lookup and where the gradients go, compiled with the core inlined.
+- one driver per synapse type (:mod:`.dense`, :mod:`.conv`): task decomposition, event
+  iteration, the weight lookup and where the gradients go, compiled with the core inlined.
 
-The kernels work on :class:`batsnn.ops.lif.events.Events`; all their arithmetic is float64.
+The kernels work on :class:`batsnn.ops.lif.events.Events` (:class:`.rf.ConvEvents` for a
+convolution); all their arithmetic is float64.
 """
 
 from __future__ import annotations
 
-from batsnn.ops.lif.cpu import dense
-from batsnn.ops.lif.cpu.events import sort_events
+from batsnn.ops.lif.cpu import conv, dense, rf
+from batsnn.ops.lif.cpu.events import sort_events as _sort_events
+from batsnn.ops.lif.synapse import DENSE
 
 __all__ = ["backward", "forward", "sort_events"]
 
-_DRIVERS = {"dense": dense}
+_DRIVERS = {"dense": dense, "conv2d": conv}
 
 
 def _driver(synapse):
@@ -28,16 +31,31 @@ def _driver(synapse):
     return _DRIVERS[kind]
 
 
+def sort_events(input_times, p, synapse=DENSE):
+    """The event lists of valid ``(B, N_in, S_in)`` trains for ``synapse``: the sorted
+    events (:func:`.events.sort_events`), with a convolution's receptive-field lists
+    (:func:`.rf.build_lists`, a :class:`.rf.ConvEvents`)."""
+    driver = _driver(synapse)
+    ev = _sort_events(input_times, p)
+    if driver is conv:
+        if input_times.shape[1] != synapse.n_in:
+            raise ValueError(f"input_times has {input_times.shape[1]} neurons per sample but "
+                             f"the convolution reads {synapse.in_shape}")
+        return rf.build_lists(ev, p, synapse)
+    return ev
+
+
 def forward(ev, weight, p, *, synapse, need_aux=True):
     """Run the forward kernel of ``synapse``; returns ``(times, t_continuous, window, X,
     counts)``: times ``(B, N_out, K)`` in ``weight``'s dtype, counts ``(B, N_out)`` int64.
 
     With ``need_aux=False`` (no backward will follow) the middle three are empty.
     """
-    return _driver(synapse).forward(ev, weight, p, need_aux=need_aux)
+    return _driver(synapse).forward(ev, weight, p, synapse=synapse, need_aux=need_aux)
 
 
 def backward(g_out, saved, ev, weight, p, *, synapse, need_input):
     """Run the backward kernel of ``synapse``; returns ``(grad of the sorted input events
     (B, M), grad_weight)`` in float64, the weight's gradient in its layout."""
-    return _driver(synapse).backward(g_out, saved, ev, weight, p, need_input=need_input)
+    return _driver(synapse).backward(g_out, saved, ev, weight, p, synapse=synapse,
+                                     need_input=need_input)

@@ -1,10 +1,12 @@
 """The neuron core of the CPU kernels, shared by every synapse (model.md sections 1, 2, 6).
 
-Every helper here is ``numba.njit(inline="always")``: a driver (:mod:`.dense`, one per
-synapse type) is compiled with the core spliced into its loops, so the split costs nothing
-at run time. A driver owns the task decomposition, the order of the events and where
-weights and gradients live; the core only sees a block of ``nl`` output neurons ("lanes")
-of one sample, their state arrays and one event at a time:
+Every helper here is ``numba.njit(inline="always")``: a driver (:mod:`.dense`,
+:mod:`.conv`, one per synapse type) is compiled with the core spliced into its loops, so the
+split costs nothing at run time. A driver owns the task decomposition, the order of the
+events and where weights and gradients live; the core only sees a block of ``nl`` output
+neurons ("lanes") of one sample, their state arrays and one event at a time. Lane ``l`` is
+output neuron ``n0 + l * n_step`` (``n_step`` 1 for the dense driver, the number of output
+positions for the conv driver, whose lanes are output channels):
 
 - forward lane state: ``a_acc``/``b_acc`` the sums ``A`` and ``B`` held relative to the
   current reference time ``r`` (``A' = A exp(-r/tau_s)``, ``B' = B exp(-r/tau)``; the
@@ -169,6 +171,35 @@ def emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, tau, c, reset, dt, k_ma
         b_acc[l] = bl
 
 
+@_inline
+def window_x(xup_j, up_j, hi, dt, discrete, tau):
+    """``u``, the ``x = exp(-t/tau)`` (relative to the event's reference time) up to which the
+    pre-test of a window looks: ``xup_j``, the window's end ``up_j``. With ``dt > 0`` a
+    crossing at ``t`` has index ``floor_index(t) + 1 <= hi`` iff ``t < G(hi) = hi * dt``,
+    which can lie an ulp past ``up_j`` (a float32 input stored below its grid point): then a
+    ``u`` at or below ``exp(-(G(hi) - r)/tau)`` keeps the pre-test conservative
+    (``1 - z <= exp(-z)``)."""
+    u = xup_j
+    if discrete and hi * dt > up_j:
+        u *= 1.0 - (hi * dt - up_j) / tau
+    return u
+
+
+@_inline
+def search_window(a_acc, b_acc, cand, cnt, last, nl, r, lo, hi, u, tau, c, reset, dt, k_max,
+                  j, need_aux, b, n0, n_step, out_t, out_tc, out_win, out_x):
+    """The output spikes of the lanes in the window ``(lo, hi]`` after event ``j`` (bounds
+    as :func:`emit_lane` takes them, ``u`` from :func:`window_x`): the root-free pre-test of
+    every lane, then the exact search of the lanes that pass it."""
+    pc = pretest_constants(u, c)
+    if pretest_lanes(a_acc, b_acc, cnt, k_max, nl, pc, cand):
+        for l in range(nl):
+            if cand[l]:
+                emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, tau, c, reset, dt,
+                          k_max, j, need_aux, b, n0 + l * n_step, out_t, out_tc, out_win,
+                          out_x)
+
+
 # ----------------------------------------------------------------------------- backward
 
 @_inline
@@ -233,3 +264,4 @@ def time_coef(e1l, e2l, e_s, e_x, tau_s, tau):
     """``dL/dt_j`` of one (lane, event) pair per unit weight: ``sum_k e_k (f1_k
     exp(t_j/tau_s)/tau_s - f2_k exp(t_j/tau)/tau)``."""
     return e1l * e_s / tau_s - e2l * e_x / tau
+

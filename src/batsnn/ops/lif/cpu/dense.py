@@ -21,9 +21,8 @@ import numpy as np
 import torch
 
 from batsnn.ops.lif.cpu import cache  # noqa: F401  (the package's cache stamp)
-from batsnn.ops.lif.cpu.core import (add_window_spikes, emit_lane, integrate, lane_errors,
-                                     pretest_constants, pretest_lanes, rescale, time_coef,
-                                     weight_coef)
+from batsnn.ops.lif.cpu.core import (add_window_spikes, integrate, lane_errors, rescale,
+                                     search_window, time_coef, weight_coef, window_x)
 
 #: Output neurons per task: one weight row segment per event, the width of the lane loops.
 LANES = 64
@@ -72,20 +71,9 @@ def forward_kernel(ts, nid, nspk, ref, es, ex, up, xup, kin, kup, wt, tau_s, the
             hi = kup[b, j] if discrete else up[b, j]
             if hi <= lo:
                 continue
-            # pre-test up to the window's end, x = u. With dt > 0 a crossing at t has index
-            # floor_index(t) + 1 <= hi iff t < G(hi) = hi * dt, which can lie an ulp past
-            # up[j] (a float32 input stored below its grid point): then a u at or below
-            # exp(-(G(hi) - r)/tau) keeps the pre-test conservative (1 - z <= exp(-z))
-            u = xup[b, j]
-            if discrete and hi * dt > up[b, j]:
-                u *= 1.0 - (hi * dt - up[b, j]) / tau
-            pc = pretest_constants(u, c)
-            if not pretest_lanes(a_acc, b_acc, cnt, k_max, nl, pc, cand):
-                continue
-            for l in range(nl):
-                if cand[l]:
-                    emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, tau, c, reset, dt,
-                              k_max, j, need_aux, b, n0 + l, out_t, out_tc, out_win, out_x)
+            u = window_x(xup[b, j], up[b, j], hi, dt, discrete, tau)
+            search_window(a_acc, b_acc, cand, cnt, last, nl, r, lo, hi, u, tau, c, reset, dt,
+                          k_max, j, need_aux, b, n0, 1, out_t, out_tc, out_win, out_x)
         for l in range(nl):
             counts[b, n0 + l] = cnt[l]
 
@@ -149,9 +137,10 @@ def backward_kernel(g_out, out_tc, out_win, out_x, counts, nid, ref, es, ex, wt,
                         g_in[b, j] += s
 
 
-def forward(ev, weight, p, *, need_aux=True):
+def forward(ev, weight, p, *, synapse=None, need_aux=True):
     """Forward of a dense layer: ``weight`` ``(N_out, N_in)``; returns ``(times, t_continuous,
-    window, X, counts)`` as the backend contract (:mod:`batsnn.ops.lif`) says."""
+    window, X, counts)`` as the backend contract (:mod:`batsnn.ops.lif`) says (``synapse``,
+    the dense one, is not read)."""
     n_batch = ev.ts.shape[0]
     n_out = weight.shape[0]
     shape = (n_batch, n_out, p.max_spikes)
@@ -172,7 +161,7 @@ def forward(ev, weight, p, *, need_aux=True):
     return out_t, out_tc, out_win, out_x, counts
 
 
-def backward(g_out, saved, ev, weight, p, *, need_input):
+def backward(g_out, saved, ev, weight, p, *, synapse=None, need_input):
     """Backward of a dense layer: ``(grad of the sorted events (B, M), grad_weight
     (N_out, N_in))``, float64."""
     out_tc, out_win, out_x, counts = saved
