@@ -236,8 +236,10 @@ def _params(params: LIFParams | None, **kw) -> LIFParams:
     return params
 
 
-def _device_memory(device: torch.device) -> int | None:
-    """Total memory of ``device`` in bytes (``None`` if unknown); no host synchronisation."""
+def device_memory(device) -> int | None:
+    """Total memory of ``device`` (a ``torch.device`` or its name) in bytes (``None`` if
+    unknown); no host synchronisation."""
+    device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).total_memory
     try:
@@ -263,7 +265,7 @@ def check_memory(input_times: torch.Tensor, n_out: int, p: LIFParams,
     out_slots = n_batch * n_out * p.max_spikes
     need = (out_slots * (input_times.element_size() + 20) + n_batch * n_out * 8
             + n_batch * n_slots * (60 + list_bytes))
-    have = _device_memory(input_times.device)
+    have = device_memory(input_times.device)
     if have is not None and need > have:
         gib = 2.0 ** 30
         raise MemoryError(

@@ -36,13 +36,12 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from batsnn.functional import check_memory
+from batsnn.functional import check_memory, device_memory
 from batsnn.nn import Flatten, LIFConv2d, LIFLinear, SpikePool2d, SpikingSequential
 from batsnn.ops.lif.synapse import Conv2d, _pair
 from batsnn.params import LIFParams
@@ -391,17 +390,6 @@ def build_model(cfg, n_inputs: int, n_classes: int) -> SpikingSequential:
     from the current torch RNG."""
     return build_network(cfg.network, network_input_shape(cfg.network, n_inputs), n_classes,
                          tau_s=cfg.tau_s, t_max=cfg.t_max, init=cfg.init, dt=cfg.dt)
-
-
-def device_memory(device) -> int | None:
-    """Total memory of ``device`` in bytes (``None`` if unknown); no host synchronisation."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).total_memory
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def check_fits(cfg, n_inputs: int, n_classes: int, device, batch_size: int) -> None:

@@ -149,14 +149,7 @@ def _pin(visible: str | None, threads: int) -> None:
     """Worker start: see only the slot's GPU; use ``threads`` CPU threads."""
     if visible is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = visible
-    if threads:
-        torch.set_num_threads(threads)
-        try:
-            import numba
-
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        except ImportError:  # pragma: no cover
-            pass
+    set_threads(threads)
 
 
 def run_on_slots(fn: Callable[[Any], Any], tasks: Iterable, slots: Sequence[Slot], *,
@@ -203,3 +196,16 @@ def run_on_slots(fn: Callable[[Any], Any], tasks: Iterable, slots: Sequence[Slot
     finally:
         for p in pools:
             p.shutdown(wait=True, cancel_futures=True)
+
+
+def set_threads(threads: int) -> None:
+    """Use ``threads`` CPU threads in this process, in torch and in the numba kernels
+    (``0``: leave them as they are)."""
+    if threads:
+        torch.set_num_threads(threads)
+        try:
+            import numba
+
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        except ImportError:  # pragma: no cover
+            pass

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 import batsnn
 from batsnn import metrics as M
@@ -45,7 +44,7 @@ from batsnn.experiments.rundir import (MARKER, OutDirError, RunDir, atomic_write
                                        load_run_checkpoint, make_subdir, prepare_out,
                                        read_csv, read_json, run_kind, write_csv, write_json)
 from batsnn.experiments.train import sync_run_files
-from batsnn.experiments.scheduler import plan_slots, run_on_slots
+from batsnn.experiments.scheduler import plan_slots, run_on_slots, set_threads
 
 __all__ = ["DT", "EPOCHS", "MAX_SEEDS", "N_SEEDS", "ROW_METRICS", "RUN_DIR", "SEED",
            "SWEEP_FILE", "SWEEP_SETTINGS", "SettingsMismatch", "mean_key", "run_name", "run_sweep", "std_key",
@@ -95,14 +94,7 @@ def _train_one(cfg: TrainConfig, threads: int, quiet: bool) -> dict:
     """Worker: train one (dt, seed) run, continuing the batsnn run in ``cfg.out`` if there is
     one (:func:`run_sweep` has checked that it is one this sweep started, with the same
     settings). Returns its summary."""
-    if threads:
-        torch.set_num_threads(threads)
-        try:
-            import numba
-
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        except ImportError:  # pragma: no cover
-            pass
+    set_threads(threads)
     from batsnn.experiments.train import train
 
     resume = run_kind(cfg.out) == "train"
