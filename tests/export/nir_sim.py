@@ -1,7 +1,13 @@
 """A clock-driven simulator of NIR graphs, written from NIR's documented equations only.
 
-It reads a ``nir.NIRGraph`` (a chain ``Input -> (Linear | Affine -> CubaLIF)+ -> Output``) and
-shares no code with batsnn. NIR's CubaLIF (nir.ir.neuron.CubaLIF's docstring; spikes are
+It reads a ``nir.NIRGraph``, a chain from ``Input`` to ``Output`` whose CubaLIF nodes are each
+fed by a chain of linear synapse nodes (``Linear``, ``Affine``, ``Conv2d``, ``SumPool2d``,
+``Flatten``), and shares no code with batsnn. The synapse nodes act on the spike impulses,
+by NIR's definitions: ``Linear`` ``W x``; ``Conv2d`` the 2-D cross-correlation of the input
+maps with ``weight`` (stride, padding, dilation, groups as in its fields); ``SumPool2d`` the
+sum over each window; ``Flatten`` a reshape of the axes ``start_dim..end_dim`` (no batch axis).
+They are linear, so a spike of input ``i`` adds column ``i`` of the composed map to the
+CubaLIF's input ``S``. NIR's CubaLIF (nir.ir.neuron.CubaLIF's docstring; spikes are
 Dirac impulses, NIR's Threshold primitive being ``delta(v - v_threshold)``)::
 
     tau_syn dI/dt = -I + w_in S(t),   S = W @ (sum_k delta(t - t_k))   (+ b for Affine)
@@ -38,39 +44,85 @@ import torch
 UNITS_PER_SECOND = {"s": 1.0, "ms": 1e3}
 
 
+def _synapse(nodes):
+    """The function (B, *in_shape) impulses -> (B, *out_shape) of a chain of synapse nodes."""
+    def apply(x):
+        for node in nodes:
+            if isinstance(node, (nir.Linear, nir.Affine)):
+                x = x.reshape(x.shape[0], -1) @ torch.as_tensor(np.asarray(node.weight),
+                                                                  dtype=x.dtype).t()
+            elif isinstance(node, nir.Conv2d):
+                pad = node.padding
+                pad = str(pad) if isinstance(pad, str) else tuple(int(p) for p in pad)
+                x = torch.nn.functional.conv2d(
+                    x, torch.as_tensor(np.asarray(node.weight), dtype=x.dtype),
+                    stride=tuple(int(v) for v in node.stride), padding=pad,
+                    dilation=tuple(int(v) for v in node.dilation), groups=int(node.groups))
+            elif isinstance(node, nir.SumPool2d):
+                k = tuple(int(v) for v in np.broadcast_to(node.kernel_size, (2,)))
+                x = torch.nn.functional.avg_pool2d(
+                    x, k, stride=tuple(int(v) for v in np.broadcast_to(node.stride, (2,))),
+                    padding=tuple(int(v) for v in np.broadcast_to(node.padding, (2,)))) \
+                    * (k[0] * k[1])
+            elif isinstance(node, nir.Flatten):  # NIR dims exclude the batch axis
+                nd = x.dim() - 1
+                start, end = int(node.start_dim) % nd, int(node.end_dim) % nd
+                x = x.flatten(start + 1, end + 1)
+            else:
+                raise AssertionError(f"not a synapse node: {type(node).__name__}")
+        return x
+    return apply
+
+
 def _layers(graph):
-    """[(weight (out, in), bias (out,) or None, CubaLIF node)] along the chain."""
+    """[(weight (out, in) or None, None, CubaLIF node, synapse function)] along the
+    chain: the dense matrix where the synapse is one Linear / Affine node, else None (the
+    simulator then composes the matrix from the synapse function)."""
     succ = dict(graph.edges)
     k = next(n for n, v in graph.nodes.items() if isinstance(v, nir.Input))
     chain = []
     while k in succ:
         k = succ[k]
         chain.append(graph.nodes[k])
-    out = []
-    for i in range(0, len(chain) - 1, 2):
-        syn, lif = chain[i], chain[i + 1]
-        assert isinstance(syn, (nir.Linear, nir.Affine)) and isinstance(lif, nir.CubaLIF), \
-            (type(syn).__name__, type(lif).__name__)
-        out.append((np.asarray(syn.weight), getattr(syn, "bias", None), lif))
     assert isinstance(chain[-1], nir.Output)
+    out, syn = [], []
+    for node in chain[:-1]:
+        if isinstance(node, nir.CubaLIF):
+            assert syn, "a CubaLIF without synapse nodes before it"
+            for s in syn:
+                b = getattr(s, "bias", None)
+                assert b is None or not np.any(np.asarray(b)), \
+                    "the simulator handles zero bias only"
+            dense = len(syn) == 1 and isinstance(syn[0], (nir.Linear, nir.Affine))
+            out.append((np.asarray(syn[0].weight) if dense else None, None, node,
+                        _synapse(syn)))
+            syn = []
+        else:
+            syn.append(node)
+    assert not syn, "synapse nodes after the last CubaLIF"
     return out
 
 
 def simulate(graph, input_times: torch.Tensor, *, h: float, t_end: float,
              dtype=torch.float64, record_v: bool = False):
-    """Simulate ``graph`` on ``input_times`` (B, N_in, S) given in the graph's time unit
+    """Simulate ``graph`` on ``input_times`` (B, *in_shape, S) given in the graph's time unit
     (ascending, ``+inf`` padded) on the grid of step ``h`` up to ``t_end`` (same unit).
 
-    Returns a list with one dict per CubaLIF layer: ``counts`` (B, N) int64, ``times``
+    Returns a list with one dict per CubaLIF layer (its neurons flattened, C order):
+    ``counts`` (B, N) int64, ``times``
     (B, N, K) spike times (+inf padded) and, with ``record_v``, ``v`` (steps + 1, B, N): the
     potential at every grid point after the step's resets.
     """
     unit = graph.metadata.get("time_unit", "s")
     c = UNITS_PER_SECOND[unit.decode() if isinstance(unit, bytes) else unit]
     B = input_times.shape[0]
+    in_shape = tuple(input_times.shape[1:-1])
+    input_times = input_times.reshape(B, -1, input_times.shape[-1])
     layers = []
-    for w, b, lif in _layers(graph):
-        f = {k: torch.as_tensor(np.asarray(getattr(lif, k), dtype=np.float64), dtype=dtype)
+    prev_shape = in_shape
+    for w, b, lif, syn in _layers(graph):
+        f = {k: torch.as_tensor(np.asarray(getattr(lif, k), dtype=np.float64),
+                                dtype=dtype).reshape(-1)
              for k in ("tau_syn", "tau_mem", "r", "w_in", "v_leak", "v_threshold", "v_reset")}
         a_s, a_m = torch.exp(-h / f["tau_syn"]), torch.exp(-h / f["tau_mem"])
         same = f["tau_mem"] == f["tau_syn"]
@@ -79,16 +131,17 @@ def simulate(graph, input_times: torch.Tensor, *, h: float, t_end: float,
                                                                     f["tau_mem"] - f["tau_syn"]))
         k_max = int(lif.metadata.get("max_spikes", 10**9)) if lif.metadata else 10**9
         t_max = float(lif.metadata.get("t_max", math.inf)) * c if lif.metadata else math.inf
-        n = w.shape[0]
-        assert b is None or not np.any(np.asarray(b)), "the simulator handles zero bias only"
+        n = f["tau_syn"].numel()
         layers.append(dict(
-            W=torch.as_tensor(w, dtype=dtype), a_s=a_s, a_m=a_m,
+            W=None if w is None else torch.as_tensor(w, dtype=dtype), syn=syn,
+            in_shape=prev_shape, a_s=a_s, a_m=a_m,
             jump=f["w_in"] / f["tau_syn"], **f, K=k_max, t_max=t_max,
             v_rest=f["v_leak"] * (1 - a_m), r_gain=f["r"] * gain,
             I=torch.zeros(B, n, dtype=dtype), v=f["v_leak"].expand(B, n).clone(),
             count=torch.zeros(B, n, dtype=torch.int64),
             times=torch.full((B, n, min(k_max, 4096)), math.inf, dtype=dtype),
             trace=[] if record_v else None))
+        prev_shape = tuple(np.asarray(lif.tau_syn).shape)
     n_steps = int(round(t_end / h))
     # input events sorted by grid bin: a spike at t in (t_{k-1}, t_k] arrives at step k
     t = input_times.to(torch.float64)
@@ -100,7 +153,12 @@ def simulate(graph, input_times: torch.Tensor, *, h: float, t_end: float,
     b_idx, i_idx, bins = b_idx[order], i_idx[order], bins[order]
     starts = torch.searchsorted(bins, torch.arange(n_steps + 2)).tolist()
     for L in layers:  # (N_in, N_out): row i is what a spike of input i adds to I
+        if L["W"] is None:  # the composed synapse map, applied to each input's unit impulse
+            n_in = int(np.prod(L["in_shape"]))
+            eye = torch.eye(n_in, dtype=dtype).reshape(n_in, *L["in_shape"])
+            L["W"] = L["syn"](eye).reshape(n_in, -1).t()
         L["jump_t"] = (L["W"] * L["jump"][:, None]).t().contiguous()
+
     for k in range(n_steps + 1):
         tk = k * h
         if k > 0:

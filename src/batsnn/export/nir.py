@@ -36,8 +36,16 @@ the NIR fields and takes ``max_spikes``, ``t_max`` and ``dt`` from the metadata.
 
 ``nir`` is an optional dependency: this module imports it only when a function needs it.
 
+A :class:`~batsnn.nn.LIFConv2d` becomes ``nir.Conv2d`` (``input_shape`` ``(H, W)``, the weight
+``(C_out, C_in, kH, kW)``, stride, padding, dilation 1, groups 1, zero bias) followed by a
+``nir.CubaLIF`` with the same constants in arrays ``(C_out, H_out, W_out)``; a
+:class:`~batsnn.nn.SpikePool2d` of kernel ``k`` becomes ``nir.SumPool2d(k, stride k, padding
+0)`` (the sum of a window's spike impulses, fed to linear synapses, is the union of its spike
+trains); a spike-train :class:`~batsnn.nn.Flatten` becomes ``nir.Flatten`` of all per-sample
+axes (``start_dim=0``, ``end_dim=-1``: NIR shapes carry no batch axis).
+
 The exporter and importer are tables (:data:`EXPORTERS`, :data:`IMPORTERS`): a new layer type
-(a convolution, a pooling layer, a spike-train flatten) adds one entry to each.
+adds one entry to each.
 """
 
 from __future__ import annotations
@@ -53,7 +61,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from batsnn.nn import LIFLinear, SpikingSequential
+from batsnn.nn import Flatten, LIFConv2d, LIFLinear, SpikePool2d, SpikingSequential
 from batsnn.params import LIFParams
 
 __all__ = ["EXPORTERS", "FORMAT", "IMPORTERS", "TIME_UNITS", "cuba_lif_constants", "from_nir",
@@ -121,6 +129,26 @@ class _ExportContext:
     index: int = 0  # number of layers exported so far
 
 
+def _cuba_lif_node(layer, where: str, shape: tuple[int, ...], ctx: _ExportContext):
+    """The ``nir.CubaLIF`` node of ``layer`` (a LIFLinear or LIFConv2d) with per-neuron arrays
+    of ``shape``, and its metadata: batsnn's ``LIFParams`` in seconds."""
+    kind = type(layer).__name__
+    p = layer.params
+    try:
+        k = cuba_lif_constants(p, ctx.time_unit)
+    except ValueError as e:
+        raise ValueError(f"{where} ({kind}): {e}") from None
+    if p.dt > 0:
+        warnings.warn(f"{where} ({kind}) runs on a time grid (dt={p.dt} s); NIR's CubaLIF "
+                      "is the continuous-time neuron, so the graph describes the layer without "
+                      "the grid (dt is kept in the node's metadata)", stacklevel=4)
+    return ctx.nir.CubaLIF(
+        **{name: np.full(shape, value, dtype=np.float64) for name, value in k.items()},
+        metadata={"batsnn_layer": kind, "tau_s": p.tau_s, "theta": p.theta,
+                  "delta_theta": p.delta_theta, "max_spikes": p.max_spikes,
+                  "t_max": p.t_max, "dt": p.dt})
+
+
 def _export_lif_linear(layer: LIFLinear, where: str, ctx: _ExportContext) -> None:
     nir = ctx.nir
     if ctx.shape is None:
@@ -128,30 +156,73 @@ def _export_lif_linear(layer: LIFLinear, where: str, ctx: _ExportContext) -> Non
     if ctx.shape != (layer.in_features,):
         raise ValueError(f"{where} (LIFLinear) takes {layer.in_features} inputs but receives "
                          f"shape {ctx.shape}")
-    p = layer.params
-    try:
-        k = cuba_lif_constants(p, ctx.time_unit)
-    except ValueError as e:
-        raise ValueError(f"{where} (LIFLinear): {e}") from None
-    if p.dt > 0:
-        warnings.warn(f"{where} (LIFLinear) runs on a time grid (dt={p.dt} s); NIR's CubaLIF "
-                      "is the continuous-time neuron, so the graph describes the layer without "
-                      "the grid (dt is kept in the node's metadata)", stacklevel=3)
     n = (layer.out_features,)
+    lif = _cuba_lif_node(layer, where, n, ctx)
     weight = layer.weight.detach().cpu().numpy().copy()  # (out, in), dtype kept
     i = ctx.index
     ctx.nodes[f"linear_{i}"] = nir.Linear(weight=weight)
-    ctx.nodes[f"lif_{i}"] = nir.CubaLIF(
-        **{name: np.full(n, value, dtype=np.float64) for name, value in k.items()},
-        metadata={"batsnn_layer": "LIFLinear", "tau_s": p.tau_s, "theta": p.theta,
-                  "delta_theta": p.delta_theta, "max_spikes": p.max_spikes,
-                  "t_max": p.t_max, "dt": p.dt})
+    ctx.nodes[f"lif_{i}"] = lif
     ctx.shape = n
+
+
+def _maps_shape(where: str, kind: str, ctx: _ExportContext) -> tuple[int, int, int]:
+    """The ``(C, H, W)`` entering a map layer, or a ValueError."""
+    if ctx.shape is None:
+        raise ValueError(f"{where} ({kind}) is the first layer: pass input_shape=(C, H, W), "
+                         "the per-sample shape of its input maps")
+    if len(ctx.shape) != 3:
+        raise ValueError(f"{where} ({kind}) takes maps (C, H, W) but receives shape "
+                         f"{ctx.shape}")
+    return ctx.shape  # type: ignore[return-value]
+
+
+def _export_lif_conv2d(layer: LIFConv2d, where: str, ctx: _ExportContext) -> None:
+    nir = ctx.nir
+    c, h, w = _maps_shape(where, "LIFConv2d", ctx)
+    if c != layer.in_channels:
+        raise ValueError(f"{where} (LIFConv2d) takes {layer.in_channels} channels but receives "
+                         f"shape {ctx.shape}")
+    (kh, kw), (sy, sx), (py, px) = layer.kernel_size, layer.stride, layer.padding
+    ho, wo = (h + 2 * py - kh) // sy + 1, (w + 2 * px - kw) // sx + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"{where} (LIFConv2d): kernel {layer.kernel_size} with padding "
+                         f"{layer.padding} does not fit input maps {ctx.shape}")
+    n = (layer.out_channels, ho, wo)
+    lif = _cuba_lif_node(layer, where, n, ctx)
+    weight = layer.weight.detach().cpu().numpy().copy()  # (C_out, C_in, kH, kW), dtype kept
+    i = ctx.index
+    ctx.nodes[f"conv_{i}"] = nir.Conv2d(
+        input_shape=(h, w), weight=weight, stride=(sy, sx), padding=(py, px), dilation=(1, 1),
+        groups=1, bias=np.zeros(layer.out_channels, dtype=weight.dtype))
+    ctx.nodes[f"lif_{i}"] = lif
+    ctx.shape = n
+
+
+def _export_spike_pool2d(layer: SpikePool2d, where: str, ctx: _ExportContext) -> None:
+    c, h, w = _maps_shape(where, "SpikePool2d", ctx)
+    k = layer.kernel_size
+    if k > min(h, w):
+        raise ValueError(f"{where} (SpikePool2d): kernel_size={k} exceeds input maps "
+                         f"{ctx.shape}")
+    ctx.nodes[f"pool_{ctx.index}"] = ctx.nir.SumPool2d(
+        kernel_size=np.array([k, k]), stride=np.array([k, k]), padding=np.array([0, 0]))
+    ctx.shape = (c, h // k, w // k)
+
+
+def _export_flatten(layer: Flatten, where: str, ctx: _ExportContext) -> None:
+    if ctx.shape is None:
+        raise ValueError(f"{where} (Flatten) is the first layer: pass input_shape")
+    ctx.nodes[f"flatten_{ctx.index}"] = ctx.nir.Flatten(
+        input_type={"input": np.array(ctx.shape)}, start_dim=0, end_dim=-1)
+    ctx.shape = (int(np.prod(ctx.shape)),)
 
 
 #: layer type -> function(layer, description, context) adding the layer's nodes in order
 EXPORTERS: dict[type, Callable[[nn.Module, str, _ExportContext], None]] = {
     LIFLinear: _export_lif_linear,
+    LIFConv2d: _export_lif_conv2d,
+    SpikePool2d: _export_spike_pool2d,
+    Flatten: _export_flatten,
 }
 
 
@@ -174,15 +245,21 @@ def to_nir(model: nn.Module, *, input_shape: tuple[int, ...] | None = None,
 
     Each :class:`~batsnn.nn.LIFLinear` becomes ``linear_<i>`` (``nir.Linear``, weight
     ``(out, in)`` in the layer's dtype, bit for bit) followed by ``lif_<i>`` (``nir.CubaLIF``
-    with per-neuron arrays ``(out,)`` from :func:`cuba_lif_constants`), between an ``input``
+    with per-neuron arrays ``(out,)`` from :func:`cuba_lif_constants`); each
+    :class:`~batsnn.nn.LIFConv2d` becomes ``conv_<i>`` (``nir.Conv2d``) followed by ``lif_<i>``
+    (arrays ``(C_out, H_out, W_out)``); :class:`~batsnn.nn.SpikePool2d` becomes ``pool_<i>``
+    (``nir.SumPool2d``) and :class:`~batsnn.nn.Flatten` ``flatten_<i>`` (``nir.Flatten``,
+    ``start_dim=0``); ``<i>`` is the layer's position. They lie between an ``input``
     (``nir.Input``) and an ``output`` (``nir.Output``) node carrying the per-sample shapes
     (no batch dimension). ``nn.Sequential`` / :class:`~batsnn.nn.SpikingSequential`
     containers (nested too) are flattened. See the module docstring for the equations.
 
     Args:
-        model: a :class:`~batsnn.nn.LIFLinear` or a (nested) sequential container of them.
-        input_shape: per-sample input shape; ``None`` infers it from the first layer. For a
-            dense first layer it must be ``(in_features,)`` (batsnn's encoder flattens images).
+        model: a :class:`~batsnn.nn.LIFLinear` or a (nested) sequential container of
+            ``LIFLinear``, ``LIFConv2d``, ``SpikePool2d`` and ``Flatten`` layers.
+        input_shape: per-sample input shape; ``None`` infers it from a dense first layer,
+            where it must be ``(in_features,)``. A network that starts with maps (a
+            ``LIFConv2d``) needs it: ``(C, H, W)``, carried by the ``nir.Input`` node.
         time_unit: unit of the graph's time constants, ``"s"`` (default) or ``"ms"``.
 
     Returns:
@@ -358,9 +435,130 @@ def _import_dense(chain: list, i: int, ctx: _ImportContext) -> tuple[nn.Module, 
     return layer, 2
 
 
-#: NIR node type name -> function(chain, position, context) -> (module, nodes consumed); a
-#: future convolution (Conv2d + CubaLIF), pooling (SumPool2d) or Flatten adds an entry here
-IMPORTERS: dict[str, Callable] = {"Linear": _import_dense, "Affine": _import_dense}
+def _ints(name: str, what: str, value, n: int = 2) -> tuple[int, ...]:
+    """``value`` (an int or ``n`` ints) as a tuple of ``n`` ints, or a ValueError naming it."""
+    a = np.atleast_1d(np.asarray(value))
+    if a.size == 1:
+        a = np.repeat(a, n)
+    if a.shape != (n,) or not np.all(a == np.round(a.astype(np.float64))):
+        raise ValueError(f"{name}: {what} must be an int or {n} ints, got {value!r}")
+    return tuple(int(x) for x in a)
+
+
+def _import_maps_shape(name: str, ctx: _ImportContext) -> tuple[int, int, int]:
+    if ctx.shape is None or len(ctx.shape) != 3:
+        raise ValueError(f"{name} takes maps (C, H, W) but receives shape {ctx.shape}")
+    return ctx.shape  # type: ignore[return-value]
+
+
+def _import_conv(chain: list, i: int, ctx: _ImportContext) -> tuple[nn.Module, int]:
+    """``Conv2d`` (zero bias, dilation 1, groups 1) + ``CubaLIF`` -> :class:`LIFConv2d`."""
+    nir = _nir()
+    name, node = chain[i]
+    where = f"Conv2d {name!r}"
+    w = np.asarray(node.weight)
+    if w.ndim != 4:
+        raise ValueError(f"{where}: weight must be 4-D (C_out, C_in, kH, kW), got shape "
+                         f"{w.shape}")
+    if _ints(where, "dilation", node.dilation) != (1, 1):
+        raise ValueError(f"{where}: dilation={np.asarray(node.dilation).tolist()!r}; batsnn's "
+                         "convolution has dilation 1")
+    if int(np.asarray(node.groups)) != 1:
+        raise ValueError(f"{where}: groups={int(np.asarray(node.groups))!r}; batsnn's "
+                         "convolution has groups 1")
+    bias = np.asarray(node.bias) if node.bias is not None else np.zeros(1)
+    if np.any(bias != 0):
+        raise ValueError(f"{where} has a non-zero bias (max |b| = "
+                         f"{float(np.abs(bias).max())!r}); batsnn's layers have none")
+    c_out, c_in, kh, kw = w.shape
+    pad = node.padding
+    if isinstance(pad, bytes):
+        pad = pad.decode()
+    if isinstance(pad, str) or (isinstance(pad, np.ndarray) and pad.dtype.kind in "SU"):
+        if str(pad) != "valid":
+            raise ValueError(f"{where}: padding={str(pad)!r}; batsnn takes 'valid' or explicit "
+                             "ints")
+        pad = 0
+    (sy, sx), (py, px) = _ints(where, "stride", node.stride), _ints(where, "padding", pad)
+    if min(sy, sx) < 1 or min(py, px) < 0:
+        raise ValueError(f"{where}: stride {(sy, sx)} must be >= 1 and padding {(py, px)} >= 0")
+    c, h, wd = _import_maps_shape(where, ctx)
+    if c != c_in:
+        raise ValueError(f"{where} takes {c_in} channels but receives shape {ctx.shape}")
+    if node.input_shape is not None and tuple(int(x) for x in np.asarray(node.input_shape)) \
+            != (h, wd):
+        raise ValueError(f"{where}: input_shape={np.asarray(node.input_shape).tolist()} but it "
+                         f"receives maps {ctx.shape}")
+    ho, wo = (h + 2 * py - kh) // sy + 1, (wd + 2 * px - kw) // sx + 1
+    if ho < 1 or wo < 1:
+        raise ValueError(f"{where}: kernel {(kh, kw)} does not fit input maps {ctx.shape}")
+    if i + 1 >= len(chain) or not isinstance(chain[i + 1][1], nir.CubaLIF):
+        nxt = chain[i + 1] if i + 1 < len(chain) else ("(end)", None)
+        raise ValueError(f"{where} must be followed by a CubaLIF node, got "
+                         f"{type(nxt[1]).__name__} {nxt[0]!r}")
+    lif_name, lif = chain[i + 1]
+    params = _neuron(lif_name, lif, c_out * ho * wo, ctx)
+    weight = torch.from_numpy(np.array(w, copy=True))
+    if not weight.is_floating_point():
+        weight = weight.to(torch.float64)
+    if ctx.dtype is not None:
+        weight = weight.to(ctx.dtype)
+    layer = LIFConv2d(c_in, c_out, (kh, kw), stride=(sy, sx), padding=(py, px),
+                      tau_s=params.tau_s, theta=params.theta, max_spikes=params.max_spikes,
+                      t_max=params.t_max, dt=params.dt or None, dtype=weight.dtype)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+    ctx.shape = (c_out, ho, wo)
+    return layer, 2
+
+
+def _import_pool(chain: list, i: int, ctx: _ImportContext) -> tuple[nn.Module, int]:
+    """``SumPool2d`` (square kernel, stride = kernel, no padding) -> :class:`SpikePool2d`:
+    the sum of the window's spikes, fed to linear synapses, is the union of its trains."""
+    name, node = chain[i]
+    where = f"SumPool2d {name!r}"
+    k = _ints(where, "kernel_size", node.kernel_size)
+    stride = _ints(where, "stride", node.stride)
+    pad = _ints(where, "padding", node.padding)
+    if k[0] != k[1] or k[0] < 1:
+        raise ValueError(f"{where}: kernel_size={list(k)}; batsnn pools square windows")
+    if stride != k:
+        raise ValueError(f"{where}: stride={list(stride)} differs from kernel_size={list(k)}; "
+                         "batsnn's pooling windows do not overlap or leave gaps")
+    if pad != (0, 0):
+        raise ValueError(f"{where}: padding={list(pad)}; batsnn's pooling has none")
+    c, h, w = _import_maps_shape(where, ctx)
+    if k[0] > min(h, w):
+        raise ValueError(f"{where}: kernel_size={list(k)} exceeds input maps {ctx.shape}")
+    ctx.shape = (c, h // k[0], w // k[0])
+    return SpikePool2d(k[0]), 1
+
+
+def _import_flatten(chain: list, i: int, ctx: _ImportContext) -> tuple[nn.Module, int]:
+    """``Flatten`` of all per-sample axes (no batch axis) -> :class:`Flatten`."""
+    name, node = chain[i]
+    where = f"Flatten {name!r}"
+    shape = ctx.shape or ()
+    in_type = node.input_type.get("input") if isinstance(node.input_type, dict) else None
+    if in_type is not None and tuple(int(x) for x in np.atleast_1d(in_type)) != shape:
+        raise ValueError(f"{where}: input_type {np.asarray(in_type).tolist()} but it receives "
+                         f"shape {ctx.shape}")
+    nd = len(shape)
+    start, end = int(node.start_dim), int(node.end_dim)
+    start, end = start + nd if start < 0 else start, end + nd if end < 0 else end
+    if (start, end) != (0, nd - 1):
+        raise ValueError(f"{where}: start_dim={int(node.start_dim)}, end_dim="
+                         f"{int(node.end_dim)} on per-sample shape {ctx.shape}; batsnn's "
+                         "Flatten joins all per-sample axes (start_dim=0, end_dim=-1, no "
+                         "batch axis)")
+    ctx.shape = (int(np.prod(shape)),)
+    return Flatten(), 1
+
+
+#: NIR node type name -> function(chain, position, context) -> (module, nodes consumed)
+IMPORTERS: dict[str, Callable] = {"Linear": _import_dense, "Affine": _import_dense,
+                                  "Conv2d": _import_conv, "SumPool2d": _import_pool,
+                                  "Flatten": _import_flatten}
 
 
 def _chain(graph) -> list[tuple[str, Any]]:
@@ -399,8 +597,10 @@ def from_nir(graph_or_path, *, time_unit: str | None = None, max_spikes: int | N
              t_max: float | None = None, dtype: torch.dtype | None = None) -> SpikingSequential:
     """Build a batsnn network from a NIR graph (the inverse of :func:`to_nir`).
 
-    The graph must be a chain ``Input -> (Linear | Affine with zero bias -> CubaLIF)+ ->
-    Output`` whose CubaLIF constants batsnn can represent: one value per layer, ``v_leak =
+    The graph must be a chain from ``Input`` to ``Output`` of ``Linear`` / ``Affine`` (zero
+    bias) / ``Conv2d`` (zero bias, dilation 1, groups 1) nodes each followed by a ``CubaLIF``,
+    ``SumPool2d`` (square kernel, stride = kernel, no padding) and ``Flatten`` (all per-sample
+    axes) nodes, whose CubaLIF constants batsnn can represent: one value per layer, ``v_leak =
     v_reset = 0``, ``tau_mem = 2 tau_syn`` and ``r w_in / tau_syn = tau_mem / c`` (``c`` the
     graph's units per second; see the module docstring).
 
@@ -415,12 +615,14 @@ def from_nir(graph_or_path, *, time_unit: str | None = None, max_spikes: int | N
         dtype: weight dtype (default: the file's, float32 or float64).
 
     Returns:
-        :class:`~batsnn.nn.SpikingSequential` of :class:`~batsnn.nn.LIFLinear` layers with the
-        graph's weights bit for bit.
+        :class:`~batsnn.nn.SpikingSequential` of :class:`~batsnn.nn.LIFLinear`,
+        :class:`~batsnn.nn.LIFConv2d`, :class:`~batsnn.nn.SpikePool2d` and
+        :class:`~batsnn.nn.Flatten` layers with the graph's weights bit for bit.
 
     Raises:
         ImportError: ``nir`` is not installed.
-        ValueError: naming the node: an unsupported node type, a non-zero bias, per-neuron
+        ValueError: naming the node: an unsupported node type, a non-zero bias, a dilation,
+            groups or pooling (stride, padding, kernel) batsnn has not, per-neuron
             differing constants, a reset or threshold batsnn cannot represent, a graph that is
             not a chain.
     """
@@ -453,8 +655,8 @@ def from_nir(graph_or_path, *, time_unit: str | None = None, max_spikes: int | N
         importer = IMPORTERS.get(type(node).__name__)
         if importer is None:
             raise ValueError(f"node {name!r} of type {type(node).__name__}: batsnn cannot "
-                             "import it (supported: Linear or Affine with zero bias, each "
-                             "followed by CubaLIF)")
+                             "import it (supported: Linear, Affine with zero bias or Conv2d, "
+                             "each followed by CubaLIF; SumPool2d; Flatten)")
         layer, used = importer(chain, i, ctx)
         layers.append(layer)
         i += used
