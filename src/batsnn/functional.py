@@ -67,17 +67,10 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float 
     p = _params(params, tau_s=tau_s, theta=theta, delta_theta=delta_theta,
                 max_spikes=max_spikes, t_max=t_max, dt=dt)
     _check_tensor("input_times", input_times)
-    if not isinstance(weight, torch.Tensor):
-        raise TypeError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+    _check_weight_tensor(weight, input_times)
     if weight.dim() != 2 or weight.shape[1] != input_times.shape[1]:
         raise ValueError(f"weight must have shape (N_out, N_in={input_times.shape[1]}), got "
                          f"{tuple(weight.shape)}")
-    if weight.dtype != input_times.dtype:
-        raise TypeError(f"weight dtype {weight.dtype} does not match input_times dtype "
-                        f"{input_times.dtype}")
-    if weight.device != input_times.device:
-        raise ValueError(f"weight is on {weight.device} but input_times is on "
-                         f"{input_times.device}")
     check_spike_times("input_times", input_times, weight)
     check_memory(input_times, weight.shape[0], p)
     times, counts = lif_op(input_times, weight, p, DENSE)
@@ -128,17 +121,10 @@ def lif_conv2d(input_times: torch.Tensor, weight: torch.Tensor, *, stride=1, pad
     p = _params(params, tau_s=tau_s, theta=theta, delta_theta=delta_theta,
                 max_spikes=max_spikes, t_max=t_max, dt=dt)
     _check_tensor("input_times", input_times, ndim=5)
-    if not isinstance(weight, torch.Tensor):
-        raise TypeError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+    _check_weight_tensor(weight, input_times)
     if weight.dim() != 4 or weight.shape[1] != input_times.shape[1]:
         raise ValueError(f"weight must have shape (C_out, C_in={input_times.shape[1]}, kH, kW), "
                          f"got {tuple(weight.shape)}")
-    if weight.dtype != input_times.dtype:
-        raise TypeError(f"weight dtype {weight.dtype} does not match input_times dtype "
-                        f"{input_times.dtype}")
-    if weight.device != input_times.device:
-        raise ValueError(f"weight is on {weight.device} but input_times is on "
-                         f"{input_times.device}")
     if input_times.device.type == "cuda":
         raise NotImplementedError(
             "lif_conv2d has no GPU kernels yet (batsnn's conv kernels run on the CPU only): "
@@ -218,6 +204,19 @@ def spike_flatten(times: torch.Tensor, counts: torch.Tensor) -> SpikeTrains:
 
 _UNSET = {"tau_s": None, "theta": None, "delta_theta": None, "max_spikes": None,
           "t_max": math.inf, "dt": None}
+
+
+def _check_weight_tensor(weight, input_times: torch.Tensor) -> None:
+    """``weight`` is a tensor of the dtype and on the device of ``input_times`` (its shape is
+    the caller's to check)."""
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+    if weight.dtype != input_times.dtype:
+        raise TypeError(f"weight dtype {weight.dtype} does not match input_times dtype "
+                        f"{input_times.dtype}")
+    if weight.device != input_times.device:
+        raise ValueError(f"weight is on {weight.device} but input_times is on "
+                         f"{input_times.device}")
 
 
 def _params(params: LIFParams | None, **kw) -> LIFParams:

@@ -15,7 +15,25 @@ from batsnn.spikes import SpikeTrains
 __all__ = ["Flatten", "LIFConv2d", "LIFLinear", "SpikePool2d", "SpikingSequential"]
 
 
-class LIFLinear(nn.Module):
+class _NeuronLayer(nn.Module):
+    """What the LIF layers share: ``weight`` drawn uniformly from ``init``, and the neuron's
+    parameters held as one frozen :class:`~batsnn.params.LIFParams` (``.params``) and read
+    back as attributes of the same names."""
+
+    def reset_parameters(self) -> None:
+        """Draw the weights uniformly from ``init``."""
+        with torch.no_grad():
+            self.weight.uniform_(*self.init)
+
+    tau_s = property(lambda self: self.params.tau_s)
+    theta = property(lambda self: self.params.theta)
+    delta_theta = property(lambda self: self.params.delta_theta)
+    max_spikes = property(lambda self: self.params.max_spikes)
+    t_max = property(lambda self: self.params.t_max)
+    dt = property(lambda self: self.params.dt or None)
+
+
+class LIFLinear(_NeuronLayer):
     """Dense layer of exact multi-spike LIF neurons (BATS); see :func:`batsnn.functional.lif_linear`.
 
     Args:
@@ -53,23 +71,11 @@ class LIFLinear(nn.Module):
                                                dtype=dtype))
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """Draw the weights uniformly from ``init``."""
-        with torch.no_grad():
-            self.weight.uniform_(*self.init)
-
     def forward(self, input_times) -> SpikeTrains:
         if isinstance(input_times, SpikeTrains):
             input_times = input_times.times
         return lif_linear(input_times, self.weight, params=self.params)
 
-    # the neuron's parameters, read through ``params`` (one validated, frozen value)
-    tau_s = property(lambda self: self.params.tau_s)
-    theta = property(lambda self: self.params.theta)
-    delta_theta = property(lambda self: self.params.delta_theta)
-    max_spikes = property(lambda self: self.params.max_spikes)
-    t_max = property(lambda self: self.params.t_max)
-    dt = property(lambda self: self.params.dt or None)
 
     def extra_repr(self) -> str:
         p = self.params
@@ -89,7 +95,7 @@ def _trains(x) -> SpikeTrains:
     return SpikeTrains(x, torch.isfinite(x).sum(-1))
 
 
-class LIFConv2d(nn.Module):
+class LIFConv2d(_NeuronLayer):
     """Convolutional layer of exact multi-spike LIF neurons (BATS), no bias; see
     :func:`batsnn.functional.lif_conv2d` (CPU kernels only for now).
 
@@ -129,23 +135,12 @@ class LIFConv2d(nn.Module):
                                                device=device, dtype=dtype))
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """Draw the weights uniformly from ``init``."""
-        with torch.no_grad():
-            self.weight.uniform_(*self.init)
-
     def forward(self, input_times) -> SpikeTrains:
         if isinstance(input_times, SpikeTrains):
             input_times = input_times.times
         return lif_conv2d(input_times, self.weight, stride=self.stride, padding=self.padding,
                           params=self.params)
 
-    tau_s = property(lambda self: self.params.tau_s)
-    theta = property(lambda self: self.params.theta)
-    delta_theta = property(lambda self: self.params.delta_theta)
-    max_spikes = property(lambda self: self.params.max_spikes)
-    t_max = property(lambda self: self.params.t_max)
-    dt = property(lambda self: self.params.dt or None)
 
     def extra_repr(self) -> str:
         p = self.params
