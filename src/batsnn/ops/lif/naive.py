@@ -153,20 +153,11 @@ def unroll_conv_weight(weight, synapse) -> torch.Tensor:
     a :class:`batsnn.ops.lif.synapse.Conv2d`. Plain loops, float64."""
     c_out = weight.shape[0]
     c_in, h, w = synapse.in_shape
-    (kh, kw), (sy, sx), (py, px) = synapse.kernel, synapse.stride, synapse.padding
     h_out, w_out = synapse.out_hw
     wd = weight.detach().double()
     dense = torch.zeros(c_out * h_out * w_out, c_in * h * w, dtype=torch.float64)
-    for co in range(c_out):
-        for oy in range(h_out):
-            for ox in range(w_out):
-                row = (co * h_out + oy) * w_out + ox
-                for ci in range(c_in):
-                    for ky in range(kh):
-                        for kx in range(kw):
-                            iy, ix = oy * sy - py + ky, ox * sx - px + kx
-                            if 0 <= iy < h and 0 <= ix < w:
-                                dense[row, (ci * h + iy) * w + ix] = wd[co, ci, ky, kx]
+    for widx, row, col in _conv_pairs(synapse, c_out):
+        dense[row, col] = wd[widx]
     return dense
 
 
@@ -174,10 +165,21 @@ def fold_conv_weight_grad(g_dense, synapse, c_out: int) -> torch.Tensor:
     """The gradient of a conv weight ``(C_out, C_in, kH, kW)`` from that of its unrolled
     matrix (:func:`unroll_conv_weight`): each shared weight's entries summed over the output
     positions."""
+    c_in = synapse.in_shape[0]
+    g = torch.zeros(c_out, c_in, *synapse.kernel, dtype=torch.float64)
+    for widx, row, col in _conv_pairs(synapse, c_out):
+        g[widx] += float(g_dense[row, col])
+    return g
+
+
+def _conv_pairs(synapse, c_out: int):
+    """Every (shared weight, output neuron, input neuron) of a convolution, in plain loops:
+    ``((co, ci, ky, kx), row, col)`` with ``row = (co * H_out + oy) * W_out + ox`` and
+    ``col = (ci * H + iy) * W + ix`` for ``(iy, ix) = (oy * sy - py + ky, ox * sx - px + kx)``
+    inside the input (padding contributes nothing)."""
     c_in, h, w = synapse.in_shape
     (kh, kw), (sy, sx), (py, px) = synapse.kernel, synapse.stride, synapse.padding
     h_out, w_out = synapse.out_hw
-    g = torch.zeros(c_out, c_in, kh, kw, dtype=torch.float64)
     for co in range(c_out):
         for oy in range(h_out):
             for ox in range(w_out):
@@ -187,8 +189,7 @@ def fold_conv_weight_grad(g_dense, synapse, c_out: int) -> torch.Tensor:
                         for kx in range(kw):
                             iy, ix = oy * sy - py + ky, ox * sx - px + kx
                             if 0 <= iy < h and 0 <= ix < w:
-                                g[co, ci, ky, kx] += float(g_dense[row, (ci * h + iy) * w + ix])
-    return g
+                                yield (co, ci, ky, kx), row, (ci * h + iy) * w + ix
 
 
 def lif_conv2d_forward_naive(input_times, weight, synapse, **kw):
