@@ -5,9 +5,9 @@ On a GPU each step is also timed as one CUDA graph (:class:`batsnn.experiments.g
 ``batsnn train`` runs): ``*_graphed_samples_per_s``.
 Input: Fashion-MNIST-like TTFS-encoded images (about half of the 784 inputs spiking), made
 deterministically from a seed; the ``conv-*`` configs take them as 28 x 28 maps through the
-network of the ``mnist-conv`` preset (conv 5x5x15, pool, conv 5x5x40, pool, 300, 10; CPU
-kernels only). A plain torch network of the same shape (MLP, or CNN for ``conv-*``) is timed
-in the same run for scale.
+network of the ``mnist-conv`` preset (conv 5x5x15, pool, conv 5x5x40, pool, 300, 10). A
+plain torch network of the same shape (MLP, or CNN for ``conv-*``) is timed in the same run
+for scale.
 
     python benchmarks/bench_lif.py                       # 784-800-10, batch 50, CPU
     python benchmarks/bench_lif.py --configs conv-b20,conv-b256
@@ -37,6 +37,7 @@ CONFIGS = {
     "400x2-b256": ([784, 400, 400, 10], [0.13, 0.45, 0.7], [5, 5, 20], 256),
     # the mnist-conv preset's network (its layer descriptions), batch
     "conv-b20": ("mnist-conv", None, None, 20),
+    "conv-b50": ("mnist-conv", None, None, 50),
     "conv-b256": ("mnist-conv", None, None, 256),
 }
 

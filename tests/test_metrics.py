@@ -123,9 +123,33 @@ def test_eval_stats_by_hand():
     # decisions: sample 1: 1 leads at 5 ms, 0 ties at 10 ms and wins -> 10 ms; sample 2: 30 ms;
     # sample 3: 70 ms
     assert r[M.DECISION_TIME_MS] == pytest.approx((10 + 30 + 70) / 3)
+    # read out at 50 ms: sample 1 has (2, 1) spikes -> 0, right; sample 2 (0 spikes first)
+    # -> 0, wrong; sample 3 has no output spike yet -> wrong. From 100 ms on sample 3 is right.
+    assert r[M.readout_accuracy_key(50)] == pytest.approx(1 / 3)
+    for ms in (100, 150, 200):
+        assert r[M.readout_accuracy_key(ms)] == pytest.approx(2 / 3)
     assert list(r) == [M.TEST_LOSS, M.TEST_ACCURACY, "spikes_per_sample_l1",
                        "spikes_per_sample_l2", "silent_neurons_pct_l1", "silent_neurons_pct_l2",
-                       M.SILENT_LABELS_PCT, *M.LABEL_SHARE_KEYS, M.DECISION_TIME_MS]
+                       M.SILENT_LABELS_PCT, *M.LABEL_SHARE_KEYS, M.DECISION_TIME_MS,
+                       *M.READOUT_KEYS]
+
+
+def test_prediction_by_a_read_out_time():
+    # neuron 1 spikes at 1 ms, neuron 0 at 2 and 3 ms, neuron 2 at 2 ms
+    out = trains([[[0.002, 0.003], [0.001], [0.002]], [[], [], []]])
+    for t, want in ((0.0005, None), (0.001, 1), (0.002, 0), (0.0025, 0), (0.004, 0)):
+        pred, decided = M.prediction_by(out.times, t, "count")
+        assert decided.tolist() == [want is not None, False], t
+        if want is not None:
+            assert int(pred[0]) == want, t
+    # at 2 ms neurons 0, 1 and 2 all have one spike: the tie goes to the lowest index
+    assert int(M.prediction_by(out.times, 0.002, "count")[0][0]) == 0
+    # ttfs: the earliest first spike, once it has happened
+    pred, decided = M.prediction_by(out.times, 0.0015, "ttfs")
+    assert decided.tolist() == [True, False] and int(pred[0]) == 1
+    assert not M.prediction_by(out.times, 0.0009, "ttfs")[1][0]
+    with pytest.raises(ValueError, match="mode must be"):
+        M.prediction_by(out.times, 0.1, "rate")
 
 
 def test_eval_stats_all_silent_output_and_sizes():
@@ -156,6 +180,8 @@ def test_metric_names():
             "spikes_per_sample_l1_mean"]
     assert M.layer_keys(keys, M.SPIKES_PER_SAMPLE) == ["spikes_per_sample_l9",
                                                        "spikes_per_sample_l10"]
+    assert M.READOUT_KEYS == ("accuracy_by_50ms", "accuracy_by_100ms", "accuracy_by_150ms",
+                              "accuracy_by_200ms")
     assert M.LABEL_SHARE_KEYS == ("label_spike_share_25ms", "label_spike_share_50ms",
                                   "label_spike_share_100ms", "label_spike_share_200ms")
     with pytest.raises(ValueError, match="layer must be an int >= 1"):

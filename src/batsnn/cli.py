@@ -49,7 +49,7 @@ def _int_list(text: str) -> list[int]:
 
 def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
     """Options shared by ``train`` and ``sweep`` (they set :class:`TrainConfig` fields)."""
-    from batsnn.experiments.config import PRESETS
+    from batsnn.experiments.config import DT_MODES, PRESETS
 
     p.add_argument("--preset", choices=sorted(PRESETS), help="reference experiment settings")
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (a run's "
@@ -76,6 +76,13 @@ def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> Non
     p.add_argument("--t-max", type=float, help="simulation horizon (s)")
     p.add_argument("--augment", choices=("elastic", "none"),
                    help="training-batch augmentation (the conv presets: elastic)")
+    p.add_argument("--dt-mode", choices=DT_MODES,
+                   help="the time step of training; evaluation always runs at --dt: fixed "
+                        "(default: train at dt), continuous (exact time), finetune (exact time "
+                        "for --dt-warmup-epochs, then dt), anneal (dt growing to its value "
+                        "over --dt-warmup-epochs)")
+    p.add_argument("--dt-warmup-epochs", type=int,
+                   help="epochs before training reaches dt (finetune, anneal)")
     p.add_argument("--out", help="output directory (new, empty, or a batsnn run of the same "
                    "kind: nothing else is overwritten)")
     if not sweep:  # a sweep always continues the runs it started itself
@@ -86,7 +93,8 @@ def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> Non
 #: the options of add_train_options that set a TrainConfig field of the same name
 CONFIG_OPTIONS = ("dataset", "data_dir", "epochs", "batch_size", "eval_batch_size", "lr", "dt",
                   "seed", "device", "train_samples", "test_samples", "hidden", "theta",
-                  "max_spikes", "tau_s", "t_max", "out", "cuda_graph", "augment")
+                  "max_spikes", "tau_s", "t_max", "out", "cuda_graph", "augment", "dt_mode",
+                  "dt_warmup_epochs")
 
 
 def config_overrides(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict:

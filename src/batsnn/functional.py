@@ -116,7 +116,6 @@ def lif_conv2d(input_times: torch.Tensor, weight: torch.Tensor, *, stride=1, pad
 
     Raises:
         TypeError, ValueError: naming the argument and the offending value.
-        NotImplementedError: on CUDA tensors (the GPU conv kernels are not there yet).
     """
     p = _params(params, tau_s=tau_s, theta=theta, delta_theta=delta_theta,
                 max_spikes=max_spikes, t_max=t_max, dt=dt)
@@ -125,10 +124,6 @@ def lif_conv2d(input_times: torch.Tensor, weight: torch.Tensor, *, stride=1, pad
     if weight.dim() != 4 or weight.shape[1] != input_times.shape[1]:
         raise ValueError(f"weight must have shape (C_out, C_in={input_times.shape[1]}, kH, kW), "
                          f"got {tuple(weight.shape)}")
-    if input_times.device.type == "cuda":
-        raise NotImplementedError(
-            "lif_conv2d has no GPU kernels yet (batsnn's conv kernels run on the CPU only): "
-            "move the layer and its input to the CPU")
     n_batch, c_in, h, w, s_in = input_times.shape
     c_out = weight.shape[0]
     if min(weight.shape) < 1:
@@ -138,9 +133,15 @@ def lif_conv2d(input_times: torch.Tensor, weight: torch.Tensor, *, stride=1, pad
     check_spike_times("input_times", input_times, weight)
     flat = input_times.reshape(n_batch, c_in * h * w, s_in)
     (kh, kw), (sy, sx) = synapse.kernel, synapse.stride
-    # the receptive-field lists: each input slot lands in up to ceil(k/s) x ceil(k/s) lists
-    fan = -(-kh // sy) * -(-kw // sx)
-    check_memory(flat, c_out * synapse.positions, p, list_bytes=fan * 28)
+    if input_times.device.type == "cuda":
+        # one event row per (sample, position) holding its whole receptive field, about
+        # 60 bytes per row slot (batsnn.ops.lif.cuda.conv)
+        list_bytes = 60 * synapse.positions * c_in * kh * kw // (c_in * h * w)
+    else:
+        # the receptive-field lists: each input slot lands in up to ceil(k/s) x ceil(k/s)
+        # lists
+        list_bytes = 28 * -(-kh // sy) * -(-kw // sx)
+    check_memory(flat, c_out * synapse.positions, p, list_bytes=list_bytes)
     times, counts = lif_op(flat, weight, p, synapse)
     h_out, w_out = synapse.out_hw
     shape = (n_batch, c_out, h_out, w_out)

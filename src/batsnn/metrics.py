@@ -16,6 +16,10 @@ The metric schema is defined here once. Every table batsnn writes (``metrics.csv
 ``label_share_key(ms)``        mean share of the label neuron's target spikes emitted by
                                ``ms`` milliseconds, for ``ms`` in :data:`LATENCY_MS`
 ``DECISION_TIME_MS``           mean decision time (ms) over samples with output spikes
+``readout_accuracy_key(ms)``   accuracy when the output is read at ``ms`` milliseconds (the
+                               prediction from the output spikes emitted by then; a sample
+                               without output spikes by then counts as wrong), for ``ms``
+                               in :data:`READOUT_MS`
 ``LR``                         learning rate after the epoch's scheduler step
 ``TRAIN_SECONDS``              wall time of the epoch's training pass (s)
 ``EPOCH_SECONDS``              wall time of the epoch including evaluation (s)
@@ -41,13 +45,15 @@ __all__ = [
     "EPOCH_SECONDS", "LABEL_SHARE_KEYS", "LATENCY_MS", "LOSS", "LR", "SILENT_LABELS_PCT",
     "SILENT_NEURONS_PCT", "SPIKES_PER_SAMPLE", "TEST_ACCURACY", "TEST_LOSS", "TRAIN_ACCURACY",
     "TRAIN_LOSS", "TRAIN_SECONDS", "MSE_MS2", "RMSE_MS", "MATCHED_SPIKES", "COUNT_CHANGED_SHARE",
-    "SPIKES_CONTINUOUS", "SPIKES_DISCRETE", "EvalStats", "decision_times", "label_share_key",
-    "label_spike_share", "layer_activity", "layer_key", "layer_keys", "layer_of",
-    "spike_train_error",
+    "SPIKES_CONTINUOUS", "SPIKES_DISCRETE", "READOUT_MS", "READOUT_KEYS", "EvalStats",
+    "decision_times", "label_share_key", "label_spike_share", "layer_activity", "layer_key",
+    "layer_keys", "layer_of", "prediction_by", "readout_accuracy_key", "spike_train_error",
 ]
 
 #: times (ms) at which the label neuron's share of target spikes is reported
 LATENCY_MS = (25, 50, 100, 200)
+#: times (ms) at which the output is read for :func:`readout_accuracy_key`
+READOUT_MS = (50, 100, 150, 200)
 
 LOSS = "loss"
 ACCURACY = "accuracy"
@@ -121,6 +127,43 @@ def label_spike_share(times: torch.Tensor, labels: torch.Tensor, target: float,
     """
     lab = times[torch.arange(len(labels), device=times.device), labels.long()]
     return ((lab <= t).sum(1).to(torch.float64) / float(target)).clamp(max=1.0)
+
+
+def readout_accuracy_key(ms: int) -> str:
+    """Column name of the accuracy when the output is read at ``ms`` milliseconds:
+    ``"accuracy_by_100ms"``."""
+    return f"accuracy_by_{ms}ms"
+
+
+#: the read-out accuracy columns, one per entry of :data:`READOUT_MS`
+READOUT_KEYS = tuple(readout_accuracy_key(ms) for ms in READOUT_MS)
+
+
+def prediction_by(times: torch.Tensor, t: float, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prediction made from the output spikes emitted at or before time ``t`` (s):
+    ``(pred, decided)``, both ``(B,)``; ``decided`` is false for samples without an output
+    spike by then (their ``pred`` means nothing).
+
+    ``mode="count"``: the neuron with most spikes by ``t`` (ties: lowest index, as
+    :func:`batsnn.losses.count_predict`); ``mode="ttfs"``: the neuron with the earliest
+    first spike (ties: lowest index, as :func:`batsnn.losses.ttfs_predict`). At ``t`` past
+    every spike ``pred`` is the final prediction of a sample with output spikes; a sample
+    without any is undecided here, while the final read-out (argmax of zero counts) names
+    neuron 0 for it, so the read-out accuracy at ``t_max`` can be lower than the test
+    accuracy by the silent samples of label 0.
+
+    Args:
+        times: ``(B, C, S)`` output spike times in seconds.
+        t: the read-out time in seconds.
+        mode: ``"count"`` or ``"ttfs"``.
+    """
+    if mode not in ("count", "ttfs"):
+        raise ValueError(f"mode must be 'count' or 'ttfs', got {mode!r}")
+    if mode == "count":
+        counts = (times <= t).sum(-1)
+        return counts.argmax(1), counts.sum(1) > 0
+    first = times[..., 0]
+    return first.argmin(1), first.min(1).values <= t
 
 
 def decision_times(times: torch.Tensor, counts: torch.Tensor, mode: str) -> torch.Tensor:
@@ -212,6 +255,7 @@ class EvalStats:
         self.share = {ms: 0.0 for ms in LATENCY_MS}
         self.dec_sum = 0.0
         self.dec_n = 0
+        self.readout = {ms: 0 for ms in READOUT_MS}
 
     def _init_layers(self, sizes: list[int]) -> None:
         self.spikes = [0.0] * len(sizes)
@@ -245,6 +289,9 @@ class EvalStats:
         for ms in LATENCY_MS:
             self.share[ms] += float(label_spike_share(last.times, labels, self.target,
                                                       ms / 1000).sum())
+        for ms in READOUT_MS:
+            pred_t, decided = prediction_by(last.times, ms / 1000, self.mode)
+            self.readout[ms] += int(((pred_t == labels) & decided).sum())
         dec = decision_times(last.times, last.counts, self.mode)
         ok = ~torch.isnan(dec)
         self.dec_sum += float(dec[ok].sum())
@@ -264,6 +311,8 @@ class EvalStats:
         for ms in LATENCY_MS:
             res[label_share_key(ms)] = self.share[ms] / n
         res[DECISION_TIME_MS] = 1000.0 * self.dec_sum / self.dec_n if self.dec_n else math.nan
+        for ms in READOUT_MS:
+            res[readout_accuracy_key(ms)] = self.readout[ms] / n
         return res
 
 

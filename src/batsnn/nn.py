@@ -97,7 +97,7 @@ def _trains(x) -> SpikeTrains:
 
 class LIFConv2d(_NeuronLayer):
     """Convolutional layer of exact multi-spike LIF neurons (BATS), no bias; see
-    :func:`batsnn.functional.lif_conv2d` (CPU kernels only for now).
+    :func:`batsnn.functional.lif_conv2d`.
 
     Args:
         in_channels: input channels ``C_in``.

@@ -67,14 +67,6 @@ def test_augment_setting():
     assert "augment" in C.RESUME_FIELDS
 
 
-def test_conv_networks_run_on_the_cpu():
-    cfg = C.resolve_config("mnist-conv")
-    assert C.run_device(cfg).type == "cpu"  # auto: the CPU, GPU or not
-    if torch.cuda.is_available():
-        with pytest.raises(ValueError, match="conv2d layers have CPU kernels only"):
-            C.run_device(C.resolve_config("mnist-conv", device="cuda"))
-
-
 @pytest.mark.parametrize("suffix", ["json", "toml"])
 def test_preset_named_in_a_file_equals_the_preset_option(tmp_path, suffix):
     path = tmp_path / f"c.{suffix}"

@@ -163,6 +163,24 @@ def test_a_sweep_rerun_with_other_settings_is_refused(finished_sweep, data_dir, 
         S.run_sweep(other, [0, 0.004], [1], out, jobs=1, log=lambda line: None)
 
 
+def test_a_sweep_recorded_before_dt_mode_existed_continues(finished_sweep, data_dir):
+    """A record without the settings batsnn gained later (dt_mode, dt_warmup_epochs) was
+    made with their defaults: the same sweep continues, another dt_mode is refused."""
+    base, out, rows = finished_sweep
+    record = read_json(out / S.SWEEP_FILE)
+    for k in S.ADDED_SETTINGS:
+        del record["settings"][k]
+    (out / S.SWEEP_FILE).write_text(json.dumps(record))
+    lines = []
+    again = S.run_sweep(base, [0, 0.004], [1], out, jobs=1, log=lines.append)
+    assert "2 finished already, 0 to train" in lines[0]
+    assert [r[M.TEST_ACCURACY] for r in again] == [r[M.TEST_ACCURACY] for r in rows]
+    other = resolve_config("mnist-count", **TINY, data_dir=str(data_dir), epochs=1,
+                           dt_mode="finetune", dt_warmup_epochs=1)
+    with pytest.raises(S.SettingsMismatch, match="dt_mode 'fixed' -> 'finetune'"):
+        S.run_sweep(other, [0, 0.004], [1], out, jobs=1, log=lambda line: None)
+
+
 def test_a_sweep_continues_only_runs_it_started(finished_sweep, data_dir, tmp_path):
     base, out, _ = finished_sweep
     # a run directory copied in from elsewhere is refused, not resumed

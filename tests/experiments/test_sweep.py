@@ -82,7 +82,9 @@ def _check_report(report, cfg, summary, dts, seeds, command):
         assert cells[3] == pm(s, "spikes_per_sample_l2", 1, 1)
         assert cells[4] == pm(s, M.DECISION_TIME_MS, 1, 1)
         assert cells[5] == pm(s, M.label_share_key(50), 100, 1)
-        assert cells[6] == f"{float(s[S.mean_key(M.TRAIN_SECONDS)]):.0f}"
+        for i, ms in enumerate(M.READOUT_MS):
+            assert cells[6 + i] == pm(s, M.readout_accuracy_key(ms), 100, 1)
+        assert cells[6 + len(M.READOUT_MS)] == f"{float(s[S.mean_key(M.TRAIN_SECONDS)]):.0f}"
 
 
 def test_sweep_end_to_end_resume_and_rows_equal_single_runs(data_dir, tmp_path):
@@ -108,7 +110,7 @@ def test_sweep_end_to_end_resume_and_rows_equal_single_runs(data_dir, tmp_path):
         assert float(s[S.mean_key(M.TEST_ACCURACY)]) == pytest.approx(statistics.mean(accs))
         assert float(s[S.std_key(M.TEST_ACCURACY)]) == pytest.approx(statistics.stdev(accs))
     for name in ("accuracy_vs_dt.png", "spikes_vs_dt.png", "latency_vs_dt.png",
-                 "label_spikes_vs_dt.png", "report.md"):
+                 "label_spikes_vs_dt.png", "readout_vs_dt.png", "report.md"):
         assert (out / name).is_file(), name
     _check_report((out / "report.md").read_text(), base, summary, [0, 0.004], [1, 2], cmd)
 

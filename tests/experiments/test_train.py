@@ -238,13 +238,18 @@ def test_conv_run_augments_training_batches_only(data_dir, tmp_path, monkeypatch
                          out=str(tmp_path / "run"))
     assert cfg.augment == "elastic"
     seen = []
-    real = T.augment_batch
+    real_grid, real_deform = T.batch_grid, T.deform_by_grid
 
-    def spy(images, kind, **kw):
-        seen.append((images.shape[0], kind, kw["epoch"], kw["batch"]))
-        return real(images, kind, **kw)
+    def spy_grid(kind, **kw):
+        seen.append((kind, kw["epoch"], kw["batch"]))
+        return real_grid(kind, **kw)
 
-    monkeypatch.setattr(T, "augment_batch", spy)
+    def spy_deform(images, grid, *a):
+        seen.append(images.shape[0])
+        return real_deform(images, grid, *a)
+
+    monkeypatch.setattr(T, "batch_grid", spy_grid)
+    monkeypatch.setattr(T, "deform_by_grid", spy_deform)
     ds = load_dataset("fashion-mnist", data_dir)
     check = {}
 
@@ -252,7 +257,7 @@ def test_conv_run_augments_training_batches_only(data_dir, tmp_path, monkeypatch
         check.update(T.evaluate(state.model, cfg, ds.test_x, ds.test_y, "cpu"))
 
     summary = T.train(cfg, quiet=True, callbacks=[recompute])
-    assert seen == [(10, "elastic", 1, b) for b in range(6)]
+    assert seen == [x for b in range(6) for x in (("elastic", 1, b), 10)]
     row = read_csv(tmp_path / "run" / "metrics.csv")[0]
     assert float(row[M.TEST_ACCURACY]) == check[M.TEST_ACCURACY]
     assert float(row[M.TEST_LOSS]) == check[M.TEST_LOSS]
@@ -268,24 +273,139 @@ def test_conv_run_augments_training_batches_only(data_dir, tmp_path, monkeypatch
     assert doc["augment"] == "elastic" and (tmp_path / "run" / "raster.png").is_file()
 
 
-def test_conv_run_with_augmentation_resumes_exactly(data_dir, tmp_path):
-    base = dict(**TINY_CONV, data_dir=str(data_dir), train_samples=30)
-    full = resolve_config("mnist-conv", **base, epochs=2, out=str(tmp_path / "full"))
+@pytest.mark.cuda
+def test_augmented_conv_run_under_cuda_graphs_matches_eager_and_cpu(data_dir, tmp_path):
+    """A conv network with elastic deformation on the GPU: the graphed step (the batch's
+    control displacements an input of the graph) trains as the eager one, and both as the
+    CPU run, up to float32 summation order."""
+    base = dict(**TINY_CONV, data_dir=str(data_dir), epochs=2)
+    runs = {}
+    for name, dev, graph in (("graph", "cuda", True), ("eager", "cuda", False),
+                             ("cpu", "cpu", False)):
+        cfg = resolve_config("mnist-conv", **{**base, "device": dev}, cuda_graph=graph,
+                             out=str(tmp_path / name))
+        assert cfg.augment == "elastic"
+        T.train(cfg, quiet=True)
+        runs[name] = read_csv(tmp_path / name / "metrics.csv")
+    for other in ("eager", "cpu"):
+        for a, b in zip(runs["graph"], runs[other]):
+            assert float(a[M.TRAIN_LOSS]) == pytest.approx(float(b[M.TRAIN_LOSS]), rel=0.05)
+            assert abs(float(a[M.TEST_ACCURACY]) - float(b[M.TEST_ACCURACY])) <= 0.1
+
+
+def resumed_equals_uninterrupted(preset, base, tmp_path, epochs):
+    """Train ``epochs`` epochs in one go and, elsewhere, one epoch then ``--resume`` to
+    ``epochs``; assert equal metrics rows (timing aside) and final weights. Returns the
+    rows."""
+    full = resolve_config(preset, **base, epochs=epochs, out=str(tmp_path / "full"))
     T.train(full, quiet=True)
-    part = resolve_config("mnist-conv", **base, epochs=1, out=str(tmp_path / "part"))
+    part = resolve_config(preset, **base, epochs=1, out=str(tmp_path / "part"))
     T.train(part, quiet=True)
-    part = resolve_config("mnist-conv", **base, epochs=2, out=str(tmp_path / "part"))
+    part = resolve_config(preset, **base, epochs=epochs, out=str(tmp_path / "part"))
     T.train(part, resume=True, quiet=True)
     timing = {M.TRAIN_SECONDS, M.EPOCH_SECONDS}
     rows = [[{k: v for k, v in r.items() if k not in timing}
              for r in read_csv(tmp_path / name / "metrics.csv")] for name in ("full", "part")]
-    assert rows[0] == rows[1] and len(rows[0]) == 2
+    assert rows[0] == rows[1] and len(rows[0]) == epochs
     a = torch.load(tmp_path / "full" / "last.pt", weights_only=False)["model"]
     b = torch.load(tmp_path / "part" / "last.pt", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    return rows[0]
+
+
+def test_conv_run_with_augmentation_resumes_exactly(data_dir, tmp_path):
+    base = dict(**TINY_CONV, data_dir=str(data_dir), train_samples=30)
+    rows = resumed_equals_uninterrupted("mnist-conv", base, tmp_path, 2)
     # and the deformation does change training
     plain = resolve_config("mnist-conv", **base, epochs=1, augment="none",
                            out=str(tmp_path / "plain"))
     T.train(plain, quiet=True)
-    assert read_csv(tmp_path / "plain" / "metrics.csv")[0][M.TRAIN_LOSS] != rows[0][0][
-        M.TRAIN_LOSS]
+    assert read_csv(tmp_path / "plain" / "metrics.csv")[0][M.TRAIN_LOSS] != rows[0][M.TRAIN_LOSS]
+
+
+# ----------------------------------------------------------------------------- dt_mode
+
+def test_training_dt_of_each_mode():
+    def at(mode, warm, epochs=5, dt=0.01):
+        cfg = resolve_config("mnist-count", dt=dt, dt_mode=mode, dt_warmup_epochs=warm)
+        return [T.training_dt(cfg, e) for e in range(1, epochs + 1)]
+
+    assert at("fixed", 0) == [0.01] * 5
+    assert at("continuous", 0) == [None] * 5
+    assert at("finetune", 2) == [None, None, 0.01, 0.01, 0.01]
+    assert at("anneal", 3) == pytest.approx([0.0025, 0.005, 0.0075, 0.01, 0.01])
+    # exact time: every mode trains as it evaluates (a sweep's dt = 0 run)
+    for mode in ("fixed", "continuous", "finetune", "anneal"):
+        cfg = resolve_config("mnist-count", dt_mode=mode, dt_warmup_epochs=1)
+        assert [T.training_dt(cfg, e) for e in (1, 2, 3)] == [None] * 3
+
+
+def test_dt_mode_settings_are_checked():
+    with pytest.raises(ValueError, match="dt_mode must be 'fixed', 'continuous', 'finetune', "
+                                         "'anneal', got 'dither'"):
+        resolve_config("mnist-count", dt=0.01, dt_mode="dither")
+    with pytest.raises(ValueError, match="dt_mode 'anneal' needs dt_warmup_epochs >= 1, got 0"):
+        resolve_config("mnist-count", dt=0.01, dt_mode="anneal")
+    with pytest.raises(ValueError, match="dt_warmup_epochs must be >= 0"):
+        resolve_config("mnist-count", dt=0.01, dt_warmup_epochs=-1)
+
+
+def test_finetune_trains_in_exact_time_then_on_the_grid_and_always_evaluates_on_it(
+        data_dir, tmp_path, monkeypatch):
+    """dt_mode finetune: epoch 1 trains in exact time (inputs and every layer), epoch 2 at
+    dt; both epochs' test metrics are those of the network on the grid."""
+    dt = 0.004
+    tiny = {**TINY, "theta": [0.2, 0.4]}  # output neurons that spike, so that it learns
+    cfg = resolve_config("mnist-count", **tiny, data_dir=str(data_dir), epochs=2, dt=dt,
+                         dt_mode="finetune", dt_warmup_epochs=1, out=str(tmp_path / "run"))
+    encoded = []  # (epoch, dt of the encoding) of every call
+    real = T.encode_images
+    state_of = {}
+
+    def spy(images, c, device, dt=...):
+        encoded.append((state_of.get("epoch"), c.dt if dt is ... else dt))
+        return real(images, c, device, dt=dt)
+
+    monkeypatch.setattr(T, "encode_images", spy)
+    layer_dts, evals = [], {}
+    ds = load_dataset("fashion-mnist", data_dir)
+
+    class Probe:
+        def on_epoch_start(self, st):
+            state_of["epoch"] = st.epoch
+
+        def on_step(self, st):
+            layer_dts.append((st.epoch, {m.params.dt for m in st.model.modules()
+                                         if hasattr(m, "params")}))
+
+        def on_train_end(self, st):  # evaluation follows
+            state_of["epoch"] = None
+
+        def on_epoch_end(self, st):
+            evals[st.epoch] = T.evaluate(st.model, cfg, ds.test_x, ds.test_y, "cpu")
+
+    T.train(cfg, quiet=True, callbacks=[Probe()])
+    assert {frozenset(d) for e, d in layer_dts if e == 1} == {frozenset({0.0})}
+    assert {frozenset(d) for e, d in layer_dts if e == 2} == {frozenset({dt})}
+    train_enc = [(e, d) for e, d in encoded if e is not None]
+    assert {d for e, d in encoded if e is None} == {dt}  # every evaluation
+    assert {d for e, d in train_enc if e == 1} == {None}
+    assert {d for e, d in train_enc if e == 2} == {dt}
+    rows = read_csv(tmp_path / "run" / "metrics.csv")
+    assert float(rows[0][M.TRAIN_LOSS]) != float(rows[1][M.TRAIN_LOSS])
+    for row in rows:  # evaluated on the grid: equal to a fresh evaluation at cfg.dt
+        assert float(row[M.TEST_ACCURACY]) == evals[int(row[M.EPOCH])][M.TEST_ACCURACY]
+        assert float(row[M.TEST_LOSS]) == evals[int(row[M.EPOCH])][M.TEST_LOSS]
+    # the same run in the seed's scheme trains differently from epoch 1 on
+    fixed = resolve_config("mnist-count", **tiny, data_dir=str(data_dir), epochs=1, dt=dt,
+                           out=str(tmp_path / "fixed"))
+    monkeypatch.setattr(T, "encode_images", real)
+    T.train(fixed, quiet=True)
+    assert read_csv(tmp_path / "fixed" / "metrics.csv")[0][M.TRAIN_LOSS] != rows[0][M.TRAIN_LOSS]
+
+
+def test_anneal_run_resumes_exactly(data_dir, tmp_path):
+    """A resumed run trains each later epoch at the time step of its own schedule."""
+    base = dict(**{**TINY, "theta": [0.2, 0.4]}, data_dir=str(data_dir), dt=0.004,
+                dt_mode="anneal", dt_warmup_epochs=2)
+    resumed_equals_uninterrupted("mnist-count", base, tmp_path, 3)

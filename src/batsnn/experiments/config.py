@@ -32,12 +32,12 @@ import torch
 
 from batsnn.experiments.augment import AUGMENTATIONS
 from batsnn.experiments.data import canonical_name
-from batsnn.experiments.model import check_network, cpu_only, dense_network, network_summary
+from batsnn.experiments.model import check_network, dense_network, network_summary
 from batsnn.experiments.rundir import MARKER
 
-__all__ = ["PRESETS", "RESUME_FIELDS", "RUN_INFO_KEYS", "SEED_MAX", "SHORTHANDS", "TrainConfig",
+__all__ = ["DT_MODES", "PRESETS", "RESUME_FIELDS", "RUN_INFO_KEYS", "SEED_MAX", "SHORTHANDS", "TrainConfig",
            "check_setting", "config_document", "config_from_dict", "read_config_file",
-           "resolve_config", "resolve_device", "run_device", "settings_difference",
+           "resolve_config", "resolve_device", "settings_difference",
            "validate_config"]
 
 
@@ -64,6 +64,13 @@ class TrainConfig:
         dt: time step (s); ``None`` for exact time.
         augment: ``"none"`` or ``"elastic"`` (one random elastic deformation per training
             batch, :mod:`batsnn.experiments.augment`; never applied to test data).
+        dt_mode, dt_warmup_epochs: the time step the network is *trained* at (it is always
+            evaluated at ``dt``): ``"fixed"``, ``dt`` throughout (the seed's scheme);
+            ``"continuous"``, exact time throughout; ``"finetune"``, exact time for the first
+            ``dt_warmup_epochs`` epochs, then ``dt``; ``"anneal"``, ``dt * e / (W + 1)`` in
+            epoch ``e <= W = dt_warmup_epochs``, then ``dt``
+            (:func:`batsnn.experiments.train.training_dt`). In exact time (``dt`` unset) every
+            mode trains in exact time, so a sweep over ``dt`` can include ``dt = 0``.
         seed: seeds weights, data order and every RNG.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; cuda_graph: replay each training
             step as one CUDA graph on a GPU.
@@ -92,6 +99,8 @@ class TrainConfig:
     epochs: int = 100
     dt: float | None = None
     augment: str = "none"
+    dt_mode: str = "fixed"
+    dt_warmup_epochs: int = 0
     seed: int = 1
     device: str = "auto"
     cuda_graph: bool = True
@@ -144,6 +153,9 @@ PRESETS["emnist-count"] = {**copy.deepcopy(PRESETS["mnist-count"]), "dataset": "
 #: Fashion-MNIST through the conv network of the MNIST experiment
 PRESETS["fmnist-conv"] = {**copy.deepcopy(PRESETS["mnist-conv"]), "dataset": "fashion-mnist"}
 
+#: how the time step of training relates to ``dt`` (:class:`TrainConfig`)
+DT_MODES = ("fixed", "continuous", "finetune", "anneal")
+
 #: shorthand settings for stacks of linear layers (they rewrite ``network``)
 SHORTHANDS = ("hidden", "theta", "max_spikes")
 
@@ -155,8 +167,8 @@ RUN_INFO_KEYS = (MARKER, "batsnn_version", "layers", "n_classes", "resolved_devi
 #: settings that must not change when a run is resumed
 RESUME_FIELDS = ("dataset", "network", "tau_s", "t_max", "t_window", "loss", "target_true",
                  "target_false", "tau_loss", "init", "batch_size", "lr", "lr_decay",
-                 "lr_decay_every", "lr_min", "dt", "augment", "seed", "train_samples",
-                 "test_samples")
+                 "lr_decay_every", "lr_min", "dt", "augment", "dt_mode", "dt_warmup_epochs",
+                 "seed", "train_samples", "test_samples")
 
 #: seeds are ints in [0, SEED_MAX]
 SEED_MAX = 2**32 - 1
@@ -280,6 +292,8 @@ _CHECKS = {
     "dt": lambda n, v: _real(n, v, low=0, optional=True),
     "augment": lambda n, v: _choice(n, v, AUGMENTATIONS,
                                     " or ".join(repr(a) for a in AUGMENTATIONS)),
+    "dt_mode": lambda n, v: _choice(n, v, DT_MODES, ", ".join(repr(m) for m in DT_MODES)),
+    "dt_warmup_epochs": lambda n, v: _int(n, v, low=0),
     "seed": lambda n, v: _int(n, v, low=0, high=SEED_MAX),
     "device": _device,
     "cuda_graph": _bool,
@@ -455,6 +469,9 @@ def validate_config(cfg: TrainConfig) -> TrainConfig:
         setattr(cfg, name, check_setting(name, getattr(cfg, name)))
     if cfg.dt == 0:
         cfg.dt = None
+    if cfg.dt_mode in ("finetune", "anneal") and cfg.dt_warmup_epochs < 1:
+        raise ValueError(f"dt_mode {cfg.dt_mode!r} needs dt_warmup_epochs >= 1, got "
+                         f"{cfg.dt_warmup_epochs}")
     return cfg
 
 
@@ -474,20 +491,6 @@ def settings_difference(before: Mapping, now: Mapping,
     ``"name OLD -> NEW"`` (empty when they agree)."""
     return [f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in fields
             if before.get(k) != now.get(k)]
-
-
-def run_device(cfg: TrainConfig) -> torch.device:
-    """The device a run of ``cfg`` trains on: :func:`resolve_device` of ``cfg.device``, except
-    for networks with layers that only have CPU kernels (``conv2d``): ``"auto"`` picks the
-    CPU for them, and an explicit GPU raises ``ValueError``."""
-    dev = resolve_device(cfg.device)
-    only = cpu_only(cfg.network)
-    if dev.type != "cpu" and only:
-        if cfg.device != "auto":
-            raise ValueError(f"device {cfg.device!r}: {', '.join(only)} layers have CPU kernels "
-                             "only for now (no GPU kernels yet); use --device cpu")
-        dev = torch.device("cpu")
-    return dev
 
 
 def resolve_device(name: str) -> torch.device:

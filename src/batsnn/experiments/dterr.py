@@ -28,7 +28,7 @@ import torch
 import batsnn
 from batsnn import metrics as M
 from batsnn.encoding import ttfs_encode
-from batsnn.experiments.config import resolve_config, resolve_device, run_device
+from batsnn.experiments.config import resolve_config, resolve_device
 from batsnn.experiments.model import device_memory
 from batsnn.experiments.rundir import MARKER, prepare_out, read_json, write_csv, write_json
 from batsnn.nn import LIFLinear
@@ -73,7 +73,7 @@ def run_discretization_error(depths: Sequence[int], dts: Sequence[float],
         data_dir: where the dataset's files are.
         theta, max_spikes: every layer's threshold and spike buffer (``tau_s`` 0.13 s,
             ``t_max`` 0.2 s).
-        device: ``auto``, ``cpu`` or ``cuda`` (a network with conv layers: the CPU).
+        device: ``auto``, ``cpu`` or ``cuda``.
         preset: a preset's name (:data:`batsnn.experiments.config.PRESETS`): compare its
             network instead of stacks of ``width``-neuron layers (``width``, ``theta`` and
             ``max_spikes`` are then the preset's).
@@ -163,7 +163,7 @@ def _preset_error(preset, dts, out, *, seed, samples, dataset, data_dir, device,
     cfg = resolve_config(preset, device=device)
     dataset = dataset or cfg.dataset
     n_classes = DATASETS[canonical_name(cfg.dataset)][0]
-    dev = run_device(cfg)
+    dev = resolve_device(cfg.device)
     x = _inputs(dataset, samples, seed, data_dir)
     shape = network_input_shape(cfg.network, x.shape[1])
     grid = sorted(set(dts))

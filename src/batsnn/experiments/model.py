@@ -13,8 +13,7 @@ A network is described by a list of layer specs, plain JSON-able dicts, each wit
   (optional; the run's ``tau_s``, ``t_max`` and ``init`` otherwise): the neuron's parameters,
   validated as one :class:`batsnn.LIFParams`. ``dt`` is the run's, the same for every layer.
 
-``conv2d`` (a :class:`batsnn.nn.LIFConv2d`, "valid" and no bias by default; CPU kernels
-only) takes maps ``(C, H, W)`` and needs ``channels`` (output channels), ``kernel`` (an int
+``conv2d`` (a :class:`batsnn.nn.LIFConv2d`, "valid" and no bias by default) takes maps ``(C, H, W)`` and needs ``channels`` (output channels), ``kernel`` (an int
 or ``[kH, kW]``), ``theta`` and ``max_spikes``; optional ``stride``, ``padding`` and the
 neuron's ``delta_theta``, ``tau_s``, ``t_max``, ``init`` as for ``linear``:
 
@@ -47,7 +46,7 @@ from batsnn.ops.lif.synapse import Conv2d, _pair
 from batsnn.params import LIFParams
 
 __all__ = ["LAYER_TYPES", "BuildContext", "LayerType", "build_model", "build_network",
-           "check_fits", "check_network", "cpu_only", "dense_network", "device_memory",
+           "check_fits", "check_network", "dense_network", "device_memory",
            "layer_shapes", "network_input_shape", "network_summary", "register_layer_type"]
 
 
@@ -87,7 +86,6 @@ class LayerType:
         check: optional ``(spec) -> None`` checking values without shapes.
         maps: whether the layer reads maps ``(C, H, W)``: a network that starts with it takes
             images as maps (:func:`network_input_shape`).
-        cpu_only: whether the layer's kernels run on the CPU only (:func:`cpu_only`).
     """
 
     name: str
@@ -97,7 +95,6 @@ class LayerType:
     build: Callable[[Mapping, tuple, BuildContext], torch.nn.Module]
     check: Callable[[Mapping], None] | None = None
     maps: bool = False
-    cpu_only: bool = False
 
 
 #: the known layer types by name (see :func:`register_layer_type`)
@@ -223,7 +220,7 @@ def _conv_build(spec: Mapping, in_shape: tuple, ctx: BuildContext) -> torch.nn.M
 register_layer_type(LayerType(
     name="conv2d", required=frozenset({"channels", "kernel", "theta", "max_spikes"}),
     optional=frozenset({"stride", "padding", "delta_theta", "tau_s", "t_max", "init"}),
-    out_shape=_conv_out, build=_conv_build, check=_check_conv, maps=True, cpu_only=True))
+    out_shape=_conv_out, build=_conv_build, check=_check_conv, maps=True))
 
 
 def _pool_kernel(spec: Mapping) -> int:
@@ -275,13 +272,6 @@ def network_input_shape(layers: Sequence[Mapping], n_inputs: int) -> tuple:
         raise ValueError(f"a network starting with {layers[0]['type']} takes square images, "
                          f"got {n_inputs} pixels")
     return (1, side, side)
-
-
-def cpu_only(layers: Sequence[Mapping]) -> list[str]:
-    """The types of a description's layers whose kernels run on the CPU only (``conv2d``:
-    no GPU kernels yet), in order, without repeats."""
-    return list(dict.fromkeys(s["type"] for s in layers
-                              if getattr(LAYER_TYPES.get(s.get("type")), "cpu_only", False)))
 
 
 def _layer_error(i: int, spec, e: Exception) -> Exception:

@@ -37,7 +37,7 @@ import numpy as np
 import batsnn
 from batsnn import metrics as M
 from batsnn.experiments.config import (RESUME_FIELDS, TrainConfig, check_setting,
-                                       config_from_dict, run_device,
+                                       config_from_dict, resolve_device,
                                        settings_difference,
                                        validate_config)
 from batsnn.experiments.rundir import (MARKER, OutDirError, RunDir, atomic_write,
@@ -56,13 +56,16 @@ DT, SEED, EPOCHS, RUN_DIR = "dt", "seed", "epochs", "run_dir"
 N_SEEDS = "n_seeds"
 #: the run summary's metrics copied into each sweep row (then the per-layer ones)
 ROW_METRICS = (M.TEST_ACCURACY, M.BEST_TEST_ACCURACY, M.DECISION_TIME_MS, *M.LABEL_SHARE_KEYS,
-               M.SILENT_LABELS_PCT)
+               M.SILENT_LABELS_PCT, *M.READOUT_KEYS)
 _LAYER_FAMILIES = (M.SILENT_NEURONS_PCT, M.SPIKES_PER_SAMPLE)
 #: the sweep's own record: marker, shared settings, the run directories it started
 SWEEP_FILE = "sweep.json"
 #: settings every run of a sweep shares and a rerun must not change (``epochs`` may: runs
 #: with fewer epochs are continued)
 SWEEP_SETTINGS = tuple(k for k in RESUME_FIELDS if k not in ("dt", "seed"))
+#: sweep settings added after sweep records were first written: a record without them
+#: was made with their defaults
+ADDED_SETTINGS = ("dt_mode", "dt_warmup_epochs")
 #: at most this many seeds per sweep
 MAX_SEEDS = 10_000
 
@@ -148,7 +151,9 @@ def _sweep_record(out: Path, base: TrainConfig) -> dict:
             and isinstance(record.get("settings"), dict) and isinstance(record.get("runs"), list)
             and all(isinstance(r, str) for r in record["runs"])):
         raise OutDirError(f"{path} is not a batsnn sweep record")
-    diff = settings_difference(record["settings"], want, SWEEP_SETTINGS)
+    # settings that batsnn gained after the record was written had their defaults then
+    stored = {**{k: getattr(TrainConfig(), k) for k in ADDED_SETTINGS}, **record["settings"]}
+    diff = settings_difference(stored, want, SWEEP_SETTINGS)
     if diff:
         raise SettingsMismatch(f"{out} holds a sweep with other settings: " + ", ".join(diff)
                                + "; use the same settings to continue it, or another --out")
@@ -293,7 +298,7 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
         raise ValueError(f"jobs must be an int >= 0, got {jobs!r}")
     base = validate_config(dataclasses.replace(base, network=[dict(s) for s in base.network]))
     out = Path(out)
-    device = run_device(base)
+    device = resolve_device(base.device)
     plan = plan_slots(device, jobs=jobs, gpus=gpus, jobs_per_gpu=jobs_per_gpu,
                       base_device=base.device)
     threads = plan.threads
@@ -378,6 +383,9 @@ def _plots(out: Path, summary: list[dict]) -> None:
     share = {f"by {ms} ms": col(M.label_share_key(ms), 100) for ms in M.LATENCY_MS}
     plots.errorbar_plot(xs, share, out / "label_spikes_vs_dt.png", xlabel="dt (ms)",
                         ylabel="% of target label spikes", title="label-neuron evidence by time")
+    readout = {f"read at {ms} ms": col(M.readout_accuracy_key(ms), 100) for ms in M.READOUT_MS}
+    plots.errorbar_plot(xs, readout, out / "readout_vs_dt.png", xlabel="dt (ms)",
+                        ylabel="test accuracy (%)", title="accuracy when the output is read early")
 
 
 def _fmt(m, s, scale=1.0, digits=2) -> str:
@@ -407,8 +415,9 @@ def _report(cfg: TrainConfig, summary, rows, dts, seeds, seconds: float, command
         f"{cfg.test_samples or 'all'}. Mean ± standard deviation over seeds.", "",
         "| dt (ms) | test accuracy (%) | " + " | ".join(
             f"spikes/sample l{M.layer_of(k)}" for k in layers)
-        + " | decision time (ms) | label spikes by 50 ms (%) | train s |",
-        "|---" * (5 + len(layers)) + "|",
+        + " | decision time (ms) | label spikes by 50 ms (%) | " + " | ".join(
+            f"acc. read at {ms} ms (%)" for ms in M.READOUT_MS) + " | train s |",
+        "|---" * (5 + len(layers) + len(M.READOUT_MS)) + "|",
     ]
     for s in summary:
         lines.append(
@@ -417,8 +426,11 @@ def _report(cfg: TrainConfig, summary, rows, dts, seeds, seconds: float, command
             + " | " + " | ".join(_fmt(s[mean_key(k)], s[std_key(k)], 1, 1) for k in layers)
             + " | " + _fmt(s[mean_key(M.DECISION_TIME_MS)], s[std_key(M.DECISION_TIME_MS)], 1, 1)
             + " | " + _fmt(s[mean_key(share50)], s[std_key(share50)], 100, 1)
+            + "".join(" | " + _fmt(s.get(mean_key(k)), s.get(std_key(k)), 100, 1)
+                      for k in M.READOUT_KEYS)
             + f" | {s[mean_key(M.TRAIN_SECONDS)]:.0f} |")
     lines += ["", "![accuracy](accuracy_vs_dt.png)", "", "![spikes](spikes_vs_dt.png)", "",
               "![latency](latency_vs_dt.png)", "", "![label spikes](label_spikes_vs_dt.png)", "",
+              "![read-out](readout_vs_dt.png)", "",
               f"Total wall time of this invocation: {seconds:.0f} s.", ""]
     return "\n".join(lines)

@@ -46,9 +46,9 @@ import batsnn
 from batsnn import metrics as M
 from batsnn.encoding import ttfs_encode
 from batsnn.experiments import distributed
-from batsnn.experiments.augment import augment_batch
-from batsnn.experiments.config import (TrainConfig, config_document, config_from_dict,
-                                       run_device, settings_difference)
+from batsnn.experiments.augment import batch_grid, deform_by_grid
+from batsnn.experiments.config import (DT_MODES, TrainConfig, config_document,
+                                       config_from_dict, resolve_device, settings_difference)
 from batsnn.experiments.data import load_dataset
 from batsnn.experiments.model import build_model, check_fits, layer_shapes, network_input_shape
 from batsnn.experiments.rundir import (CHECKPOINT_FORMAT, MARKER, CheckpointError, RunDir,
@@ -56,11 +56,13 @@ from batsnn.experiments.rundir import (CHECKPOINT_FORMAT, MARKER, CheckpointErro
                                        save_checkpoint, set_rng_state, write_csv, write_json)
 from batsnn.losses import count_predict, spike_count_class_loss, ttfs_cross_entropy, ttfs_predict
 from batsnn.metrics import EvalStats
+from batsnn.params import LIFParams
+from batsnn.spikes import mark_valid
 
 __all__ = ["EpochLog", "ProgressBar", "RunPlots", "RunRecorder", "TrainState", "check_finite",
            "check_resumable", "encode_images", "epoch_order", "evaluate", "fit",
            "loss_and_prediction", "restore_checkpoint", "seed_everything", "summary_of",
-           "sync_run_files", "train"]
+           "set_network_dt", "sync_run_files", "train", "training_dt"]
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -362,9 +364,40 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
-def encode_images(images: torch.Tensor, cfg: TrainConfig, device) -> torch.Tensor:
+def training_dt(cfg: TrainConfig, epoch: int) -> float | None:
+    """The time step (s; ``None`` for exact time) that epoch ``epoch`` (1-based) of a run of
+    ``cfg`` trains at, per ``cfg.dt_mode`` (:class:`~batsnn.experiments.config.TrainConfig`);
+    the network is always evaluated at ``cfg.dt``.
+
+    ``"fixed"``: ``cfg.dt``; ``"continuous"``: ``None``; ``"finetune"``: ``None`` for the
+    first ``cfg.dt_warmup_epochs`` epochs, then ``cfg.dt``; ``"anneal"``: ``cfg.dt * epoch /
+    (W + 1)`` for ``epoch <= W = cfg.dt_warmup_epochs``, then ``cfg.dt``.
+    """
+    if cfg.dt is None or cfg.dt_mode == "fixed":
+        return cfg.dt
+    if cfg.dt_mode == "continuous":
+        return None
+    warm = cfg.dt_warmup_epochs
+    if epoch > warm:
+        return cfg.dt
+    if cfg.dt_mode == "finetune":
+        return None
+    if cfg.dt_mode == "anneal":
+        return cfg.dt * epoch / (warm + 1)
+    raise ValueError(f"dt_mode must be one of {', '.join(DT_MODES)}, got {cfg.dt_mode!r}")
+
+
+def set_network_dt(model: torch.nn.Module, dt: float | None) -> None:
+    """Put every LIF layer of ``model`` on the time grid ``dt`` (``None``: exact time)."""
+    for m in model.modules():
+        p = getattr(m, "params", None)
+        if isinstance(p, LIFParams) and p.dt != (dt or 0.0):
+            m.params = p.replace(dt=dt)
+
+
+def encode_images(images: torch.Tensor, cfg: TrainConfig, device, dt=...) -> torch.Tensor:
     """TTFS spike times of uint8 images ``(B, ...)`` (window ``cfg.t_window``, grid
-    ``cfg.dt``) on ``device``, shaped as ``cfg.network`` takes them: ``(B, N, 1)`` float32, or
+    ``cfg.dt`` unless ``dt`` is given) on ``device``, shaped as ``cfg.network`` takes them: ``(B, N, 1)`` float32, or
     ``(B, 1, H, W, 1)`` maps for a network starting with a conv or pool layer
     (:func:`batsnn.experiments.model.network_input_shape`); uint8 values lie in [0, 255] by
     type, so they are encoded without value checks (no host synchronisation) and the times
@@ -372,10 +405,11 @@ def encode_images(images: torch.Tensor, cfg: TrainConfig, device) -> torch.Tenso
     if images.dtype != torch.uint8:
         raise TypeError(f"images must be uint8, got {images.dtype}")
     x = images.to(device, non_blocking=True).reshape(images.shape[0], -1)
-    t = ttfs_encode(x, t_window=cfg.t_window, x_max=255.0, dt=cfg.dt, dtype=torch.float32,
-                    validate=False)
+    t = ttfs_encode(x, t_window=cfg.t_window, x_max=255.0, dt=cfg.dt if dt is ... else dt,
+                    dtype=torch.float32, validate=False)
     shape = network_input_shape(cfg.network, x.shape[1])
-    return t if len(shape) == 1 else t.reshape(x.shape[0], *shape, t.shape[-1])
+    # the maps of a conv network: the same (valid) times, so the same mark
+    return t if len(shape) == 1 else mark_valid(t.reshape(x.shape[0], *shape, t.shape[-1]))
 
 
 def output_horizon(cfg: TrainConfig) -> float:
@@ -565,8 +599,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
         batsnn.experiments.data.DatasetNotFound: the data is not there (the message says what
             to run).
     """
-    # one process, or one of several (torchrun); networks with CPU-only layers run on the CPU
-    ctx = distributed.current("cpu" if run_device(cfg).type == "cpu" else cfg.device)
+    # one process, or one of several (torchrun)
+    ctx = distributed.current("cpu" if resolve_device(cfg.device).type == "cpu" else cfg.device)
     device = ctx.device
     if not ctx.is_main:  # only rank 0 writes and talks
         quiet, log = True, (lambda *a, **k: None)
@@ -592,8 +626,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
 
     seed_everything(cfg.seed)
     model = build_model(cfg, n_in, ds.n_classes).to(device)
-    # a graph would replay one batch's deformation: augmented runs launch step by step
-    graphed = cfg.cuda_graph and device.type == "cuda" and cfg.augment == "none"
+    graphed = cfg.cuda_graph and device.type == "cuda"
     if graphed:  # the whole step runs as one CUDA graph (batsnn.experiments.graphs)
         from batsnn.experiments.graphs import capturable_adam
 
@@ -639,12 +672,16 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
     # several processes: DDP, or under CUDA graphs an all-reduce of the gradients in the step
     net, average_gradients = distributed.data_parallel(model, ctx, graphed=graphed)
 
-    def train_step(idx, weight: float = 1.0):
+    # the time step training runs at now (dt_mode); evaluation always runs at cfg.dt
+    grid_now = {"dt": training_dt(cfg, state.epoch + 1), "graph": None, "graph_dt": None}
+    set_network_dt(model, grid_now["dt"])
+
+    def train_step(idx, *grid, weight: float = 1.0):
         y = train_y[idx]
-        # the batch's own deformation (seed, epoch, batch index): a resumed run sees the same
-        images = augment_batch(train_x[idx], cfg.augment, seed=cfg.seed, epoch=state.epoch,
-                               batch=state.batch)
-        out_spikes = net(encode_images(images, cfg, device))
+        images = train_x[idx]
+        if grid:  # the batch's deformation, from its control displacements (an input)
+            images = deform_by_grid(images, grid[0])
+        out_spikes = net(encode_images(images, cfg, device, dt=grid_now["dt"]))
         loss, pred = loss_and_prediction(cfg, out_spikes, y)
         (loss if weight == 1.0 else loss * weight).backward()
         average_gradients()
@@ -654,26 +691,56 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
             state.loss_sum.add_(loss.detach() * idx.shape[0])
             state.correct.add_((pred == y).sum())
 
+    def augment_args() -> tuple:
+        # the batch's own deformation (seed, epoch, batch index): a resumed run sees the same
+        grid = batch_grid(cfg.augment, seed=cfg.seed, epoch=state.epoch, batch=state.batch)
+        return () if grid is None else (grid.to(device, non_blocking=True),)
+
     order_of = lambda epoch: epoch_order(len(ds.train_y), cfg.seed, epoch).to(device)  # noqa: E731
-    graph = None
-    if graphed and len(ds.train_y) >= cfg.batch_size * ctx.world_size and \
-            state.epoch < cfg.epochs:
-        # once per run, outside the epochs' timing: kernels compile, the step is recorded
+    can_graph = graphed and len(ds.train_y) >= cfg.batch_size * ctx.world_size
+
+    def capture(epoch: int) -> None:
+        # outside the epochs' timing: kernels compile, the step is recorded; again only
+        # when the training time step changes (dt_mode), which the graph holds fixed
+        if not can_graph or grid_now["graph_dt"] == ("set", grid_now["dt"]):
+            return
         from batsnn.experiments.graphs import GraphedStep
 
+        grid_now["graph"] = None
         t_capture = time.perf_counter()
-        graph = GraphedStep(train_step, order_of(state.epoch + 1)[:cfg.batch_size],
-                            state=(model, opt))
+        # the warm-up steps of a capture add to the epoch's counters: keep them out
+        counters = (state.loss_sum.clone(), state.correct.clone())
+        grid_now["graph"] = GraphedStep(train_step, order_of(epoch)[:cfg.batch_size],
+                                        *augment_args(), state=(model, opt))
+        state.loss_sum.copy_(counters[0])
+        state.correct.copy_(counters[1])
+        grid_now["graph_dt"] = ("set", grid_now["dt"])
         if not quiet:
             log(f"training step captured as a CUDA graph in "
                 f"{time.perf_counter() - t_capture:.1f} s")
 
+    if state.epoch < cfg.epochs:
+        capture(state.epoch + 1)
+
+    class TrainingGrid:
+        """Train each epoch at its time step (:func:`training_dt`), evaluate at ``cfg.dt``."""
+
+        def on_epoch_start(self, st):
+            grid_now["dt"] = training_dt(cfg, st.epoch)
+            set_network_dt(model, grid_now["dt"])
+            capture(st.epoch)
+
+        def on_train_end(self, st):
+            set_network_dt(model, cfg.dt)
+
     def step(shard: distributed.Shard) -> int:
+        extra = augment_args()
+        graph = grid_now["graph"]
         if graph is not None and shard.full:
-            graph(shard.idx)
+            graph(shard.idx, *extra)
         else:
             opt.zero_grad(set_to_none=True)
-            train_step(shard.idx, shard.weight)
+            train_step(shard.idx, *extra, weight=shard.weight)
         return shard.samples
 
     own = [RunRecorder(run, cfg.to_dict()),
@@ -691,7 +758,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
             evaluate=lambda st: evaluate(model, cfg, ds.test_x[test], ds.test_y[test], device,
                                          quiet, reduce=lambda s: distributed.reduce_eval_stats(
                                              s, ctx)),
-            callbacks=[*own, *callbacks])
+            callbacks=[TrainingGrid(), *own, *callbacks])
     finally:  # a graph holding NCCL collectives must go before its process group can
-        graph = None
+        grid_now["graph"] = None
+        set_network_dt(model, cfg.dt)
     return summary_of(state.history) if state.history else {}

@@ -108,13 +108,13 @@ SYNAPSES = {
         _dense, lambda x, w, v, **kw: lif_linear_forward_naive(x, w, **kw),
         lambda g, x, w, v, rec, **kw: lif_linear_backward_naive(g, x, w, rec, **kw),
         _dense_public),
-    # CPU kernels only (no GPU conv kernels yet); the reference is the dense layer of the
-    # unrolled weight matrix. Layouts: C_in > 1, stride 1 and 2, padding 0 and 1, more
-    # channels than one lane block ("blocks"), several reference-time segments ("segments")
+    # the reference is the dense layer of the unrolled weight matrix. Layouts: C_in > 1,
+    # stride 1 and 2, padding 0 and 1, more channels than one lane block ("blocks"), several
+    # reference-time segments ("segments")
     "conv": Synapse(
         _conv, lif_conv2d_forward_naive,
         lambda g, x, w, v, rec, **kw: lif_conv2d_backward_naive(g, x, w, v, rec, **kw),
-        _conv_public, backends=("naive", "cpu"),
+        _conv_public,
         layouts={
             "small": _conv_layout((2, 5, 5), (3, 3), (1, 1), (0, 0), 3, 3.0),
             "empty": _conv_layout((2, 5, 5), (3, 3), (1, 1), (0, 0), 3, 3.0),
@@ -151,18 +151,26 @@ LAYOUTS = {
 
 #: (neuron, layout) pairs of the parity cases
 PAIRS = [(n, "small") for n in NEURONS if n not in ("dt4", "dt8")] + [
-    ("plain", "empty"), ("partial_reset", "blocks"), ("dt", "segments")] + [
+    ("plain", "empty"), ("partial_reset", "blocks"), ("plain", "segments"),
+    ("dt", "segments")] + [
     (n, "layer") for n in GRID_NEURONS]
 
 DTYPES = {"f64": torch.float64, "f32": torch.float32}
 
 
+#: Triton's CPU interpreter is slow on a convolution's many rows: there the conv cases run
+#: in float64, and in float32 only on these layouts (on a GPU, every case runs).
+INTERPRETER_CONV_F32 = ("layer",)
+
+
 def case_ids(synapses=None, layouts=None, backend=None) -> list[str]:
     """Every case name, optionally only of some synapses / layouts, or only those a
-    ``backend`` has kernels for."""
+    ``backend`` runs (its synapses; for ``triton``, see :data:`INTERPRETER_CONV_F32`)."""
     return [f"{s}-{n}-{lay}-{d}" for s in (synapses or SYNAPSES)
             if backend is None or backend in SYNAPSES[s].backends
-            for n, lay in PAIRS if layouts is None or lay in layouts for d in DTYPES]
+            for n, lay in PAIRS if layouts is None or lay in layouts for d in DTYPES
+            if not (backend == "triton" and s == "conv" and d == "f32"
+                    and lay not in INTERPRETER_CONV_F32)]
 
 
 class Case(NamedTuple):
@@ -240,7 +248,10 @@ def run(backend: str, case: Case | str, *, public: bool = False) -> Result:
         ev = mod.sort_events(xd, p)
     else:
         ev = mod.sort_events(xd, p, synapse=case.value)
-    check_events(ref_events.sort_events(x, p, dtype=x.dtype), ev)
+    if backend in ("triton", "cuda") and case.value is not DENSE:
+        check_rf_rows(x, ev, case.value)  # the GPU's receptive-field rows
+    else:
+        check_events(ref_events.sort_events(x, p, dtype=x.dtype), ev)
     out = mod.forward(ev, wd, p, synapse=case.value, need_aux=True)
     g_sorted, g_w = mod.backward(gd, out[1:], ev, wd, p, synapse=case.value, need_input=True)
     g_in = torch.zeros(x.shape[0], x.shape[1] * x.shape[2], dtype=torch.float64)
@@ -265,6 +276,43 @@ def check_events(ref, ev):
             a, r = getattr(ev, f).cpu()[b, :k].double(), getattr(ref, f)[b, :k].double()
             tol = 1e-12 if ref.es.dtype == torch.float64 else 1e-5
             assert torch.allclose(a, r, rtol=tol, atol=tol), f
+
+
+def check_rf_rows(x, ev, conv: Conv2d):
+    """The GPU backend's event rows of a convolution (:mod:`batsnn.ops.lif.cuda.conv`)
+    against the definition of :class:`Conv2d`, with plain loops: row ``b * P + q``
+    holds exactly the finite spikes of position ``q``'s receptive field in sample ``b``, in
+    time order, ties in the order of the input's flat index; ``nid`` is the weight column
+    ``(ci * kH + ky) * kW + kx`` and ``perm`` the spike's flat input position."""
+    n_batch, _, s_in = x.shape
+    c_in, h, w = conv.in_shape
+    (kh, kw), (sy, sx), (py, px) = conv.kernel, conv.stride, conv.padding
+    h_out, w_out = conv.out_hw
+    n_pos = h_out * w_out
+    ts, nid, nspk = ev.ts.cpu(), ev.nid.cpu().long(), ev.nspk.cpu().long()
+    perm = ev.perm.cpu().reshape(n_batch, n_pos, -1)
+    assert ts.shape[0] == n_batch * n_pos
+    for b in range(n_batch):
+        for oy in range(h_out):
+            for ox in range(w_out):
+                q = oy * w_out + ox
+                want = []
+                for ci in range(c_in):
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            iy, ix = oy * sy - py + ky, ox * sx - px + kx
+                            if 0 <= iy < h and 0 <= ix < w:
+                                i = (ci * h + iy) * w + ix
+                                want += [(float(x[b, i, s]), i * s_in + s,
+                                          (ci * kh + ky) * kw + kx)
+                                         for s in range(s_in) if math.isfinite(x[b, i, s])]
+                want.sort(key=lambda e: (e[0], e[1]))
+                row, k = b * n_pos + q, int(nspk[b * n_pos + q])
+                assert k == len(want), (b, q, k, len(want))
+                got = list(zip(ts[row, :k].tolist(), perm[b, q, :k].tolist(),
+                               nid[row, :k].tolist()))
+                assert got == [(float(torch.tensor(t, dtype=x.dtype)), i, f)
+                               for t, i, f in want], (b, q)
 
 
 def check_invariants(case: Case, res: Result):
@@ -399,6 +447,22 @@ def _triton_need_aux():
     return int(full[4].sum())
 
 
+def _triton_conv_empty_batch():
+    """A convolution over an empty batch: empty outputs and gradients of the right shapes."""
+    from batsnn.ops.lif import cuda
+
+    case = make_case("conv-plain-small-f64")
+    x = case.x[:0]
+    ev = cuda.sort_events(x, case.p, synapse=case.value)
+    out = cuda.forward(ev, case.w, case.p, synapse=case.value, need_aux=True)
+    n_out = case.w.shape[0] * case.value.positions
+    assert out[0].shape == (0, n_out, case.p.max_spikes) and out[4].shape == (0, n_out)
+    g_in, g_w = cuda.backward(torch.zeros(0, n_out, case.p.max_spikes, dtype=x.dtype),
+                              out[1:], ev, case.w, case.p, synapse=case.value, need_input=True)
+    assert g_in.shape[0] == 0 and g_w.shape == case.w.shape and not g_w.any()
+    return 0
+
+
 def _triton_own_sort(name):
     """The whole layer with the GPU backend's own sort in place of ``torch.sort``."""
     def fn():
@@ -431,6 +495,7 @@ TRITON_EXTRAS = {
     "sort": _triton_sort,
     "grid_bounds": _triton_grid_bounds,
     "need_aux": _triton_need_aux,
+    "conv_empty_batch": _triton_conv_empty_batch,
     "own_sort-dense-partial_reset-blocks-f32": _triton_own_sort("dense-partial_reset-blocks-f32"),
     "own_sort-dense-dt-small-f32": _triton_own_sort("dense-dt-small-f32"),
 }

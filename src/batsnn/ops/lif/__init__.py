@@ -12,14 +12,16 @@ of :mod:`batsnn.ops.lif.synapse`):
   A backend with kernels for synapses other than the dense one takes ``synapse`` (it is
   only passed for those) and may return a NamedTuple with the fields of ``Events`` and more
   tensors of that synapse's own (the CPU backend: a convolution's receptive-field lists,
-  :class:`batsnn.ops.lif.cpu.rf.ConvEvents`); it is handed back to ``forward`` and
-  ``backward`` as it was.
+  :class:`batsnn.ops.lif.cpu.rf.ConvEvents`; the GPU backend: ``Events`` over one row per
+  sample and output position, :mod:`batsnn.ops.lif.cuda.conv`); it is handed back to
+  ``forward`` and ``backward`` as it was. Whatever its rows, ``perm`` maps the events to
+  ``input_times.reshape(B, -1)``, where the op adds their gradients.
 - ``forward(ev, weight, p, *, synapse, need_aux) -> (times, t_cont, window, x, counts)``:
   emitted times ``(B, N_out, K)`` in ``weight``'s dtype, then what the backward needs
   (continuous crossing times, the event window of each spike, ``X = sqrt(D)`` at it; empty
   ``(0, 0, 0)`` tensors when ``need_aux`` is false) and counts ``(B, N_out)`` int64.
 - ``backward(grad_times, saved, ev, weight, p, *, synapse, need_input) -> (g_events, g_weight)``:
-  the gradient of each sorted event ``(B, M)`` (zeros when ``need_input`` is false) and of
+  the gradient of each event of ``ev.perm`` ``(B, M)`` (zeros when ``need_input`` is false) and of
   the weight, in the weight's layout.
 """
 

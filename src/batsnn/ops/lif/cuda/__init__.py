@@ -5,7 +5,9 @@
 - :mod:`.events`: the event lists (the per-event arrays, grid indices included);
 - :mod:`.core`: the neuron core (integration helpers, exact root search and grid rule,
   reset, BATS error recursion), shared by every synapse;
-- :mod:`.dense`: the forward and backward kernels, with the synapse as a compile-time switch.
+- :mod:`.dense`: the forward and backward kernels, with the synapse as a compile-time switch;
+- :mod:`.conv`: the convolutional synapse, as receptive-field rows on which the dense
+  kernels run unchanged.
 
 The kernels follow model.md sections 1, 2 and 6 with the same arithmetic as the CPU kernels
 (:mod:`batsnn.ops.lif.cpu`); float32 inputs are computed in float32, float64 inputs in
@@ -25,11 +27,12 @@ import os
 import torch
 import triton
 
-from batsnn.ops.lif.cuda import dense
+from batsnn.ops.lif.cuda import conv, dense
 from batsnn.ops.lif.cuda import events as _events
 from batsnn.ops.lif.cuda.sort import sort_times
 from batsnn.ops.lif.events import SEGMENT
 from batsnn.ops.lif.grid import floor_index_scalar
+from batsnn.ops.lif.synapse import DENSE
 
 __all__ = ["available", "backward", "forward", "sort_events"]
 
@@ -96,10 +99,15 @@ def _grid(p, device) -> torch.Tensor:
     return _const((float(p.dt), float(k_tmax)), torch.float64, device)
 
 
+#: The synapse kinds this backend runs: the dense kernels, and a convolution as
+#: receptive-field rows over them (:mod:`.conv`).
+SYNAPSES = ("dense", "conv2d")
+
+
 def _synapse_kind(synapse) -> str:
     kind = getattr(synapse, "kind", None)
-    if kind not in dense.SYNAPSES:
-        raise ValueError(f"synapse must be one of the GPU kernels' kinds {dense.SYNAPSES}, "
+    if kind not in SYNAPSES:
+        raise ValueError(f"synapse must be one of the GPU backend's kinds {SYNAPSES}, "
                          f"got {synapse!r}")
     return kind
 
@@ -109,19 +117,29 @@ def _dense_weight(weight: torch.Tensor) -> torch.Tensor:
     return weight.detach().t().contiguous()
 
 
-def sort_events(input_times, p):
-    """Event lists on the GPU in the input's dtype, full width (no host synchronisation):
-    a stable sort, then one kernel for the per-event arrays (:mod:`.events`)."""
-    dev, dtype = input_times.device, input_times.dtype
+def _events_of(rows, p):
+    dev, dtype = rows.device, rows.dtype
     prm = _params(dtype, dev, p.tau_s, 1.0, 1.0, p.t_max, 0.0, SEGMENT * p.tau_s)
-    return _events.sort_events(input_times, p, prm, _grid(p, dev), tile=SORT_TILE,
+    return _events.sort_events(rows, p, prm, _grid(p, dev), tile=SORT_TILE,
                                min_width=SORT_MIN_WIDTH, block=_PREP_BLOCK, interp=_INTERP)
 
 
-def forward(ev, weight, p, *, synapse, need_aux=True):
-    """Forward of the backend contract (:mod:`batsnn.ops.lif`): ``(times, t_cont, window,
-    x, counts)``, times ``(B, N_out, K)`` in the events' dtype."""
-    kind = _synapse_kind(synapse)
+def sort_events(input_times, p, synapse=DENSE):
+    """Event lists on the GPU in the input's dtype, full width (no host synchronisation):
+    a stable sort, then one kernel for the per-event arrays (:mod:`.events`); for a
+    convolution, one list per sample and output position (:mod:`.conv`)."""
+    if _synapse_kind(synapse) == "dense":
+        return _events_of(input_times, p)
+    if input_times.shape[1] != synapse.n_in:
+        raise ValueError(f"input_times has {input_times.shape[1]} neurons per sample but "
+                         f"the convolution reads {synapse.in_shape}")
+    rows, gmap = conv.rf_rows(input_times, synapse)
+    ev = _events_of(rows, p)
+    return ev._replace(perm=conv.global_perm(ev.perm, gmap, input_times.shape[0]))
+
+
+def _forward(ev, weight, p, need_aux):
+    """The dense forward kernel over ``ev``'s rows, weight ``(N_out, N_in)``."""
     max_spikes = p.max_spikes
     n_batch, m = ev.ts.shape
     n_out = weight.shape[0]
@@ -143,15 +161,28 @@ def forward(ev, weight, p, *, synapse, need_aux=True):
         ev.ts, ev.nid, ev.nspk, ev.ref, ev.es, ev.ex, ev.xup, ev.kin, ev.kup, wt,
         _params(dtype, dev, p.tau_s, p.theta, p.delta_theta, p.t_max, p.dt), _grid(p, dev),
         out_t, out_tc, out_win, out_x, counts, m, n_out, K=max_spikes, BLOCK=lanes,
-        SYNAPSE=kind, USE_DT=p.discrete, MARGIN=_MARGIN, INTERP=_INTERP,
+        SYNAPSE="dense", USE_DT=p.discrete, MARGIN=_MARGIN, INTERP=_INTERP,
         NEED_AUX=bool(need_aux), num_warps=1)
     return out_t, out_tc, out_win, out_x, counts
 
 
-def backward(g_out, saved, ev, weight, p, *, synapse, need_input):
-    """Backward of the backend contract (:mod:`batsnn.ops.lif`): ``(g_events (B, M),
-    g_weight (N_out, N_in))``."""
-    kind = _synapse_kind(synapse)
+def forward(ev, weight, p, *, synapse, need_aux=True):
+    """Forward of the backend contract (:mod:`batsnn.ops.lif`): ``(times, t_cont, window,
+    x, counts)``, times ``(B, N_out, K)`` in the events' dtype. For a convolution the
+    middle three stay in the rows' layout ``(B * P, C_out, K)`` (only the backward reads
+    them)."""
+    if _synapse_kind(synapse) == "dense":
+        return _forward(ev, weight, p, need_aux)
+    n_pos = synapse.positions
+    out_t, out_tc, out_win, out_x, counts = _forward(ev, weight.reshape(weight.shape[0], -1),
+                                                     p, need_aux)
+    return (conv.from_rows(out_t, n_pos), out_tc, out_win, out_x,
+            conv.from_rows(counts, n_pos))
+
+
+def _backward(g_out, saved, ev, weight, p, need_input):
+    """The dense backward kernel over ``ev``'s rows: ``(g_events (rows, M), g_weight
+    (N_out, N_in))``."""
     out_tc, out_win, out_x, counts = saved
     n_batch, m = ev.ts.shape
     n_out, n_in = weight.shape
@@ -170,6 +201,21 @@ def backward(g_out, saved, ev, weight, p, *, synapse, need_input):
     dense._backward_kernel[grid](
         g, out_tc, out_win, out_x, counts, ev.nid, ev.ref, ev.es, ev.ex, wt,
         _params(dtype, dev, p.tau_s, p.theta, p.delta_theta, p.t_max, p.dt), err, g_in, g_wt,
-        m, n_out, K=k, BLOCK=lanes, SYNAPSE=kind, NEED_INPUT=bool(need_input),
+        m, n_out, K=k, BLOCK=lanes, SYNAPSE="dense", NEED_INPUT=bool(need_input),
         LANE_ATOMICS=n_out <= LANE_ATOMICS_MAX, INTERP=_INTERP, num_warps=1)
     return g_in, g_wt.t()
+
+
+def backward(g_out, saved, ev, weight, p, *, synapse, need_input):
+    """Backward of the backend contract (:mod:`batsnn.ops.lif`): ``(g_events (B, M),
+    g_weight)`` in the weight's layout (for a convolution ``M = P * M_rf``, in the order of
+    ``ev.perm``)."""
+    if _synapse_kind(synapse) == "dense":
+        return _backward(g_out, saved, ev, weight, p, need_input)
+    n_pos = synapse.positions
+    out_tc, out_win, out_x, counts = saved
+    g_rows, g_w = _backward(conv.to_rows(g_out, n_pos),
+                            (out_tc, out_win, out_x, conv.to_rows(counts, n_pos)), ev,
+                            weight.reshape(weight.shape[0], -1), p, need_input)
+    n_batch = g_out.shape[0]
+    return g_rows.reshape(n_batch, n_pos * g_rows.shape[1]), g_w.reshape(weight.shape)

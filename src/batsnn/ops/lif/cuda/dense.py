@@ -122,7 +122,6 @@ def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr,
     t_2, r_2, es_2, ex_2, u_2, w_2 = _event(ts_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr, wt_ptr,
                                             row, 1, i_2, m > 1, n, nmask, N, SYNAPSE)
     i_3 = tl.load(nid_ptr + row + 2, mask=m > 2, other=0).to(tl.int64)
-    r_cur = r_1
     j = 0
     while j < m:
         t_j = t_1
@@ -141,9 +140,6 @@ def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr,
                                                 row, j + 2, i_3, j + 2 < m, n, nmask, N,
                                                 SYNAPSE)
         i_3 = tl.load(nid_ptr + row + j + 3, mask=j + 3 < m, other=0).to(tl.int64)
-        if r_j != r_cur:  # a new reference-time segment: rescale the sums
-            a, bb = _rescale(a, bb, r_cur - r_j, tau_s, tau, INTERP)
-            r_cur = r_j
         a += w * es_j
         bb += w * ex_j
         cand = _pretest(a, bb, u_j, c, MARGIN) & (cnt < K) & ((zero + t_j) < t_max)
@@ -160,6 +156,12 @@ def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr,
                                    K, USE_DT, NEED_AUX, INTERP)
             # max(last, start) for lanes without a spike changes no later window test
             last = tl.where(cand, lower, last)
+        # The next event opens a new reference-time segment: move the sums to its units.
+        # (Decided on the two events' references in hand: a loop variable holding "the
+        # current reference" lost its updates between iterations when compiled by Triton
+        # 3.6, though not in its interpreter.)
+        if (r_1 != r_j) & (j + 1 < m):
+            a, bb = _rescale(a, bb, r_j - r_1, tau_s, tau, INTERP)
         j += 1
     tl.store(cnt_ptr + b.to(tl.int64) * N + n, cnt.to(tl.int64), mask=nmask)
 
@@ -198,7 +200,6 @@ def _backward_kernel(g_ptr, tc_ptr, win_ptr, x_ptr, cnt_ptr, nid_ptr, ref_ptr, e
     # software pipeline as in the forward: events j-1 and j-2 are being read during event j
     r_1, es_1, ex_1, i_1 = _event_back(ref_ptr, es_ptr, ex_ptr, nid_ptr, row, j_top)
     r_2, es_2, ex_2, i_2 = _event_back(ref_ptr, es_ptr, ex_ptr, nid_ptr, row, j_top - 1)
-    r_cur = r_1
     w_1 = zero
     if NEED_INPUT:
         w_1 = _weight(wt_ptr, i_1, n, nmask, N, SYNAPSE).to(tau_s.dtype)
@@ -217,9 +218,6 @@ def _backward_kernel(g_ptr, tc_ptr, win_ptr, x_ptr, cnt_ptr, nid_ptr, ref_ptr, e
             w_1 = _weight(wt_ptr, i_1, n, tl.where(j >= 1, nmask, False), N,
                           SYNAPSE).to(tau_s.dtype)
         r_2, es_2, ex_2, i_2 = _event_back(ref_ptr, es_ptr, ex_ptr, nid_ptr, row, j - 2)
-        if r_j != r_cur:
-            e1, e2 = _rescale(e1, e2, r_j - r_cur, tau_s, tau, INTERP)
-            r_cur = r_j
         if j == j_hit:
             e1, e2, kk, next_win = _add_window(e1, e2, kk, next_win, j, r_j, base, err_ptr,
                                                tc_ptr, x_ptr, win_ptr, tau, INTERP)
@@ -227,4 +225,6 @@ def _backward_kernel(g_ptr, tc_ptr, win_ptr, x_ptr, cnt_ptr, nid_ptr, ref_ptr, e
         g_w, g_t = _event_coefs(e1, e2, es_j, ex_j, inv_tau_s, inv_tau)
         _add_grads(gwt_ptr, gin_ptr, i_j, j, row, n, nmask, N, g_w, g_t, w, SYNAPSE,
                    NEED_INPUT, LANE_ATOMICS)
+        if (r_1 != r_j) & (j >= 1):  # the previous event lies in another segment
+            e1, e2 = _rescale(e1, e2, r_1 - r_j, tau_s, tau, INTERP)
         j -= 1
