@@ -78,9 +78,10 @@ def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> Non
                    help="training-batch augmentation (the conv presets: elastic)")
     p.add_argument("--dt-mode", choices=DT_MODES,
                    help="the time step of training; evaluation always runs at --dt: fixed "
-                        "(default: train at dt), continuous (exact time), finetune (exact time "
-                        "for --dt-warmup-epochs, then dt), anneal (dt growing to its value "
-                        "over --dt-warmup-epochs)")
+                        "(default: train at dt), continuous (exact time), continuous-margin "
+                        "(exact time, every layer's t_max shortened by (layers + 1) * dt), "
+                        "finetune (exact time for --dt-warmup-epochs, then dt), anneal (dt "
+                        "growing to its value over --dt-warmup-epochs)")
     p.add_argument("--dt-warmup-epochs", type=int,
                    help="epochs before training reaches dt (finetune, anneal)")
     p.add_argument("--out", help="output directory (new, empty, or a batsnn run of the same "

@@ -334,6 +334,13 @@ def test_training_dt_of_each_mode():
     assert at("continuous", 0) == [None] * 5
     assert at("finetune", 2) == [None, None, 0.01, 0.01, 0.01]
     assert at("anneal", 3) == pytest.approx([0.0025, 0.005, 0.0075, 0.01, 0.01])
+    assert at("continuous-margin", 0) == [None] * 5
+    # the margin: one step for the input and one per spiking layer (mnist-count: 2 layers)
+    cfg = resolve_config("mnist-count", dt=0.01, dt_mode="continuous-margin")
+    assert T.training_margin(cfg) == pytest.approx(0.03)
+    assert T.training_margin(resolve_config("mnist-count", dt=0.01)) == 0.0
+    assert T.training_margin(resolve_config("mnist-conv", dt=0.002,
+                                            dt_mode="continuous-margin")) == pytest.approx(0.01)
     # exact time: every mode trains as it evaluates (a sweep's dt = 0 run)
     for mode in ("fixed", "continuous", "finetune", "anneal"):
         cfg = resolve_config("mnist-count", dt_mode=mode, dt_warmup_epochs=1)
@@ -341,11 +348,16 @@ def test_training_dt_of_each_mode():
 
 
 def test_dt_mode_settings_are_checked():
-    with pytest.raises(ValueError, match="dt_mode must be 'fixed', 'continuous', 'finetune', "
-                                         "'anneal', got 'dither'"):
+    with pytest.raises(ValueError, match="dt_mode must be 'fixed', 'continuous', "
+                                         "'continuous-margin', 'finetune', 'anneal', got "
+                                         "'dither'"):
         resolve_config("mnist-count", dt=0.01, dt_mode="dither")
     with pytest.raises(ValueError, match="dt_mode 'anneal' needs dt_warmup_epochs >= 1, got 0"):
         resolve_config("mnist-count", dt=0.01, dt_mode="anneal")
+    with pytest.raises(ValueError, match="dt_mode 'continuous-margin' shortens the training "
+                                         "horizon by 0.3 s, not less than t_max of network "
+                                         "layer 0"):
+        resolve_config("mnist-count", dt=0.1, dt_mode="continuous-margin")
     with pytest.raises(ValueError, match="dt_warmup_epochs must be >= 0"):
         resolve_config("mnist-count", dt=0.01, dt_warmup_epochs=-1)
 
@@ -409,3 +421,25 @@ def test_anneal_run_resumes_exactly(data_dir, tmp_path):
     base = dict(**{**TINY, "theta": [0.2, 0.4]}, data_dir=str(data_dir), dt=0.004,
                 dt_mode="anneal", dt_warmup_epochs=2)
     resumed_equals_uninterrupted("mnist-count", base, tmp_path, 3)
+
+
+def test_continuous_margin_trains_in_exact_time_on_a_shorter_horizon(data_dir, tmp_path):
+    """Training steps run in exact time with every layer's t_max shortened by (L + 1) dt;
+    evaluation, checkpoints and the model after training use the layers' own settings."""
+    dt = 0.01
+    cfg = resolve_config("mnist-count", **{**TINY, "theta": [0.2, 0.4]}, data_dir=str(data_dir),
+                         epochs=1, dt=dt, dt_mode="continuous-margin", out=str(tmp_path / "run"))
+    seen = []
+
+    class Probe:
+        def on_step(self, st):
+            seen.append({(m.params.dt, round(m.params.t_max, 9)) for m in st.model.modules()
+                         if hasattr(m, "params")})
+
+        def on_epoch_end(self, st):
+            seen.append({(m.params.dt, m.params.t_max) for m in st.model.modules()
+                         if hasattr(m, "params")})
+
+    T.train(cfg, quiet=True, callbacks=[Probe()])
+    assert all(s == {(0.0, round(cfg.t_max - 3 * dt, 9))} for s in seen[:-1]) and len(seen) > 2
+    assert seen[-1] == {(dt, cfg.t_max)}  # evaluated (and saved) as the grid network

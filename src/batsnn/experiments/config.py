@@ -37,7 +37,7 @@ from batsnn.experiments.rundir import MARKER
 
 __all__ = ["DT_MODES", "PRESETS", "RESUME_FIELDS", "RUN_INFO_KEYS", "SEED_MAX", "SHORTHANDS", "TrainConfig",
            "check_setting", "config_document", "config_from_dict", "read_config_file",
-           "resolve_config", "resolve_device", "settings_difference",
+           "resolve_config", "resolve_device", "settings_difference", "training_margin",
            "validate_config"]
 
 
@@ -66,7 +66,11 @@ class TrainConfig:
             batch, :mod:`batsnn.experiments.augment`; never applied to test data).
         dt_mode, dt_warmup_epochs: the time step the network is *trained* at (it is always
             evaluated at ``dt``): ``"fixed"``, ``dt`` throughout (the seed's scheme);
-            ``"continuous"``, exact time throughout; ``"finetune"``, exact time for the first
+            ``"continuous"``, exact time throughout; ``"continuous-margin"``, exact time
+            with every layer's horizon ``t_max`` shortened by ``(L + 1) * dt`` (``L``
+            spiking layers; on the grid the input and every layer delay spikes by up to
+            one step each, so what the trained network emits by then still lands in the
+            window); ``"finetune"``, exact time for the first
             ``dt_warmup_epochs`` epochs, then ``dt``; ``"anneal"``, ``dt * e / (W + 1)`` in
             epoch ``e <= W = dt_warmup_epochs``, then ``dt``
             (:func:`batsnn.experiments.train.training_dt`). In exact time (``dt`` unset) every
@@ -154,7 +158,7 @@ PRESETS["emnist-count"] = {**copy.deepcopy(PRESETS["mnist-count"]), "dataset": "
 PRESETS["fmnist-conv"] = {**copy.deepcopy(PRESETS["mnist-conv"]), "dataset": "fashion-mnist"}
 
 #: how the time step of training relates to ``dt`` (:class:`TrainConfig`)
-DT_MODES = ("fixed", "continuous", "finetune", "anneal")
+DT_MODES = ("fixed", "continuous", "continuous-margin", "finetune", "anneal")
 
 #: shorthand settings for stacks of linear layers (they rewrite ``network``)
 SHORTHANDS = ("hidden", "theta", "max_spikes")
@@ -460,6 +464,17 @@ def config_from_dict(settings: Mapping) -> TrainConfig:
     return _merge([("", {k: v for k, v in settings.items() if k not in RUN_INFO_KEYS})])
 
 
+def training_margin(cfg: TrainConfig) -> float:
+    """Seconds by which training shortens every layer's horizon ``t_max``: ``(L + 1) *
+    cfg.dt`` for ``dt_mode "continuous-margin"`` (``L`` spiking layers of ``cfg.network``:
+    on the grid the input and each layer delay spikes by up to one step), else 0."""
+    if cfg.dt is None or cfg.dt_mode != "continuous-margin":
+        return 0.0
+    layers = sum(1 for s in cfg.network if s.get("type") in ("linear", "conv2d"))
+    return (layers + 1) * cfg.dt
+
+
+
 def validate_config(cfg: TrainConfig) -> TrainConfig:
     """Check every setting (:func:`check_setting`); normalise numbers (numpy scalars
     included) to ``float``/``int``, ``dataset`` to its canonical name, paths to ``str`` and
@@ -469,6 +484,12 @@ def validate_config(cfg: TrainConfig) -> TrainConfig:
         setattr(cfg, name, check_setting(name, getattr(cfg, name)))
     if cfg.dt == 0:
         cfg.dt = None
+    margin = training_margin(cfg)
+    short = [i for i, s in enumerate(cfg.network) if s.get("type") in ("linear", "conv2d")
+             and float(s.get("t_max", cfg.t_max)) <= margin]
+    if short:
+        raise ValueError(f"dt_mode 'continuous-margin' shortens the training horizon by "
+                         f"{margin:g} s, not less than t_max of network layer {short[0]}")
     if cfg.dt_mode in ("finetune", "anneal") and cfg.dt_warmup_epochs < 1:
         raise ValueError(f"dt_mode {cfg.dt_mode!r} needs dt_warmup_epochs >= 1, got "
                          f"{cfg.dt_warmup_epochs}")

@@ -48,7 +48,8 @@ from batsnn.encoding import ttfs_encode
 from batsnn.experiments import distributed
 from batsnn.experiments.augment import batch_grid, deform_by_grid
 from batsnn.experiments.config import (DT_MODES, TrainConfig, config_document,
-                                       config_from_dict, resolve_device, settings_difference)
+                                       config_from_dict, resolve_device, settings_difference,
+                                       training_margin)
 from batsnn.experiments.data import load_dataset
 from batsnn.experiments.model import build_model, check_fits, layer_shapes, network_input_shape
 from batsnn.experiments.rundir import (CHECKPOINT_FORMAT, MARKER, CheckpointError, RunDir,
@@ -62,7 +63,7 @@ from batsnn.spikes import mark_valid
 __all__ = ["EpochLog", "ProgressBar", "RunPlots", "RunRecorder", "TrainState", "check_finite",
            "check_resumable", "encode_images", "epoch_order", "evaluate", "fit",
            "loss_and_prediction", "restore_checkpoint", "seed_everything", "summary_of",
-           "set_network_dt", "sync_run_files", "train", "training_dt"]
+           "set_network_grid", "sync_run_files", "train", "training_dt"]
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -375,7 +376,7 @@ def training_dt(cfg: TrainConfig, epoch: int) -> float | None:
     """
     if cfg.dt is None or cfg.dt_mode == "fixed":
         return cfg.dt
-    if cfg.dt_mode == "continuous":
+    if cfg.dt_mode in ("continuous", "continuous-margin"):
         return None
     warm = cfg.dt_warmup_epochs
     if epoch > warm:
@@ -387,12 +388,16 @@ def training_dt(cfg: TrainConfig, epoch: int) -> float | None:
     raise ValueError(f"dt_mode must be one of {', '.join(DT_MODES)}, got {cfg.dt_mode!r}")
 
 
-def set_network_dt(model: torch.nn.Module, dt: float | None) -> None:
-    """Put every LIF layer of ``model`` on the time grid ``dt`` (``None``: exact time)."""
-    for m in model.modules():
-        p = getattr(m, "params", None)
-        if isinstance(p, LIFParams) and p.dt != (dt or 0.0):
-            m.params = p.replace(dt=dt)
+def set_network_grid(model: torch.nn.Module, base: dict, dt: float | None,
+                     margin: float = 0.0) -> None:
+    """Run every LIF layer of ``model`` on the time grid ``dt`` (``None``: exact time) with
+    its horizon shortened by ``margin`` seconds; ``base`` maps each LIF layer to its own
+    (evaluation) :class:`~batsnn.params.LIFParams`, which ``dt = cfg.dt, margin = 0``
+    restores."""
+    for m, p in base.items():
+        want = p.replace(dt=dt, t_max=p.t_max - margin) if margin else p.replace(dt=dt)
+        if m.params != want:
+            m.params = want
 
 
 def encode_images(images: torch.Tensor, cfg: TrainConfig, device, dt=...) -> torch.Tensor:
@@ -674,7 +679,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
 
     # the time step training runs at now (dt_mode); evaluation always runs at cfg.dt
     grid_now = {"dt": training_dt(cfg, state.epoch + 1), "graph": None, "graph_dt": None}
-    set_network_dt(model, grid_now["dt"])
+    own_params = {m: m.params for m in model.modules()
+                  if isinstance(getattr(m, "params", None), LIFParams)}
+    margin = training_margin(cfg)
+    set_network_grid(model, own_params, grid_now["dt"], margin)
 
     def train_step(idx, *grid, weight: float = 1.0):
         y = train_y[idx]
@@ -727,11 +735,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
 
         def on_epoch_start(self, st):
             grid_now["dt"] = training_dt(cfg, st.epoch)
-            set_network_dt(model, grid_now["dt"])
+            set_network_grid(model, own_params, grid_now["dt"], margin)
             capture(st.epoch)
 
         def on_train_end(self, st):
-            set_network_dt(model, cfg.dt)
+            set_network_grid(model, own_params, cfg.dt)
 
     def step(shard: distributed.Shard) -> int:
         extra = augment_args()
@@ -761,5 +769,5 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
             callbacks=[TrainingGrid(), *own, *callbacks])
     finally:  # a graph holding NCCL collectives must go before its process group can
         grid_now["graph"] = None
-        set_network_dt(model, cfg.dt)
+        set_network_grid(model, own_params, cfg.dt)
     return summary_of(state.history) if state.history else {}
