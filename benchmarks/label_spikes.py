@@ -1,0 +1,78 @@
+"""When and how often a trained count network's label neuron fires, in exact time and on
+its run's time grid: one JSON line per checkpoint.
+
+For a run trained with ``--dt DT`` (any ``--dt-mode``), the checkpoint's weights are run on
+the first test images twice, in exact time and on the grid of ``DT`` (inputs and every
+layer), and the output layer's spikes are summarised: accuracy, output and label spikes per
+sample, the median time of the label neuron's first and last spike, the median gap between
+its consecutive spikes and the share of gaps shorter than one step.
+
+    python benchmarks/label_spikes.py RUN_DIR [--checkpoint last|best] [--test-samples 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from batsnn.experiments import train as T
+from batsnn.experiments.config import config_from_dict
+from batsnn.experiments.data import load_dataset
+from batsnn.experiments.model import build_model
+from batsnn.experiments.rundir import read_json
+from batsnn.params import LIFParams
+
+
+def summarise(model, base, cfg, images, labels, dt) -> dict:
+    T.set_network_grid(model, base, dt)
+    with torch.no_grad():
+        outs = model.forward_all(T.encode_images(images, cfg, "cpu", dt=dt))
+    out = outs[-1]
+    lab = out.times[torch.arange(len(labels)), labels.long()]
+    fin = torch.isfinite(lab)
+    gaps = (lab[:, 1:] - lab[:, :-1])[fin[:, 1:]]
+    first = lab[:, 0][fin[:, 0]]
+    last = lab.masked_fill(~fin, -1.0).max(1).values[fin[:, 0]]
+
+    def ms(v):
+        return round(1e3 * float(v.median()), 2) if v.numel() else None
+
+    step = cfg.dt or 0.0
+    return {"accuracy_pct": round(100 * float((out.counts.argmax(1) == labels).float().mean()), 2),
+            "hidden_spikes": round(float(outs[0].counts.flatten(1).sum(1).float().mean()), 1),
+            "output_spikes": round(float(out.counts.sum(1).float().mean()), 1),
+            "label_spikes": round(float(fin.sum(1).float().mean()), 1),
+            "first_label_spike_ms": ms(first), "last_label_spike_ms": ms(last),
+            "median_label_gap_ms": ms(gaps),
+            # on the grid gaps are whole steps (up to float rounding of k * dt)
+            "label_gaps_below_dt_pct": round(100 * float((gaps < 0.999 * step).float().mean()), 1)
+            if gaps.numel() and step else None}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run", help="a batsnn train run directory (trained with --dt > 0)")
+    p.add_argument("--checkpoint", default="last", choices=("last", "best"))
+    p.add_argument("--test-samples", type=int, default=2000)
+    p.add_argument("--data-dir", help="where the dataset is (default: the run's setting)")
+    args = p.parse_args(argv)
+    cfg = config_from_dict(read_json(f"{args.run}/config.json"))
+    if not cfg.dt:
+        p.error(f"{args.run} was trained without a time step (--dt)")
+    ds = load_dataset(cfg.dataset, args.data_dir or cfg.data_dir).subset(None, args.test_samples)
+    ck = torch.load(f"{args.run}/{args.checkpoint}.pt", weights_only=True)
+    model = build_model(cfg, ds.train_x.shape[1], ds.n_classes)
+    model.load_state_dict(ck["model"])
+    model.eval()
+    base = {m: m.params for m in model.modules() if isinstance(getattr(m, "params", None), LIFParams)}
+    row = {"run": args.run, "checkpoint": args.checkpoint, "epoch": ck["epoch"],
+           "dt_ms": 1e3 * cfg.dt, "dt_mode": cfg.dt_mode, "test_samples": len(ds.test_y)}
+    for name, dt in (("exact", None), ("grid", cfg.dt)):
+        row[name] = summarise(model, base, cfg, ds.test_x, ds.test_y, dt)
+    print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()
