@@ -143,14 +143,14 @@ def test_every_config_option_sets_its_field():
          "--device", "cpu", "--train-samples", "20", "--test-samples", "10", "--hidden",
          "30,20", "--theta", "0.1,0.2,0.3", "--max-spikes", "2,3,4", "--tau-s", "0.1",
          "--t-max", "0.3", "--out", "/o", "--no-cuda-graph", "--augment", "elastic",
-         "--dt-mode", "anneal", "--dt-warmup-epochs", "2"])
+         "--dt-mode", "anneal", "--dt-warmup-epochs", "2", "--dt-fine", "0.001"])
     cfg = resolve_config("mnist-count", **cli.config_overrides(args))
     assert (cfg.dataset, cfg.data_dir, cfg.epochs, cfg.batch_size, cfg.eval_batch_size,
             cfg.lr, cfg.dt, cfg.seed, cfg.device, cfg.train_samples, cfg.test_samples,
             cfg.tau_s, cfg.t_max, cfg.out, cfg.cuda_graph, cfg.augment, cfg.dt_mode,
-            cfg.dt_warmup_epochs) == (
+            cfg.dt_warmup_epochs, cfg.dt_fine) == (
         "fashion-mnist", "/d", 3, 7, 9, 0.01, 0.002, 4, "cpu", 20, 10, 0.1, 0.3, "/o", False,
-        "elastic", "anneal", 2)
+        "elastic", "anneal", 2, 0.001)
     assert [(s.get("features"), s["theta"], s["max_spikes"]) for s in cfg.network] == [
         (30, 0.1, 2), (20, 0.2, 3), (None, 0.3, 4)]
 

@@ -80,10 +80,11 @@ def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> Non
                    help="the time step of training; evaluation always runs at --dt: fixed "
                         "(default: train at dt), continuous (exact time), continuous-margin "
                         "(exact time, every layer's t_max shortened by (layers + 1) * dt), "
-                        "finetune (exact time for --dt-warmup-epochs, then dt), anneal (dt "
+                        "fine (the finer step --dt-fine), finetune (exact time for --dt-warmup-epochs, then dt), anneal (dt "
                         "growing to its value over --dt-warmup-epochs)")
     p.add_argument("--dt-warmup-epochs", type=int,
                    help="epochs before training reaches dt (finetune, anneal)")
+    p.add_argument("--dt-fine", type=float, help="the training step of --dt-mode fine (s)")
     p.add_argument("--out", help="output directory (new, empty, or a batsnn run of the same "
                    "kind: nothing else is overwritten)")
     if not sweep:  # a sweep always continues the runs it started itself
@@ -95,7 +96,7 @@ def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> Non
 CONFIG_OPTIONS = ("dataset", "data_dir", "epochs", "batch_size", "eval_batch_size", "lr", "dt",
                   "seed", "device", "train_samples", "test_samples", "hidden", "theta",
                   "max_spikes", "tau_s", "t_max", "out", "cuda_graph", "augment", "dt_mode",
-                  "dt_warmup_epochs")
+                  "dt_warmup_epochs", "dt_fine")
 
 
 def config_overrides(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict:

@@ -335,6 +335,8 @@ def test_training_dt_of_each_mode():
     assert at("finetune", 2) == [None, None, 0.01, 0.01, 0.01]
     assert at("anneal", 3) == pytest.approx([0.0025, 0.005, 0.0075, 0.01, 0.01])
     assert at("continuous-margin", 0) == [None] * 5
+    fine = resolve_config("mnist-count", dt=0.01, dt_mode="fine", dt_fine=0.004)
+    assert [T.training_dt(fine, e) for e in (1, 2)] == [0.004, 0.004]
     # the margin: one step for the input and one per spiking layer (mnist-count: 2 layers)
     cfg = resolve_config("mnist-count", dt=0.01, dt_mode="continuous-margin")
     assert T.training_margin(cfg) == pytest.approx(0.03)
@@ -349,8 +351,8 @@ def test_training_dt_of_each_mode():
 
 def test_dt_mode_settings_are_checked():
     with pytest.raises(ValueError, match="dt_mode must be 'fixed', 'continuous', "
-                                         "'continuous-margin', 'finetune', 'anneal', got "
-                                         "'dither'"):
+                                         "'continuous-margin', 'fine', 'finetune', 'anneal', "
+                                         "got 'dither'"):
         resolve_config("mnist-count", dt=0.01, dt_mode="dither")
     with pytest.raises(ValueError, match="dt_mode 'anneal' needs dt_warmup_epochs >= 1, got 0"):
         resolve_config("mnist-count", dt=0.01, dt_mode="anneal")
@@ -358,6 +360,12 @@ def test_dt_mode_settings_are_checked():
                                          "horizon by 0.3 s, not less than t_max of network "
                                          "layer 0"):
         resolve_config("mnist-count", dt=0.1, dt_mode="continuous-margin")
+    with pytest.raises(ValueError, match=r"dt_mode 'fine' needs 0 < dt_fine < dt, got "
+                                         r"dt_fine=0.02 and dt=0.01"):
+        resolve_config("mnist-count", dt=0.01, dt_mode="fine", dt_fine=0.02)
+    with pytest.raises(ValueError, match="dt_mode 'fine' needs 0 < dt_fine < dt, got "
+                                         "dt_fine=None"):
+        resolve_config("mnist-count", dt=0.01, dt_mode="fine")
     with pytest.raises(ValueError, match="dt_warmup_epochs must be >= 0"):
         resolve_config("mnist-count", dt=0.01, dt_warmup_epochs=-1)
 

@@ -70,7 +70,8 @@ class TrainConfig:
             with every layer's horizon ``t_max`` shortened by ``(L + 1) * dt`` (``L``
             spiking layers; on the grid the input and every layer delay spikes by up to
             one step each, so what the trained network emits by then still lands in the
-            window); ``"finetune"``, exact time for the first
+            window); ``"fine"``, the finer grid ``dt_fine`` throughout; ``"finetune"``, exact
+            time for the first
             ``dt_warmup_epochs`` epochs, then ``dt``; ``"anneal"``, ``dt * e / (W + 1)`` in
             epoch ``e <= W = dt_warmup_epochs``, then ``dt``
             (:func:`batsnn.experiments.train.training_dt`). In exact time (``dt`` unset) every
@@ -105,6 +106,7 @@ class TrainConfig:
     augment: str = "none"
     dt_mode: str = "fixed"
     dt_warmup_epochs: int = 0
+    dt_fine: float | None = None
     seed: int = 1
     device: str = "auto"
     cuda_graph: bool = True
@@ -158,7 +160,7 @@ PRESETS["emnist-count"] = {**copy.deepcopy(PRESETS["mnist-count"]), "dataset": "
 PRESETS["fmnist-conv"] = {**copy.deepcopy(PRESETS["mnist-conv"]), "dataset": "fashion-mnist"}
 
 #: how the time step of training relates to ``dt`` (:class:`TrainConfig`)
-DT_MODES = ("fixed", "continuous", "continuous-margin", "finetune", "anneal")
+DT_MODES = ("fixed", "continuous", "continuous-margin", "fine", "finetune", "anneal")
 
 #: shorthand settings for stacks of linear layers (they rewrite ``network``)
 SHORTHANDS = ("hidden", "theta", "max_spikes")
@@ -172,7 +174,7 @@ RUN_INFO_KEYS = (MARKER, "batsnn_version", "layers", "n_classes", "resolved_devi
 RESUME_FIELDS = ("dataset", "network", "tau_s", "t_max", "t_window", "loss", "target_true",
                  "target_false", "tau_loss", "init", "batch_size", "lr", "lr_decay",
                  "lr_decay_every", "lr_min", "dt", "augment", "dt_mode", "dt_warmup_epochs",
-                 "seed", "train_samples", "test_samples")
+                 "dt_fine", "seed", "train_samples", "test_samples")
 
 #: seeds are ints in [0, SEED_MAX]
 SEED_MAX = 2**32 - 1
@@ -298,6 +300,7 @@ _CHECKS = {
                                     " or ".join(repr(a) for a in AUGMENTATIONS)),
     "dt_mode": lambda n, v: _choice(n, v, DT_MODES, ", ".join(repr(m) for m in DT_MODES)),
     "dt_warmup_epochs": lambda n, v: _int(n, v, low=0),
+    "dt_fine": lambda n, v: _real(n, v, above=0, optional=True),
     "seed": lambda n, v: _int(n, v, low=0, high=SEED_MAX),
     "device": _device,
     "cuda_graph": _bool,
@@ -490,6 +493,10 @@ def validate_config(cfg: TrainConfig) -> TrainConfig:
     if short:
         raise ValueError(f"dt_mode 'continuous-margin' shortens the training horizon by "
                          f"{margin:g} s, not less than t_max of network layer {short[0]}")
+    if cfg.dt_mode == "fine" and cfg.dt is not None and (
+            cfg.dt_fine is None or not cfg.dt_fine < cfg.dt):
+        raise ValueError(f"dt_mode 'fine' needs 0 < dt_fine < dt, got dt_fine={cfg.dt_fine!r} "
+                         f"and dt={cfg.dt!r}")
     if cfg.dt_mode in ("finetune", "anneal") and cfg.dt_warmup_epochs < 1:
         raise ValueError(f"dt_mode {cfg.dt_mode!r} needs dt_warmup_epochs >= 1, got "
                          f"{cfg.dt_warmup_epochs}")

@@ -65,7 +65,7 @@ SWEEP_FILE = "sweep.json"
 SWEEP_SETTINGS = tuple(k for k in RESUME_FIELDS if k not in ("dt", "seed"))
 #: sweep settings added after sweep records were first written: a record without them
 #: was made with their defaults
-ADDED_SETTINGS = ("dt_mode", "dt_warmup_epochs")
+ADDED_SETTINGS = ("dt_mode", "dt_warmup_epochs", "dt_fine")
 #: at most this many seeds per sweep
 MAX_SEEDS = 10_000
 

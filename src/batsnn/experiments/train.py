@@ -370,7 +370,8 @@ def training_dt(cfg: TrainConfig, epoch: int) -> float | None:
     ``cfg`` trains at, per ``cfg.dt_mode`` (:class:`~batsnn.experiments.config.TrainConfig`);
     the network is always evaluated at ``cfg.dt``.
 
-    ``"fixed"``: ``cfg.dt``; ``"continuous"``: ``None``; ``"finetune"``: ``None`` for the
+    ``"fixed"``: ``cfg.dt``; ``"continuous"``, ``"continuous-margin"``: ``None``; ``"fine"``:
+    ``cfg.dt_fine``; ``"finetune"``: ``None`` for the
     first ``cfg.dt_warmup_epochs`` epochs, then ``cfg.dt``; ``"anneal"``: ``cfg.dt * epoch /
     (W + 1)`` for ``epoch <= W = cfg.dt_warmup_epochs``, then ``cfg.dt``.
     """
@@ -378,6 +379,8 @@ def training_dt(cfg: TrainConfig, epoch: int) -> float | None:
         return cfg.dt
     if cfg.dt_mode in ("continuous", "continuous-margin"):
         return None
+    if cfg.dt_mode == "fine":
+        return cfg.dt_fine
     warm = cfg.dt_warmup_epochs
     if epoch > warm:
         return cfg.dt
