@@ -40,6 +40,8 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+from batsnn.losses import count_predict, ttfs_predict
+
 __all__ = [
     "ACCURACY", "BEST_TEST_ACCURACY", "DECISION_TIME_MS", "EPOCH", "EPOCHS_COMPLETED",
     "EPOCH_SECONDS", "LABEL_SHARE_KEYS", "LATENCY_MS", "LOSS", "LR", "SILENT_LABELS_PCT",
@@ -161,9 +163,8 @@ def prediction_by(times: torch.Tensor, t: float, mode: str) -> tuple[torch.Tenso
         raise ValueError(f"mode must be 'count' or 'ttfs', got {mode!r}")
     if mode == "count":
         counts = (times <= t).sum(-1)
-        return counts.argmax(1), counts.sum(1) > 0
-    first = times[..., 0]
-    return first.argmin(1), first.min(1).values <= t
+        return count_predict(counts), counts.sum(1) > 0
+    return ttfs_predict(times), times[..., 0].min(1).values <= t
 
 
 def decision_times(times: torch.Tensor, counts: torch.Tensor, mode: str) -> torch.Tensor:

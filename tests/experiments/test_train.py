@@ -152,13 +152,17 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
     assert not torch.equal(a, T.epoch_order(50, 4, 2))
 
 
-def test_encode_images_equals_the_checked_encoder():
+@pytest.mark.parametrize("preset, shape", [("mnist-count", (784,)),
+                                           ("mnist-conv", (1, 28, 28))])
+def test_encode_images_equals_the_checked_encoder(preset, shape):
+    """The times of the checked encoder, shaped as the network takes them (a conv network:
+    maps)."""
     images = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
-    cfg = resolve_config("mnist-count", dt=0.002)
+    cfg = resolve_config(preset, dt=0.002)
     got = T.encode_images(images, cfg, "cpu")
     want = batsnn.ttfs_encode(images.reshape(4, -1).float(), t_window=cfg.t_window, x_max=255.0,
                               dt=cfg.dt)
-    assert torch.equal(got, want) and got.shape == (4, 784, 1)
+    assert got.shape == (4, *shape, 1) and torch.equal(got.reshape(4, 784, 1), want)
 
 
 TINY = dict(dataset="fashion-mnist", hidden=[24], max_spikes=[8, 8], batch_size=10,
@@ -220,15 +224,6 @@ TINY_CONV = dict(
              {"type": "pool2d", "kernel": 2},
              {"type": "flatten"},
              {"type": "linear", "theta": 0.3, "max_spikes": 6}])
-
-
-def test_encode_images_keeps_the_shape_of_conv_networks():
-    images = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
-    cfg = resolve_config("mnist-conv", dt=0.002)
-    got = T.encode_images(images, cfg, "cpu")
-    want = batsnn.ttfs_encode(images.reshape(4, -1).float(), t_window=cfg.t_window, x_max=255.0,
-                              dt=cfg.dt)
-    assert got.shape == (4, 1, 28, 28, 1) and torch.equal(got.reshape(4, 784, 1), want)
 
 
 def test_conv_run_augments_training_batches_only(data_dir, tmp_path, monkeypatch):

@@ -682,6 +682,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
 
     # the time step training runs at now (dt_mode); evaluation always runs at cfg.dt
     grid_now = {"dt": training_dt(cfg, state.epoch + 1), "graph": None, "graph_dt": None}
+    # (graph_dt: the training step the graph was recorded at)
     own_params = {m: m.params for m in model.modules()
                   if isinstance(getattr(m, "params", None), LIFParams)}
     margin = training_margin(cfg)
@@ -713,7 +714,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
     def capture(epoch: int) -> None:
         # outside the epochs' timing: kernels compile, the step is recorded; again only
         # when the training time step changes (dt_mode), which the graph holds fixed
-        if not can_graph or grid_now["graph_dt"] == ("set", grid_now["dt"]):
+        if not can_graph or (grid_now["graph"] is not None
+                             and grid_now["graph_dt"] == grid_now["dt"]):
             return
         from batsnn.experiments.graphs import GraphedStep
 
@@ -725,7 +727,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
                                         *augment_args(), state=(model, opt))
         state.loss_sum.copy_(counters[0])
         state.correct.copy_(counters[1])
-        grid_now["graph_dt"] = ("set", grid_now["dt"])
+        grid_now["graph_dt"] = grid_now["dt"]
         if not quiet:
             log(f"training step captured as a CUDA graph in "
                 f"{time.perf_counter() - t_capture:.1f} s")

@@ -153,6 +153,18 @@ def test_naive_reference_agrees_on_shapes_and_counts(seed):
     assert torch.equal(out.counts.reshape(2, -1), ref_c) and ref_c.sum() > 10
 
 
+def test_the_op_refuses_input_the_convolution_does_not_read():
+    """Every backend is reached through one check of the input's neuron count."""
+    from batsnn.ops.lif import lif_op
+    from batsnn.params import LIFParams
+
+    syn = Conv2d(in_shape=(2, 4, 4), kernel=(3, 3))
+    x = torch.full((1, 2 * 4 * 5, 1), 0.01, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"input_times has 40 neurons per sample but the "
+                                         r"convolution reads \(2, 4, 4\)"):
+        lif_op(x, torch.ones(3, 2, 3, 3, dtype=torch.float64), LIFParams(**KW), syn)
+
+
 def test_bad_arguments_are_named():
     x = torch.full((1, 2, 4, 4, 1), 0.01, dtype=torch.float64)
     w = torch.ones(3, 2, 3, 3, dtype=torch.float64)

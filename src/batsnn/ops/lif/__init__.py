@@ -59,7 +59,8 @@ class LIFFunction(torch.autograd.Function):
         backend = backend_for(input_times.device)
         if synapse.kind == "dense":
             ev = backend.sort_events(input_times, p)
-        else:
+        else:  # one check of the synapse's fit for every backend
+            synapse.check_input(input_times)
             ev = backend.sort_events(input_times, p, synapse=synapse)
         out_t, out_tc, out_win, out_x, counts = backend.forward(
             ev, weight, p, synapse=synapse, need_aux=need_grad)

@@ -86,6 +86,13 @@ class Conv2d:
         (kh, kw), (sy, sx), (py, px) = self.kernel, self.stride, self.padding
         return (h + 2 * py - kh) // sy + 1, (w + 2 * px - kw) // sx + 1
 
+    def check_input(self, input_times) -> None:
+        """Raise ``ValueError`` unless ``input_times (B, N_in, S)`` holds the ``C_in * H * W``
+        neurons per sample that this convolution reads."""
+        if input_times.shape[1] != self.n_in:
+            raise ValueError(f"input_times has {input_times.shape[1]} neurons per sample but "
+                             f"the convolution reads {self.in_shape}")
+
     @property
     def n_in(self) -> int:
         """Input neurons per sample, ``C_in * H * W``."""

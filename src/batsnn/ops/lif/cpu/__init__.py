@@ -38,9 +38,6 @@ def sort_events(input_times, p, synapse=DENSE):
     driver = _driver(synapse)
     ev = _sort_events(input_times, p)
     if driver is conv:
-        if input_times.shape[1] != synapse.n_in:
-            raise ValueError(f"input_times has {input_times.shape[1]} neurons per sample but "
-                             f"the convolution reads {synapse.in_shape}")
         return rf.build_lists(ev, p, synapse)
     return ev
 

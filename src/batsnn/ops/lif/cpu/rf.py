@@ -25,8 +25,12 @@ from batsnn.ops.lif.cpu.core import floor_index
 from batsnn.ops.lif.events import Events
 
 
-class ConvEvents(NamedTuple):
-    """The sorted events of a batch (the fields of :class:`batsnn.ops.lif.events.Events`)
+#: the receptive-field lists' own fields, after those of
+#: :class:`~batsnn.ops.lif.events.Events` (which are not repeated here)
+RF_FIELDS = ("rf_off", "rf_j", "rf_w", "rf_up", "rf_xup", "rf_kup")
+
+ConvEvents = NamedTuple("ConvEvents", [(f, torch.Tensor) for f in (*Events._fields, *RF_FIELDS)])
+ConvEvents.__doc__ = """The sorted events of a batch (the fields of :class:`batsnn.ops.lif.events.Events`)
     and the receptive-field lists of a convolution's ``P = H_out * W_out`` output positions.
 
     List ``(b, q)`` (sample ``b``, position ``q = oy * W_out + ox``) is the entries
@@ -43,24 +47,6 @@ class ConvEvents(NamedTuple):
         rf_kup: ``(E,)`` float64 grid-index bound of the window (``dt > 0``), ``(0,)``
             otherwise.
     """
-
-    ts: torch.Tensor
-    nid: torch.Tensor
-    perm: torch.Tensor
-    nspk: torch.Tensor
-    ref: torch.Tensor
-    es: torch.Tensor
-    ex: torch.Tensor
-    up: torch.Tensor
-    xup: torch.Tensor
-    kin: torch.Tensor
-    kup: torch.Tensor
-    rf_off: torch.Tensor
-    rf_j: torch.Tensor
-    rf_w: torch.Tensor
-    rf_up: torch.Tensor
-    rf_xup: torch.Tensor
-    rf_kup: torch.Tensor
 
 
 @numba.njit(inline="always")

@@ -130,9 +130,6 @@ def sort_events(input_times, p, synapse=DENSE):
     convolution, one list per sample and output position (:mod:`.conv`)."""
     if _synapse_kind(synapse) == "dense":
         return _events_of(input_times, p)
-    if input_times.shape[1] != synapse.n_in:
-        raise ValueError(f"input_times has {input_times.shape[1]} neurons per sample but "
-                         f"the convolution reads {synapse.in_shape}")
     rows, gmap = conv.rf_rows(input_times, synapse)
     ev = _events_of(rows, p)
     return ev._replace(perm=conv.global_perm(ev.perm, gmap, input_times.shape[0]))
