@@ -4,7 +4,12 @@ Training step = forward, BATS spike-count loss errors, backward and a torch.opti
 On a GPU each step is also timed as one CUDA graph (:class:`batsnn.experiments.graphs.GraphedStep`, what
 ``batsnn train`` runs): ``*_graphed_samples_per_s``.
 Input: Fashion-MNIST-like TTFS-encoded images (about half of the 784 inputs spiking), made
-deterministically from a seed; the ``conv-*`` configs take them as 28 x 28 maps through the
+deterministically from a seed, or with ``--images mnist`` the first test images of MNIST
+(about a fifth of the inputs spiking; needs the dataset, see ``batsnn data``). Inference is
+timed at the network's initial weights (the training measurements change them), or with
+``--weights CHECKPOINT`` at the weights of a ``batsnn train`` checkpoint of the same network
+(e.g. ``runs/x/best.pt``: a trained network's activity, as in an evaluation pass); the
+``conv-*`` configs take them as 28 x 28 maps through the
 network of the ``mnist-conv`` preset (conv 5x5x15, pool, conv 5x5x40, pool, 300, 10). A
 plain torch network of the same shape (MLP, or CNN for ``conv-*``) is timed in the same run
 for scale.
@@ -12,11 +17,14 @@ for scale.
     python benchmarks/bench_lif.py                       # 784-800-10, batch 50, CPU
     python benchmarks/bench_lif.py --configs conv-b20,conv-b256
     python benchmarks/bench_lif.py --device cuda --configs all
+    python benchmarks/bench_lif.py --device cuda --configs conv-b50 --images mnist \
+        --weights runs/conv/best.pt
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import time
@@ -42,10 +50,18 @@ CONFIGS = {
 }
 
 
-def make_input(batch: int, seed: int, device) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(batch, 784, generator=g)
-    x = torch.where(torch.rand(batch, 784, generator=g) < 0.5, x, torch.zeros_like(x))
+def make_input(batch: int, seed: int, device, images: str = "random") -> torch.Tensor:
+    """TTFS-encoded ``(batch, 784, 1)`` input: random images, or MNIST's first test images
+    (``images="mnist"``) repeated up to ``batch``."""
+    if images == "mnist":
+        from batsnn.experiments.data import load_dataset
+
+        test = load_dataset("mnist").test_x.reshape(-1, 784)
+        x = test[torch.arange(batch) % len(test)].float() / 255.0
+    else:
+        g = torch.Generator().manual_seed(seed)
+        x = torch.rand(batch, 784, generator=g)
+        x = torch.where(torch.rand(batch, 784, generator=g) < 0.5, x, torch.zeros_like(x))
     return batsnn.ttfs_encode(x).to(device)
 
 
@@ -90,12 +106,17 @@ def time_loop(fn, device, min_time: float, min_iters: int = 3):
     return (time.perf_counter() - start) / n
 
 
-def bench(name, device, min_time, seed=0):
+def bench(name, device, min_time, seed=0, images="random", weights=None):
     sizes, thetas, spikes, batch = CONFIGS[name]
     torch.manual_seed(seed)
     net = build(sizes, thetas, spikes, device)
+    if weights is not None:
+        from batsnn.experiments.rundir import load_checkpoint
+
+        net.load_state_dict(load_checkpoint(weights)["model"])
+    start_state = copy.deepcopy(net.state_dict())
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x = make_input(batch, seed, device)
+    x = make_input(batch, seed, device, images)
     if isinstance(sizes, str):
         x = x.reshape(batch, 1, 28, 28, 1)
     labels = torch.randint(0, 10, (batch,), generator=torch.Generator().manual_seed(seed))
@@ -120,6 +141,7 @@ def bench(name, device, min_time, seed=0):
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t_train = time_loop(train_step, device, min_time)
+    net.load_state_dict(start_state)  # inference at the starting weights
     t_infer = time_loop(infer, device, min_time)
     spikes_per_sample = float(hidden_spikes[0].sum()) / batch
 
@@ -156,13 +178,14 @@ def bench(name, device, min_time, seed=0):
         g_infer = GraphedStep(graph_infer, x)
         graphed["train_graphed_samples_per_s"] = round(
             batch / time_loop(lambda: g_train(x, labels), device, min_time), 1)
+        net.load_state_dict(start_state)  # in place: the captured graphs see it
         graphed["infer_graphed_samples_per_s"] = round(
             batch / time_loop(lambda: g_infer(x), device, min_time), 1)
     t_mlp = time_loop(mlp_step, device, min_time)
     res = {
         "config": name, "layers": sizes, "max_spikes": spikes or [
             m.max_spikes for m in net if hasattr(m, "max_spikes")], "batch": batch,
-        "device": str(device),
+        "device": str(device), "images": images, "weights": weights or "initial",
         "train_samples_per_s": round(batch / t_train, 1),
         "infer_samples_per_s": round(batch / t_infer, 1),
         "train_step_ms": round(1e3 * t_train, 3),
@@ -182,6 +205,10 @@ def main(argv=None):
     p.add_argument("--configs", default="800-b50",
                    help=f"comma-separated names or 'all': {', '.join(CONFIGS)}")
     p.add_argument("--min-time", type=float, default=3.0, help="seconds per measurement")
+    p.add_argument("--images", default="random", choices=("random", "mnist"),
+                   help="input images: random (default) or MNIST's first test images")
+    p.add_argument("--weights", help="a batsnn train checkpoint of the config's network: its "
+                   "weights for every measurement (default: the initial weights)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     names = list(CONFIGS) if args.configs == "all" else args.configs.split(",")
@@ -198,7 +225,9 @@ def main(argv=None):
     for name in names:
         if name not in CONFIGS:
             p.error(f"unknown config {name!r}; choose from {', '.join(CONFIGS)}")
-        print(json.dumps({**info, **bench(name, device, args.min_time)}), flush=True)
+        print(json.dumps({**info, **bench(name, device, args.min_time,
+                                                   images=args.images,
+                                                   weights=args.weights)}), flush=True)
 
 
 if __name__ == "__main__":

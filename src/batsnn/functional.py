@@ -186,11 +186,25 @@ def spike_pool2d(times: torch.Tensor, counts: torch.Tensor, kernel_size: int = 2
         raise ValueError(f"kernel_size must be an int in [1, min(H, W) = {min(h, w)}], got {k!r}")
     check_spike_times("times", times)
     ho, wo = h // k, w // k
-    win = times[:, :, :ho * k, :wo * k].reshape(n_batch, c, ho, k, wo, k, s)
-    win = win.permute(0, 1, 2, 4, 3, 5, 6).reshape(n_batch, c, ho, wo, k * k * s)
-    pooled = torch.sort(win, dim=-1, stable=True).values
+    pooled = _pool_gpu(times, k)
+    if pooled is None:
+        win = times[:, :, :ho * k, :wo * k].reshape(n_batch, c, ho, k, wo, k, s)
+        win = win.permute(0, 1, 2, 4, 3, 5, 6).reshape(n_batch, c, ho, wo, k * k * s)
+        pooled = torch.sort(win, dim=-1, stable=True).values
     cnt = counts[:, :, :ho * k, :wo * k].reshape(n_batch, c, ho, k, wo, k).sum((3, 5))
     return SpikeTrains(mark_valid(pooled), cnt.to(torch.int64))
+
+
+def _pool_gpu(times: torch.Tensor, k: int):
+    """float32 pooling on the GPU through batsnn's kernel (the same result as the torch
+    ops of :func:`spike_pool2d`, :mod:`batsnn.ops.lif.cuda.pool`), or None elsewhere."""
+    if times.device.type != "cuda" or times.dtype != torch.float32:
+        return None
+    try:
+        from batsnn.ops.lif.cuda.pool import SpikePoolFunction
+    except ImportError:  # no Triton: the torch ops
+        return None
+    return SpikePoolFunction.apply(times, k)
 
 
 def spike_flatten(times: torch.Tensor, counts: torch.Tensor) -> SpikeTrains:

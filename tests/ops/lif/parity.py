@@ -340,14 +340,65 @@ def check_invariants(case: Case, res: Result):
         assert (res.g_in == 0).all()
 
 
-def compare(name: str, ref: Result, out: Result, dtype: torch.dtype):
-    """Counts equal; times and both gradients close (float32 arithmetic on the GPU)."""
+def compare(name: str, ref: Result, out: Result, dtype: torch.dtype, case: str | None = None):
+    """Counts equal; times and both gradients close (float32 arithmetic on the GPU).
+
+    float32: an entry beyond the base tolerance is accepted only within four times the
+    change of the float64 reference itself when the case's inputs and weights move by
+    float32 rounding (:func:`float32_sensitivity`): the precision a float32 computation can
+    reach on that entry (a gradient through a spike whose crossing is nearly tangent moves
+    by up to 1% under a relative change of 6e-8 of its inputs). ``name`` labels a failure;
+    ``case``: the case's name when ``name`` is not it."""
     atol, rtol = (1e-12, 1e-10) if dtype == torch.float64 else (2e-6, 2e-4)
     assert torch.equal(ref.counts, out.counts), (
         f"{name}: counts differ ({int((ref.counts != out.counts).sum())} neurons)")
-    assert_close(f"{name} times", ref.times, out.times, atol=atol, rtol=rtol)
-    assert_close(f"{name} grad input_times", ref.g_in, out.g_in, atol=atol * 10, rtol=rtol * 10)
-    assert_close(f"{name} grad weight", ref.g_w, out.g_w, atol=atol * 10, rtol=rtol * 10)
+    pairs = (("times", ref.times, out.times, 1), ("grad input_times", ref.g_in, out.g_in, 10),
+             ("grad weight", ref.g_w, out.g_w, 10))
+    for label, r, o, scale in pairs:
+        try:
+            assert_close(f"{name} {label}", r, o, atol=atol * scale, rtol=rtol * scale)
+        except AssertionError:
+            if dtype == torch.float64:
+                raise
+            slack = getattr(float32_sensitivity(case or name), label.replace(" ", "_"))
+            assert_close(f"{name} {label} (with float32 conditioning)", r, o,
+                         atol=atol * scale, rtol=rtol * scale, slack=4 * slack)
+
+
+#: The relative rounding of float32 (half an ulp).
+F32_ROUNDING = 2.0 ** -24
+
+
+class Sensitivity(NamedTuple):
+    times: torch.Tensor
+    grad_input_times: torch.Tensor
+    grad_weight: torch.Tensor
+
+
+@functools.lru_cache(maxsize=None)
+def float32_sensitivity(name: str, draws: int = 6, seed: int = 1) -> Sensitivity:
+    """Per entry, the largest change of case ``name``'s float64 reference (times and both
+    gradients) over ``draws`` copies of the case whose input times and weights are scaled
+    by ``1 + u * F32_ROUNDING``, ``u`` uniform in ``[-1, 1]``; copies in which some count
+    changes are left out (those entries are not compared)."""
+    case = make_case(name)
+    ref = reference(name)
+    g = torch.Generator().manual_seed(seed)
+    sens = [torch.zeros_like(ref.times, dtype=torch.float64), torch.zeros_like(ref.g_in),
+            torch.zeros_like(ref.g_w)]
+    x, w = case.x.double(), case.w.double()
+    for _ in range(draws):
+        u = torch.rand(x.shape, generator=g, dtype=torch.float64) * 2 - 1
+        xp = torch.where(torch.isfinite(x), x * (1 + u * F32_ROUNDING), x)
+        wp = w * (1 + (torch.rand(w.shape, generator=g, dtype=torch.float64) * 2 - 1)
+                  * F32_ROUNDING)
+        res = run("naive", case._replace(x=xp, w=wp))
+        if not torch.equal(res.counts, ref.counts):
+            continue
+        t_diff = (res.times.double() - ref.times.double()).nan_to_num(0.0, 0.0, 0.0).abs()
+        for i, d in enumerate((t_diff, (res.g_in - ref.g_in).abs(), (res.g_w - ref.g_w).abs())):
+            sens[i] = torch.maximum(sens[i], d)
+    return Sensitivity(*sens)
 
 
 def check(backend: str, name: str, *, public: bool = False) -> int:
@@ -357,7 +408,7 @@ def check(backend: str, name: str, *, public: bool = False) -> int:
     out = run(backend, case, public=public)
     check_invariants(case, out)
     if backend != "naive":
-        compare(f"{backend} {name}", reference(name), out, case.x.dtype)
+        compare(f"{backend} {name}", reference(name), out, case.x.dtype, case=name)
     return int(out.counts.sum())
 
 
@@ -387,6 +438,69 @@ def check_sort(backend, device="cpu", tile=16, seed=0):
             assert ((perm.cpu()[~fin] >= 0) & (perm.cpu()[~fin] < m)).all()
     finally:
         backend.SORT_TILE, backend.SORT_MIN_WIDTH = old
+
+
+def check_row_sort(device="cpu", seed=0):
+    """The GPU backend's receptive-field rows (:func:`batsnn.ops.lif.cuda.conv.sorted_rows`)
+    against :func:`check_rf_rows`' loops, on inputs with many ties, -0.0, several slots,
+    padding, strides and rows that reach past a block of the kernel, in float32 and float64,
+    the sample sorted by ``torch.sort`` and by batsnn's own sort."""
+    from batsnn.ops.lif import cuda
+    from batsnn.ops.lif.cuda import conv
+
+    g = torch.Generator().manual_seed(seed)
+    p = LIFParams(tau_s=TAU_S, theta=1.0, max_spikes=1)
+    old = cuda.SORT_TILE, cuda.SORT_MIN_WIDTH, conv.SELECT_BLOCK
+    try:
+        for shape, kernel, stride, padding, s_in in (((2, 5, 5), (3, 3), (1, 1), (0, 0), 3),
+                                                     ((3, 6, 6), (3, 2), (2, 1), (1, 0), 2),
+                                                     ((1, 7, 7), (5, 5), (1, 1), (2, 2), 1)):
+            syn = Conv2d(shape, kernel, stride, padding)
+            x = torch.round(torch.rand(2, math.prod(shape), s_in, generator=g) * 10) / 10
+            x[torch.rand(x.shape, generator=g) < 0.4] = math.inf
+            x = torch.sort(x, dim=-1).values
+            x[0, 0, 0] = -0.0
+            x[1] = torch.where(torch.isfinite(x[1]), 0.5, x[1])  # one time for all
+            for dtype, own, block in ((torch.float32, False, 256), (torch.float32, True, 16),
+                                      (torch.float64, False, 16)):
+                cuda.SORT_TILE, cuda.SORT_MIN_WIDTH = (16, 0) if own else old[:2]
+                conv.SELECT_BLOCK = block
+                xd = x.to(dtype)
+                ev = cuda.sort_events(xd.to(device), p, synapse=syn)
+                check_rf_rows(xd, ev, syn)
+                assert ((ev.perm >= 0) & (ev.perm < x[0].numel())).all()  # padding too
+    finally:
+        cuda.SORT_TILE, cuda.SORT_MIN_WIDTH, conv.SELECT_BLOCK = old
+    return 0
+
+
+def check_pool(device="cpu", seed=0):
+    """The GPU backend's float32 pooling kernel (:mod:`batsnn.ops.lif.cuda.pool`) against
+    the torch ops of :func:`batsnn.spike_pool2d` (a stable sort of each window): the same
+    pooled trains (ties, -0.0, ``+inf`` padding, several slots, odd maps, k = 2 and 3) and
+    the same gradient of the input times."""
+    from batsnn.ops.lif.cuda.pool import SpikePoolFunction
+
+    g = torch.Generator().manual_seed(seed)
+    for shape, k in (((2, 3, 4, 4, 1), 2), ((2, 2, 5, 7, 3), 2), ((1, 2, 6, 7, 2), 3)):
+        x = torch.round(torch.rand(shape, generator=g) * 8) / 8  # ties
+        x[torch.rand(shape, generator=g) < 0.4] = math.inf
+        x = torch.sort(x, dim=-1).values
+        x[0, 0, 0, 0, 0] = -0.0
+        n_batch, c, h, w, s_in = shape
+        ho, wo = h // k, w // k
+        xr = x.clone().requires_grad_(True)
+        win = xr[:, :, :ho * k, :wo * k].reshape(n_batch, c, ho, k, wo, k, s_in)
+        want = torch.sort(win.permute(0, 1, 2, 4, 3, 5, 6).reshape(n_batch, c, ho, wo, -1),
+                          dim=-1, stable=True).values
+        xg = x.to(device).requires_grad_(True)
+        got = SpikePoolFunction.apply(xg, k)
+        assert torch.equal(got.detach().cpu(), want.detach()), (shape, k)
+        up = torch.randn(want.shape, generator=g)
+        (gw,) = torch.autograd.grad(want, xr, up)
+        (gg,) = torch.autograd.grad(got, xg, up.to(device))
+        assert torch.equal(gg.cpu(), gw), (shape, k)
+    return 0
 
 
 def grid_ties(name: str) -> tuple[int, int]:
@@ -483,6 +597,14 @@ def _triton_grid_bounds():
     return check_grid_bounds(cuda)
 
 
+def _triton_row_sort():
+    return check_row_sort()
+
+
+def _triton_pool():
+    return check_pool()
+
+
 def _triton_sort():
     from batsnn.ops.lif import cuda
 
@@ -493,6 +615,8 @@ def _triton_sort():
 #: Checks of the Triton kernels beyond the parity cases, run in the interpreter.
 TRITON_EXTRAS = {
     "sort": _triton_sort,
+    "conv_row_sort": _triton_row_sort,
+    "pool": _triton_pool,
     "grid_bounds": _triton_grid_bounds,
     "need_aux": _triton_need_aux,
     "conv_empty_batch": _triton_conv_empty_batch,

@@ -215,8 +215,15 @@ def _seed_conv_net(dtype):
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 def test_gpu_conv_network_matches_cpu(dtype):
-    """The seed's conv network on 64 MNIST-like images: every layer's spikes and the
-    gradients of every weight on the GPU as on the CPU (float64: every count equal)."""
+    """The seed's conv network on 64 MNIST-like images, every layer on the GPU as on the CPU.
+
+    float64: the whole network, every count equal, the times and the gradients of every
+    weight. float32 (float32 arithmetic on the GPU, float64 on the CPU): layer by layer, each
+    GPU layer given the CPU's input of that layer. Through the whole network a neuron whose
+    membrane maximum lies within float32 rounding of its threshold gains or loses a spike,
+    and every neuron of the next dense layer sees it (measured: 3 such neurons of 64 x 5,760
+    in the second conv layer move 611 spike times of the 300-neuron layer by up to 7 ms),
+    which says nothing about the kernels."""
     import copy
 
     g = torch.Generator().manual_seed(0)
@@ -225,6 +232,24 @@ def test_gpu_conv_network_matches_cpu(dtype):
     x = batsnn.ttfs_encode(img.reshape(64, -1), dtype=dtype).reshape(64, 1, 28, 28, 1)
     cpu_net = _seed_conv_net(dtype)
     gpu_net = copy.deepcopy(cpu_net).cuda()
+    if dtype == torch.float32:
+        lay_c = cpu_net.forward_all(x)
+        assert int(lay_c[0].counts.sum()) > 64 * 100 and int(lay_c[-1].counts.sum()) > 50
+        mods = [m for m in gpu_net if not getattr(m, "reshapes_only", False)]
+        ins = [x] + [o.times.detach() for o in lay_c[:-1]]
+        for mod, t_in, ref in zip(mods, ins, lay_c):
+            if isinstance(mod, batsnn.nn.LIFLinear):
+                t_in = t_in.reshape(t_in.shape[0], -1, t_in.shape[-1])
+            with torch.no_grad():
+                out = mod(t_in.cuda())
+            cc, cg = ref.counts, out.counts.cpu()
+            assert (cc != cg).float().mean() < 2e-3, type(mod).__name__
+            same = (cc == cg).unsqueeze(-1).expand_as(ref.times)
+            fin = torch.isfinite(ref.times) & same
+            assert torch.equal(fin, torch.isfinite(out.times.cpu()) & same)
+            err = (out.times.cpu()[fin].double() - ref.times.detach()[fin].double()).abs()
+            assert err.max() < 1e-4, (type(mod).__name__, float(err.max()))
+        return
     outs = []
     for net, xx in ((cpu_net, x), (gpu_net, x.cuda())):
         layers = net.forward_all(xx)
@@ -235,16 +260,9 @@ def test_gpu_conv_network_matches_cpu(dtype):
     (lay_c, grad_c), (lay_g, grad_g) = outs
     assert int(lay_c[0][1].sum()) > 64 * 100 and int(lay_c[-1][1].sum()) > 50
     for (tc, cc), (tg, cg) in zip(lay_c, lay_g):
-        if dtype == torch.float64:
-            assert torch.equal(cc, cg)
-        else:  # float32 arithmetic on the GPU, float64 on the CPU
-            assert (cc != cg).float().mean() < 2e-3
-        same = (cc == cg).unsqueeze(-1).expand_as(tc)
-        fin = torch.isfinite(tc) & same
-        assert torch.equal(fin, torch.isfinite(tg) & same)
-        # float32: the error of 4 layers of float32 arithmetic, on times of about 0.1 s
-        tol = 1e-10 if dtype == torch.float64 else 1e-4
-        assert (tg[fin].double() - tc[fin].double()).abs().max() < tol
-    if dtype == torch.float64:
-        for a, b in zip(grad_c, grad_g):
-            assert torch.allclose(a, b, rtol=1e-8, atol=1e-9)
+        assert torch.equal(cc, cg)
+        fin = torch.isfinite(tc)
+        assert torch.equal(fin, torch.isfinite(tg))
+        assert (tg[fin] - tc[fin]).abs().max() < 1e-10
+    for a, b in zip(grad_c, grad_g):
+        assert torch.allclose(a, b, rtol=1e-8, atol=1e-9)

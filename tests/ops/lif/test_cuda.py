@@ -32,6 +32,16 @@ def test_gpu_sort_matches_torch_sort(tile):
 
 
 @pytest.mark.cuda
+def test_gpu_conv_row_sort_matches_loops():
+    parity.check_row_sort("cuda")
+
+
+@pytest.mark.cuda
+def test_gpu_pool_matches_torch_ops():
+    parity.check_pool("cuda")
+
+
+@pytest.mark.cuda
 def test_gpu_layer_with_own_sort_matches_torch_sort():
     """A 784-800-10 network's second layer (24,000-wide input) gives the same spikes and
     gradients with batsnn's sort as with torch.sort."""

@@ -7,7 +7,8 @@
   reset, BATS error recursion), shared by every synapse;
 - :mod:`.dense`: the forward and backward kernels, with the synapse as a compile-time switch;
 - :mod:`.conv`: the convolutional synapse, as receptive-field rows on which the dense
-  kernels run unchanged.
+  kernels run unchanged;
+- :mod:`.pool`: float32 spike pooling (:func:`batsnn.spike_pool2d` on the GPU).
 
 The kernels follow model.md sections 1, 2 and 6 with the same arithmetic as the CPU kernels
 (:mod:`batsnn.ops.lif.cpu`); float32 inputs are computed in float32, float64 inputs in
@@ -48,6 +49,8 @@ LANE_ATOMICS_MAX = int(os.environ.get("BATSNN_CUDA_LANE_ATOMICS_MAX", "16"))
 #: Keys per tile of the GPU sort, and the row width from which it replaces ``torch.sort``.
 SORT_TILE = 2048
 SORT_MIN_WIDTH = 4096
+#: Warps that sort one tile.
+SORT_WARPS = 4
 
 
 def available() -> bool:
@@ -56,11 +59,12 @@ def available() -> bool:
 
 
 def _lanes(n_out: int, backward: bool) -> int:
-    """Neurons per program (one warp): 32; the backward of a wide layer takes 64 (two per
-    thread), which halves its atomic traffic per event."""
+    """Neurons per program (one warp): 32; 64 (two per thread) for a layer of 33-64 neurons
+    (one program per row instead of two mostly idle ones: a convolution's channels) and for
+    the backward of a wide layer, which halves its atomic traffic per event."""
     if backward:
-        return BWD_LANES or (64 if n_out > 512 else 32)
-    return FWD_LANES or 32
+        return BWD_LANES or (64 if n_out > 512 or 32 < n_out <= 64 else 32)
+    return FWD_LANES or (64 if 32 < n_out <= 64 else 32)
 
 
 def _sort_times(flat: torch.Tensor):
@@ -70,7 +74,7 @@ def _sort_times(flat: torch.Tensor):
     (:mod:`.sort`, tiles of :data:`SORT_TILE` keys), whose cost follows the number of finite
     times (a layer's output is mostly +inf padding); otherwise ``torch.sort``.
     """
-    return sort_times(flat, tile=SORT_TILE, min_width=SORT_MIN_WIDTH)
+    return sort_times(flat, tile=SORT_TILE, min_width=SORT_MIN_WIDTH, warps=SORT_WARPS)
 
 
 _PARAM_CACHE: dict = {}
@@ -117,22 +121,28 @@ def _dense_weight(weight: torch.Tensor) -> torch.Tensor:
     return weight.detach().t().contiguous()
 
 
-def _events_of(rows, p):
-    dev, dtype = rows.device, rows.dtype
-    prm = _params(dtype, dev, p.tau_s, 1.0, 1.0, p.t_max, 0.0, SEGMENT * p.tau_s)
-    return _events.sort_events(rows, p, prm, _grid(p, dev), tile=SORT_TILE,
-                               min_width=SORT_MIN_WIDTH, block=_PREP_BLOCK, interp=_INTERP)
+def _event_params(p, dtype, device):
+    """The device constants of the event-list kernel (:mod:`.events`)."""
+    return _params(dtype, device, p.tau_s, 1.0, 1.0, p.t_max, 0.0, SEGMENT * p.tau_s)
 
 
 def sort_events(input_times, p, synapse=DENSE):
     """Event lists on the GPU in the input's dtype, full width (no host synchronisation):
     a stable sort, then one kernel for the per-event arrays (:mod:`.events`); for a
     convolution, one list per sample and output position (:mod:`.conv`)."""
+    dev, dtype = input_times.device, input_times.dtype
+    prm, grid = _event_params(p, dtype, dev), _grid(p, dev)
     if _synapse_kind(synapse) == "dense":
-        return _events_of(input_times, p)
-    rows, gmap = conv.rf_rows(input_times, synapse)
-    ev = _events_of(rows, p)
-    return ev._replace(perm=conv.global_perm(ev.perm, gmap, input_times.shape[0]))
+        return _events.sort_events(input_times, p, prm, grid, tile=SORT_TILE,
+                                   min_width=SORT_MIN_WIDTH, block=_PREP_BLOCK, interp=_INTERP,
+                                   warps=SORT_WARPS)
+    n_batch, n_in, s_in = input_times.shape
+    flat = input_times.detach().reshape(n_batch, n_in * s_in).contiguous()
+    ts, perm = _sort_times(flat)
+    ts, col, pos = conv.sorted_rows(ts, perm, s_in, synapse)
+    block = min(_PREP_BLOCK, triton.next_power_of_2(max(ts.shape[1], 16)))
+    ev = _events.events_from_sorted(ts, col, s_in, p, prm, grid, block=block, interp=_INTERP)
+    return ev._replace(perm=pos)
 
 
 def _forward(ev, weight, p, need_aux):

@@ -2,83 +2,113 @@
 
 A conv neuron at output position ``q`` reads only the spikes of its receptive field, through
 the weights ``weight[:, ci, ky, kx]`` that every position shares. On the GPU each
-(sample, position) pair gets a row of its own: the spike trains of its receptive field,
-gathered in the order ``(ci, ky, kx, slot)`` (input neurons outside the map, i.e. in the
-zero padding, are ``+inf``), then sorted and turned into event lists by the same kernels as
-a dense layer's input (:func:`.events.sort_events`). On these rows the convolution *is* the
-dense synapse with weight ``(C_out, C_in * kH * kW)``: the forward and backward kernels of
-:mod:`.dense`, with the neuron core of :mod:`.core`, run unchanged, one program per row and
-block of output channels, and the weight gradient sums over positions through the kernels'
-atomic adds.
+(sample, position) pair gets a row of its own: the time-sorted spikes of its receptive
+field, turned into event lists by the same kernel as a dense layer's input
+(:func:`.events.events_from_sorted`). On these rows the convolution *is* the dense synapse
+with weight ``(C_out, C_in * kH * kW)``: the forward and backward kernels of :mod:`.dense`,
+with the neuron core of :mod:`.core`, run unchanged, one program per row and block of output
+channels, and the weight gradient sums over positions through the kernels' atomic adds.
 
-A row's stable sort keeps ties in the order ``(ci, ky, kx, slot)``, which is the order of
-the input's flat index restricted to the field, so every neuron integrates its events in the
-same order as on the CPU (:mod:`batsnn.ops.lif.cpu.rf`). Everything is tensor arithmetic on
-the device with static shapes (no host synchronisation), so a convolutional training step
-can be recorded as a CUDA graph.
+The rows come from one sort per sample (:func:`sorted_rows`): the sample's whole input is
+sorted once (stable, as a dense layer's), and each row keeps, in that order, the spikes that
+fall in its field (one program per row reading the sample's sorted spikes). A stable sort
+orders equal times by the input's flat index, and restricted to a field that is the order
+``(ci, ky, kx, slot)``, so every neuron integrates its events in the same order as on the
+CPU (:mod:`batsnn.ops.lif.cpu.rf`). Everything is on the device with static shapes (no host
+synchronisation), so a convolutional training step can be recorded as a CUDA graph.
 
 The event lists of a convolution are an :class:`batsnn.ops.lif.events.Events` over the
 ``B * P`` rows (row ``b * P + q``: sample ``b``, output position ``q = oy * W_out + ox``;
-``nid`` is the weight column ``(ci * kH + ky) * kW + kx``), except ``perm``: it is
-``(B, P * M_rf)``, the position of each row event in ``input_times.reshape(B, -1)`` (row
-``q`` of sample ``b`` at columns ``q * M_rf ..``), which is how the op layer routes the rows'
-input gradients back to the input (:func:`global_perm`).
+row width ``C_in * kH * kW * S_in``; ``nid`` is the weight column ``(ci * kH + ky) * kW +
+kx``), except ``perm``: it is ``(B, P * F * S_in)``, the position of each row event in
+``input_times.reshape(B, -1)`` (row ``q`` of sample ``b`` at columns ``q * F * S_in ..``),
+which is how the op layer routes the rows' input gradients back to the input.
 """
 
 from __future__ import annotations
 
 import torch
+import triton
+import triton.language as tl
 
-_INDEX_CACHE: dict = {}
-
-
-def rf_index(synapse, device) -> torch.Tensor:
-    """``(P, C_in * kH * kW)`` int64: the input neuron (flat ``(ci * H + iy) * W + ix``) that
-    field entry ``(ci, ky, kx)`` of output position ``q`` reads, ``-1`` in the padding.
-    Made once per synapse and device."""
-    key = (synapse, str(device))
-    idx = _INDEX_CACHE.get(key)
-    if idx is None:
-        c, h, w = synapse.in_shape
-        (kh, kw), (sy, sx), (py, px) = synapse.kernel, synapse.stride, synapse.padding
-        h_out, w_out = synapse.out_hw
-        oy = torch.arange(h_out).view(-1, 1, 1, 1, 1)
-        ox = torch.arange(w_out).view(1, -1, 1, 1, 1)
-        ci = torch.arange(c).view(1, 1, -1, 1, 1)
-        iy = oy * sy - py + torch.arange(kh).view(1, 1, 1, -1, 1)
-        ix = ox * sx - px + torch.arange(kw).view(1, 1, 1, 1, -1)
-        inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-        flat = (ci * h + iy) * w + ix
-        idx = torch.where(inside, flat, torch.full_like(flat, -1))
-        idx = idx.reshape(h_out * w_out, c * kh * kw).to(device)
-        if len(_INDEX_CACHE) > 64:
-            _INDEX_CACHE.clear()
-        _INDEX_CACHE[key] = idx
-    return idx
+#: Sorted spikes of a sample read per step by a row's program.
+SELECT_BLOCK = 256
 
 
-def rf_rows(input_times: torch.Tensor, synapse) -> tuple[torch.Tensor, torch.Tensor]:
-    """The receptive fields of ``input_times (B, N_in, S)`` as rows: ``(rows (B * P, F, S),
-    gmap (P, F * S))`` with ``F = C_in * kH * kW``; ``gmap`` is each row slot's position in
-    a sample's flattened input (padding entries point at slot 0 and hold ``+inf``)."""
-    n_batch, _, s_in = input_times.shape
-    idx = rf_index(synapse, input_times.device)
-    n_pos, fan = idx.shape
-    safe = idx.clamp(min=0)
-    rows = input_times.detach()[:, safe.reshape(-1), :].reshape(n_batch, n_pos, fan, s_in)
-    rows = rows.masked_fill((idx < 0).view(1, n_pos, fan, 1), float("inf"))
-    slots = torch.arange(s_in, device=idx.device)
-    gmap = (safe.unsqueeze(-1) * s_in + slots).reshape(n_pos, fan * s_in)
-    return rows.reshape(n_batch * n_pos, fan, s_in), gmap
+@triton.jit
+def _rf_select_kernel(ts_ptr, perm_ptr, out_ts_ptr, out_col_ptr, out_pos_ptr, M, W, P, W_OUT,
+                      S_IN, H, WD, KH, KW, SY, SX, PY, PX, BLOCK: tl.constexpr):
+    # Row b * P + q: walk sample b's sorted spikes (ts, perm: time and input position
+    # ((ci * H + iy) * WD + ix) * S_IN + s) up to the first +inf, keep those whose neuron
+    # lies in the field of output position q = (oy, ox), in order, with their row column
+    # ((ci * KH + ky) * KW + kx) * S_IN + s; then pad the row with +inf (the columns past
+    # the row's spikes are never read; as input positions the padding gets spread values,
+    # so that the op's gradient scatter of its zeros meets little contention).
+    row = tl.program_id(0)
+    b = row // P
+    q = row - b * P
+    oy = q // W_OUT
+    y0 = oy * SY - PY
+    x0 = (q - oy * W_OUT) * SX - PX
+    src = b.to(tl.int64) * M
+    dst = row.to(tl.int64) * W
+    offs = tl.arange(0, BLOCK)
+    total = 0
+    full = True
+    j0 = 0
+    while (j0 < M) & full:
+        jj = j0 + offs
+        t = tl.load(ts_ptr + src + jj, mask=jj < M, other=float("inf"))
+        fin = t < float("inf")
+        pos = tl.load(perm_ptr + src + jj, mask=fin, other=0).to(tl.int32)  # M < 2**31
+        n = pos // S_IN
+        ci = n // (H * WD)
+        rem = n - ci * (H * WD)
+        iy = rem // WD
+        ky = iy - y0
+        kx = rem - iy * WD - x0
+        keep = fin & (ky >= 0) & (ky < KH) & (kx >= 0) & (kx < KW)
+        col = ((ci * KH + ky) * KW + kx) * S_IN + (pos - n * S_IN)
+        at = total + tl.cumsum(keep.to(tl.int32), axis=0) - 1
+        tl.store(out_ts_ptr + dst + at, t, mask=keep)
+        tl.store(out_col_ptr + dst + at, col, mask=keep)
+        tl.store(out_pos_ptr + dst + at, pos, mask=keep)
+        total += tl.sum(keep.to(tl.int32), axis=0)
+        full = tl.sum(fin.to(tl.int32), axis=0) == BLOCK
+        j0 += BLOCK
+    j0 = total
+    while j0 < W:
+        jj = j0 + offs
+        pad = jj < W
+        tl.store(out_ts_ptr + dst + jj, tl.zeros([BLOCK], dtype=out_ts_ptr.dtype.element_ty)
+                 + float("inf"), mask=pad)
+        tl.store(out_pos_ptr + dst + jj, ((q * W + jj) % M).to(tl.int64), mask=pad)
+        j0 += BLOCK
 
 
-def global_perm(perm: torch.Tensor, gmap: torch.Tensor, n_batch: int) -> torch.Tensor:
-    """The rows' sort permutations ``perm (B * P, F * S)`` (columns of a row) as positions
-    in each sample's flattened input: ``(B, P * F * S)``."""
-    n_pos, width = gmap.shape
-    local = perm.reshape(n_batch, n_pos, width)
-    return torch.gather(gmap.unsqueeze(0).expand(n_batch, n_pos, width), 2,
-                        local).reshape(n_batch, n_pos * width)
+def sorted_rows(ts: torch.Tensor, perm: torch.Tensor, s_in: int, synapse):
+    """The receptive-field rows of a batch whose samples are sorted: ``ts (B, N_in * S_in)``
+    ascending (``+inf`` last, ties in input order) and ``perm`` each entry's input position.
+    Returns ``(ts (B * P, W), col (B * P, W) int32, pos (B, P * W))`` with ``W = C_in * kH *
+    kW * S_in``: each row's spikes in time order, their row columns (past the row's spikes:
+    unset) and their input positions."""
+    n_batch, m = ts.shape
+    c, h, w = synapse.in_shape
+    (kh, kw), (sy, sx), (py, px) = synapse.kernel, synapse.stride, synapse.padding
+    n_pos, w_out = synapse.positions, synapse.out_hw[1]
+    width = c * kh * kw * s_in
+    if m >= 2**31 or n_pos * width >= 2**31:
+        raise ValueError(f"a convolution's input ({m} slots per sample) and rows "
+                         f"({n_pos} x {width}) must stay below 2**31 entries per sample")
+    dev = ts.device
+    out_ts = torch.empty((n_batch * n_pos, width), dtype=ts.dtype, device=dev)
+    out_col = torch.empty((n_batch * n_pos, width), dtype=torch.int32, device=dev)
+    out_pos = torch.empty((n_batch, n_pos * width), dtype=torch.int64, device=dev)
+    if n_batch * n_pos and width:
+        _rf_select_kernel[(n_batch * n_pos,)](
+            ts, perm.contiguous(), out_ts, out_col, out_pos, m, width, n_pos, w_out, s_in, h, w,
+            kh, kw, sy, sx, py, px, BLOCK=SELECT_BLOCK, num_warps=1 if m <= 2048 else 4)
+    return out_ts, out_col, out_pos
 
 
 def to_rows(t: torch.Tensor, n_pos: int) -> torch.Tensor:
@@ -98,3 +128,4 @@ def from_rows(t: torch.Tensor, n_pos: int) -> torch.Tensor:
     n_batch = rows // n_pos
     return (t.reshape(n_batch, n_pos, c_out, *rest).transpose(1, 2)
             .reshape(n_batch, c_out * n_pos, *rest).contiguous())
+

@@ -53,7 +53,9 @@ def _merge_kernel(key_ptr, cnt_ptr, ts_ptr, perm_ptr, M, KW, TILE: tl.constexpr,
                   LOG_TILE: tl.constexpr):
     # Each key's place in the sorted list: its rank in its own sorted tile plus, per other
     # tile, the number of smaller keys there (binary search; keys are distinct). The
-    # positions of this tile's range past the count get the padding (+inf, index 0).
+    # positions of this tile's range past the count get the padding (+inf, and their own
+    # position as index: distinct indices, so that the op's gradient scatter of the padding's
+    # zeros meets no contention).
     b = tl.program_id(0)
     t = tl.program_id(1)
     t0 = t * TILE
@@ -85,16 +87,16 @@ def _merge_kernel(key_ptr, cnt_ptr, ts_ptr, perm_ptr, M, KW, TILE: tl.constexpr,
     pad = (jj >= count) & (jj < M)
     tl.store(ts_ptr + row * M + jj, tl.zeros([TILE], dtype=tl.float32) + float("inf"),
              mask=pad)
-    tl.store(perm_ptr + row * M + jj, tl.zeros([TILE], dtype=tl.int64), mask=pad)
+    tl.store(perm_ptr + row * M + jj, jj.to(tl.int64), mask=pad)  # distinct: no hot spot
 
 
-def sort_times(flat: torch.Tensor, *, tile: int, min_width: int):
+def sort_times(flat: torch.Tensor, *, tile: int, min_width: int, warps: int = 4):
     """Stable sort of each row of ``flat (B, M)`` (times >= 0 or +inf): ``(times, indices)``,
     ``(B, M)`` in ``flat``'s dtype and int64; the indices of the ``+inf`` padding are some
     valid column.
 
     float32 rows wider than ``min_width`` go through batsnn's own sort (tiles of ``tile``
-    keys, a power of two); other rows through ``torch.sort``.
+    keys, a power of two, each sorted by ``warps`` warps); other rows through ``torch.sort``.
     """
     n_batch, m = flat.shape
     if flat.dtype != torch.float32 or m <= min_width or m >= 2**31 or n_batch == 0:
@@ -106,7 +108,7 @@ def sort_times(flat: torch.Tensor, *, tile: int, min_width: int):
     ts = torch.empty((n_batch, m), dtype=flat.dtype, device=flat.device)
     perm = torch.empty((n_batch, m), dtype=torch.int64, device=flat.device)
     _compact_kernel[(n_batch,)](flat, keys, count, m, kw, BLOCK=1024, num_warps=4)
-    _tile_sort_kernel[(n_batch, n_tiles)](keys, count, kw, TILE=tile, num_warps=4)
+    _tile_sort_kernel[(n_batch, n_tiles)](keys, count, kw, TILE=tile, num_warps=warps)
     _merge_kernel[(n_batch, n_tiles)](keys, count, ts, perm, m, kw, TILE=tile,
                                       LOG_TILE=tile.bit_length() - 1, num_warps=4)
     return ts, perm
