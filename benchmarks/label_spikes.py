@@ -22,7 +22,6 @@ from batsnn.experiments.config import config_from_dict
 from batsnn.experiments.data import load_dataset
 from batsnn.experiments.model import build_model
 from batsnn.experiments.rundir import read_json
-from batsnn.params import LIFParams
 
 
 def summarise(model, base, cfg, images, labels, dt) -> dict:
@@ -66,7 +65,7 @@ def main(argv=None):
     model = build_model(cfg, ds.train_x.shape[1], ds.n_classes)
     model.load_state_dict(ck["model"])
     model.eval()
-    base = {m: m.params for m in model.modules() if isinstance(getattr(m, "params", None), LIFParams)}
+    base = T.network_params(model)
     row = {"run": args.run, "checkpoint": args.checkpoint, "epoch": ck["epoch"],
            "dt_ms": 1e3 * cfg.dt, "dt_mode": cfg.dt_mode, "test_samples": len(ds.test_y)}
     for name, dt in (("exact", None), ("grid", cfg.dt)):

@@ -80,8 +80,9 @@ def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> Non
                    help="the time step of training; evaluation always runs at --dt: fixed "
                         "(default: train at dt), continuous (exact time), continuous-margin "
                         "(exact time, every layer's t_max shortened by (layers + 1) * dt), "
-                        "fine (the finer step --dt-fine), finetune (exact time for --dt-warmup-epochs, then dt), anneal (dt "
-                        "growing to its value over --dt-warmup-epochs)")
+                        "fine (the finer step --dt-fine), finetune (exact time for "
+                        "--dt-warmup-epochs, then dt), anneal (dt growing to its value over "
+                        "--dt-warmup-epochs)")
     p.add_argument("--dt-warmup-epochs", type=int,
                    help="epochs before training reaches dt (finetune, anneal)")
     p.add_argument("--dt-fine", type=float, help="the training step of --dt-mode fine (s)")

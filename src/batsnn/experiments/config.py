@@ -35,10 +35,10 @@ from batsnn.experiments.data import canonical_name
 from batsnn.experiments.model import check_network, dense_network, network_summary
 from batsnn.experiments.rundir import MARKER
 
-__all__ = ["DT_MODES", "PRESETS", "RESUME_FIELDS", "RUN_INFO_KEYS", "SEED_MAX", "SHORTHANDS", "TrainConfig",
-           "check_setting", "config_document", "config_from_dict", "read_config_file",
-           "resolve_config", "resolve_device", "settings_difference", "training_margin",
-           "validate_config"]
+__all__ = ["DT_MODES", "PRESETS", "RESUME_FIELDS", "RUN_INFO_KEYS", "SEED_MAX", "SHORTHANDS",
+           "TrainConfig", "check_setting", "config_document", "config_from_dict",
+           "read_config_file", "resolve_config", "resolve_device", "settings_difference",
+           "training_margin", "validate_config"]
 
 
 def _default_network() -> list[dict]:
@@ -70,12 +70,12 @@ class TrainConfig:
             with every layer's horizon ``t_max`` shortened by ``(L + 1) * dt`` (``L``
             spiking layers; on the grid the input and every layer delay spikes by up to
             one step each, so what the trained network emits by then still lands in the
-            window); ``"fine"``, the finer grid ``dt_fine`` throughout; ``"finetune"``, exact
-            time for the first
-            ``dt_warmup_epochs`` epochs, then ``dt``; ``"anneal"``, ``dt * e / (W + 1)`` in
-            epoch ``e <= W = dt_warmup_epochs``, then ``dt``
-            (:func:`batsnn.experiments.train.training_dt`). In exact time (``dt`` unset) every
-            mode trains in exact time, so a sweep over ``dt`` can include ``dt = 0``.
+            window); ``"fine"``, the finer grid ``dt_fine`` throughout; ``"finetune"``,
+            exact time for the first ``dt_warmup_epochs`` epochs, then ``dt``;
+            ``"anneal"``, ``dt * e / (W + 1)`` in epoch ``e <= W = dt_warmup_epochs``,
+            then ``dt`` (:func:`batsnn.experiments.train.training_dt`). In exact time
+            (``dt`` unset) every mode trains in exact time, so a sweep over ``dt`` can
+            include ``dt = 0``.
         seed: seeds weights, data order and every RNG.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; cuda_graph: replay each training
             step as one CUDA graph on a GPU.
@@ -467,15 +467,18 @@ def config_from_dict(settings: Mapping) -> TrainConfig:
     return _merge([("", {k: v for k, v in settings.items() if k not in RUN_INFO_KEYS})])
 
 
+def _neuron_layers(network) -> list[int]:
+    """The indices of a network description's layers of LIF neurons (linear, conv2d)."""
+    return [i for i, s in enumerate(network) if s.get("type") in ("linear", "conv2d")]
+
+
 def training_margin(cfg: TrainConfig) -> float:
     """Seconds by which training shortens every layer's horizon ``t_max``: ``(L + 1) *
     cfg.dt`` for ``dt_mode "continuous-margin"`` (``L`` spiking layers of ``cfg.network``:
     on the grid the input and each layer delay spikes by up to one step), else 0."""
     if cfg.dt is None or cfg.dt_mode != "continuous-margin":
         return 0.0
-    layers = sum(1 for s in cfg.network if s.get("type") in ("linear", "conv2d"))
-    return (layers + 1) * cfg.dt
-
+    return (len(_neuron_layers(cfg.network)) + 1) * cfg.dt
 
 
 def validate_config(cfg: TrainConfig) -> TrainConfig:
@@ -488,8 +491,8 @@ def validate_config(cfg: TrainConfig) -> TrainConfig:
     if cfg.dt == 0:
         cfg.dt = None
     margin = training_margin(cfg)
-    short = [i for i, s in enumerate(cfg.network) if s.get("type") in ("linear", "conv2d")
-             and float(s.get("t_max", cfg.t_max)) <= margin]
+    short = [i for i in _neuron_layers(cfg.network)
+             if float(cfg.network[i].get("t_max", cfg.t_max)) <= margin]
     if short:
         raise ValueError(f"dt_mode 'continuous-margin' shortens the training horizon by "
                          f"{margin:g} s, not less than t_max of network layer {short[0]}")

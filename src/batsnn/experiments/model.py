@@ -13,9 +13,10 @@ A network is described by a list of layer specs, plain JSON-able dicts, each wit
   (optional; the run's ``tau_s``, ``t_max`` and ``init`` otherwise): the neuron's parameters,
   validated as one :class:`batsnn.LIFParams`. ``dt`` is the run's, the same for every layer.
 
-``conv2d`` (a :class:`batsnn.nn.LIFConv2d`, "valid" and no bias by default) takes maps ``(C, H, W)`` and needs ``channels`` (output channels), ``kernel`` (an int
-or ``[kH, kW]``), ``theta`` and ``max_spikes``; optional ``stride``, ``padding`` and the
-neuron's ``delta_theta``, ``tau_s``, ``t_max``, ``init`` as for ``linear``:
+``conv2d`` (a :class:`batsnn.nn.LIFConv2d`, "valid" and no bias by default) takes maps
+``(C, H, W)`` and needs ``channels`` (output channels), ``kernel`` (an int or ``[kH, kW]``),
+``theta`` and ``max_spikes``; optional ``stride``, ``padding`` and the neuron's
+``delta_theta``, ``tau_s``, ``t_max``, ``init`` as for ``linear``:
 
     {"type": "conv2d", "channels": 15, "kernel": 5, "theta": 0.04, "max_spikes": 1}
 

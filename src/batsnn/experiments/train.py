@@ -62,8 +62,8 @@ from batsnn.spikes import mark_valid
 
 __all__ = ["EpochLog", "ProgressBar", "RunPlots", "RunRecorder", "TrainState", "check_finite",
            "check_resumable", "encode_images", "epoch_order", "evaluate", "fit",
-           "loss_and_prediction", "restore_checkpoint", "seed_everything", "summary_of",
-           "set_network_grid", "sync_run_files", "train", "training_dt"]
+           "loss_and_prediction", "network_params", "restore_checkpoint", "seed_everything",
+           "set_network_grid", "summary_of", "sync_run_files", "train", "training_dt"]
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -391,6 +391,13 @@ def training_dt(cfg: TrainConfig, epoch: int) -> float | None:
     raise ValueError(f"dt_mode must be one of {', '.join(DT_MODES)}, got {cfg.dt_mode!r}")
 
 
+def network_params(model: torch.nn.Module) -> dict:
+    """Each LIF layer of ``model`` (a module with :class:`~batsnn.params.LIFParams` as
+    ``params``) mapped to its parameters now: the ``base`` of :func:`set_network_grid`."""
+    return {m: m.params for m in model.modules()
+            if isinstance(getattr(m, "params", None), LIFParams)}
+
+
 def set_network_grid(model: torch.nn.Module, base: dict, dt: float | None,
                      margin: float = 0.0) -> None:
     """Run every LIF layer of ``model`` on the time grid ``dt`` (``None``: exact time) with
@@ -405,8 +412,9 @@ def set_network_grid(model: torch.nn.Module, base: dict, dt: float | None,
 
 def encode_images(images: torch.Tensor, cfg: TrainConfig, device, dt=...) -> torch.Tensor:
     """TTFS spike times of uint8 images ``(B, ...)`` (window ``cfg.t_window``, grid
-    ``cfg.dt`` unless ``dt`` is given) on ``device``, shaped as ``cfg.network`` takes them: ``(B, N, 1)`` float32, or
-    ``(B, 1, H, W, 1)`` maps for a network starting with a conv or pool layer
+    ``cfg.dt`` unless ``dt`` is given) on ``device``, shaped as ``cfg.network`` takes them:
+    ``(B, N, 1)`` float32, or ``(B, 1, H, W, 1)`` maps for a network starting with a conv or
+    pool layer
     (:func:`batsnn.experiments.model.network_input_shape`); uint8 values lie in [0, 255] by
     type, so they are encoded without value checks (no host synchronisation) and the times
     are still known valid (:func:`batsnn.ttfs_encode`)."""
@@ -683,8 +691,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
     # the time step training runs at now (dt_mode); evaluation always runs at cfg.dt
     grid_now = {"dt": training_dt(cfg, state.epoch + 1), "graph": None, "graph_dt": None}
     # (graph_dt: the training step the graph was recorded at)
-    own_params = {m: m.params for m in model.modules()
-                  if isinstance(getattr(m, "params", None), LIFParams)}
+    own_params = network_params(model)
     margin = training_margin(cfg)
     set_network_grid(model, own_params, grid_now["dt"], margin)
 

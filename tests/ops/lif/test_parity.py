@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.ops.lif import parity
 
@@ -109,7 +110,6 @@ def test_float32_slack_is_the_references_own_conditioning():
     ref = parity.reference("conv-plain-segments-f32")
     # a relative input change of 6e-8 moves this gradient by more than 1e-3 of its size
     assert sens.grad_input_times.max() > 1e-3 * ref.g_in.abs().max()
-    torch = pytest.importorskip("torch")
     for name in ("conv-plain-segments-f32", "dense-plain-small-f32"):
         ref = parity.reference(name)
         sens = parity.float32_sensitivity(name)

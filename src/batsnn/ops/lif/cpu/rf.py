@@ -30,8 +30,9 @@ from batsnn.ops.lif.events import Events
 RF_FIELDS = ("rf_off", "rf_j", "rf_w", "rf_up", "rf_xup", "rf_kup")
 
 ConvEvents = NamedTuple("ConvEvents", [(f, torch.Tensor) for f in (*Events._fields, *RF_FIELDS)])
-ConvEvents.__doc__ = """The sorted events of a batch (the fields of :class:`batsnn.ops.lif.events.Events`)
-    and the receptive-field lists of a convolution's ``P = H_out * W_out`` output positions.
+ConvEvents.__doc__ = """The sorted events of a batch (the fields of
+    :class:`batsnn.ops.lif.events.Events`) and the receptive-field lists of a convolution's
+    ``P = H_out * W_out`` output positions.
 
     List ``(b, q)`` (sample ``b``, position ``q = oy * W_out + ox``) is the entries
     ``rf_off[b * P + q] .. rf_off[b * P + q + 1] - 1``; entry ``e``:

@@ -128,21 +128,19 @@ def _event_params(p, dtype, device):
 
 def sort_events(input_times, p, synapse=DENSE):
     """Event lists on the GPU in the input's dtype, full width (no host synchronisation):
-    a stable sort, then one kernel for the per-event arrays (:mod:`.events`); for a
-    convolution, one list per sample and output position (:mod:`.conv`)."""
-    dev, dtype = input_times.device, input_times.dtype
-    prm, grid = _event_params(p, dtype, dev), _grid(p, dev)
-    if _synapse_kind(synapse) == "dense":
-        return _events.sort_events(input_times, p, prm, grid, tile=SORT_TILE,
-                                   min_width=SORT_MIN_WIDTH, block=_PREP_BLOCK, interp=_INTERP,
-                                   warps=SORT_WARPS)
+    a stable sort of each sample's spikes, for a convolution one row per sample and output
+    position taken from it (:mod:`.conv`), then one kernel for the per-event arrays
+    (:mod:`.events`)."""
+    kind = _synapse_kind(synapse)
     n_batch, n_in, s_in = input_times.shape
-    flat = input_times.detach().reshape(n_batch, n_in * s_in).contiguous()
-    ts, perm = _sort_times(flat)
-    ts, col, pos = conv.sorted_rows(ts, perm, s_in, synapse)
+    dev, dtype = input_times.device, input_times.dtype
+    ts, perm = _sort_times(input_times.detach().reshape(n_batch, n_in * s_in).contiguous())
+    if kind == "conv2d":
+        ts, perm, pos = conv.sorted_rows(ts, perm, s_in, synapse)
     block = min(_PREP_BLOCK, triton.next_power_of_2(max(ts.shape[1], 16)))
-    ev = _events.events_from_sorted(ts, col, s_in, p, prm, grid, block=block, interp=_INTERP)
-    return ev._replace(perm=pos)
+    ev = _events.events_from_sorted(ts, perm, s_in, p, _event_params(p, dtype, dev),
+                                    _grid(p, dev), block=block, interp=_INTERP)
+    return ev if kind == "dense" else ev._replace(perm=pos)
 
 
 def _forward(ev, weight, p, need_aux):

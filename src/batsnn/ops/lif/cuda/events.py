@@ -13,7 +13,6 @@ import triton
 import triton.language as tl
 
 from batsnn.ops.lif.cuda.core import _exp, _floor_index
-from batsnn.ops.lif.cuda.sort import sort_times
 from batsnn.ops.lif.events import Events
 
 
@@ -73,29 +72,18 @@ def _prep_kernel(ts_ptr, perm_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, x
     tl.store(nspk_ptr + b, total)
 
 
-def sort_events(input_times: torch.Tensor, p, prm: torch.Tensor, grid: torch.Tensor, *,
-                tile: int, min_width: int, block: int, interp: bool,
-                warps: int = 4) -> Events:
-    """Event lists of valid spike trains ``input_times (B, N_in, S_in)`` on the GPU, full
-    width ``M = N_in * S_in``: a stable sort (:func:`.sort.sort_times` with ``tile``,
-    ``min_width`` and ``warps``), then :func:`events_from_sorted`.
-
-    ``prm``: the device constants ``(tau_s, ., ., t_max, ., seg)`` in the input's dtype;
-    ``grid``: float64 ``(dt, floor_index(t_max))`` (the grid only matters when ``p.dt > 0``;
-    otherwise ``kin``/``kup`` are empty ``(B, 0)``). ``interp``: Triton's CPU interpreter.
-    """
-    n_batch, n_in, s_in = input_times.shape
-    flat = input_times.detach().reshape(n_batch, n_in * s_in).contiguous()
-    ts, perm = sort_times(flat, tile=tile, min_width=min_width, warps=warps)
-    return events_from_sorted(ts, perm, s_in, p, prm, grid, block=block, interp=interp)
-
-
 def events_from_sorted(ts: torch.Tensor, perm: torch.Tensor, s_in: int, p, prm: torch.Tensor,
                        grid: torch.Tensor, *, block: int, interp: bool) -> Events:
-    """Event lists from rows already sorted: ``ts (B, M)`` ascending (``+inf`` last, ties in
-    input order) and ``perm (B, M)`` each entry's input column (neuron ``perm // s_in``); one
-    kernel (``block`` events a step) for the per-event arrays. Arguments as
-    :func:`sort_events`."""
+    """Event lists from rows already sorted (:func:`.sort.sort_times`): ``ts (B, M)``
+    ascending (``+inf`` last, ties in input order) and ``perm (B, M)`` each entry's input
+    column (neuron ``perm // s_in``); one kernel (``block`` events a step) for the per-event
+    arrays.
+
+    ``p``: the layer's :class:`~batsnn.params.LIFParams`; ``prm``: the device constants
+    ``(tau_s, ., ., t_max, ., seg)`` in the rows' dtype; ``grid``: float64 ``(dt,
+    floor_index(t_max))`` (the grid only matters when ``p.dt > 0``; otherwise ``kin``/``kup``
+    are empty ``(B, 0)``). ``interp``: Triton's CPU interpreter.
+    """
     n_batch, m = ts.shape
     dev, dtype = ts.device, ts.dtype
     nid = torch.empty((n_batch, m), dtype=torch.int32, device=dev)
