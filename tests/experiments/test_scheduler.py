@@ -41,6 +41,15 @@ def test_gpu_plans(kwargs, slots, device, words):
     assert plan.in_process == (len(slots) == 1)
 
 
+@pytest.mark.parametrize("setting", ["cuda", "auto"], ids=["setting-cuda", "setting-auto"])
+def test_a_resolved_device_still_spreads_over_every_gpu(setting):
+    """run_sweep passes the resolved device (``cuda`` resolves to ``cuda:0``) and the runs'
+    setting: a setting naming no GPU places runs on every visible one."""
+    plan = S.plan_slots("cuda:0", base_device=setting, visible=["0", "1"])
+    assert [(s.gpu, s.visible) for s in plan.slots] == [(0, "0"), (1, "1")]
+    assert plan.device == "cuda" and plan.description == "2 at once on GPUs 0,1 (1 per GPU)"
+
+
 def test_a_device_naming_a_gpu_is_the_default_placement():
     plan = S.plan_slots("cuda:1", base_device="cuda:1", visible=["0", "1"])
     assert [(s.gpu, s.visible) for s in plan.slots] == [(1, "1")] and plan.device == "cuda:1"

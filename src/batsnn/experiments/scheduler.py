@@ -93,8 +93,8 @@ def plan_slots(device: torch.device | str, *, jobs: int = 0,
         device: the device the runs' settings resolve to (``cpu`` or ``cuda[:N]``).
         jobs: runs at once. On the CPU, 0 means one per core. On GPUs, 0 means
             ``jobs_per_gpu`` per GPU; a positive value is the total, spread round-robin.
-        gpus: indices (``cuda:i``) of the GPUs to use; ``None``: the one ``device`` names
-            (``cuda:N``), else every visible GPU.
+        gpus: indices (``cuda:i``) of the GPUs to use; ``None``: the one the runs' setting
+            ``base_device`` names (``cuda:N``), else (``cuda``, ``auto``) every visible GPU.
         jobs_per_gpu: runs at once on each GPU (default 1); not together with ``jobs``.
         base_device: the runs' ``device`` setting (kept when nothing needs changing).
         visible: ``CUDA_VISIBLE_DEVICES`` ids per GPU (default :func:`visible_gpus`).
@@ -123,7 +123,9 @@ def plan_slots(device: torch.device | str, *, jobs: int = 0,
         raise ValueError("give jobs (runs at once in all) or jobs_per_gpu, not both")
     ids = list(visible_gpus() if visible is None else visible)
     if gpus is None:
-        gpus = [device.index] if device.index is not None else list(range(len(ids)))
+        # the user's setting decides, not the resolved device: "cuda" resolves to cuda:0
+        named = torch.device("cuda" if base_device == "auto" else base_device)
+        gpus = [named.index] if named.index is not None else list(range(len(ids)))
     gpus = list(gpus)
     if not gpus:
         raise ValueError("gpus must name at least one GPU")
