@@ -16,7 +16,7 @@ TINY = dict(dataset="fashion-mnist", hidden=[20], max_spikes=[6, 6], theta=[0.2,
             batch_size=10, eval_batch_size=20, epochs=1, device="cpu")
 
 
-def _fake_run(out, dt, seed, acc, spikes, decision, seconds):
+def _fake_run(out, dt, seed, acc, spikes, decision, seconds, curve=None):
     run = RunDir(out / "runs" / S.run_name(dt, seed))
     run.path.mkdir(parents=True)
     summary = {M.TEST_ACCURACY: acc, M.BEST_TEST_ACCURACY: acc, M.DECISION_TIME_MS: decision,
@@ -26,7 +26,9 @@ def _fake_run(out, dt, seed, acc, spikes, decision, seconds):
                M.layer_key(M.SILENT_NEURONS_PCT, 1): 1.0,
                M.layer_key(M.SILENT_NEURONS_PCT, 2): 0.0, M.EPOCHS_COMPLETED: len(seconds)}
     write_json(run.summary, summary)
-    write_csv(run.metrics, [{M.EPOCH: i + 1, M.TRAIN_SECONDS: s} for i, s in enumerate(seconds)])
+    curve = curve or [acc] * len(seconds)
+    write_csv(run.metrics, [{M.EPOCH: i + 1, M.TRAIN_SECONDS: s, M.TEST_ACCURACY: a}
+                            for i, (s, a) in enumerate(zip(seconds, curve))])
 
 
 def test_rows_and_summary_by_hand(tmp_path):
@@ -51,9 +53,39 @@ def test_rows_and_summary_by_hand(tmp_path):
     assert S.run_name(0.0005, 3) == "dt0.5ms-seed3"
 
 
-def _table(report):
-    """The report's table as {dt cell: [cells]} and its header."""
-    lines = [ln for ln in report.splitlines() if ln.startswith("|")]
+def test_epoch_rows_and_table_by_hand(tmp_path):
+    """Per dt and epoch, the mean over the runs that reached the epoch; a stopped run (seed 2
+    at 0 ms, one epoch) counts where it got to, and the report's cell says how many runs."""
+    _fake_run(tmp_path, 0.0, 1, 0.9, (1.0, 1.0), 5.0, [1.0, 1.0, 1.0], curve=[0.5, 0.7, 0.9])
+    _fake_run(tmp_path, 0.0, 2, 0.3, (1.0, 1.0), 5.0, [1.0], curve=[0.3])
+    _fake_run(tmp_path, 0.004, 1, 0.2, (1.0, 1.0), 5.0, [1.0, 1.0], curve=[0.4, 0.2])
+    _fake_run(tmp_path, 0.004, 2, 0.6, (1.0, 1.0), 5.0, [1.0, 1.0], curve=[0.6, 0.6])
+    rows = S.epoch_rows(tmp_path, [0.0, 0.004, 0.008], [1, 2])
+    acc = S.mean_key(M.TEST_ACCURACY), S.std_key(M.TEST_ACCURACY)
+    got = [(r[S.DT], r[M.EPOCH], r[S.N_SEEDS], r[acc[0]]) for r in rows]
+    assert got == [(0.0, 1, 2, pytest.approx(0.4)), (0.0, 2, 1, pytest.approx(0.7)),
+                   (0.0, 3, 1, pytest.approx(0.9)), (0.004, 1, 2, pytest.approx(0.5)),
+                   (0.004, 2, 2, pytest.approx(0.4))]
+    assert rows[0][acc[1]] == pytest.approx(statistics.stdev([0.5, 0.3]))
+    assert math.isnan(rows[0][S.mean_key(M.DECISION_TIME_MS)])  # not in these metrics.csv
+    lines = S._epoch_table(rows, 2)
+    header, table = _table("\n".join(lines))
+    assert header == ["dt (ms)", "1", "2", "3"]
+    assert table["0"] == ["0", "40.00", "70.00 (1)", "90.00 (1)"]
+    assert table["4"] == ["4", "50.00", "40.00", "-"]
+    assert S._epoch_table([], 2) == []
+
+
+def _table(report, which=0):
+    """Table ``which`` of the report as {dt cell: [cells]} and its header."""
+    blocks, cur = [], []
+    for ln in report.splitlines() + [""]:
+        if ln.startswith("|"):
+            cur.append(ln)
+        elif cur:
+            blocks.append(cur)
+            cur = []
+    lines = blocks[which]
     cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
     return cells[0], {row[0]: row for row in cells[2:]}
 
@@ -110,9 +142,19 @@ def test_sweep_end_to_end_resume_and_rows_equal_single_runs(data_dir, tmp_path):
         assert float(s[S.mean_key(M.TEST_ACCURACY)]) == pytest.approx(statistics.mean(accs))
         assert float(s[S.std_key(M.TEST_ACCURACY)]) == pytest.approx(statistics.stdev(accs))
     for name in ("accuracy_vs_dt.png", "spikes_vs_dt.png", "latency_vs_dt.png",
-                 "label_spikes_vs_dt.png", "readout_vs_dt.png", "report.md"):
+                 "label_spikes_vs_dt.png", "readout_vs_dt.png", "accuracy_per_epoch.png",
+                 "report.md"):
         assert (out / name).is_file(), name
     _check_report((out / "report.md").read_text(), base, summary, [0, 0.004], [1, 2], cmd)
+    # epochs.csv: one epoch here, so its means are those of summary.csv
+    per_epoch = read_csv(out / "epochs.csv")
+    assert [(float(r[S.DT]), int(r[M.EPOCH]), int(r[S.N_SEEDS])) for r in per_epoch] == [
+        (0.0, 1, 2), (0.004, 1, 2)]
+    for e, s in zip(per_epoch, summary):
+        for k in (M.TEST_ACCURACY, M.DECISION_TIME_MS, M.readout_accuracy_key(100)):
+            assert float(e[S.mean_key(k)]) == pytest.approx(float(s[S.mean_key(k)])), k
+    _, epoch_table = _table((out / "report.md").read_text(), 1)
+    assert epoch_table["4"][1] == f"{100 * float(per_epoch[1][S.mean_key(M.TEST_ACCURACY)]):.2f}"
 
     # a sweep row equals what a single run gives for the same settings
     single = resolve_config("mnist-count", **TINY, data_dir=str(data_dir), dt=0.004, seed=2,

@@ -91,11 +91,13 @@ def raster(outputs, labels, path) -> None:
 
 def errorbar_plot(xs, series: dict, path, *, xlabel: str, ylabel: str, title: str,
                   logy: bool = False) -> None:
-    """Lines with error bars: ``series`` maps a label to ``(means, stds)`` over ``xs``."""
+    """Lines with error bars: ``series`` maps a label to ``(means, stds)`` over ``xs``, or to
+    ``(x, means, stds)`` for a line with its own x values."""
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for label, (mean, std) in series.items():
+    for label, line in series.items():
+        x, mean, std = line if len(line) == 3 else (xs, *line)
         std = [0.0 if (s is None or (isinstance(s, float) and math.isnan(s))) else s for s in std]
-        ax.errorbar(xs, mean, yerr=std, marker="o", capsize=3, label=label)
+        ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=label)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     if logy:
         ax.set_yscale("log")

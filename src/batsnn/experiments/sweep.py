@@ -5,7 +5,8 @@ normal run directory), records the shared settings and the run directories it st
 ``OUT/sweep.json``, then writes ``sweep.csv`` (one row per finished run:
 :data:`ROW_METRICS`, the per-layer metrics, the training time summed over epochs, epochs and
 run directory), ``summary.csv`` (per dt the number of seeds and the mean and standard
-deviation over seeds of every numeric column), plots and ``report.md``.
+deviation over seeds of every numeric column), ``epochs.csv`` (per dt and epoch the mean and
+standard deviation over seeds of :data:`EPOCH_METRICS`), plots and ``report.md``.
 
 Several runs train at once in worker processes: on the CPU sharing the cores, on GPUs one
 or more per GPU, each process seeing only its GPU (:mod:`batsnn.experiments.scheduler`).
@@ -46,9 +47,9 @@ from batsnn.experiments.rundir import (MARKER, OutDirError, RunDir, atomic_write
 from batsnn.experiments.train import sync_run_files
 from batsnn.experiments.scheduler import plan_slots, run_on_slots, set_threads
 
-__all__ = ["DT", "EPOCHS", "MAX_SEEDS", "N_SEEDS", "ROW_METRICS", "RUN_DIR", "SEED",
+__all__ = ["DT", "EPOCHS", "EPOCH_METRICS", "MAX_SEEDS", "N_SEEDS", "ROW_METRICS", "RUN_DIR", "SEED",
            "SWEEP_FILE", "SWEEP_SETTINGS", "SettingsMismatch", "mean_key", "run_name", "run_sweep", "std_key",
-           "summary_rows", "sweep_rows"]
+           "epoch_rows", "summary_rows", "sweep_rows"]
 
 #: sweep.csv columns besides the metrics
 DT, SEED, EPOCHS, RUN_DIR = "dt", "seed", "epochs", "run_dir"
@@ -58,6 +59,8 @@ N_SEEDS = "n_seeds"
 ROW_METRICS = (M.TEST_ACCURACY, M.BEST_TEST_ACCURACY, M.DECISION_TIME_MS, *M.LABEL_SHARE_KEYS,
                M.SILENT_LABELS_PCT, *M.READOUT_KEYS)
 _LAYER_FAMILIES = (M.SILENT_NEURONS_PCT, M.SPIKES_PER_SAMPLE)
+#: the per-epoch metrics that epochs.csv averages over seeds
+EPOCH_METRICS = (M.TEST_ACCURACY, M.DECISION_TIME_MS, *M.READOUT_KEYS)
 #: the sweep's own record: marker, shared settings, the run directories it started
 SWEEP_FILE = "sweep.json"
 #: settings every run of a sweep shares and a rerun must not change (``epochs`` may: runs
@@ -222,9 +225,32 @@ def sweep_rows(out: str | os.PathLike, dts: Sequence[float], seeds: Sequence[int
     return rows
 
 
+def epoch_rows(out: str | os.PathLike, dts: Sequence[float],
+               seeds: Sequence[int]) -> list[dict]:
+    """Per dt and epoch: ``dt``, ``epoch``, ``n_seeds`` (the runs that completed that epoch)
+    and the mean and standard deviation over those runs of :data:`EPOCH_METRICS`, read from
+    the ``metrics.csv`` of every started (dt, seed) run under ``out/runs``, stopped ones
+    included. Order: by dt as given, then epoch."""
+    rows = []
+    for dt in dts:
+        per_epoch: dict[int, list[dict]] = {}
+        for seed in seeds:
+            run = RunDir(Path(out) / "runs" / run_name(dt, seed))
+            if run.metrics.is_file():
+                for r in read_csv(run.metrics):
+                    per_epoch.setdefault(int(r[M.EPOCH]), []).append(r)
+        for epoch in sorted(per_epoch):
+            sel = per_epoch[epoch]
+            row = {DT: dt, M.EPOCH: epoch, N_SEEDS: len(sel)}
+            for k in EPOCH_METRICS:
+                row[mean_key(k)], row[std_key(k)] = _mean_std([r.get(k) for r in sel])
+            rows.append(row)
+    return rows
+
+
 def _mean_std(values) -> tuple[float, float]:
-    vals = [float(v) for v in values if v is not None and not (isinstance(v, float)
-                                                                and math.isnan(v))]
+    vals = [float(v) for v in values if v not in (None, "") and not (isinstance(v, float)
+                                                                      and math.isnan(v))]
     if not vals:
         return math.nan, math.nan
     m = sum(vals) / len(vals)
@@ -350,17 +376,29 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
     write_csv(out / "sweep.csv", rows)
     summary = summary_rows(rows, dts)
     write_csv(out / "summary.csv", summary)
-    _plots(out, summary)
-    report = _report(base, summary, rows, dts, seeds, time.perf_counter() - t0,
+    per_epoch = epoch_rows(out, dts, seeds)
+    write_csv(out / "epochs.csv", per_epoch)
+    _plots(out, summary, per_epoch)
+    report = _report(base, summary, rows, per_epoch, dts, seeds, time.perf_counter() - t0,
                      command or "batsnn.experiments.sweep.run_sweep")
     atomic_write(out / "report.md", report.encode())
     log(f"sweep results in {out} (sweep.csv, summary.csv, report.md, plots)")
     return rows
 
 
-def _plots(out: Path, summary: list[dict]) -> None:
+def _plots(out: Path, summary: list[dict], per_epoch: list[dict]) -> None:
     from batsnn.experiments import plots
 
+    if per_epoch:
+        acc = mean_key(M.TEST_ACCURACY), std_key(M.TEST_ACCURACY)
+        curves = {}
+        for dt in dict.fromkeys(r[DT] for r in per_epoch):
+            sel = [r for r in per_epoch if r[DT] == dt]
+            curves[f"dt {1e3 * dt:g} ms"] = ([r[M.EPOCH] for r in sel],
+                                             [100 * r[acc[0]] for r in sel],
+                                             [100 * r[acc[1]] for r in sel])
+        plots.errorbar_plot(None, curves, out / "accuracy_per_epoch.png", xlabel="epoch",
+                            ylabel="test accuracy (%)", title="test accuracy per epoch")
     if not summary:
         return
     xs = [1e3 * s[DT] for s in summary]
@@ -401,7 +439,29 @@ def _epochs_done(rows: list[dict]) -> str:
     return str(min(done)) if min(done) == max(done) else f"{min(done)} to {max(done)}"
 
 
-def _report(cfg: TrainConfig, summary, rows, dts, seeds, seconds: float, command: str) -> str:
+def _epoch_table(per_epoch: list[dict], n_seeds: int) -> list[str]:
+    """Test accuracy (%) per dt (rows) and epoch (columns), mean over seeds; a cell averaged
+    over fewer than ``n_seeds`` runs shows how many in brackets."""
+    if not per_epoch:
+        return []
+    epochs = sorted({r[M.EPOCH] for r in per_epoch})
+    cells = {(r[DT], r[M.EPOCH]): r for r in per_epoch}
+    lines = ["Test accuracy (%) per epoch, mean over seeds (in brackets: the number of runs "
+             "averaged, where fewer than all seeds reached the epoch):", "",
+             "| dt (ms) | " + " | ".join(map(str, epochs)) + " |",
+             "|---" * (1 + len(epochs)) + "|"]
+    for dt in dict.fromkeys(r[DT] for r in per_epoch):
+        row = []
+        for e in epochs:
+            c = cells.get((dt, e))
+            row.append("-" if c is None else f"{100 * c[mean_key(M.TEST_ACCURACY)]:.2f}"
+                       + (f" ({c[N_SEEDS]})" if c[N_SEEDS] < n_seeds else ""))
+        lines.append(f"| {1e3 * dt:g} | " + " | ".join(row) + " |")
+    return lines + ["", "![accuracy per epoch](accuracy_per_epoch.png)", ""]
+
+
+def _report(cfg: TrainConfig, summary, rows, per_epoch, dts, seeds, seconds: float,
+            command: str) -> str:
     layers = M.layer_keys([k[:-len("_mean")] for k in (summary[0] if summary else {})
                            if k.endswith("_mean")], M.SPIKES_PER_SAMPLE)
     share50 = M.label_share_key(50)
@@ -431,6 +491,7 @@ def _report(cfg: TrainConfig, summary, rows, dts, seeds, seconds: float, command
             + f" | {s[mean_key(M.TRAIN_SECONDS)]:.0f} |")
     lines += ["", "![accuracy](accuracy_vs_dt.png)", "", "![spikes](spikes_vs_dt.png)", "",
               "![latency](latency_vs_dt.png)", "", "![label spikes](label_spikes_vs_dt.png)", "",
-              "![read-out](readout_vs_dt.png)", "",
-              f"Total wall time of this invocation: {seconds:.0f} s.", ""]
+              "![read-out](readout_vs_dt.png)", ""]
+    lines += _epoch_table(per_epoch, len(seeds))
+    lines += [f"Total wall time of this invocation: {seconds:.0f} s.", ""]
     return "\n".join(lines)
