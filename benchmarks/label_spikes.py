@@ -5,9 +5,11 @@ For a run trained with ``--dt DT`` (any ``--dt-mode``), the checkpoint's weights
 the first test images twice, in exact time and on the grid of ``DT`` (inputs and every
 layer), and the output layer's spikes are summarised: accuracy, output and label spikes per
 sample, the median time of the label neuron's first and last spike, the median gap between
-its consecutive spikes and the share of gaps shorter than one step.
+its consecutive spikes and the share of gaps shorter than one step. ``--dt`` names the
+grids instead (0: exact time), for any run, also one trained in exact time.
 
     python benchmarks/label_spikes.py RUN_DIR [--checkpoint last|best] [--test-samples 2000]
+        [--dt 0,4e-3,8e-3]
 """
 
 from __future__ import annotations
@@ -22,12 +24,16 @@ from batsnn.experiments.config import config_from_dict
 from batsnn.experiments.data import load_dataset
 from batsnn.experiments.model import build_model
 from batsnn.experiments.rundir import read_json
+from batsnn.spikes import SpikeTrains
 
 
-def summarise(model, base, cfg, images, labels, dt) -> dict:
+def summarise(model, base, cfg, images, labels, dt, batch: int = 500) -> dict:
     T.set_network_grid(model, base, dt)
     with torch.no_grad():
-        outs = model.forward_all(T.encode_images(images, cfg, "cpu", dt=dt))
+        parts = [model.forward_all(T.encode_images(images[i:i + batch], cfg, "cpu", dt=dt))
+                 for i in range(0, len(images), batch)]
+    outs = [SpikeTrains(torch.cat([t.times for t in layer]), torch.cat([t.counts for t in layer]))
+            for layer in zip(*parts)]
     out = outs[-1]
     lab = out.times[torch.arange(len(labels)), labels.long()]
     fin = torch.isfinite(lab)
@@ -38,7 +44,7 @@ def summarise(model, base, cfg, images, labels, dt) -> dict:
     def ms(v):
         return round(1e3 * float(v.median()), 2) if v.numel() else None
 
-    step = cfg.dt or 0.0
+    step = dt or 0.0
     return {"accuracy_pct": round(100 * float((out.counts.argmax(1) == labels).float().mean()), 2),
             "hidden_spikes": round(float(outs[0].counts.flatten(1).sum(1).float().mean()), 1),
             "output_spikes": round(float(out.counts.sum(1).float().mean()), 1),
@@ -56,19 +62,31 @@ def main(argv=None):
     p.add_argument("--checkpoint", default="last", choices=("last", "best"))
     p.add_argument("--test-samples", type=int, default=2000)
     p.add_argument("--data-dir", help="where the dataset is (default: the run's setting)")
+    p.add_argument("--dt", help="comma-separated grids to run on, in seconds (0: exact time); "
+                   "default: exact time and the run's dt")
     args = p.parse_args(argv)
     cfg = config_from_dict(read_json(f"{args.run}/config.json"))
-    if not cfg.dt:
-        p.error(f"{args.run} was trained without a time step (--dt)")
+    if args.dt is not None:
+        try:
+            grids = [float(v) for v in args.dt.split(",")]
+        except ValueError:
+            p.error(f"--dt must be comma-separated numbers of seconds, got {args.dt!r}")
+        if any(not (g >= 0) or g != g or g == float("inf") for g in grids):
+            p.error(f"--dt values must be finite and >= 0, got {args.dt!r}")
+        named = [(f"dt {1e3 * g:g} ms" if g else "exact", g or None) for g in grids]
+    elif not cfg.dt:
+        p.error(f"{args.run} was trained without a time step (--dt): name the grids with --dt")
+    else:
+        named = [("exact", None), ("grid", cfg.dt)]
     ds = load_dataset(cfg.dataset, args.data_dir or cfg.data_dir).subset(None, args.test_samples)
-    ck = torch.load(f"{args.run}/{args.checkpoint}.pt", weights_only=True)
+    ck = torch.load(f"{args.run}/{args.checkpoint}.pt", weights_only=True, map_location="cpu")
     model = build_model(cfg, ds.train_x.shape[1], ds.n_classes)
     model.load_state_dict(ck["model"])
     model.eval()
     base = T.network_params(model)
     row = {"run": args.run, "checkpoint": args.checkpoint, "epoch": ck["epoch"],
-           "dt_ms": 1e3 * cfg.dt, "dt_mode": cfg.dt_mode, "test_samples": len(ds.test_y)}
-    for name, dt in (("exact", None), ("grid", cfg.dt)):
+           "dt_ms": 1e3 * (cfg.dt or 0.0), "dt_mode": cfg.dt_mode, "test_samples": len(ds.test_y)}
+    for name, dt in named:
         row[name] = summarise(model, base, cfg, ds.test_x, ds.test_y, dt)
     print(json.dumps(row))
 
