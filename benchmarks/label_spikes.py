@@ -19,16 +19,21 @@ import json
 
 import torch
 
+from batsnn.cli import _float_list
 from batsnn.experiments import train as T
 from batsnn.experiments.config import config_from_dict
 from batsnn.experiments.data import load_dataset
 from batsnn.experiments.model import build_model
 from batsnn.experiments.rundir import read_json
+from batsnn.experiments.sweep import _check_dts
 from batsnn.spikes import SpikeTrains
 
 
-def summarise(model, base, cfg, images, labels, dt, batch: int = 500) -> dict:
+def summarise(model, base, cfg, images, labels, dt, batch: int | None = None) -> dict:
+    """The output layer's spikes of ``model`` on ``images`` on the grid ``dt`` (``None``:
+    exact time), run ``batch`` images at a time (default: the run's eval batch size)."""
     T.set_network_grid(model, base, dt)
+    batch = batch or cfg.eval_batch_size
     with torch.no_grad():
         parts = [model.forward_all(T.encode_images(images[i:i + batch], cfg, "cpu", dt=dt))
                  for i in range(0, len(images), batch)]
@@ -62,17 +67,15 @@ def main(argv=None):
     p.add_argument("--checkpoint", default="last", choices=("last", "best"))
     p.add_argument("--test-samples", type=int, default=2000)
     p.add_argument("--data-dir", help="where the dataset is (default: the run's setting)")
-    p.add_argument("--dt", help="comma-separated grids to run on, in seconds (0: exact time); "
-                   "default: exact time and the run's dt")
+    p.add_argument("--dt", type=_float_list, help="comma-separated grids to run on, in "
+                   "seconds (0: exact time); default: exact time and the run's dt")
     args = p.parse_args(argv)
     cfg = config_from_dict(read_json(f"{args.run}/config.json"))
     if args.dt is not None:
         try:
-            grids = [float(v) for v in args.dt.split(",")]
-        except ValueError:
-            p.error(f"--dt must be comma-separated numbers of seconds, got {args.dt!r}")
-        if any(not (g >= 0) or g != g or g == float("inf") for g in grids):
-            p.error(f"--dt values must be finite and >= 0, got {args.dt!r}")
+            grids = _check_dts(args.dt)
+        except ValueError as e:
+            p.error(f"--dt: {e}")
         named = [(f"dt {1e3 * g:g} ms" if g else "exact", g or None) for g in grids]
     elif not cfg.dt:
         p.error(f"{args.run} was trained without a time step (--dt): name the grids with --dt")
