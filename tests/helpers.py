@@ -1,6 +1,9 @@
-"""Shared test helpers: tensor comparison with a named failure, random spike trains."""
+"""Shared test helpers: tensor comparison with a named failure, random spike trains, the
+scripts of ``benchmarks/`` as modules."""
 
+import importlib.util
 import math
+import os
 
 import torch
 
@@ -36,3 +39,13 @@ def random_times(batch, neurons, slots, *, t_max=0.1, p=0.7, gen=None, dtype=tor
     keep = torch.rand(batch, neurons, slots, generator=gen) < p
     t = torch.where(keep, t, torch.full_like(t, math.inf))
     return torch.sort(t, dim=-1).values.to(dtype)
+
+
+def benchmark_script(name: str):
+    """``benchmarks/<name>.py`` loaded as a module (the folder is not a package)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        name, os.path.join(root, "benchmarks", f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -1,24 +1,14 @@
 """benchmarks/label_spikes.py: the label neuron's spikes of a trained run, exact and on the
 grid."""
 
-import importlib.util
 import json
-import os
 
 import pytest
 
 from batsnn.experiments import train as T
 from batsnn.experiments.config import resolve_config
+from tests.helpers import benchmark_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "label_spikes", os.path.join(ROOT, "benchmarks", "label_spikes.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_label_spikes_of_a_grid_run(data_dir, tmp_path, capsys):
@@ -28,7 +18,7 @@ def test_label_spikes_of_a_grid_run(data_dir, tmp_path, capsys):
                          data_dir=str(data_dir), epochs=1, dt=dt, dt_mode="continuous",
                          out=str(tmp_path / "run"))
     summary = T.train(cfg, quiet=True)
-    _script().main([str(tmp_path / "run"), "--test-samples", "20"])
+    benchmark_script("label_spikes").main([str(tmp_path / "run"), "--test-samples", "20"])
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert row["epoch"] == 1 and row["dt_ms"] == 10.0 and row["test_samples"] == 20
     grid, exact = row["grid"], row["exact"]
@@ -46,7 +36,7 @@ def test_label_spikes_of_an_exact_run_on_named_grids(data_dir, tmp_path, capsys)
                          max_spikes=[8, 8], batch_size=10, eval_batch_size=16, device="cpu",
                          data_dir=str(data_dir), epochs=1, out=str(tmp_path / "run"))
     summary = T.train(cfg, quiet=True)
-    script = _script()
+    script = benchmark_script("label_spikes")
     # chunks of 7 images: the result does not depend on how the test set is cut
     whole = script.summarise
     script.summarise = lambda *a, **k: whole(*a, **k, batch=7)

@@ -3,6 +3,7 @@
 started and only with the same settings, and every experiment refuses directories that are
 not its own."""
 
+import dataclasses
 import json
 import shutil
 
@@ -268,3 +269,22 @@ def test_convergence_refuses_foreign_directories_and_malformed_parts(tmp_path):
     part.write_text("[1, 2]")
     with pytest.raises(ValueError, match=f"{part} is not a convergence part file"):
         cv.run_convergence(small, out, quiet=True, log=None)
+
+
+def test_a_report_needs_no_device_and_no_checkpoints(finished_sweep):
+    """A published sweep keeps each run's results but not its checkpoints, and is rebuilt
+    on a machine without the GPU it trained on: the report comes from the results alone."""
+    base, out, rows = finished_sweep
+    for ck in out.glob("runs/*/*.pt"):
+        ck.unlink()
+    (out / "sweep.csv").unlink()
+    gpu = dataclasses.replace(base, device="cuda:7")  # no such GPU here, on any CI machine
+    lines = []
+    again = S.run_sweep(gpu, [0, 0.004], [1], out, report_only=True, gpus=[7],
+                        log=lines.append)
+    assert "2 of 2 (dt, seed) runs have results (0 with a final checkpoint)" in lines[0]
+    assert [r[M.TEST_ACCURACY] for r in again] == [r[M.TEST_ACCURACY] for r in rows]
+    assert len(read_csv(out / "sweep.csv")) == 2
+    # training still checks the device
+    with pytest.raises(ValueError, match="cuda:7"):
+        S.run_sweep(gpu, [0, 0.004], [1], out, jobs=1, log=lines.append)

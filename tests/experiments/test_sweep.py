@@ -177,7 +177,7 @@ def test_sweep_end_to_end_resume_and_rows_equal_single_runs(data_dir, tmp_path):
     # report only: nothing is trained, the tables come from the finished runs
     (out / "sweep.csv").unlink()
     S.run_sweep(base, [0, 0.004], [1, 2, 3, 4], out, report_only=True, log=lines.append)
-    assert "0 to train" in lines[-2]
+    assert "6 of 8 (dt, seed) runs have results (6 with a final checkpoint)" in lines[-2]
     assert len(read_csv(out / "sweep.csv")) == 6
     report = (out / "report.md").read_text()
     _check_report(report, base, read_csv(out / "summary.csv"), [0, 0.004], [1, 2, 3, 4],

@@ -90,10 +90,11 @@ def raster(outputs, labels, path) -> None:
 
 
 def errorbar_plot(xs, series: dict, path, *, xlabel: str, ylabel: str, title: str,
-                  logy: bool = False) -> None:
+                  logy: bool = False, legend_outside: bool = False) -> None:
     """Lines with error bars: ``series`` maps a label to ``(means, stds)`` over ``xs``, or to
-    ``(x, means, stds)`` for a line with its own x values."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ``(x, means, stds)`` for a line with its own x values. ``legend_outside``: the legend
+    right of the axes instead of over the lines (for many series)."""
+    fig, ax = plt.subplots(figsize=(7.5 if legend_outside else 5.5, 3.6))
     for label, line in series.items():
         x, mean, std = line if len(line) == 3 else (xs, *line)
         std = [0.0 if (s is None or (isinstance(s, float) and math.isnan(s))) else s for s in std]
@@ -102,6 +103,9 @@ def errorbar_plot(xs, series: dict, path, *, xlabel: str, ylabel: str, title: st
     if logy:
         ax.set_yscale("log")
     if len(series) > 1:
-        ax.legend()
+        if legend_outside:
+            ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
+        else:
+            ax.legend()
     ax.grid(alpha=0.3)
     _save(fig, path)

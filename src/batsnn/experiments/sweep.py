@@ -290,7 +290,9 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
         out: the sweep directory.
         jobs: trainings at once (0: one per CPU core on a CPU; on GPUs ``jobs_per_gpu`` per
             GPU, a positive value is the total); several run in separate processes.
-        report_only: train nothing; rebuild the tables, plots and report from finished runs.
+        report_only: train nothing (and need no device: ``base.device``, ``gpus`` and the
+            jobs are not checked); rebuild the tables, plots and report from the runs'
+            results, also of runs whose checkpoints were removed.
         quiet: no per-epoch output from the trainings (in one process).
         command: the command line to name in the report (default: this function).
         log: where progress lines go.
@@ -324,10 +326,11 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
         raise ValueError(f"jobs must be an int >= 0, got {jobs!r}")
     base = validate_config(dataclasses.replace(base, network=[dict(s) for s in base.network]))
     out = Path(out)
-    device = resolve_device(base.device)
-    plan = plan_slots(device, jobs=jobs, gpus=gpus, jobs_per_gpu=jobs_per_gpu,
-                      base_device=base.device)
-    threads = plan.threads
+    # a report trains nothing, so it needs no device: one made on a machine without the GPU
+    # the runs trained on reads them as well
+    plan = None if report_only else plan_slots(
+        resolve_device(base.device), jobs=jobs, gpus=gpus, jobs_per_gpu=jobs_per_gpu,
+        base_device=base.device)
 
     # the sweep directory: new, empty, or a sweep with the same settings
     prepare_out(out, "sweep", resume=True)
@@ -340,7 +343,8 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
             run = RunDir(runs_dir / run_name(dt, seed))
             cfg = validate_config(dataclasses.replace(base, network=[dict(s) for s in base.network],
                                                       dt=dt, seed=seed, out=str(run.path),
-                                                      device=plan.device))
+                                                      device=plan.device if plan
+                                                      else base.device))
             status = _run_status(run, cfg, record)
             if status == "finished":
                 finished_already += 1
@@ -352,13 +356,13 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
         record["runs"] = sorted(set(record["runs"]) | {Path(c.out).name for c in todo})
         record["settings"]["epochs"] = base.epochs
     write_json(out / SWEEP_FILE, record)
-    done = finished_already
-    line = (f"sweep: {len(dts)} dt x {len(seeds)} seeds, {done} finished already, {len(todo)} "
-            f"to train with {plan.description}")
-    if resumed:
-        line += (f"; {len(resumed)} of them continue stopped runs that this sweep started "
-                 f"(listed in {SWEEP_FILE}): {', '.join(resumed)}")
-    log(line)
+    if plan is not None:
+        line = (f"sweep: {len(dts)} dt x {len(seeds)} seeds, {finished_already} finished "
+                f"already, {len(todo)} to train with {plan.description}")
+        if resumed:
+            line += (f"; {len(resumed)} of them continue stopped runs that this sweep started "
+                     f"(listed in {SWEEP_FILE}): {', '.join(resumed)}")
+        log(line)
 
     def finished(cfg, s, slot=None):
         log(f"  dt {cfg.dt or 0:g} s seed {cfg.seed}: test accuracy "
@@ -366,13 +370,16 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
             + (f" (GPU {slot.gpu})" if slot is not None and slot.gpu is not None else ""))
 
     t0 = time.perf_counter()
-    if plan.in_process:
+    if plan is not None and plan.in_process:
         for cfg in todo:
-            finished(cfg, _train_one(cfg, threads, quiet))
-    elif todo:  # one worker process per slot, each on its GPU (or its share of the cores)
-        run_on_slots(functools.partial(_train_one, threads=threads, quiet=True), todo,
+            finished(cfg, _train_one(cfg, plan.threads, quiet))
+    elif plan is not None and todo:  # one worker process per slot, each on its GPU (or its share of the cores)
+        run_on_slots(functools.partial(_train_one, threads=plan.threads, quiet=True), todo,
                      plan.slots, on_done=finished)
     rows = sweep_rows(out, dts, seeds)
+    if plan is None:
+        log(f"sweep --report-only: {len(rows)} of {len(dts) * len(seeds)} (dt, seed) runs "
+            f"have results ({finished_already} with a final checkpoint); nothing is trained")
     write_csv(out / "sweep.csv", rows)
     summary = summary_rows(rows, dts)
     write_csv(out / "summary.csv", summary)

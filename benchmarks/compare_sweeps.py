@@ -1,0 +1,91 @@
+"""Test accuracy per epoch of several trainings at one time step, in one plot: mean and
+standard deviation over seeds, one line per labelled source.
+
+A source is a sweep directory (``batsnn sweep --out``; its runs at ``--dt`` are read) or a
+comma-separated list of ``metrics.csv`` files of single runs (``batsnn train``), e.g. the
+modes of ``--dt-mode`` at one dt:
+
+    python benchmarks/compare_sweeps.py --dt 10e-3 --out modes-10ms.png \\
+        "seed's scheme=full/mnist" "fine 2 ms=modes/gpu/mnist-dt10ms-fine2ms" \\
+        "fine 4 ms=modes/full-dt10ms-fine4ms-seed1.csv,modes/full-dt10ms-fine4ms-seed2.csv"
+
+The table of the plotted values is printed as CSV (label, epoch, runs, mean %, std %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from batsnn import metrics as M
+from batsnn.experiments.plots import errorbar_plot
+from batsnn.experiments.rundir import read_csv, read_json
+from batsnn.experiments.sweep import _check_dts, _mean_std, run_name
+
+
+def metrics_files(source: str, dt: float) -> list[Path]:
+    """The ``metrics.csv`` files of ``source`` (a sweep directory: its runs at ``dt``)."""
+    path = Path(source)
+    if path.is_dir():
+        manifest = path / "sweep.json"
+        if not manifest.is_file():
+            raise SystemExit(f"compare_sweeps: {source!r} is not a sweep directory "
+                             "(no sweep.json)")
+        names = set(read_json(manifest)["runs"])
+        files = [path / "runs" / run_name(dt, seed) / "metrics.csv"
+                 for seed in range(1, len(names) + 1) if run_name(dt, seed) in names]
+        files = [f for f in files if f.is_file()]
+        if not files:
+            raise SystemExit(f"compare_sweeps: sweep {source!r} has no run at dt = {dt} s")
+        return files
+    files = [Path(p) for p in source.split(",")]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise SystemExit(f"compare_sweeps: no such metrics file: {', '.join(missing)}")
+    return files
+
+
+def accuracy_per_epoch(files: list[Path]) -> list[tuple[int, int, float, float]]:
+    """(epoch, runs, mean %, std %) of the test accuracy over ``files``, per epoch."""
+    per_epoch: dict[int, list[str]] = {}
+    for f in files:
+        for row in read_csv(f):
+            per_epoch.setdefault(int(row[M.EPOCH]), []).append(row[M.TEST_ACCURACY])
+    out = []
+    for epoch in sorted(per_epoch):
+        mean, std = _mean_std(per_epoch[epoch])
+        out.append((epoch, len(per_epoch[epoch]), 100 * mean, 100 * std))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("sources", nargs="+", metavar="LABEL=SOURCE")
+    p.add_argument("--dt", required=True, help="the time step of the runs (s)")
+    p.add_argument("--out", required=True, help="the plot (.png)")
+    p.add_argument("--title", default=None)
+    args = p.parse_args(argv)
+    try:
+        (dt,) = _check_dts([float(args.dt)])
+    except ValueError as e:
+        p.error(f"--dt {args.dt!r}: {e}")
+    series = {}
+    print("label,epoch,runs,mean_pct,std_pct")
+    for item in args.sources:
+        label, sep, source = item.partition("=")
+        if not sep or not label or not source:
+            p.error(f"source {item!r}: expected LABEL=SOURCE")
+        rows = accuracy_per_epoch(metrics_files(source, dt))
+        for epoch, n, mean, std in rows:
+            print(f"{label},{epoch},{n},{mean:.2f},{std:.2f}")
+        series[label] = ([r[0] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
+    title = args.title or f"test accuracy on the {dt * 1e3:g} ms grid"
+    errorbar_plot(None, series, args.out, xlabel="epoch", ylabel="test accuracy (%)",
+                  title=title, legend_outside=True)
+    print(f"plot: {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
