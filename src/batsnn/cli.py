@@ -82,7 +82,8 @@ def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> Non
                         "(exact time, every layer's t_max shortened by (layers + 1) * dt), "
                         "fine (the finer step --dt-fine), finetune (exact time for "
                         "--dt-warmup-epochs, then dt), anneal (dt growing to its value over "
-                        "--dt-warmup-epochs)")
+                        "--dt-warmup-epochs), dither (dt, each training sample's input "
+                        "moved by a random fraction of a step before the grid)")
     p.add_argument("--dt-warmup-epochs", type=int,
                    help="epochs before training reaches dt (finetune, anneal)")
     p.add_argument("--dt-fine", type=float, help="the training step of --dt-mode fine (s)")

@@ -274,12 +274,18 @@ def test_augmented_conv_run_under_cuda_graphs_matches_eager_and_cpu(data_dir, tm
     control displacements an input of the graph) trains as the eager one, and both as the
     CPU run, up to float32 summation order."""
     base = dict(**TINY_CONV, data_dir=str(data_dir), epochs=2)
+    assert resolve_config("mnist-conv", **base).augment == "elastic"
+    graph_eager_and_cpu_agree("mnist-conv", base, tmp_path)
+
+
+def graph_eager_and_cpu_agree(preset, base, tmp_path):
+    """Train ``base`` on the GPU with and without CUDA graphs and on the CPU; assert the same
+    training up to float32 summation order."""
     runs = {}
     for name, dev, graph in (("graph", "cuda", True), ("eager", "cuda", False),
                              ("cpu", "cpu", False)):
-        cfg = resolve_config("mnist-conv", **{**base, "device": dev}, cuda_graph=graph,
+        cfg = resolve_config(preset, **{**base, "device": dev}, cuda_graph=graph,
                              out=str(tmp_path / name))
-        assert cfg.augment == "elastic"
         T.train(cfg, quiet=True)
         runs[name] = read_csv(tmp_path / name / "metrics.csv")
     for other in ("eager", "cpu"):
@@ -330,6 +336,7 @@ def test_training_dt_of_each_mode():
     assert at("finetune", 2) == [None, None, 0.01, 0.01, 0.01]
     assert at("anneal", 3) == pytest.approx([0.0025, 0.005, 0.0075, 0.01, 0.01])
     assert at("continuous-margin", 0) == [None] * 5
+    assert at("dither", 0) == [0.01] * 5
     fine = resolve_config("mnist-count", dt=0.01, dt_mode="fine", dt_fine=0.004)
     assert [T.training_dt(fine, e) for e in (1, 2)] == [0.004, 0.004]
     # the margin: one step for the input and one per spiking layer (mnist-count: 2 layers)
@@ -339,16 +346,17 @@ def test_training_dt_of_each_mode():
     assert T.training_margin(resolve_config("mnist-conv", dt=0.002,
                                             dt_mode="continuous-margin")) == pytest.approx(0.01)
     # exact time: every mode trains as it evaluates (a sweep's dt = 0 run)
-    for mode in ("fixed", "continuous", "finetune", "anneal"):
+    for mode in ("fixed", "continuous", "finetune", "anneal", "dither"):
         cfg = resolve_config("mnist-count", dt_mode=mode, dt_warmup_epochs=1)
         assert [T.training_dt(cfg, e) for e in (1, 2, 3)] == [None] * 3
+        assert T.dither_shifts(cfg, epoch=1, batch=0, n=4) is None
 
 
 def test_dt_mode_settings_are_checked():
     with pytest.raises(ValueError, match="dt_mode must be 'fixed', 'continuous', "
                                          "'continuous-margin', 'fine', 'finetune', 'anneal', "
-                                         "got 'dither'"):
-        resolve_config("mnist-count", dt=0.01, dt_mode="dither")
+                                         "'dither', got 'wobble'"):
+        resolve_config("mnist-count", dt=0.01, dt_mode="wobble")
     with pytest.raises(ValueError, match="dt_mode 'anneal' needs dt_warmup_epochs >= 1, got 0"):
         resolve_config("mnist-count", dt=0.01, dt_mode="anneal")
     with pytest.raises(ValueError, match="dt_mode 'continuous-margin' shortens the training "
@@ -446,3 +454,119 @@ def test_continuous_margin_trains_in_exact_time_on_a_shorter_horizon(data_dir, t
     T.train(cfg, quiet=True, callbacks=[Probe()])
     assert all(s == {(0.0, round(cfg.t_max - 3 * dt, 9))} for s in seen[:-1]) and len(seen) > 2
     assert seen[-1] == {(dt, cfg.t_max)}  # evaluated (and saved) as the grid network
+
+
+def test_dither_shifts_are_uniform_in_one_step_and_reproducible():
+    cfg = resolve_config("mnist-count", dt=0.01, dt_mode="dither", seed=3)
+    s = T.dither_shifts(cfg, epoch=2, batch=5, n=4000)
+    assert s.dtype == torch.float64 and s.shape == (4000,)
+    assert float(s.min()) >= 0.0 and float(s.max()) < 0.01
+    assert abs(float(s.mean()) - 0.005) < 0.0003  # uniform: mean dt / 2 (std of mean 4.6e-5)
+    # drawn from (seed, epoch, batch, rank) only
+    assert torch.equal(s, T.dither_shifts(cfg, epoch=2, batch=5, n=4000))
+    for other in (dict(epoch=3, batch=5), dict(epoch=2, batch=6),
+                  dict(epoch=2, batch=5, rank=1)):
+        assert not torch.equal(s, T.dither_shifts(cfg, n=4000, **other))
+    cfg4 = resolve_config("mnist-count", dt=0.01, dt_mode="dither", seed=4)
+    assert not torch.equal(s, T.dither_shifts(cfg4, epoch=2, batch=5, n=4000))
+    # the other modes move nothing
+    fixed = resolve_config("mnist-count", dt=0.01)
+    assert T.dither_shifts(fixed, epoch=1, batch=0, n=4) is None
+
+
+@pytest.mark.parametrize("preset, shape", [("mnist-count", (784,)),
+                                           ("mnist-conv", (1, 28, 28))])
+def test_shifted_encoding_is_the_grid_of_the_moved_times(preset, shape):
+    """With shifts the times are grid points: the first grid point after each exact time
+    plus its image's shift; a zero shift gives the plain encoding bit for bit."""
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (6, 28, 28), dtype=torch.uint8, generator=g)
+    dt = 0.004
+    cfg = resolve_config(preset, dt=dt, dt_mode="dither")
+    plain = T.encode_images(images, cfg, "cpu")
+    assert torch.equal(T.encode_images(images, cfg, "cpu", shift=torch.zeros(6)), plain)
+    shift = torch.tensor([0.0, 1e-4, 0.001, 0.002, 0.0039, 0.0039999], dtype=torch.float64)
+    got = T.encode_images(images, cfg, "cpu", shift=shift)
+    assert got.shape == (6, *shape, 1) and got.dtype == torch.float32
+    exact = batsnn.ttfs_encode(images.reshape(6, -1).float(), t_window=cfg.t_window,
+                               x_max=255.0).double()
+    got = got.reshape(6, 784, 1).double()
+    fin = torch.isfinite(exact)
+    assert torch.equal(torch.isfinite(got), fin)
+    moved = (exact + shift.reshape(-1, 1, 1))[fin]
+    # plain arithmetic: the smallest multiple of dt strictly after the moved time
+    k = torch.floor(moved / dt) + 1
+    want = (k * dt).float().double()
+    assert torch.equal(got[fin], want)
+    # (within float32's rounding of the grid point)
+    assert bool((got[fin] > moved - 1e-8).all()) and bool((got[fin] <= moved + dt + 1e-8).all())
+    # the same as the plain grid of those moved times; never earlier than the plain encoding
+    assert torch.equal(got[fin], batsnn.discretize(moved, dt).float().double())
+    assert bool((got >= plain.reshape(6, 784, 1).double()).all())
+    # in exact time a shift changes nothing (every mode trains as it evaluates)
+    exact_cfg = resolve_config(preset, dt_mode="dither")
+    assert torch.equal(T.encode_images(images, exact_cfg, "cpu", shift=shift),
+                       T.encode_images(images, exact_cfg, "cpu"))
+
+
+def test_a_moved_input_moves_every_spike_in_exact_time():
+    """Why a shift dithers the grid: the network is the same at every time, so an input
+    moved by s gives output spikes moved by s (up to float rounding), as long as they stay
+    inside the horizon."""
+    torch.manual_seed(0)
+    model = build_model(resolve_config("mnist-count", hidden=[30], max_spikes=[6, 8],
+                                       theta=[0.15, 0.3]), 784, 10)
+    images = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8)
+    cfg = resolve_config("mnist-count")
+    x = T.encode_images(images, cfg, "cpu")
+    s = 0.0031
+    with torch.no_grad():
+        a = model.forward_all(x)
+        b = model.forward_all(batsnn.spikes.mark_valid((x.double() + s).float()))
+    for la, lb in zip(a, b):
+        early = torch.isfinite(la.times) & (la.times < cfg.t_max - 2 * s)
+        assert int(early.sum()) > 0
+        assert torch.allclose(lb.times[early].double(), la.times[early].double() + s,
+                              atol=2e-5)
+
+
+def test_dither_trains_on_moved_inputs_and_evaluates_on_the_plain_grid(
+        data_dir, tmp_path, monkeypatch):
+    """Every training step encodes its batch with the batch's shifts (seed, epoch, batch);
+    every evaluation encodes without them at dt; the run resumes exactly."""
+    dt = 0.004
+    tiny = {**TINY, "theta": [0.2, 0.4]}
+    base = dict(**tiny, data_dir=str(data_dir), dt=dt, dt_mode="dither")
+    cfg = resolve_config("mnist-count", **base, epochs=2, out=str(tmp_path / "run"))
+    calls = []
+    real = T.encode_images
+
+    def spy(images, c, device, dt=..., shift=None):
+        calls.append((images.shape[0], c.dt if dt is ... else dt,
+                      None if shift is None else shift.clone()))
+        return real(images, c, device, dt=dt, shift=shift)
+
+    monkeypatch.setattr(T, "encode_images", spy)
+    T.train(cfg, quiet=True)
+    monkeypatch.setattr(T, "encode_images", real)
+    train_calls = [c for c in calls if c[2] is not None]
+    assert len(train_calls) == 2 * 60 // 10  # every step of both epochs
+    assert {d for _, d, _ in calls} == {dt}
+    expected = [T.dither_shifts(cfg, epoch=e, batch=b, n=10) for e in (1, 2) for b in range(6)]
+    assert all(torch.equal(c[2], w) for c, w in zip(train_calls, expected))
+    assert all(c[2] is None for c in calls if c[0] != 10)  # evaluations (batch 16): plain
+    # resuming sees the same shifts; and dithering changes training
+    rows = resumed_equals_uninterrupted("mnist-count", base, tmp_path / "resume", 2)
+    fixed = resolve_config("mnist-count", **tiny, data_dir=str(data_dir), dt=dt, epochs=1,
+                           out=str(tmp_path / "fixed"))
+    T.train(fixed, quiet=True)
+    assert read_csv(tmp_path / "fixed" / "metrics.csv")[0][M.TRAIN_LOSS] != rows[0][M.TRAIN_LOSS]
+
+
+@pytest.mark.cuda
+def test_dither_under_cuda_graphs_matches_eager_and_cpu(data_dir, tmp_path):
+    """The batch's shifts are an input of the captured step: the graph trains as the
+    kernel-by-kernel loop and as the CPU, up to float32 summation order."""
+    base = dict(**{**TINY, "theta": [0.2, 0.4]}, data_dir=str(data_dir), epochs=2, dt=0.004,
+                dt_mode="dither")
+    graph_eager_and_cpu_agree("mnist-count", base, tmp_path)

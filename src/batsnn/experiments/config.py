@@ -73,7 +73,11 @@ class TrainConfig:
             window); ``"fine"``, the finer grid ``dt_fine`` throughout; ``"finetune"``,
             exact time for the first ``dt_warmup_epochs`` epochs, then ``dt``;
             ``"anneal"``, ``dt * e / (W + 1)`` in epoch ``e <= W = dt_warmup_epochs``,
-            then ``dt`` (:func:`batsnn.experiments.train.training_dt`). In exact time
+            then ``dt`` (:func:`batsnn.experiments.train.training_dt`); ``"dither"``,
+            ``dt`` with each training sample's input spikes moved later by a random
+            fraction of a step before they are put on the grid, so that the grid's phase
+            against the signal varies and the expected emitted time of a spike varies
+            smoothly with its crossing (:func:`batsnn.experiments.train.dither_shifts`). In exact time
             (``dt`` unset) every mode trains in exact time, so a sweep over ``dt`` can
             include ``dt = 0``.
         seed: seeds weights, data order and every RNG.
@@ -160,7 +164,8 @@ PRESETS["emnist-count"] = {**copy.deepcopy(PRESETS["mnist-count"]), "dataset": "
 PRESETS["fmnist-conv"] = {**copy.deepcopy(PRESETS["mnist-conv"]), "dataset": "fashion-mnist"}
 
 #: how the time step of training relates to ``dt`` (:class:`TrainConfig`)
-DT_MODES = ("fixed", "continuous", "continuous-margin", "fine", "finetune", "anneal")
+DT_MODES = ("fixed", "continuous", "continuous-margin", "fine", "finetune", "anneal",
+            "dither")
 
 #: shorthand settings for stacks of linear layers (they rewrite ``network``)
 SHORTHANDS = ("hidden", "theta", "max_spikes")

@@ -44,7 +44,7 @@ import torch
 
 import batsnn
 from batsnn import metrics as M
-from batsnn.encoding import ttfs_encode
+from batsnn.encoding import discretize, ttfs_encode
 from batsnn.experiments import distributed
 from batsnn.experiments.augment import batch_grid, deform_by_grid
 from batsnn.experiments.config import (DT_MODES, TrainConfig, config_document,
@@ -371,11 +371,12 @@ def training_dt(cfg: TrainConfig, epoch: int) -> float | None:
     the network is always evaluated at ``cfg.dt``.
 
     ``"fixed"``: ``cfg.dt``; ``"continuous"``, ``"continuous-margin"``: ``None``; ``"fine"``:
-    ``cfg.dt_fine``; ``"finetune"``: ``None`` for the
+    ``cfg.dt_fine``; ``"dither"``: ``cfg.dt`` (with the inputs moved,
+    :func:`dither_shifts`); ``"finetune"``: ``None`` for the
     first ``cfg.dt_warmup_epochs`` epochs, then ``cfg.dt``; ``"anneal"``: ``cfg.dt * epoch /
     (W + 1)`` for ``epoch <= W = cfg.dt_warmup_epochs``, then ``cfg.dt``.
     """
-    if cfg.dt is None or cfg.dt_mode == "fixed":
+    if cfg.dt is None or cfg.dt_mode in ("fixed", "dither"):
         return cfg.dt
     if cfg.dt_mode in ("continuous", "continuous-margin"):
         return None
@@ -389,6 +390,26 @@ def training_dt(cfg: TrainConfig, epoch: int) -> float | None:
     if cfg.dt_mode == "anneal":
         return cfg.dt * epoch / (warm + 1)
     raise ValueError(f"dt_mode must be one of {', '.join(DT_MODES)}, got {cfg.dt_mode!r}")
+
+
+def dither_shifts(cfg: TrainConfig, *, epoch: int, batch: int, n: int,
+                  rank: int = 0) -> torch.Tensor | None:
+    """``dt_mode "dither"``: how much later (s) each of the ``n`` samples of a training batch
+    has its input spikes, before they are put on the grid: uniform in ``[0, cfg.dt)``, float64
+    on the CPU, drawn from the run's seed, the ``epoch`` (1-based), the ``batch`` index and the
+    process ``rank`` only (a resumed run sees the same). ``None`` for the other modes and in
+    exact time.
+
+    Moving a sample's whole input by ``s`` moves every exact crossing of the network by ``s``
+    (the neuron model is the same at every time), so the grid meets the signal at a random
+    phase: a crossing at ``t`` is emitted at the first grid point after ``t + s``, on average
+    half a step later whatever ``t`` is, where the fixed grid makes the delay a sawtooth of
+    ``t``."""
+    if cfg.dt is None or cfg.dt_mode != "dither":
+        return None
+    rng = np.random.default_rng([int(cfg.seed) % 2**63, int(epoch), int(batch), int(rank),
+                                 0xD17])
+    return torch.from_numpy(rng.random(int(n)) * cfg.dt)
 
 
 def network_params(model: torch.nn.Module) -> dict:
@@ -410,9 +431,12 @@ def set_network_grid(model: torch.nn.Module, base: dict, dt: float | None,
             m.params = want
 
 
-def encode_images(images: torch.Tensor, cfg: TrainConfig, device, dt=...) -> torch.Tensor:
+def encode_images(images: torch.Tensor, cfg: TrainConfig, device, dt=...,
+                  shift: torch.Tensor | None = None) -> torch.Tensor:
     """TTFS spike times of uint8 images ``(B, ...)`` (window ``cfg.t_window``, grid
-    ``cfg.dt`` unless ``dt`` is given) on ``device``, shaped as ``cfg.network`` takes them:
+    ``cfg.dt`` unless ``dt`` is given; with ``shift``, ``(B,)`` seconds on ``device``, each
+    image's times moved that much later before they are put on the grid,
+    :func:`dither_shifts`) on ``device``, shaped as ``cfg.network`` takes them:
     ``(B, N, 1)`` float32, or ``(B, 1, H, W, 1)`` maps for a network starting with a conv or
     pool layer
     (:func:`batsnn.experiments.model.network_input_shape`); uint8 values lie in [0, 255] by
@@ -421,8 +445,15 @@ def encode_images(images: torch.Tensor, cfg: TrainConfig, device, dt=...) -> tor
     if images.dtype != torch.uint8:
         raise TypeError(f"images must be uint8, got {images.dtype}")
     x = images.to(device, non_blocking=True).reshape(images.shape[0], -1)
-    t = ttfs_encode(x, t_window=cfg.t_window, x_max=255.0, dt=cfg.dt if dt is ... else dt,
-                    dtype=torch.float32, validate=False)
+    dt = cfg.dt if dt is ... else dt
+    if shift is None or not dt:
+        t = ttfs_encode(x, t_window=cfg.t_window, x_max=255.0, dt=dt, dtype=torch.float32,
+                        validate=False)
+    else:  # the cell is found in float64, the grid point rounded once to float32
+        t = ttfs_encode(x, t_window=cfg.t_window, x_max=255.0, dtype=torch.float32,
+                        validate=False).to(torch.float64)
+        t = mark_valid(discretize(t + shift.to(torch.float64).reshape(-1, 1, 1), dt)
+                       .to(torch.float32))
     shape = network_input_shape(cfg.network, x.shape[1])
     # the maps of a conv network: the same (valid) times, so the same mark
     return t if len(shape) == 1 else mark_valid(t.reshape(x.shape[0], *shape, t.shape[-1]))
@@ -695,12 +726,20 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
     margin = training_margin(cfg)
     set_network_grid(model, own_params, grid_now["dt"], margin)
 
-    def train_step(idx, *grid, weight: float = 1.0):
+    dithered = dither_shifts(cfg, epoch=1, batch=0, n=0) is not None
+
+    def train_step(idx, *extra, weight: float = 1.0):
+        # extra: the batch's deformation (its control displacements), then its input shifts
+        # (dt_mode dither), each where the run has them; inputs of a CUDA graph
         y = train_y[idx]
         images = train_x[idx]
-        if grid:  # the batch's deformation, from its control displacements (an input)
-            images = deform_by_grid(images, grid[0])
-        out_spikes = net(encode_images(images, cfg, device, dt=grid_now["dt"]))
+        if cfg.augment != "none":
+            images = deform_by_grid(images, extra[0])
+        if dithered:
+            x = encode_images(images, cfg, device, dt=grid_now["dt"], shift=extra[-1])
+        else:
+            x = encode_images(images, cfg, device, dt=grid_now["dt"])
+        out_spikes = net(x)
         loss, pred = loss_and_prediction(cfg, out_spikes, y)
         (loss if weight == 1.0 else loss * weight).backward()
         average_gradients()
@@ -710,10 +749,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
             state.loss_sum.add_(loss.detach() * idx.shape[0])
             state.correct.add_((pred == y).sum())
 
-    def augment_args() -> tuple:
-        # the batch's own deformation (seed, epoch, batch index): a resumed run sees the same
+    def batch_args(n: int) -> tuple:
+        # the batch's own deformation and input shifts (seed, epoch, batch index): a resumed
+        # run sees the same
         grid = batch_grid(cfg.augment, seed=cfg.seed, epoch=state.epoch, batch=state.batch)
-        return () if grid is None else (grid.to(device, non_blocking=True),)
+        shift = dither_shifts(cfg, epoch=state.epoch, batch=state.batch, n=n, rank=ctx.rank)
+        return tuple(a.to(device, non_blocking=True) for a in (grid, shift) if a is not None)
 
     order_of = lambda epoch: epoch_order(len(ds.train_y), cfg.seed, epoch).to(device)  # noqa: E731
     can_graph = graphed and len(ds.train_y) >= cfg.batch_size * ctx.world_size
@@ -731,7 +772,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
         # the warm-up steps of a capture add to the epoch's counters: keep them out
         counters = (state.loss_sum.clone(), state.correct.clone())
         grid_now["graph"] = GraphedStep(train_step, order_of(epoch)[:cfg.batch_size],
-                                        *augment_args(), state=(model, opt))
+                                        *batch_args(cfg.batch_size), state=(model, opt))
         state.loss_sum.copy_(counters[0])
         state.correct.copy_(counters[1])
         grid_now["graph_dt"] = grid_now["dt"]
@@ -754,7 +795,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
             set_network_grid(model, own_params, cfg.dt)
 
     def step(shard: distributed.Shard) -> int:
-        extra = augment_args()
+        extra = batch_args(shard.idx.shape[0])
         graph = grid_now["graph"]
         if graph is not None and shard.full:
             graph(shard.idx, *extra)
