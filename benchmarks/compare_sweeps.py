@@ -20,8 +20,9 @@ from pathlib import Path
 
 from batsnn import metrics as M
 from batsnn.experiments.plots import errorbar_plot
-from batsnn.experiments.rundir import read_csv, read_json
-from batsnn.experiments.sweep import _check_dts, _mean_std, run_name
+from batsnn.experiments.rundir import read_json
+from batsnn.experiments.sweep import (N_SEEDS, _check_dts, epoch_stats, mean_key, run_name,
+                                     std_key)
 
 
 def metrics_files(source: str, dt: float) -> list[Path]:
@@ -48,15 +49,9 @@ def metrics_files(source: str, dt: float) -> list[Path]:
 
 def accuracy_per_epoch(files: list[Path]) -> list[tuple[int, int, float, float]]:
     """(epoch, runs, mean %, std %) of the test accuracy over ``files``, per epoch."""
-    per_epoch: dict[int, list[str]] = {}
-    for f in files:
-        for row in read_csv(f):
-            per_epoch.setdefault(int(row[M.EPOCH]), []).append(row[M.TEST_ACCURACY])
-    out = []
-    for epoch in sorted(per_epoch):
-        mean, std = _mean_std(per_epoch[epoch])
-        out.append((epoch, len(per_epoch[epoch]), 100 * mean, 100 * std))
-    return out
+    acc = M.TEST_ACCURACY
+    return [(r[M.EPOCH], r[N_SEEDS], 100 * r[mean_key(acc)], 100 * r[std_key(acc)])
+            for r in epoch_stats(files, (acc,))]
 
 
 def main(argv=None) -> int:

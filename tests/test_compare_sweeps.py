@@ -32,8 +32,8 @@ def test_sweeps_and_metrics_files_by_hand(tmp_path, capsys):
     a = _metrics(tmp_path / "a.csv", [0.8, 0.9, 0.95])
     b = _metrics(tmp_path / "b.csv", [0.6, 0.7])
     png = tmp_path / "cmp.png"
-    assert benchmark_script("compare_sweeps").main(["--dt", "10e-3", "--out", str(png), f"grid={sweep}",
-                           f"fine={a},{b}"]) == 0
+    assert benchmark_script("compare_sweeps").main(
+        ["--dt", "10e-3", "--out", str(png), f"grid={sweep}", f"fine={a},{b}"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "label,epoch,runs,mean_pct,std_pct"
     rows = [line.split(",") for line in lines[1:]]

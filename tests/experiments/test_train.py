@@ -385,7 +385,8 @@ def test_finetune_trains_in_exact_time_then_on_the_grid_and_always_evaluates_on_
     real = T.encode_images
     state_of = {}
 
-    def spy(images, c, device, dt=...):
+    def spy(images, c, device, dt=..., shift=None):
+        assert shift is None  # only dt_mode dither moves inputs
         encoded.append((state_of.get("epoch"), c.dt if dt is ... else dt))
         return real(images, c, device, dt=dt)
 

@@ -77,9 +77,9 @@ class TrainConfig:
             ``dt`` with each training sample's input spikes moved later by a random
             fraction of a step before they are put on the grid, so that the grid's phase
             against the signal varies and the expected emitted time of a spike varies
-            smoothly with its crossing (:func:`batsnn.experiments.train.dither_shifts`). In exact time
-            (``dt`` unset) every mode trains in exact time, so a sweep over ``dt`` can
-            include ``dt = 0``.
+            smoothly with its crossing (:func:`batsnn.experiments.train.dither_shifts`).
+            In exact time (``dt`` unset) every mode trains in exact time, so a sweep over
+            ``dt`` can include ``dt = 0``.
         seed: seeds weights, data order and every RNG.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; cuda_graph: replay each training
             step as one CUDA graph on a GPU.

@@ -47,9 +47,9 @@ from batsnn.experiments.rundir import (MARKER, OutDirError, RunDir, atomic_write
 from batsnn.experiments.train import sync_run_files
 from batsnn.experiments.scheduler import plan_slots, run_on_slots, set_threads
 
-__all__ = ["DT", "EPOCHS", "EPOCH_METRICS", "MAX_SEEDS", "N_SEEDS", "ROW_METRICS", "RUN_DIR", "SEED",
-           "SWEEP_FILE", "SWEEP_SETTINGS", "SettingsMismatch", "mean_key", "run_name", "run_sweep", "std_key",
-           "epoch_rows", "summary_rows", "sweep_rows"]
+__all__ = ["DT", "EPOCHS", "EPOCH_METRICS", "MAX_SEEDS", "N_SEEDS", "ROW_METRICS", "RUN_DIR",
+           "SEED", "SWEEP_FILE", "SWEEP_SETTINGS", "SettingsMismatch", "epoch_rows", "epoch_stats",
+           "mean_key", "run_name", "run_sweep", "std_key", "summary_rows", "sweep_rows"]
 
 #: sweep.csv columns besides the metrics
 DT, SEED, EPOCHS, RUN_DIR = "dt", "seed", "epochs", "run_dir"
@@ -233,18 +233,27 @@ def epoch_rows(out: str | os.PathLike, dts: Sequence[float],
     included. Order: by dt as given, then epoch."""
     rows = []
     for dt in dts:
-        per_epoch: dict[int, list[dict]] = {}
-        for seed in seeds:
-            run = RunDir(Path(out) / "runs" / run_name(dt, seed))
-            if run.metrics.is_file():
-                for r in read_csv(run.metrics):
-                    per_epoch.setdefault(int(r[M.EPOCH]), []).append(r)
-        for epoch in sorted(per_epoch):
-            sel = per_epoch[epoch]
-            row = {DT: dt, M.EPOCH: epoch, N_SEEDS: len(sel)}
-            for k in EPOCH_METRICS:
-                row[mean_key(k)], row[std_key(k)] = _mean_std([r.get(k) for r in sel])
-            rows.append(row)
+        files = [RunDir(Path(out) / "runs" / run_name(dt, seed)).metrics for seed in seeds]
+        rows += [{DT: dt, **r} for r in epoch_stats([f for f in files if f.is_file()])]
+    return rows
+
+
+def epoch_stats(metrics_files: Sequence[str | os.PathLike],
+                keys: Sequence[str] = EPOCH_METRICS) -> list[dict]:
+    """Per epoch (in order) over the runs whose ``metrics.csv`` files are given: ``epoch``,
+    ``n_seeds`` (the runs that completed that epoch) and the mean and sample standard
+    deviation of each of ``keys`` over those runs (std 0 for one run)."""
+    per_epoch: dict[int, list[dict]] = {}
+    for f in metrics_files:
+        for r in read_csv(f):
+            per_epoch.setdefault(int(r[M.EPOCH]), []).append(r)
+    rows = []
+    for epoch in sorted(per_epoch):
+        sel = per_epoch[epoch]
+        row = {M.EPOCH: epoch, N_SEEDS: len(sel)}
+        for k in keys:
+            row[mean_key(k)], row[std_key(k)] = _mean_std([r.get(k) for r in sel])
+        rows.append(row)
     return rows
 
 
@@ -370,12 +379,13 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
             + (f" (GPU {slot.gpu})" if slot is not None and slot.gpu is not None else ""))
 
     t0 = time.perf_counter()
-    if plan is not None and plan.in_process:
-        for cfg in todo:
-            finished(cfg, _train_one(cfg, plan.threads, quiet))
-    elif plan is not None and todo:  # one worker process per slot, each on its GPU (or its share of the cores)
-        run_on_slots(functools.partial(_train_one, threads=plan.threads, quiet=True), todo,
-                     plan.slots, on_done=finished)
+    if plan is not None:
+        if plan.in_process:
+            for cfg in todo:
+                finished(cfg, _train_one(cfg, plan.threads, quiet))
+        elif todo:  # one worker process per slot, each on its GPU (or its share of the cores)
+            run_on_slots(functools.partial(_train_one, threads=plan.threads, quiet=True), todo,
+                         plan.slots, on_done=finished)
     rows = sweep_rows(out, dts, seeds)
     if plan is None:
         log(f"sweep --report-only: {len(rows)} of {len(dts) * len(seeds)} (dt, seed) runs "

@@ -726,7 +726,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
     margin = training_margin(cfg)
     set_network_grid(model, own_params, grid_now["dt"], margin)
 
-    dithered = dither_shifts(cfg, epoch=1, batch=0, n=0) is not None
+    dithered = cfg.dt is not None and cfg.dt_mode == "dither"  # dither_shifts gives shifts
 
     def train_step(idx, *extra, weight: float = 1.0):
         # extra: the batch's deformation (its control displacements), then its input shifts
@@ -735,11 +735,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
         images = train_x[idx]
         if cfg.augment != "none":
             images = deform_by_grid(images, extra[0])
-        if dithered:
-            x = encode_images(images, cfg, device, dt=grid_now["dt"], shift=extra[-1])
-        else:
-            x = encode_images(images, cfg, device, dt=grid_now["dt"])
-        out_spikes = net(x)
+        out_spikes = net(encode_images(images, cfg, device, dt=grid_now["dt"],
+                                       shift=extra[-1] if dithered else None))
         loss, pred = loss_and_prediction(cfg, out_spikes, y)
         (loss if weight == 1.0 else loss * weight).backward()
         average_gradients()
