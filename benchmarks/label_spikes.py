@@ -6,10 +6,12 @@ the first test images twice, in exact time and on the grid of ``DT`` (inputs and
 layer), and the output layer's spikes are summarised: accuracy, output and label spikes per
 sample, the median time of the label neuron's first and last spike, the median gap between
 its consecutive spikes and the share of gaps shorter than one step. ``--dt`` names the
-grids instead (0: exact time), for any run, also one trained in exact time.
+grids instead (0: exact time), for any run, also one trained in exact time. ``--reset-at``
+runs the layers with their resets at the continuous crossing or at the emitted grid time
+(default: the run's own, ``emitted`` for ``--dt-mode consistent``).
 
     python benchmarks/label_spikes.py RUN_DIR [--checkpoint last|best] [--test-samples 2000]
-        [--dt 0,4e-3,8e-3]
+        [--dt 0,4e-3,8e-3] [--reset-at crossing|emitted]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from batsnn.experiments.data import load_dataset
 from batsnn.experiments.model import build_model
 from batsnn.experiments.rundir import read_json
 from batsnn.experiments.sweep import _check_dts
+from batsnn.params import RESET_AT
 from batsnn.spikes import SpikeTrains
 
 
@@ -69,6 +72,8 @@ def main(argv=None):
     p.add_argument("--data-dir", help="where the dataset is (default: the run's setting)")
     p.add_argument("--dt", type=_float_list, help="comma-separated grids to run on, in "
                    "seconds (0: exact time); default: exact time and the run's dt")
+    p.add_argument("--reset-at", choices=RESET_AT,
+                   help="when the layers reset on the grid (default: as the run trained)")
     args = p.parse_args(argv)
     cfg = config_from_dict(read_json(f"{args.run}/config.json"))
     if args.dt is not None:
@@ -87,8 +92,11 @@ def main(argv=None):
     model.load_state_dict(ck["model"])
     model.eval()
     base = T.network_params(model)
+    if args.reset_at:
+        base = {m: q.replace(reset_at=args.reset_at) for m, q in base.items()}
     row = {"run": args.run, "checkpoint": args.checkpoint, "epoch": ck["epoch"],
-           "dt_ms": 1e3 * (cfg.dt or 0.0), "dt_mode": cfg.dt_mode, "test_samples": len(ds.test_y)}
+           "dt_ms": 1e3 * (cfg.dt or 0.0), "dt_mode": cfg.dt_mode, "test_samples": len(ds.test_y),
+           "reset_at": next(iter(base.values())).reset_at}
     for name, dt in named:
         row[name] = summarise(model, base, cfg, ds.test_x, ds.test_y, dt)
     print(json.dumps(row))

@@ -29,6 +29,14 @@ def test_label_spikes_of_a_grid_run(data_dir, tmp_path, capsys):
     assert grid["label_gaps_below_dt_pct"] in (0.0, None)
     first = grid["first_label_spike_ms"]
     assert first is None or abs(first / 10.0 - round(first / 10.0)) < 1e-6
+    assert row["reset_at"] == "crossing"
+    # the same weights with the resets at the emitted grid times: the same exact network,
+    # another grid network
+    benchmark_script("label_spikes").main([str(tmp_path / "run"), "--test-samples", "20",
+                                           "--reset-at", "emitted"])
+    other = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert other["reset_at"] == "emitted" and other["exact"] == exact
+    assert other["grid"] != grid
 
 
 def test_label_spikes_of_an_exact_run_on_named_grids(data_dir, tmp_path, capsys):

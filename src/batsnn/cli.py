@@ -83,7 +83,9 @@ def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> Non
                         "fine (the finer step --dt-fine), finetune (exact time for "
                         "--dt-warmup-epochs, then dt), anneal (dt growing to its value over "
                         "--dt-warmup-epochs), dither (dt, each training sample's input "
-                        "moved by a random fraction of a step before the grid)")
+                        "moved by a random fraction of a step before the grid), consistent "
+                        "(dt, with resets at the emitted grid times in training and "
+                        "evaluation: the consistent discrete model)")
     p.add_argument("--dt-warmup-epochs", type=int,
                    help="epochs before training reaches dt (finetune, anneal)")
     p.add_argument("--dt-fine", type=float, help="the training step of --dt-mode fine (s)")

@@ -19,7 +19,8 @@ __all__ = ["LIFParams", "SpikeTrains", "lif_conv2d", "lif_linear", "spike_flatte
 def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float | None = None,
                theta: float | None = None, delta_theta: float | None = None,
                max_spikes: int | None = None, t_max: float = math.inf,
-               dt: float | None = None, params: LIFParams | None = None) -> SpikeTrains:
+               dt: float | None = None, reset_at: str = "crossing",
+               params: LIFParams | None = None) -> SpikeTrains:
     r"""Exact spike times of a dense layer of current-based LIF neurons (BATS).
 
     Each output neuron ``n`` integrates the input spikes ``(t_j, i_j)`` with
@@ -38,7 +39,12 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float 
     grid point strictly after it (see :func:`batsnn.discretize`); the window tests compare
     integer grid indices (:mod:`batsnn.ops.lif.grid`), the reset uses ``t*``, and gradients
     pass straight through ``grid``. Inputs are integrated as given: discretize them first (the
-    encoder's output, or a previous layer run with the same ``dt``).
+    encoder's output, or a previous layer run with the same ``dt``). With
+    ``reset_at="emitted"`` the layer is the consistent discrete model instead: spikes and
+    resets both happen on the grid; a neuron spikes at each grid point after its crossing
+    at which ``V >= theta``, so it fires again at the next grid point when a reset leaves
+    it at or above ``theta`` (such a forced spike's time does not move with the inputs: no
+    gradient), and the reset coupling of the gradient goes through the emitted times.
 
     Args:
         input_times: ``(B, N_in, S_in)`` float32/float64 spike times in seconds (>= 0),
@@ -50,6 +56,8 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float 
         max_spikes: ``K``, the most spikes a neuron emits (>= 1).
         t_max: simulation horizon in seconds; no spike is emitted after it.
         dt: time step in seconds; ``None`` or ``0`` means exact continuous time.
+        reset_at: on the grid, ``"crossing"`` (the default: the reset at ``t*``) or
+            ``"emitted"`` (at the emitted grid time); see :class:`~batsnn.params.LIFParams`.
         params: the neuron's parameters as one :class:`~batsnn.params.LIFParams`, instead of
             the keywords above (then give none of them).
 
@@ -65,7 +73,7 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float 
         checks its parameters whenever it reports progress.
     """
     p = _params(params, tau_s=tau_s, theta=theta, delta_theta=delta_theta,
-                max_spikes=max_spikes, t_max=t_max, dt=dt)
+                max_spikes=max_spikes, t_max=t_max, dt=dt, reset_at=reset_at)
     _check_tensor("input_times", input_times)
     _check_weight_tensor(weight, input_times)
     if weight.dim() != 2 or weight.shape[1] != input_times.shape[1]:
@@ -80,7 +88,7 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float 
 def lif_conv2d(input_times: torch.Tensor, weight: torch.Tensor, *, stride=1, padding=0,
                tau_s: float | None = None, theta: float | None = None,
                delta_theta: float | None = None, max_spikes: int | None = None,
-               t_max: float = math.inf, dt: float | None = None,
+               t_max: float = math.inf, dt: float | None = None, reset_at: str = "crossing",
                params: LIFParams | None = None) -> SpikeTrains:
     r"""Exact spike times of a convolutional layer of LIF neurons (BATS); no bias.
 
@@ -106,8 +114,8 @@ def lif_conv2d(input_times: torch.Tensor, weight: torch.Tensor, *, stride=1, pad
         weight: ``(C_out, C_in, kH, kW)``, same dtype and device as ``input_times``.
         stride: ``sy = sx`` or ``(sy, sx)``, ints >= 1.
         padding: ``py = px`` or ``(py, px)``, ints >= 0 ("valid", 0, by default).
-        tau_s, theta, delta_theta, max_spikes, t_max, dt, params: the neuron's parameters,
-            as for :func:`lif_linear`.
+        tau_s, theta, delta_theta, max_spikes, t_max, dt, reset_at, params: the neuron's
+            parameters, as for :func:`lif_linear`.
 
     Returns:
         :class:`SpikeTrains`: times ``(B, C_out, H_out, W_out, max_spikes)`` (ascending,
@@ -118,7 +126,7 @@ def lif_conv2d(input_times: torch.Tensor, weight: torch.Tensor, *, stride=1, pad
         TypeError, ValueError: naming the argument and the offending value.
     """
     p = _params(params, tau_s=tau_s, theta=theta, delta_theta=delta_theta,
-                max_spikes=max_spikes, t_max=t_max, dt=dt)
+                max_spikes=max_spikes, t_max=t_max, dt=dt, reset_at=reset_at)
     _check_tensor("input_times", input_times, ndim=5)
     _check_weight_tensor(weight, input_times)
     if weight.dim() != 4 or weight.shape[1] != input_times.shape[1]:
@@ -218,7 +226,7 @@ def spike_flatten(times: torch.Tensor, counts: torch.Tensor) -> SpikeTrains:
 
 
 _UNSET = {"tau_s": None, "theta": None, "delta_theta": None, "max_spikes": None,
-          "t_max": math.inf, "dt": None}
+          "t_max": math.inf, "dt": None, "reset_at": "crossing"}
 
 
 def _check_weight_tensor(weight, input_times: torch.Tensor) -> None:

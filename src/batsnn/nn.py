@@ -31,6 +31,7 @@ class _NeuronLayer(nn.Module):
     max_spikes = property(lambda self: self.params.max_spikes)
     t_max = property(lambda self: self.params.t_max)
     dt = property(lambda self: self.params.dt or None)
+    reset_at = property(lambda self: self.params.reset_at)
 
 
 class LIFLinear(_NeuronLayer):
@@ -45,7 +46,9 @@ class LIFLinear(_NeuronLayer):
         max_spikes: most spikes per neuron.
         dt: time step in seconds for the discretized model; ``None`` for exact time.
         t_max: simulation horizon in seconds.
-        (These six are held as one frozen :class:`~batsnn.params.LIFParams`, ``.params``,
+        reset_at: on the grid, ``"crossing"`` (the seed's scheme) or ``"emitted"`` (the
+            consistent discrete model); see :class:`~batsnn.params.LIFParams`.
+        (These seven are held as one frozen :class:`~batsnn.params.LIFParams`, ``.params``,
         and read back as attributes of the same names.)
         init: ``(low, high)`` of the uniform weight initialisation (BATS: ``(-1, 1)``).
 
@@ -56,14 +59,14 @@ class LIFLinear(_NeuronLayer):
 
     def __init__(self, in_features: int, out_features: int, *, tau_s: float, theta: float,
                  delta_theta: float | None = None, max_spikes: int, dt: float | None = None,
-                 t_max: float = math.inf, init: tuple[float, float] = (-1.0, 1.0),
-                 device=None, dtype=None):
+                 t_max: float = math.inf, reset_at: str = "crossing",
+                 init: tuple[float, float] = (-1.0, 1.0), device=None, dtype=None):
         super().__init__()
         for name, v in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         self.params = LIFParams(tau_s=tau_s, theta=theta, delta_theta=delta_theta,
-                                max_spikes=max_spikes, t_max=t_max, dt=dt)
+                                max_spikes=max_spikes, t_max=t_max, dt=dt, reset_at=reset_at)
         self.in_features = in_features
         self.out_features = out_features
         self.init = (float(init[0]), float(init[1]))
@@ -81,7 +84,8 @@ class LIFLinear(_NeuronLayer):
         p = self.params
         return (f"{self.in_features}, {self.out_features}, tau_s={p.tau_s}, "
                 f"theta={p.theta}, delta_theta={p.delta_theta}, "
-                f"max_spikes={p.max_spikes}, dt={self.dt}, t_max={p.t_max}")
+                f"max_spikes={p.max_spikes}, dt={self.dt}, t_max={p.t_max}"
+                + (f", reset_at={p.reset_at!r}" if p.reset_at != "crossing" else ""))
 
 
 def _trains(x) -> SpikeTrains:
@@ -105,8 +109,9 @@ class LIFConv2d(_NeuronLayer):
         kernel_size: ``k`` or ``(kH, kW)``.
         stride: ``s`` or ``(sy, sx)`` (default 1).
         padding: ``p`` or ``(py, px)`` (default 0: "valid").
-        tau_s, theta, delta_theta, max_spikes, dt, t_max: the neuron's parameters, held as one
-            frozen :class:`~batsnn.params.LIFParams` (``.params``) as in :class:`LIFLinear`.
+        tau_s, theta, delta_theta, max_spikes, dt, t_max, reset_at: the neuron's parameters,
+            held as one frozen :class:`~batsnn.params.LIFParams` (``.params``) as in
+            :class:`LIFLinear`.
         init: ``(low, high)`` of the uniform weight initialisation (BATS: ``(-1, 1)``).
 
     Shape:
@@ -118,13 +123,14 @@ class LIFConv2d(_NeuronLayer):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, *, stride=1,
                  padding=0, tau_s: float, theta: float, delta_theta: float | None = None,
                  max_spikes: int, dt: float | None = None, t_max: float = math.inf,
-                 init: tuple[float, float] = (-1.0, 1.0), device=None, dtype=None):
+                 reset_at: str = "crossing", init: tuple[float, float] = (-1.0, 1.0),
+                 device=None, dtype=None):
         super().__init__()
         for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         self.params = LIFParams(tau_s=tau_s, theta=theta, delta_theta=delta_theta,
-                                max_spikes=max_spikes, t_max=t_max, dt=dt)
+                                max_spikes=max_spikes, t_max=t_max, dt=dt, reset_at=reset_at)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = _pair("kernel_size", kernel_size, 1)
@@ -147,7 +153,8 @@ class LIFConv2d(_NeuronLayer):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}, tau_s={p.tau_s}, "
                 f"theta={p.theta}, delta_theta={p.delta_theta}, max_spikes={p.max_spikes}, "
-                f"dt={self.dt}, t_max={p.t_max}")
+                f"dt={self.dt}, t_max={p.t_max}"
+                + (f", reset_at={p.reset_at!r}" if p.reset_at != "crossing" else ""))
 
 
 class SpikePool2d(nn.Module):

@@ -7,7 +7,11 @@ import math
 import numbers
 from dataclasses import dataclass
 
-__all__ = ["LIFParams"]
+__all__ = ["LIFParams", "RESET_AT"]
+
+#: When a spike's reset is applied on the grid: at the continuous crossing (the seed's
+#: scheme) or at the emitted grid time (:attr:`LIFParams.reset_at`).
+RESET_AT = ("crossing", "emitted")
 
 
 def _real(name: str, value, *, allow_inf: bool = False, allow_zero: bool = False) -> float:
@@ -37,6 +41,13 @@ class LIFParams:
             ``None`` means ``theta``.
         t_max: simulation horizon in seconds (> 0, may be ``inf``); no spike after it.
         dt: time step in seconds (>= 0); ``None`` or ``0`` means exact continuous time.
+        reset_at: on the grid (``dt > 0``), when a spike's reset is applied (model.md
+            section 6): ``"crossing"`` (the default, the seed's scheme), at the continuous
+            threshold crossing ``t*`` although the spike is emitted at ``grid(t*)``;
+            ``"emitted"``, at the emitted grid time, so that the membrane potential the
+            layer computes is that of a neuron whose spikes and resets both happen on the
+            grid (the consistent discrete model; its gradient couples a neuron's spikes
+            through the emitted times). Identical in exact time.
     """
 
     tau_s: float
@@ -45,6 +56,7 @@ class LIFParams:
     delta_theta: float | None = None
     t_max: float = math.inf
     dt: float | None = 0.0
+    reset_at: str = "crossing"
 
     def __post_init__(self):
         put = object.__setattr__.__get__(self)
@@ -61,6 +73,9 @@ class LIFParams:
         put("max_spikes", int(k))
         put("t_max", _real("t_max", self.t_max, allow_inf=True))
         put("dt", 0.0 if self.dt is None else _real("dt", self.dt, allow_zero=True))
+        if not isinstance(self.reset_at, str) or self.reset_at not in RESET_AT:
+            raise ValueError(f"reset_at must be one of {', '.join(map(repr, RESET_AT))}, got "
+                             f"{self.reset_at!r}")
 
     @property
     def tau(self) -> float:
@@ -71,6 +86,12 @@ class LIFParams:
     def discrete(self) -> bool:
         """Whether the layer runs on a time grid (``dt > 0``)."""
         return self.dt > 0.0
+
+    @property
+    def reset_emitted(self) -> bool:
+        """Whether resets happen at the emitted grid times (``reset_at == "emitted"`` on a
+        grid); in exact time the two are the same."""
+        return self.discrete and self.reset_at == "emitted"
 
     def replace(self, **changes) -> LIFParams:
         """A copy with some fields changed (validated again)."""

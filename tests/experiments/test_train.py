@@ -337,6 +337,7 @@ def test_training_dt_of_each_mode():
     assert at("anneal", 3) == pytest.approx([0.0025, 0.005, 0.0075, 0.01, 0.01])
     assert at("continuous-margin", 0) == [None] * 5
     assert at("dither", 0) == [0.01] * 5
+    assert at("consistent", 0) == [0.01] * 5
     fine = resolve_config("mnist-count", dt=0.01, dt_mode="fine", dt_fine=0.004)
     assert [T.training_dt(fine, e) for e in (1, 2)] == [0.004, 0.004]
     # the margin: one step for the input and one per spiking layer (mnist-count: 2 layers)
@@ -346,7 +347,7 @@ def test_training_dt_of_each_mode():
     assert T.training_margin(resolve_config("mnist-conv", dt=0.002,
                                             dt_mode="continuous-margin")) == pytest.approx(0.01)
     # exact time: every mode trains as it evaluates (a sweep's dt = 0 run)
-    for mode in ("fixed", "continuous", "finetune", "anneal", "dither"):
+    for mode in ("fixed", "continuous", "finetune", "anneal", "dither", "consistent"):
         cfg = resolve_config("mnist-count", dt_mode=mode, dt_warmup_epochs=1)
         assert [T.training_dt(cfg, e) for e in (1, 2, 3)] == [None] * 3
         assert T.dither_shifts(cfg, epoch=1, batch=0, n=4) is None
@@ -355,7 +356,7 @@ def test_training_dt_of_each_mode():
 def test_dt_mode_settings_are_checked():
     with pytest.raises(ValueError, match="dt_mode must be 'fixed', 'continuous', "
                                          "'continuous-margin', 'fine', 'finetune', 'anneal', "
-                                         "'dither', got 'wobble'"):
+                                         "'dither', 'consistent', got 'wobble'"):
         resolve_config("mnist-count", dt=0.01, dt_mode="wobble")
     with pytest.raises(ValueError, match="dt_mode 'anneal' needs dt_warmup_epochs >= 1, got 0"):
         resolve_config("mnist-count", dt=0.01, dt_mode="anneal")
@@ -455,6 +456,40 @@ def test_continuous_margin_trains_in_exact_time_on_a_shorter_horizon(data_dir, t
     T.train(cfg, quiet=True, callbacks=[Probe()])
     assert all(s == {(0.0, round(cfg.t_max - 3 * dt, 9))} for s in seen[:-1]) and len(seen) > 2
     assert seen[-1] == {(dt, cfg.t_max)}  # evaluated (and saved) as the grid network
+
+
+def test_consistent_mode_trains_and_evaluates_the_grid_network_with_emitted_resets(
+        data_dir, tmp_path):
+    """dt_mode consistent: every training step and every evaluation runs the layers at dt
+    with their resets at the emitted grid times, and a network rebuilt from the run's
+    settings (checkpoint, export, benchmarks) is that network."""
+    dt = 0.008
+    tiny = {**TINY, "theta": [0.2, 0.4]}
+    cfg = resolve_config("mnist-count", **tiny, data_dir=str(data_dir), epochs=1, dt=dt,
+                         dt_mode="consistent", out=str(tmp_path / "run"))
+    seen = []
+
+    class Probe:
+        def on_step(self, st):
+            seen.append({(m.params.dt, m.params.reset_at) for m in st.model.modules()
+                         if hasattr(m, "params")})
+
+    T.train(cfg, quiet=True, callbacks=[Probe()])
+    assert len(seen) > 2 and all(s == {(dt, "emitted")} for s in seen)
+    ds = load_dataset("fashion-mnist", data_dir)
+    model = build_model(cfg, ds.test_x[0].numel(), ds.n_classes)
+    assert {m.params.reset_at for m in model.modules() if hasattr(m, "params")} == {"emitted"}
+    ck = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    model.load_state_dict(ck["model"])
+    row = read_csv(tmp_path / "run" / "metrics.csv")[0]
+    got = T.evaluate(model, cfg, ds.test_x, ds.test_y, "cpu")
+    assert float(row[M.TEST_ACCURACY]) == got[M.TEST_ACCURACY]
+    assert float(row[M.TEST_LOSS]) == got[M.TEST_LOSS]
+    # the same weights under the seed's resets are another network
+    for m in model.modules():
+        if hasattr(m, "params"):
+            m.params = m.params.replace(reset_at="crossing")
+    assert T.evaluate(model, cfg, ds.test_x, ds.test_y, "cpu")[M.TEST_LOSS] != got[M.TEST_LOSS]
 
 
 def test_dither_shifts_are_uniform_in_one_step_and_reproducible():

@@ -266,6 +266,16 @@ def test_grid_layers_export_with_a_warning():
     with pytest.warns(UserWarning, match="time grid"):
         g = to_nir(model)
     assert from_nir(g)[0].params.dt == 1e-3
+    assert from_nir(g)[0].params.reset_at == "crossing"
+    # the consistent discrete model travels in the metadata too, and is checked on import
+    model[1].params = model[1].params.replace(reset_at="emitted")
+    with pytest.warns(UserWarning, match="time grid"):
+        g = to_nir(model)
+    assert [m.params.reset_at for m in from_nir(g)] == ["crossing", "emitted"]
+    lif = [n for n in g.nodes.values() if type(n).__name__ == "CubaLIF"][0]
+    lif.metadata["reset_at"] = "sideways"
+    with pytest.raises(ValueError, match="reset_at must be one of .* got 'sideways'"):
+        from_nir(g)
 
 
 def test_missing_nir_gives_a_clear_import_error(monkeypatch):

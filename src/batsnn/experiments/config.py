@@ -77,7 +77,12 @@ class TrainConfig:
             ``dt`` with each training sample's input spikes moved later by a random
             fraction of a step before they are put on the grid, so that the grid's phase
             against the signal varies and the expected emitted time of a spike varies
-            smoothly with its crossing (:func:`batsnn.experiments.train.dither_shifts`).
+            smoothly with its crossing (:func:`batsnn.experiments.train.dither_shifts`);
+            ``"consistent"``, ``dt`` with the consistent discrete model in training *and*
+            evaluation: every layer resets at its emitted grid times and spikes again at
+            the next grid point when a reset leaves it at or above threshold
+            (``reset_at="emitted"``, :class:`~batsnn.params.LIFParams`), and the gradient
+            describes that network.
             In exact time (``dt`` unset) every mode trains in exact time, so a sweep over
             ``dt`` can include ``dt = 0``.
         seed: seeds weights, data order and every RNG.
@@ -165,7 +170,7 @@ PRESETS["fmnist-conv"] = {**copy.deepcopy(PRESETS["mnist-conv"]), "dataset": "fa
 
 #: how the time step of training relates to ``dt`` (:class:`TrainConfig`)
 DT_MODES = ("fixed", "continuous", "continuous-margin", "fine", "finetune", "anneal",
-            "dither")
+            "dither", "consistent")
 
 #: shorthand settings for stacks of linear layers (they rewrite ``network``)
 SHORTHANDS = ("hidden", "theta", "max_spikes")

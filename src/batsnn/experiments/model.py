@@ -62,6 +62,8 @@ class BuildContext:
         dt: the run's time step (s); ``None`` or 0 for exact time.
         n_classes: number of classes (the last layer's default ``features``).
         is_last: whether the layer being built is the network's last.
+        reset_at: when a spike's reset is applied on the grid (``"crossing"`` or
+            ``"emitted"``, :class:`~batsnn.params.LIFParams`).
     """
 
     tau_s: float
@@ -70,6 +72,7 @@ class BuildContext:
     dt: float | None
     n_classes: int
     is_last: bool = False
+    reset_at: str = "crossing"
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,7 @@ def register_layer_type(layer_type: LayerType) -> LayerType:
 def _lif_params(spec: Mapping, ctx: BuildContext) -> LIFParams:
     return LIFParams(tau_s=spec.get("tau_s", ctx.tau_s), theta=spec["theta"],
                      max_spikes=spec["max_spikes"], delta_theta=spec.get("delta_theta"),
-                     t_max=spec.get("t_max", ctx.t_max), dt=ctx.dt)
+                     t_max=spec.get("t_max", ctx.t_max), dt=ctx.dt, reset_at=ctx.reset_at)
 
 
 def _check_features(value) -> int:
@@ -162,7 +165,7 @@ def _linear_build(spec: Mapping, in_shape: tuple, ctx: BuildContext) -> torch.nn
     init = spec.get("init", ctx.init)
     return LIFLinear(in_shape[0], n_out, tau_s=p.tau_s, theta=p.theta,
                      delta_theta=p.delta_theta, max_spikes=p.max_spikes, dt=p.dt or None,
-                     t_max=p.t_max, init=(float(init[0]), float(init[1])))
+                     t_max=p.t_max, reset_at=p.reset_at, init=(float(init[0]), float(init[1])))
 
 
 register_layer_type(LayerType(
@@ -215,7 +218,7 @@ def _conv_build(spec: Mapping, in_shape: tuple, ctx: BuildContext) -> torch.nn.M
     return LIFConv2d(in_shape[0], int(spec["channels"]), syn.kernel, stride=syn.stride,
                      padding=syn.padding, tau_s=p.tau_s, theta=p.theta,
                      delta_theta=p.delta_theta, max_spikes=p.max_spikes, dt=p.dt or None,
-                     t_max=p.t_max, init=(float(init[0]), float(init[1])))
+                     t_max=p.t_max, reset_at=p.reset_at, init=(float(init[0]), float(init[1])))
 
 
 register_layer_type(LayerType(
@@ -315,10 +318,11 @@ def check_network(layers: Sequence[Mapping]) -> None:
                 raise _layer_error(i, spec, e) from None
 
 
-def _contexts(layers, n_classes, tau_s, t_max, init, dt):
+def _contexts(layers, n_classes, tau_s, t_max, init, dt, reset_at="crossing"):
     for i, spec in enumerate(layers):
         yield i, spec, BuildContext(tau_s=tau_s, t_max=t_max, init=tuple(init), dt=dt,
-                                    n_classes=n_classes, is_last=i == len(layers) - 1)
+                                    n_classes=n_classes, is_last=i == len(layers) - 1,
+                                    reset_at=reset_at)
 
 
 def layer_shapes(layers: Sequence[Mapping], input_shape: Sequence[int], n_classes: int, *,
@@ -345,8 +349,8 @@ def layer_shapes(layers: Sequence[Mapping], input_shape: Sequence[int], n_classe
 
 def build_network(layers: Sequence[Mapping], input_shape: Sequence[int], n_classes: int, *,
                   tau_s: float = 0.13, t_max: float = math.inf,
-                  init: Sequence[float] = (-1.0, 1.0),
-                  dt: float | None = None) -> SpikingSequential:
+                  init: Sequence[float] = (-1.0, 1.0), dt: float | None = None,
+                  reset_at: str = "crossing") -> SpikingSequential:
     """Build a network from its description, weights drawn from the current torch RNG in
     layer order.
 
@@ -358,13 +362,15 @@ def build_network(layers: Sequence[Mapping], input_shape: Sequence[int], n_class
         t_max: default simulation horizon in seconds.
         init: default ``(low, high)`` of the uniform weight initialisation.
         dt: time step in seconds for every layer (``None``: exact time).
+        reset_at: when every layer applies a spike's reset on the grid (``"crossing"``,
+            the seed's scheme, or ``"emitted"``, :class:`~batsnn.params.LIFParams`).
 
     Returns:
         a :class:`batsnn.nn.SpikingSequential` taking ``(B, *input_shape, S_in)`` spike times.
     """
     layer_shapes(layers, input_shape, n_classes, tau_s=tau_s, t_max=t_max, init=init, dt=dt)
     modules, shape = [], tuple(int(v) for v in input_shape)
-    for i, spec, ctx in _contexts(layers, n_classes, tau_s, t_max, init, dt):
+    for i, spec, ctx in _contexts(layers, n_classes, tau_s, t_max, init, dt, reset_at):
         lt = LAYER_TYPES[spec["type"]]
         try:
             modules.append(lt.build(spec, shape, ctx))
@@ -378,9 +384,12 @@ def build_model(cfg, n_inputs: int, n_classes: int) -> SpikingSequential:
     """The network of a run's settings (a :class:`~batsnn.experiments.config.TrainConfig`, or
     anything with ``network``, ``tau_s``, ``t_max``, ``init`` and ``dt``) for images of
     ``n_inputs`` pixels, taken flat or as maps (:func:`network_input_shape`); weights drawn
-    from the current torch RNG."""
+    from the current torch RNG. A run of ``dt_mode "consistent"`` gets layers whose resets
+    happen at the emitted grid times (``reset_at="emitted"``)."""
+    reset_at = "emitted" if getattr(cfg, "dt_mode", "fixed") == "consistent" else "crossing"
     return build_network(cfg.network, network_input_shape(cfg.network, n_inputs), n_classes,
-                         tau_s=cfg.tau_s, t_max=cfg.t_max, init=cfg.init, dt=cfg.dt)
+                         tau_s=cfg.tau_s, t_max=cfg.t_max, init=cfg.init, dt=cfg.dt,
+                         reset_at=reset_at)
 
 
 def check_fits(cfg, n_inputs: int, n_classes: int, device, batch_size: int) -> None:

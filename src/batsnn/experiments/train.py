@@ -372,11 +372,12 @@ def training_dt(cfg: TrainConfig, epoch: int) -> float | None:
 
     ``"fixed"``: ``cfg.dt``; ``"continuous"``, ``"continuous-margin"``: ``None``; ``"fine"``:
     ``cfg.dt_fine``; ``"dither"``: ``cfg.dt`` (with the inputs moved,
-    :func:`dither_shifts`); ``"finetune"``: ``None`` for the
+    :func:`dither_shifts`); ``"consistent"``: ``cfg.dt`` (the layers reset at the emitted
+    times, :func:`batsnn.experiments.model.build_model`); ``"finetune"``: ``None`` for the
     first ``cfg.dt_warmup_epochs`` epochs, then ``cfg.dt``; ``"anneal"``: ``cfg.dt * epoch /
     (W + 1)`` for ``epoch <= W = cfg.dt_warmup_epochs``, then ``cfg.dt``.
     """
-    if cfg.dt is None or cfg.dt_mode in ("fixed", "dither"):
+    if cfg.dt is None or cfg.dt_mode in ("fixed", "dither", "consistent"):
         return cfg.dt
     if cfg.dt_mode in ("continuous", "continuous-margin"):
         return None

@@ -31,8 +31,9 @@ so ``I_NIR = I_BATS / c`` (the current in potential per graph time unit) and
 What NIR has no field for travels as metadata: the graph's ``metadata`` holds ``time_unit``,
 ``batsnn_version`` and ``format``; each CubaLIF node's ``metadata`` holds the layer's
 ``tau_s``, ``theta``, ``delta_theta``, ``max_spikes``, ``t_max`` and ``dt``, **in seconds**
-(batsnn's own units, whatever the graph's time unit). :func:`from_nir` reads the neuron from
-the NIR fields and takes ``max_spikes``, ``t_max`` and ``dt`` from the metadata.
+(batsnn's own units, whatever the graph's time unit), and ``reset_at``. :func:`from_nir`
+reads the neuron from the NIR fields and takes ``max_spikes``, ``t_max``, ``dt`` and
+``reset_at`` from the metadata.
 
 ``nir`` is an optional dependency: this module imports it only when a function needs it.
 
@@ -146,7 +147,7 @@ def _cuba_lif_node(layer, where: str, shape: tuple[int, ...], ctx: _ExportContex
         **{name: np.full(shape, value, dtype=np.float64) for name, value in k.items()},
         metadata={"batsnn_layer": kind, "tau_s": p.tau_s, "theta": p.theta,
                   "delta_theta": p.delta_theta, "max_spikes": p.max_spikes,
-                  "t_max": p.t_max, "dt": p.dt})
+                  "t_max": p.t_max, "dt": p.dt, "reset_at": p.reset_at})
 
 
 def _export_lif_linear(layer: LIFLinear, where: str, ctx: _ExportContext) -> None:
@@ -394,7 +395,7 @@ def _neuron(name: str, node, n: int, ctx: _ImportContext) -> LIFParams:
     dt = float(meta.get("dt", 0.0))
     try:
         return LIFParams(tau_s=tau_s, theta=theta, max_spikes=int(max_spikes), t_max=t_max,
-                         dt=dt)
+                         dt=dt, reset_at=str(meta.get("reset_at", "crossing")))
     except (TypeError, ValueError) as e:
         raise ValueError(f"{where}: {e}") from None
 
@@ -428,7 +429,7 @@ def _import_dense(chain: list, i: int, ctx: _ImportContext) -> tuple[nn.Module, 
         weight = weight.to(ctx.dtype)
     layer = LIFLinear(n_in, n_out, tau_s=params.tau_s, theta=params.theta,
                       max_spikes=params.max_spikes, t_max=params.t_max, dt=params.dt or None,
-                      dtype=weight.dtype)
+                      reset_at=params.reset_at, dtype=weight.dtype)
     with torch.no_grad():
         layer.weight.copy_(weight)
     ctx.shape = (n_out,)
@@ -505,7 +506,8 @@ def _import_conv(chain: list, i: int, ctx: _ImportContext) -> tuple[nn.Module, i
         weight = weight.to(ctx.dtype)
     layer = LIFConv2d(c_in, c_out, (kh, kw), stride=(sy, sx), padding=(py, px),
                       tau_s=params.tau_s, theta=params.theta, max_spikes=params.max_spikes,
-                      t_max=params.t_max, dt=params.dt or None, dtype=weight.dtype)
+                      t_max=params.t_max, dt=params.dt or None, reset_at=params.reset_at,
+                      dtype=weight.dtype)
     with torch.no_grad():
         layer.weight.copy_(weight)
     ctx.shape = (c_out, ho, wo)

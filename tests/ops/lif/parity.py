@@ -131,12 +131,23 @@ NEURONS = {
     "dt_coarse": dict(theta=0.3, delta_theta=0.12, max_spikes=5, dt=4e-3, t_max=0.08),
     "dt4": dict(theta=0.3, delta_theta=0.12, max_spikes=5, dt=4e-3, t_max=0.096),
     "dt8": dict(theta=0.3, delta_theta=None, max_spikes=5, dt=8e-3, t_max=math.inf),
+    # the consistent discrete model: resets at the emitted grid times; with a small reset
+    # ("grid_forced") the potential often stays above theta through one, and the grid
+    # forces the next spike
+    "dt4_grid": dict(theta=0.3, delta_theta=0.12, max_spikes=5, dt=4e-3, t_max=0.096,
+                     reset_at="emitted"),
+    "dt8_grid": dict(theta=0.3, delta_theta=None, max_spikes=5, dt=8e-3, t_max=math.inf,
+                     reset_at="emitted"),
+    "grid_forced": dict(theta=0.3, delta_theta=0.03, max_spikes=6, dt=8e-3, t_max=0.12,
+                        reset_at="emitted"),
     "cap_tmax": dict(theta=0.1, delta_theta=None, max_spikes=2, dt=0.0, t_max=0.06),
     "silent": dict(theta=50.0, delta_theta=None, max_spikes=3, dt=0.0, t_max=math.inf),
 }
 
-#: the grid cases at dt = 1, 4 and 8 ms
+#: the grid cases at dt = 1, 4 and 8 ms (resets at the crossing)
 GRID_NEURONS = ("dt", "dt4", "dt8")
+#: the grid cases with resets at the emitted times
+EMITTED_RESET_NEURONS = ("dt4_grid", "dt8_grid", "grid_forced")
 
 LAYOUTS = {
     "small": dict(batch=3, n_in=10, n_out=6, slots=3, span=0.1, w_scale=4.0),
@@ -150,10 +161,10 @@ LAYOUTS = {
 }
 
 #: (neuron, layout) pairs of the parity cases
-PAIRS = [(n, "small") for n in NEURONS if n not in ("dt4", "dt8")] + [
+PAIRS = [(n, "small") for n in NEURONS if n not in ("dt4", "dt8", "dt4_grid", "dt8_grid")] + [
     ("plain", "empty"), ("partial_reset", "blocks"), ("plain", "segments"),
     ("dt", "segments")] + [
-    (n, "layer") for n in GRID_NEURONS]
+    (n, "layer") for n in GRID_NEURONS + EMITTED_RESET_NEURONS]
 
 DTYPES = {"f64": torch.float64, "f32": torch.float32}
 
@@ -231,7 +242,7 @@ def run(backend: str, case: Case | str, *, public: bool = False) -> Result:
     if backend == "naive":
         t, c, rec = case.synapse.naive_forward(
             x, w, case.value, tau_s=p.tau_s, theta=p.theta, delta_theta=p.delta_theta,
-            max_spikes=p.max_spikes, t_max=p.t_max, dt=p.dt)
+            max_spikes=p.max_spikes, t_max=p.t_max, dt=p.dt, reset_at=p.reset_at)
         g_in, g_w = case.synapse.naive_backward(grad.double(), x, w, case.value, rec,
                                                 tau_s=p.tau_s, delta_theta=p.delta_theta)
         return Result(t.to(x.dtype), c, g_in.reshape(x.shape[0], -1), g_w)

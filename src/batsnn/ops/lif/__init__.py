@@ -18,8 +18,10 @@ of :mod:`batsnn.ops.lif.synapse`):
   ``input_times.reshape(B, -1)``, where the op adds their gradients.
 - ``forward(ev, weight, p, *, synapse, need_aux) -> (times, t_cont, window, x, counts)``:
   emitted times ``(B, N_out, K)`` in ``weight``'s dtype, then what the backward needs
-  (continuous crossing times, the event window of each spike, ``X = sqrt(D)`` at it; empty
-  ``(0, 0, 0)`` tensors when ``need_aux`` is false) and counts ``(B, N_out)`` int64.
+  (continuous crossing times, the event window of each spike, ``X = sqrt(D)`` at it; for a
+  spike forced by the grid under ``p.reset_at == "emitted"``, its emitted time and
+  ``X = +inf``; empty ``(0, 0, 0)`` tensors when ``need_aux`` is false) and counts
+  ``(B, N_out)`` int64.
 - ``backward(grad_times, saved, ev, weight, p, *, synapse, need_input) -> (g_events, g_weight)``:
   the gradient of each event of ``ev.perm`` ``(B, M)`` (zeros when ``need_input`` is false) and of
   the weight, in the weight's layout.

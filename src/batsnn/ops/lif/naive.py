@@ -30,13 +30,21 @@ def _sorted_events(times_row: torch.Tensor) -> list[tuple[float, int]]:
 
 
 def lif_linear_forward_naive(input_times, weight, *, tau_s, theta, delta_theta, max_spikes,
-                             t_max=math.inf, dt=None):
+                             t_max=math.inf, dt=None, reset_at="crossing"):
     """Reference forward. Returns ``(times, counts, records)``.
 
-    ``records[b][n]`` is a list of ``(t_continuous, window_index, A, B, X)`` per spike with
-    ``window_index`` counting into the sorted event list of sample ``b``; the backward
-    reference uses them.
+    ``records[b][n]`` is a list of ``(t_continuous, window_index, A, B, X, t_reset)`` per
+    spike with ``window_index`` counting into the sorted event list of sample ``b`` and
+    ``t_reset`` the time its reset is applied (``t_continuous``, or with ``dt`` and
+    ``reset_at="emitted"`` the emitted grid time); the backward reference uses them.
+
+    ``reset_at="emitted"`` (with ``dt``): a neuron spikes at the first grid point after its
+    last spike (and after the window's input) that lies after the crossing and at which
+    ``V >= theta``, evaluated from the closed form; a spike forced by the grid (the
+    potential stayed at or above ``theta`` through its previous reset) is recorded with
+    ``t_continuous`` its emitted time and ``X = +inf``.
     """
+    reset_emitted = bool(dt) and reset_at == "emitted"
     tau = 2.0 * tau_s
     batch, n_in, _ = input_times.shape
     n_out = weight.shape[0]
@@ -74,7 +82,19 @@ def lif_linear_forward_naive(input_times, weight, *, tau_s, theta, delta_theta, 
                     if ratio <= 0:
                         break
                     t_star = tau * math.log(ratio)
-                    if dt:  # decided on integer grid indices
+                    if dt and reset_emitted:  # the first grid point at or above theta
+                        k_next = kin[j + 1] if j + 1 < len(events) else math.inf
+                        k = max(floor_index_scalar(t_star, dt) + 1.0, max(kin[j], k_last) + 1.0)
+                        forced = k > floor_index_scalar(t_star, dt) + 1.0
+                        xe = math.exp(-k * dt / tau)
+                        if not (k <= min(k_next, k_tmax)
+                                and b_sum * xe - a_sum * xe * xe >= theta / tau):
+                            break
+                        emitted = k * dt
+                        k_last = k
+                        if forced:  # its time does not move: no crossing, no gradient
+                            t_star, x = emitted, math.inf
+                    elif dt:  # decided on integer grid indices
                         k = floor_index_scalar(t_star, dt) + 1.0
                         k_next = kin[j + 1] if j + 1 < len(events) else math.inf
                         if not (k > max(kin[j], k_last) and k <= min(k_next, k_tmax)):
@@ -86,10 +106,11 @@ def lif_linear_forward_naive(input_times, weight, *, tau_s, theta, delta_theta, 
                         if not (emitted > max(tj, last) and emitted <= t_next
                                 and emitted <= t_max):
                             break
-                    rec.append((t_star, j, a_sum, b_sum, x))
+                    t_reset = emitted if reset_emitted else t_star
+                    rec.append((t_star, j, a_sum, b_sum, x, t_reset))
                     times[b, n, len(rec) - 1] = emitted
                     last = emitted
-                    b_sum -= delta_theta / tau * math.exp(t_star / tau)
+                    b_sum -= delta_theta / tau * math.exp(t_reset / tau)
             counts[b, n] = len(rec)
             rec_b.append(rec)
         records.append((events, rec_b))
@@ -100,7 +121,9 @@ def lif_linear_backward_naive(grad_times, input_times, weight, records, *, tau_s
     """Reference backward of model.md section 2: returns ``(grad_input_times, grad_weight)``.
 
     Uses the pairwise O(K^2) reset coupling and a direct sum over (spike, input) pairs,
-    so it shares no accumulation scheme with the fast kernels.
+    so it shares no accumulation scheme with the fast kernels. The coupling of spike ``m``
+    into later ones goes through its reset time (the records' last entry), taken to move
+    with its crossing (the grid is passed straight through).
     """
     tau = 2.0 * tau_s
     batch, n_in, s_in = input_times.shape
@@ -128,10 +151,10 @@ def lif_linear_backward_naive(grad_times, input_times, weight, records, *, tau_s
                 acc = err[m]
                 for k in range(m + 1, k_n):
                     x_k = rec[k][4]
-                    acc += total[k] * delta_theta * math.exp(rec[m][0] / tau) / (tau * x_k)
+                    acc += total[k] * delta_theta * math.exp(rec[m][5] / tau) / (tau * x_k)
                 total[m] = acc
             for k in range(k_n):
-                t_k, win, _, _, x_k = rec[k]
+                t_k, win, _, _, x_k, _ = rec[k]
                 f1 = tau / (x_k * math.exp(t_k / tau))
                 f2 = tau / x_k
                 for j in range(win + 1):

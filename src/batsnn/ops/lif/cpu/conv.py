@@ -44,8 +44,8 @@ CHUNK = 16
 
 @numba.njit(parallel=True, cache=True)
 def forward_kernel(ts, ref, es, ex, kin, rf_off, rf_j, rf_w, rf_up, rf_xup, rf_kup, wt, n_pos,
-                   tau_s, theta, delta_theta, dt, need_aux, out_t, out_tc, out_win, out_x,
-                   counts):
+                   tau_s, theta, delta_theta, dt, on_grid, need_aux, out_t, out_tc, out_win,
+                   out_x, counts):
     """Spikes of every (sample, output neuron) of a convolution: the sorted events ``(B, M)``
     and the receptive-field lists of :class:`.rf.ConvEvents`, ``wt`` the transposed weight
     ``(C_in * kH * kW, C_out)``, ``n_pos = H_out * W_out``; writes ``out_t``
@@ -98,15 +98,16 @@ def forward_kernel(ts, ref, es, ex, kin, rf_off, rf_j, rf_w, rf_up, rf_xup, rf_k
                     continue
                 u = window_x(rf_xup[e], rf_up[e], hi, dt, discrete, tau)
                 search_window(a_acc, b_acc, cand, cnt, last, nl, r, lo, hi, u, tau, c, reset,
-                              dt, k_max, j, need_aux, b, n0, n_pos, out_t, out_tc, out_win,
-                              out_x)
+                              dt, on_grid, k_max, j, need_aux, b, n0, n_pos, out_t, out_tc,
+                              out_win, out_x)
             for l in range(nl):
                 counts[b, n0 + l * n_pos] = cnt[l]
 
 
 @numba.njit(parallel=True, cache=True)
 def backward_kernel(g_out, out_tc, out_win, out_x, counts, ref, es, ex, rf_off, rf_j, rf_w,
-                    wt, n_pos, tau_s, delta_theta, need_input, g_in, g_wt_parts):
+                    wt, n_pos, tau_s, delta_theta, dt, on_grid, need_input, g_in,
+                    g_wt_parts):
     """BATS gradients of a convolution from ``g_out`` ``(B, C_out * n_pos, K)`` and the
     forward's aux arrays: adds ``dL/dt_j`` of each sorted event to ``g_in`` ``(B, M)`` (with
     ``need_input``) and the transposed weight's gradient to ``g_wt_parts``
@@ -135,7 +136,8 @@ def backward_kernel(g_out, out_tc, out_win, out_x, counts, ref, es, ex, rf_off, 
                     for l in range(nl):
                         n = n0 + l * n_pos
                         w_last = lane_errors(l, b, n, counts[b, n], g_out, out_tc, out_win,
-                                             out_x, ref, reset, tau, err, e1, e2, kk, next_win)
+                                             out_x, ref, reset, tau, dt, on_grid, err, e1, e2,
+                                             kk, next_win)
                         if w_last > j_top:
                             j_top = w_last
                     if j_top < 0:
@@ -194,8 +196,8 @@ def forward(ev, weight, p, *, synapse, need_aux=True):
     forward_kernel(ev.ts.numpy(), ev.ref.numpy(), ev.es.numpy(), ev.ex.numpy(), ev.kin.numpy(),
                    ev.rf_off.numpy(), ev.rf_j.numpy(), ev.rf_w.numpy(), ev.rf_up.numpy(),
                    ev.rf_xup.numpy(), ev.rf_kup.numpy(), _transposed(weight).numpy(), n_pos,
-                   p.tau_s, p.theta, p.delta_theta, p.dt, bool(need_aux), out_t.numpy(),
-                   out_tc.numpy(), out_win.numpy(), out_x.numpy(), counts.numpy())
+                   p.tau_s, p.theta, p.delta_theta, p.dt, p.reset_emitted, bool(need_aux),
+                   out_t.numpy(), out_tc.numpy(), out_win.numpy(), out_x.numpy(), counts.numpy())
     return out_t, out_tc, out_win, out_x, counts
 
 
@@ -212,6 +214,7 @@ def backward(g_out, saved, ev, weight, p, *, synapse, need_input):
     backward_kernel(g.numpy(), out_tc.numpy(), out_win.numpy(), out_x.numpy(), counts.numpy(),
                     ev.ref.numpy(), ev.es.numpy(), ev.ex.numpy(), ev.rf_off.numpy(),
                     ev.rf_j.numpy(), ev.rf_w.numpy(), wt.numpy(), synapse.positions, p.tau_s,
-                    p.delta_theta, bool(need_input), g_in.numpy(), g_wt_parts.numpy())
+                    p.delta_theta, p.dt, p.reset_emitted, bool(need_input), g_in.numpy(),
+                    g_wt_parts.numpy())
     c_out, c_in, kh, kw = weight.shape
     return g_in, g_wt_parts.sum(0).reshape(c_in, kh, kw, c_out).permute(3, 0, 1, 2)

@@ -117,8 +117,8 @@ def pretest_lanes(a_acc, b_acc, cnt, k_max, nl, pc, cand):
 
 
 @_inline
-def emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, tau, c, reset, dt, k_max, j,
-              need_aux, b, n, out_t, out_tc, out_win, out_x):
+def emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, tau, c, reset, dt, on_grid, k_max,
+              j, need_aux, b, n, out_t, out_tc, out_win, out_x):
     """Exact root search and emission of lane ``l`` (output neuron ``n`` of sample ``b``) in
     the window after event ``j`` (model.md sections 1 and 6).
 
@@ -129,6 +129,15 @@ def emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, tau, c, reset, dt, k_ma
     ``min(t_{j+1}, t_max)`` when ``dt == 0``, ``kin[j]`` and ``kup[j]`` when ``dt > 0``.
     Each spike lowers ``B'`` by ``(delta_theta/tau) exp((t_c - r)/tau)``, and the search
     repeats until a test fails or the lane has ``k_max`` spikes.
+
+    ``on_grid`` (``reset_at="emitted"``, ``dt > 0``): the neuron of spikes and resets on
+    the grid. A spike is emitted at the first grid index ``k > max(lo, last[l])``, from
+    ``floor_index(t_c) + 1`` on, at which the potential is at or above ``theta`` (``x(k dt)``
+    at or above the later root ``x2 = 2c / (B' + X)``), iff ``k <= hi``; its reset lowers
+    ``B'`` by ``(delta_theta/tau) exp((k dt - r)/tau)``. A spike whose crossing lies at or
+    before the last emitted index (the potential stayed at or above ``theta`` through the
+    reset) is forced by the grid: its time does not move with the inputs, and it is stored
+    with ``X = +inf`` and ``t_c = k dt``, which makes its gradient zero.
     """
     al = a_acc[l]
     bl = b_acc[l]
@@ -146,22 +155,37 @@ def emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, tau, c, reset, dt, k_ma
         if ratio <= 0.0:
             break
         t_c = r + tau * math.log(ratio)
+        x_keep = x
         if dt > 0.0:
             mark = floor_index(t_c, dt, False) + 1.0
-            t_e = mark * dt
+            if on_grid:
+                if mark <= lower:  # already at or above theta: the next grid point
+                    mark = lower + 1.0
+                    x_keep = math.inf
+                t_e = mark * dt
+                xe = math.exp(-(t_e - r) / tau)
+                if not (mark <= hi and xe * den >= 2.0 * c):
+                    break
+                drop = reset / xe  # exp((t_e - r)/tau)
+                if x_keep == math.inf:
+                    t_c = t_e
+            else:
+                t_e = mark * dt
+                drop = reset * ratio  # exp((t_c - r)/tau) = ratio by construction
         else:
             mark = t_c
             t_e = t_c
+            drop = reset * ratio
         if not (mark > lower and mark <= hi):
             break
         out_t[b, n, kk] = t_e  # rounded once to the caller's dtype
         if need_aux:  # what the backward needs; skipped for inference
             out_tc[b, n, kk] = t_c
             out_win[b, n, kk] = j
-            out_x[b, n, kk] = x
+            out_x[b, n, kk] = x_keep
         kk += 1
         lower = mark
-        bl -= reset * ratio  # exp((t_c - r)/tau) = ratio by construction
+        bl -= drop
         # after the reset, the root-free pre-test again before sqrt and log
         if not may_cross(al, bl, pc):
             break
@@ -186,8 +210,8 @@ def window_x(xup_j, up_j, hi, dt, discrete, tau):
 
 
 @_inline
-def search_window(a_acc, b_acc, cand, cnt, last, nl, r, lo, hi, u, tau, c, reset, dt, k_max,
-                  j, need_aux, b, n0, n_step, out_t, out_tc, out_win, out_x):
+def search_window(a_acc, b_acc, cand, cnt, last, nl, r, lo, hi, u, tau, c, reset, dt, on_grid,
+                  k_max, j, need_aux, b, n0, n_step, out_t, out_tc, out_win, out_x):
     """The output spikes of the lanes in the window ``(lo, hi]`` after event ``j`` (bounds
     as :func:`emit_lane` takes them, ``u`` from :func:`window_x`): the root-free pre-test of
     every lane, then the exact search of the lanes that pass it."""
@@ -196,14 +220,14 @@ def search_window(a_acc, b_acc, cand, cnt, last, nl, r, lo, hi, u, tau, c, reset
         for l in range(nl):
             if cand[l]:
                 emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, tau, c, reset, dt,
-                          k_max, j, need_aux, b, n0 + l * n_step, out_t, out_tc, out_win,
-                          out_x)
+                          on_grid, k_max, j, need_aux, b, n0 + l * n_step, out_t, out_tc,
+                          out_win, out_x)
 
 
 # ----------------------------------------------------------------------------- backward
 
 @_inline
-def lane_errors(l, b, n, cnt, g_out, out_tc, out_win, out_x, ref, reset, tau,
+def lane_errors(l, b, n, cnt, g_out, out_tc, out_win, out_x, ref, reset, tau, dt, on_grid,
                 err, e1, e2, kk, next_win):
     """Errors of lane ``l``'s ``cnt`` spikes through the reset coupling, into ``err[l]``;
     resets the lane's backward state. Returns the window of its last spike, or ``-1`` when
@@ -211,7 +235,9 @@ def lane_errors(l, b, n, cnt, g_out, out_tc, out_win, out_x, ref, reset, tau,
 
     From the last spike backwards, ``e_k = g_k + (delta_theta/tau) exp(t_k/tau) *
     sum_{m>k} e_m / X_m``; the sum is held relative to the reference time of spike ``k``'s
-    window.
+    window. ``t_k`` is the time of spike ``k``'s reset: its crossing, or with ``on_grid``
+    its emitted grid time ``(floor_index(t_c) + 1) dt`` (moving with the crossing; a forced
+    spike, ``X = +inf``, passes nothing on whatever its ``t_k``).
     """
     kk[l] = cnt - 1
     e1[l] = 0.0
@@ -227,7 +253,10 @@ def lane_errors(l, b, n, cnt, g_out, out_tc, out_win, out_x, ref, reset, tau,
         if r_k != r_acc:
             acc *= math.exp((r_k - r_acc) / tau)
             r_acc = r_k
-        e_k = g_out[b, n, k] + reset * math.exp((out_tc[b, n, k] - r_k) / tau) * acc
+        t_k = out_tc[b, n, k]
+        if on_grid:
+            t_k = (floor_index(t_k, dt, False) + 1.0) * dt
+        e_k = g_out[b, n, k] + reset * math.exp((t_k - r_k) / tau) * acc
         err[l, k] = e_k
         nonzero |= e_k != 0.0
         acc += e_k / out_x[b, n, k]

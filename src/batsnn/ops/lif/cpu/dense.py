@@ -30,7 +30,8 @@ LANES = 64
 
 @numba.njit(parallel=True, cache=True)
 def forward_kernel(ts, nid, nspk, ref, es, ex, up, xup, kin, kup, wt, tau_s, theta,
-                   delta_theta, t_max, dt, need_aux, out_t, out_tc, out_win, out_x, counts):
+                   delta_theta, t_max, dt, on_grid, need_aux, out_t, out_tc, out_win, out_x,
+                   counts):
     """Spikes of every (sample, output neuron): event arrays ``(B, M)`` of
     :class:`batsnn.ops.lif.events.Events`, ``wt`` ``(N_in, N_out)`` the transposed weight;
     writes ``out_t`` ``(B, N_out, K)`` (pre-filled with +inf), ``counts`` ``(B, N_out)`` and,
@@ -73,14 +74,14 @@ def forward_kernel(ts, nid, nspk, ref, es, ex, up, xup, kin, kup, wt, tau_s, the
                 continue
             u = window_x(xup[b, j], up[b, j], hi, dt, discrete, tau)
             search_window(a_acc, b_acc, cand, cnt, last, nl, r, lo, hi, u, tau, c, reset, dt,
-                          k_max, j, need_aux, b, n0, 1, out_t, out_tc, out_win, out_x)
+                          on_grid, k_max, j, need_aux, b, n0, 1, out_t, out_tc, out_win, out_x)
         for l in range(nl):
             counts[b, n0 + l] = cnt[l]
 
 
 @numba.njit(parallel=True, cache=True)
 def backward_kernel(g_out, out_tc, out_win, out_x, counts, nid, ref, es, ex, wt, tau_s,
-                    delta_theta, need_input, g_in, g_wt_parts):
+                    delta_theta, dt, on_grid, need_input, g_in, g_wt_parts):
     """BATS gradients from ``g_out`` ``(B, N_out, K)`` and the forward's aux arrays: adds
     ``dL/dt_j`` of each sorted event to ``g_in`` ``(B, M)`` (with ``need_input``) and the
     weight gradient to ``g_wt_parts`` ``(P, N_in, N_out)``, one slice per parallel part
@@ -104,8 +105,8 @@ def backward_kernel(g_out, out_tc, out_win, out_x, counts, nid, ref, es, ex, wt,
                 j_top = -1
                 for l in range(nl):
                     w_last = lane_errors(l, b, n0 + l, counts[b, n0 + l], g_out, out_tc,
-                                         out_win, out_x, ref, reset, tau, err, e1, e2, kk,
-                                         next_win)
+                                         out_win, out_x, ref, reset, tau, dt, on_grid, err,
+                                         e1, e2, kk, next_win)
                     if w_last > j_top:
                         j_top = w_last
                 if j_top < 0:
@@ -156,8 +157,8 @@ def forward(ev, weight, p, *, synapse=None, need_aux=True):
     forward_kernel(ev.ts.numpy(), ev.nid.numpy(), ev.nspk.numpy(), ev.ref.numpy(),
                    ev.es.numpy(), ev.ex.numpy(), ev.up.numpy(), ev.xup.numpy(),
                    ev.kin.numpy(), ev.kup.numpy(), wt.numpy(), p.tau_s, p.theta,
-                   p.delta_theta, p.t_max, p.dt, bool(need_aux), out_t.numpy(),
-                   out_tc.numpy(), out_win.numpy(), out_x.numpy(), counts.numpy())
+                   p.delta_theta, p.t_max, p.dt, p.reset_emitted, bool(need_aux),
+                   out_t.numpy(), out_tc.numpy(), out_win.numpy(), out_x.numpy(), counts.numpy())
     return out_t, out_tc, out_win, out_x, counts
 
 
@@ -173,6 +174,6 @@ def backward(g_out, saved, ev, weight, p, *, synapse=None, need_input):
     g = g_out.detach().to(torch.float64).contiguous()
     backward_kernel(g.numpy(), out_tc.numpy(), out_win.numpy(), out_x.numpy(), counts.numpy(),
                     ev.nid.numpy(), ev.ref.numpy(), ev.es.numpy(), ev.ex.numpy(), wt.numpy(),
-                    p.tau_s, p.delta_theta, bool(need_input), g_in.numpy(),
-                    g_wt_parts.numpy())
+                    p.tau_s, p.delta_theta, p.dt, p.reset_emitted, bool(need_input),
+                    g_in.numpy(), g_wt_parts.numpy())
     return g_in, g_wt_parts.sum(0).t()

@@ -166,7 +166,8 @@ def _forward(ev, weight, p, need_aux):
         ev.ts, ev.nid, ev.nspk, ev.ref, ev.es, ev.ex, ev.xup, ev.kin, ev.kup, wt,
         _params(dtype, dev, p.tau_s, p.theta, p.delta_theta, p.t_max, p.dt), _grid(p, dev),
         out_t, out_tc, out_win, out_x, counts, m, n_out, K=max_spikes, BLOCK=lanes,
-        SYNAPSE="dense", USE_DT=p.discrete, MARGIN=_MARGIN, INTERP=_INTERP,
+        SYNAPSE="dense", USE_DT=p.discrete, ON_GRID=p.reset_emitted, MARGIN=_MARGIN,
+        INTERP=_INTERP,
         NEED_AUX=bool(need_aux), num_warps=1)
     return out_t, out_tc, out_win, out_x, counts
 
@@ -205,8 +206,9 @@ def _backward(g_out, saved, ev, weight, p, need_input):
     grid = (n_batch, triton.cdiv(n_out, lanes))
     dense._backward_kernel[grid](
         g, out_tc, out_win, out_x, counts, ev.nid, ev.ref, ev.es, ev.ex, wt,
-        _params(dtype, dev, p.tau_s, p.theta, p.delta_theta, p.t_max, p.dt), err, g_in, g_wt,
-        m, n_out, K=k, BLOCK=lanes, SYNAPSE="dense", NEED_INPUT=bool(need_input),
+        _params(dtype, dev, p.tau_s, p.theta, p.delta_theta, p.t_max, p.dt), _grid(p, dev),
+        err, g_in, g_wt, m, n_out, K=k, BLOCK=lanes, SYNAPSE="dense",
+        NEED_INPUT=bool(need_input), ON_GRID=p.reset_emitted,
         LANE_ATOMICS=n_out <= LANE_ATOMICS_MAX, INTERP=_INTERP, num_warps=1)
     return g_in, g_wt.t()
 

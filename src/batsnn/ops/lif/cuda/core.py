@@ -82,7 +82,7 @@ def _rescale(s1, s2, shift, tau_s, tau, INTERP: tl.constexpr):
 @triton.jit
 def _fire(a, bb, cnt, lower, upper, go, r_j, j, c, tau, reset, dt, out_base, out_t_ptr,
           out_tc_ptr, out_win_ptr, out_x_ptr, K: tl.constexpr, USE_DT: tl.constexpr,
-          NEED_AUX: tl.constexpr, INTERP: tl.constexpr):
+          ON_GRID: tl.constexpr, NEED_AUX: tl.constexpr, INTERP: tl.constexpr):
     """The spikes of the lanes in ``go`` in the window after event ``j`` (model.md sections 1
     and 6): exact root of the threshold equation, window test, store, reset; repeated while
     some lane fired and may fire again. Returns the updated ``(bb, cnt, lower)``.
@@ -96,6 +96,13 @@ def _fire(a, bb, cnt, lower, upper, go, r_j, j, c, tau, reset, dt, out_base, out
     emitted time is ``k * dt`` rounded to the dtype. ``lower`` comes back as the last
     emitted time (index) of the lanes that fired. Spike ``cnt`` of a lane goes to
     ``out_*[out_base + cnt]``; ``out_tc``/``out_x``/``out_win`` only with ``NEED_AUX``.
+
+    ``ON_GRID`` (``reset_at="emitted"``): the index is the first ``k > lower`` from
+    ``floor_index(t_c) + 1`` on, emitted iff ``k <= upper`` and the potential is at or above
+    theta there (``x(k dt) (B' + X) >= 2c``, ``x(k dt)`` at or above the later root); the
+    reset is applied at ``k dt``. A spike whose crossing lies at or before ``lower`` is
+    forced by the grid and stored with ``t_c = k dt`` and ``X = +inf`` (no gradient), as
+    in the CPU kernels (:func:`batsnn.ops.lif.cpu.core.emit_lane`).
     """
     while tl.max(go.to(tl.int32), axis=0) > 0:
         disc = bb * bb - 4.0 * a * c
@@ -104,10 +111,21 @@ def _fire(a, bb, cnt, lower, upper, go, r_j, j, c, tau, reset, dt, out_base, out
         ratio = 2.0 * a / tl.where(den == 0.0, 1.0, den)
         ok = go & (disc >= 0.0) & (den != 0.0) & (ratio > 0.0)
         t_c = r_j + tau * _log(tl.where(ok, ratio, 1.0), INTERP)
+        drop = reset * ratio  # exp((t_c - r_j)/tau) = ratio
         if USE_DT:  # decided on integer grid indices (float64)
             k = _floor_index(t_c.to(tl.float64), dt) + 1.0
-            ok = ok & (k > lower) & (k <= upper)
-            t_e = (k * dt).to(t_c.dtype)
+            if ON_GRID:
+                forced = k <= lower
+                k = tl.where(forced, lower + 1.0, k)
+                t_e = (k * dt).to(t_c.dtype)
+                xe = _exp((r_j - t_e) / tau, INTERP)
+                ok = ok & (k <= upper) & (xe * den >= 2.0 * c)
+                drop = reset / tl.where(ok, xe, 1.0)
+                t_c = tl.where(forced, t_e, t_c)
+                x = tl.where(forced, float("inf"), x)
+            else:
+                ok = ok & (k > lower) & (k <= upper)
+                t_e = (k * dt).to(t_c.dtype)
             mark = k
         else:
             t_e = t_c
@@ -119,7 +137,7 @@ def _fire(a, bb, cnt, lower, upper, go, r_j, j, c, tau, reset, dt, out_base, out
             tl.store(out_tc_ptr + slot, t_c, mask=ok)
             tl.store(out_x_ptr + slot, x, mask=ok)
             tl.store(out_win_ptr + slot, tl.zeros_like(cnt) + j, mask=ok)
-        bb = tl.where(ok, bb - reset * ratio, bb)  # exp((t_c - r_j)/tau) = ratio
+        bb = tl.where(ok, bb - drop, bb)
         cnt += ok.to(tl.int32)
         lower = tl.where(ok, mark, lower)
         go = ok & (cnt < K)
@@ -128,10 +146,12 @@ def _fire(a, bb, cnt, lower, upper, go, r_j, j, c, tau, reset, dt, out_base, out
 
 @triton.jit
 def _errors(g_ptr, tc_ptr, win_ptr, x_ptr, ref_ptr, err_ptr, row, base, cnt, last_win, reset,
-            tau, zero, K: tl.constexpr, INTERP: tl.constexpr):
+            tau, dt, zero, K: tl.constexpr, ON_GRID: tl.constexpr, INTERP: tl.constexpr):
     """Errors of each lane's spikes through the reset coupling (model.md section 2), last
     spike first, written to ``err[base + k]``: ``e_k = g_k + reset exp(t_k/tau) *
     sum_{m>k} e_m / X_m``, the sum held in the units of the current spike's segment.
+    ``t_k`` is the spike's reset time: its crossing, or with ``ON_GRID`` its emitted grid
+    time ``(floor_index(t_c) + 1) dt`` (``dt`` float64).
     ``row``: the sample's offset in the event arrays; ``zero``: lanes of the compute dtype."""
     acc = zero
     r_acc = tl.load(ref_ptr + row + tl.maximum(last_win, 0), mask=cnt > 0, other=0.0)
@@ -143,6 +163,8 @@ def _errors(g_ptr, tc_ptr, win_ptr, x_ptr, ref_ptr, err_ptr, row, base, cnt, las
         acc = tl.where(valid, acc * _exp((r_k - r_acc) / tau, INTERP), acc)
         r_acc = tl.where(valid, r_k, r_acc)
         t_c = tl.load(tc_ptr + base + k, mask=valid, other=0.0)
+        if ON_GRID:
+            t_c = ((_floor_index(t_c.to(tl.float64), dt) + 1.0) * dt).to(t_c.dtype)
         x = tl.load(x_ptr + base + k, mask=valid, other=1.0)
         g = tl.load(g_ptr + base + k, mask=valid, other=0.0).to(zero.dtype)
         e_k = tl.where(valid, g + reset * _exp((t_c - r_k) / tau, INTERP) * acc, 0.0)

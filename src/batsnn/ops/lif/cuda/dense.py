@@ -87,8 +87,8 @@ def _event_back(ref_ptr, es_ptr, ex_ptr, nid_ptr, row, j):
 def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr, kin_ptr,
                     kup_ptr, wt_ptr, prm_ptr, grid_ptr, out_t_ptr, out_tc_ptr, out_win_ptr,
                     out_x_ptr, cnt_ptr, M, N, K: tl.constexpr, BLOCK: tl.constexpr,
-                    SYNAPSE: tl.constexpr, USE_DT: tl.constexpr, MARGIN: tl.constexpr,
-                    INTERP: tl.constexpr, NEED_AUX: tl.constexpr):
+                    SYNAPSE: tl.constexpr, USE_DT: tl.constexpr, ON_GRID: tl.constexpr,
+                    MARGIN: tl.constexpr, INTERP: tl.constexpr, NEED_AUX: tl.constexpr):
     # One program: one sample and BLOCK output neurons, one neuron per lane, the events in
     # time order. The exact root search runs only when some lane passes the pre-test.
     b = tl.program_id(0)
@@ -153,7 +153,7 @@ def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr,
                 lower = tl.maximum(last, t_j)
             bb, cnt, lower = _fire(a, bb, cnt, lower, upper, cand, r_j, j, c, tau, reset, dt,
                                    out_base, out_t_ptr, out_tc_ptr, out_win_ptr, out_x_ptr,
-                                   K, USE_DT, NEED_AUX, INTERP)
+                                   K, USE_DT, ON_GRID, NEED_AUX, INTERP)
             # max(last, start) for lanes without a spike changes no later window test
             last = tl.where(cand, lower, last)
         # The next event opens a new reference-time segment: move the sums to its units.
@@ -168,8 +168,9 @@ def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr,
 
 @triton.jit
 def _backward_kernel(g_ptr, tc_ptr, win_ptr, x_ptr, cnt_ptr, nid_ptr, ref_ptr, es_ptr, ex_ptr,
-                     wt_ptr, prm_ptr, err_ptr, gin_ptr, gwt_ptr, M, N, K: tl.constexpr,
-                     BLOCK: tl.constexpr, SYNAPSE: tl.constexpr, NEED_INPUT: tl.constexpr,
+                     wt_ptr, prm_ptr, grid_ptr, err_ptr, gin_ptr, gwt_ptr, M, N,
+                     K: tl.constexpr, BLOCK: tl.constexpr, SYNAPSE: tl.constexpr,
+                     NEED_INPUT: tl.constexpr, ON_GRID: tl.constexpr,
                      LANE_ATOMICS: tl.constexpr, INTERP: tl.constexpr):
     b = tl.program_id(0)
     n = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
@@ -186,7 +187,7 @@ def _backward_kernel(g_ptr, tc_ptr, win_ptr, x_ptr, cnt_ptr, nid_ptr, ref_ptr, e
     last_win = tl.load(win_ptr + base + cnt - 1, mask=cnt > 0, other=-1)
     zero = tl.zeros([BLOCK], dtype=tau_s.dtype)
     _errors(g_ptr, tc_ptr, win_ptr, x_ptr, ref_ptr, err_ptr, row, base, cnt, last_win, reset,
-            tau, zero, K, INTERP)
+            tau, tl.load(grid_ptr), zero, K, ON_GRID, INTERP)
     tl.debug_barrier()
     # Walk the inputs backwards. E1/E2 are the sums sum e_k f1_k exp(r/tau_s) and
     # sum e_k f2_k exp(r/tau) over each lane's spikes whose window is at or after the event;
