@@ -70,7 +70,7 @@ class Synapse:
 
 
 def _dense(lay, g):
-    w = torch.rand(lay["n_out"], lay["n_in"], generator=g, dtype=torch.float64) - 0.2
+    w = torch.rand(lay["n_out"], lay["n_in"], generator=g, dtype=torch.float64) - lay["w_shift"]
     return w * lay["w_scale"], DENSE
 
 
@@ -84,7 +84,7 @@ def _dense_public(x, w, value, p):
 def _conv(lay, g):
     syn = Conv2d(lay["in_shape"], lay["kernel"], lay["stride"], lay["padding"])
     w = torch.rand(lay["c_out"], syn.in_shape[0], *syn.kernel, generator=g,
-                   dtype=torch.float64) - 0.2
+                   dtype=torch.float64) - lay["w_shift"]
     return w * lay["w_scale"], syn
 
 
@@ -97,10 +97,10 @@ def _conv_public(x, w, value, p):
     return out.times.reshape(n_batch, -1, p.max_spikes), out.counts.reshape(n_batch, -1)
 
 
-def _conv_layout(in_shape, kernel, stride, padding, c_out, w_scale):
+def _conv_layout(in_shape, kernel, stride, padding, c_out, w_scale, w_shift=0.2):
     c, h, w = in_shape
     return dict(in_shape=in_shape, n_in=c * h * w, kernel=kernel, stride=stride,
-                padding=padding, c_out=c_out, w_scale=w_scale)
+                padding=padding, c_out=c_out, w_scale=w_scale, w_shift=w_shift)
 
 
 SYNAPSES = {
@@ -121,6 +121,7 @@ SYNAPSES = {
             "blocks": _conv_layout((2, 6, 6), (3, 3), (2, 2), (1, 1), 70, 2.0),
             "segments": _conv_layout((3, 6, 6), (3, 3), (1, 1), (1, 1), 4, 6.0),
             "layer": _conv_layout((4, 6, 6), (3, 2), (2, 1), (1, 0), 8, 3.0),
+            "balanced": _conv_layout((2, 6, 6), (3, 3), (1, 1), (1, 1), 4, 30.0, 0.5),
         }),
 }
 
@@ -158,13 +159,16 @@ LAYOUTS = {
     "segments": dict(batch=2, n_in=90, n_out=20, slots=2, span=2.0, w_scale=3.0),
     # a dense random layer on the grid: many crossings land on the next input's grid point
     "layer": dict(batch=3, n_in=60, n_out=40, slots=2, span=0.2, w_scale=1.5),
+    # strong weights of both signs: with resets on the grid, potentials held above threshold
+    # under a net inhibitory current (A <= 0)
+    "balanced": dict(batch=2, n_in=30, n_out=12, slots=2, span=0.2, w_scale=40.0, w_shift=0.5),
 }
 
 #: (neuron, layout) pairs of the parity cases
 PAIRS = [(n, "small") for n in NEURONS if n not in ("dt4", "dt8", "dt4_grid", "dt8_grid")] + [
     ("plain", "empty"), ("partial_reset", "blocks"), ("plain", "segments"),
     ("dt", "segments")] + [
-    (n, "layer") for n in GRID_NEURONS + EMITTED_RESET_NEURONS]
+    (n, "layer") for n in GRID_NEURONS + EMITTED_RESET_NEURONS] + [("grid_forced", "balanced")]
 
 DTYPES = {"f64": torch.float64, "f32": torch.float32}
 
@@ -205,7 +209,7 @@ def make_case(name: str, seed: int = 0) -> Case:
     """The inputs of case ``name``; with ``dt > 0`` the inputs lie on the grid."""
     syn, neuron, layout, dt_name = name.split("-")
     synapse, kw = SYNAPSES[syn], NEURONS[neuron]
-    lay = {**LAYOUTS[layout], **synapse.layouts.get(layout, {})}
+    lay = {"w_shift": 0.2, **LAYOUTS[layout], **synapse.layouts.get(layout, {})}
     dtype = DTYPES[dt_name]
     g = torch.Generator().manual_seed(seed)
     x = random_times(lay["batch"], lay["n_in"], lay["slots"], gen=g, t_max=lay["span"])

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import batsnn
-from batsnn.ops.lif.grid import grid_times
+from batsnn.ops.lif.grid import floor_index_scalar, grid_times
 from batsnn.ops.lif.naive import lif_linear_forward_naive
 from batsnn.params import LIFParams
 from tests.helpers import random_times
@@ -29,8 +29,8 @@ def simulate_grid_neuron(events, weights, *, tau_s, theta, delta_theta, max_spik
     from grid point to grid point by the exact propagator; at grid point ``k dt`` the neuron
     spikes iff ``V >= theta`` there (then ``V -= delta_theta``), and only then are the
     inputs of that grid point added to ``I``. No root formula, no windows."""
-    horizon = t_max if math.isfinite(t_max) else (events[-1][0] if events else 0.0) + 40 * tau_s
-    k_end = int(math.floor(horizon / dt + 1e-9))
+    k_end = (int(floor_index_scalar(t_max, dt)) if math.isfinite(t_max)
+             else int(((events[-1][0] if events else 0.0) + 40 * tau_s) / dt))
     by_k = {}
     for t, i in events:
         by_k.setdefault(int(round(t / dt)), []).append(i)
@@ -47,14 +47,29 @@ def simulate_grid_neuron(events, weights, *, tau_s, theta, delta_theta, max_spik
     return spikes
 
 
-@pytest.mark.parametrize("dt, delta, w_scale", [(8e-3, None, 3.0), (8e-3, 0.03, 1.5),
-                                                (4e-3, 0.12, 2.5), (1e-3, 0.1, 3.0)])
-def test_emitted_reset_is_the_discrete_time_neuron(dt, delta, w_scale, seed):
+#: (dt, delta_theta, weight scale, weight shift, span of the inputs, t_max): mostly
+#: excitatory layers; a small reset (forced spikes); balanced weights, where a reset often
+#: leaves the potential above threshold under a net inhibitory current (A <= 0); inputs over
+#: several reference-time segments (SEGMENT * tau_s = 0.8 s), with an unbounded horizon
+GRID_CASES = {
+    "dt8": (8e-3, None, 3.0, 0.25, 0.15, 0.2),
+    "dt8-small-reset": (8e-3, 0.03, 1.5, 0.25, 0.15, 0.2),
+    "dt4": (4e-3, 0.12, 2.5, 0.25, 0.15, 0.2),
+    "dt1": (1e-3, 0.1, 3.0, 0.25, 0.15, 0.2),
+    "dt20-balanced": (20e-3, 0.03, 40.0, 0.5, 0.2, 0.3),
+    "dt8-balanced-segments": (8e-3, 0.1, 25.0, 0.4, 3.0, math.inf),
+}
+
+
+@pytest.mark.parametrize("case", list(GRID_CASES))
+def test_emitted_reset_is_the_discrete_time_neuron(case, seed):
     """Every spike of every neuron, as a grid index, equals the discrete-time simulation's;
-    the cases include neurons that the grid forces to fire at consecutive grid points."""
-    x = grid_times(random_times(4, 30, 2, gen=seed, t_max=0.15), dt)
-    w = (torch.rand(12, 30, generator=seed, dtype=torch.float64) - 0.25) * w_scale
-    kw = dict(tau_s=TAU_S, theta=0.3, delta_theta=delta, max_spikes=8, t_max=0.2)
+    the cases include neurons that the grid forces to fire at consecutive grid points, also
+    under a net inhibitory current."""
+    dt, delta, w_scale, w_shift, span, t_max = GRID_CASES[case]
+    x = grid_times(random_times(4, 30, 2, gen=seed, t_max=span), dt)
+    w = (torch.rand(12, 30, generator=seed, dtype=torch.float64) - w_shift) * w_scale
+    kw = dict(tau_s=TAU_S, theta=0.3, delta_theta=delta, max_spikes=12, t_max=t_max)
     out = batsnn.lif_linear(x, w, dt=dt, reset_at="emitted", **kw)
     kw["delta_theta"] = 0.3 if delta is None else delta
     total = consecutive = 0
@@ -69,8 +84,30 @@ def test_emitted_reset_is_the_discrete_time_neuron(dt, delta, w_scale, seed):
             total += len(got)
             consecutive += sum(1 for a, c in zip(got, got[1:]) if c == a + 1)
     assert total > 60
-    if delta == 0.03:
+    if "small-reset" in case:
         assert consecutive > 20  # forced spikes are exercised
+    if case == "dt20-balanced":  # ... also under a net inhibitory current (A <= 0)
+        _, _, rec = lif_linear_forward_naive(x, w, dt=dt, reset_at="emitted", **kw)
+        assert sum(math.isinf(r[4]) and r[2] <= 0 for _, rb in rec for rn in rb for r in rn) > 10
+
+
+def test_forced_spike_under_a_net_inhibitory_current():
+    """A reset leaves the potential above threshold while an inhibitory input has made the
+    synaptic current negative (A < 0): no crossing lies ahead, yet V(G(4)) = 0.387 >= theta,
+    so the neuron fires at grid point 4, in every backend's reference too."""
+    dt = 0.02
+    x = torch.tensor([[[0.02], [0.06]]], dtype=torch.float64)
+    w = torch.tensor([[45.0, -46.0]], dtype=torch.float64)
+    kw = dict(tau_s=0.05, theta=0.3, delta_theta=0.03, max_spikes=10, t_max=0.2)
+    want = simulate_grid_neuron([(0.02, 0), (0.06, 1)], w[0].tolist(), dt=dt, **kw)
+    assert want == [2, 3, 4]
+    for dtype in (torch.float64, torch.float32):
+        out = batsnn.lif_linear(x.to(dtype), w.to(dtype), dt=dt, reset_at="emitted", **kw)
+        t = out.times[0, 0]
+        assert [round(float(v) / dt) for v in t[torch.isfinite(t)]] == want, dtype
+    t, _, rec = lif_linear_forward_naive(x, w, dt=dt, reset_at="emitted", **kw)
+    assert [round(float(v) / dt) for v in t[0, 0] if math.isfinite(v)] == want
+    assert math.isinf(rec[0][1][0][2][4])  # forced: no gradient
 
 
 def test_emitted_reset_differs_from_the_seeds_scheme_only_on_the_grid(seed):

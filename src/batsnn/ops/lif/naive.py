@@ -39,9 +39,10 @@ def lif_linear_forward_naive(input_times, weight, *, tau_s, theta, delta_theta, 
     ``reset_at="emitted"`` the emitted grid time); the backward reference uses them.
 
     ``reset_at="emitted"`` (with ``dt``): a neuron spikes at the first grid point after its
-    last spike (and after the window's input) that lies after the crossing and at which
-    ``V >= theta``, evaluated from the closed form; a spike forced by the grid (the
-    potential stayed at or above ``theta`` through its previous reset) is recorded with
+    last spike (and after the window's input) that lies after the crossing, if any, and at
+    which ``V >= theta``, evaluated from the closed form; a spike forced by the grid (the
+    potential stayed at or above ``theta`` through its previous reset: no crossing after
+    the last grid point, or none at all under a net inhibitory current) is recorded with
     ``t_continuous`` its emitted time and ``X = +inf``.
     """
     reset_emitted = bool(dt) and reset_at == "emitted"
@@ -73,6 +74,27 @@ def lif_linear_forward_naive(input_times, weight, *, tau_s, theta, delta_theta, 
                 t_next = events[j + 1][0] if j + 1 < len(events) else math.inf
                 while len(rec) < max_spikes:
                     disc = b_sum * b_sum - 4.0 * a_sum * theta / tau
+                    if reset_emitted:  # the first grid point where V >= theta, see above
+                        k_crossing = -math.inf  # none ahead (V never reaches theta, or A <= 0)
+                        if disc >= 0:
+                            x = math.sqrt(disc)
+                            if b_sum + x != 0 and 2.0 * a_sum / (b_sum + x) > 0:
+                                t_star = tau * math.log(2.0 * a_sum / (b_sum + x))
+                                k_crossing = floor_index_scalar(t_star, dt) + 1.0
+                        k_next = kin[j + 1] if j + 1 < len(events) else math.inf
+                        k = max(k_crossing, max(kin[j], k_last) + 1.0)
+                        xe = math.exp(-k * dt / tau)
+                        if not (k <= min(k_next, k_tmax)
+                                and b_sum * xe - a_sum * xe * xe >= theta / tau):
+                            break
+                        emitted = k * dt
+                        k_last = k
+                        if k > k_crossing:  # forced: its time does not move, no gradient
+                            t_star, x = emitted, math.inf
+                        rec.append((t_star, j, a_sum, b_sum, x, emitted))
+                        times[b, n, len(rec) - 1] = emitted
+                        b_sum -= delta_theta / tau * math.exp(emitted / tau)
+                        continue
                     if disc < 0:
                         break
                     x = math.sqrt(disc)
@@ -82,19 +104,7 @@ def lif_linear_forward_naive(input_times, weight, *, tau_s, theta, delta_theta, 
                     if ratio <= 0:
                         break
                     t_star = tau * math.log(ratio)
-                    if dt and reset_emitted:  # the first grid point at or above theta
-                        k_next = kin[j + 1] if j + 1 < len(events) else math.inf
-                        k = max(floor_index_scalar(t_star, dt) + 1.0, max(kin[j], k_last) + 1.0)
-                        forced = k > floor_index_scalar(t_star, dt) + 1.0
-                        xe = math.exp(-k * dt / tau)
-                        if not (k <= min(k_next, k_tmax)
-                                and b_sum * xe - a_sum * xe * xe >= theta / tau):
-                            break
-                        emitted = k * dt
-                        k_last = k
-                        if forced:  # its time does not move: no crossing, no gradient
-                            t_star, x = emitted, math.inf
-                    elif dt:  # decided on integer grid indices
+                    if dt:  # decided on integer grid indices
                         k = floor_index_scalar(t_star, dt) + 1.0
                         k_next = kin[j + 1] if j + 1 < len(events) else math.inf
                         if not (k > max(kin[j], k_last) and k <= min(k_next, k_tmax)):
@@ -106,11 +116,10 @@ def lif_linear_forward_naive(input_times, weight, *, tau_s, theta, delta_theta, 
                         if not (emitted > max(tj, last) and emitted <= t_next
                                 and emitted <= t_max):
                             break
-                    t_reset = emitted if reset_emitted else t_star
-                    rec.append((t_star, j, a_sum, b_sum, x, t_reset))
+                    rec.append((t_star, j, a_sum, b_sum, x, t_star))
                     times[b, n, len(rec) - 1] = emitted
                     last = emitted
-                    b_sum -= delta_theta / tau * math.exp(t_reset / tau)
+                    b_sum -= delta_theta / tau * math.exp(t_star / tau)
             counts[b, n] = len(rec)
             rec_b.append(rec)
         records.append((events, rec_b))

@@ -97,9 +97,9 @@ def forward_kernel(ts, ref, es, ex, kin, rf_off, rf_j, rf_w, rf_up, rf_xup, rf_k
                 if hi <= lo:
                     continue
                 u = window_x(rf_xup[e], rf_up[e], hi, dt, discrete, tau)
-                search_window(a_acc, b_acc, cand, cnt, last, nl, r, lo, hi, u, tau, c, reset,
-                              dt, on_grid, k_max, j, need_aux, b, n0, n_pos, out_t, out_tc,
-                              out_win, out_x)
+                search_window(a_acc, b_acc, cand, cnt, last, nl, r, lo, hi, u, es[b, j],
+                              ex[b, j], tau, c, reset, dt, on_grid, k_max, j, need_aux, b, n0,
+                              n_pos, out_t, out_tc, out_win, out_x)
             for l in range(nl):
                 counts[b, n0 + l * n_pos] = cnt[l]
 

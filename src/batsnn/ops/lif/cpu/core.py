@@ -106,19 +106,40 @@ def may_cross(al, bl, pc):
 
 
 @_inline
-def pretest_lanes(a_acc, b_acc, cnt, k_max, nl, pc, cand):
-    """:func:`may_cross` of every lane that has spikes left, into ``cand``; whether any."""
+def above_at_start(al, bl, e_s, e_x, c):
+    """Whether ``V >= theta`` at the window's start ``t_j`` (``V/tau = B' x - A' x^2`` with
+    ``x = 1/e_x``, ``x^2 = 1/e_s``; times ``e_s e_x``), with the margin of
+    :func:`may_cross` against rounding. Under a net inhibitory current (``A <= 0``) ``V``
+    is at or above theta exactly while ``x >= x2``, so nowhere in the window unless here."""
+    lhs = bl * e_s - al * e_x
+    rhs = c * e_s * e_x
+    return lhs >= rhs - MARGIN * (abs(bl * e_s) + abs(al * e_x) + rhs)
+
+
+@_inline
+def may_fire(al, bl, pc, on_grid, e_s, e_x, c):
+    """:func:`may_cross`, or with ``on_grid`` a potential at or above threshold at the
+    window's start under a net inhibitory current (``A <= 0``): no crossing lies ahead, yet
+    the grid may force a spike (:func:`emit_lane`). ``e_s``, ``e_x``: the window's event's
+    scaled exponentials."""
+    return may_cross(al, bl, pc) | (on_grid & (al <= 0.0)
+                                    & above_at_start(al, bl, e_s, e_x, c))
+
+
+@_inline
+def pretest_lanes(a_acc, b_acc, cnt, k_max, nl, pc, on_grid, e_s, e_x, c, cand):
+    """:func:`may_fire` of every lane that has spikes left, into ``cand``; whether any."""
     any_cand = False
     for l in range(nl):
-        cl = (cnt[l] < k_max) & may_cross(a_acc[l], b_acc[l], pc)
+        cl = (cnt[l] < k_max) & may_fire(a_acc[l], b_acc[l], pc, on_grid, e_s, e_x, c)
         cand[l] = cl
         any_cand |= cl
     return any_cand
 
 
 @_inline
-def emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, tau, c, reset, dt, on_grid, k_max,
-              j, need_aux, b, n, out_t, out_tc, out_win, out_x):
+def emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, e_s, e_x, tau, c, reset, dt, on_grid,
+              k_max, j, need_aux, b, n, out_t, out_tc, out_win, out_x):
     """Exact root search and emission of lane ``l`` (output neuron ``n`` of sample ``b``) in
     the window after event ``j`` (model.md sections 1 and 6).
 
@@ -132,12 +153,15 @@ def emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, tau, c, reset, dt, on_g
 
     ``on_grid`` (``reset_at="emitted"``, ``dt > 0``): the neuron of spikes and resets on
     the grid. A spike is emitted at the first grid index ``k > max(lo, last[l])``, from
-    ``floor_index(t_c) + 1`` on, at which the potential is at or above ``theta`` (``x(k dt)``
-    at or above the later root ``x2 = 2c / (B' + X)``), iff ``k <= hi``; its reset lowers
-    ``B'`` by ``(delta_theta/tau) exp((k dt - r)/tau)``. A spike whose crossing lies at or
-    before the last emitted index (the potential stayed at or above ``theta`` through the
-    reset) is forced by the grid: its time does not move with the inputs, and it is stored
-    with ``X = +inf`` and ``t_c = k dt``, which makes its gradient zero.
+    ``floor_index(t_c) + 1`` on, at which the potential is at or above ``theta``, iff
+    ``k <= hi``; its reset lowers ``B'`` by ``(delta_theta/tau) exp((k dt - r)/tau)``.
+    ``V >= theta`` at ``x = x(k dt)`` iff ``x >= x2 = 2c / (B' + X)`` (and ``x <= x1``,
+    which ``k`` after the crossing ensures): for ``A > 0`` ``x2`` is the later root, for
+    ``A <= 0`` (a net inhibitory current: ``V`` only falls, no crossing ahead) the only
+    positive one. A spike whose crossing lies at or before ``max(lo, last[l])``, or that
+    has no crossing (``A <= 0``), is forced by the grid (the potential stayed at or above
+    ``theta`` through the last reset): its time does not move with the inputs, and it is
+    stored with ``X = +inf`` and ``t_c = k dt``, which makes its gradient zero.
     """
     al = a_acc[l]
     bl = b_acc[l]
@@ -149,35 +173,43 @@ def emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, tau, c, reset, dt, on_g
             break
         x = math.sqrt(disc)
         den = bl + x
-        if den == 0.0:
-            break
-        ratio = 2.0 * al / den
-        if ratio <= 0.0:
-            break
-        t_c = r + tau * math.log(ratio)
-        x_keep = x
-        if dt > 0.0:
-            mark = floor_index(t_c, dt, False) + 1.0
-            if on_grid:
-                if mark <= lower:  # already at or above theta: the next grid point
-                    mark = lower + 1.0
-                    x_keep = math.inf
-                t_e = mark * dt
-                xe = math.exp(-(t_e - r) / tau)
-                if not (mark <= hi and xe * den >= 2.0 * c):
-                    break
-                drop = reset / xe  # exp((t_e - r)/tau)
-                if x_keep == math.inf:
-                    t_c = t_e
-            else:
-                t_e = mark * dt
-                drop = reset * ratio  # exp((t_c - r)/tau) = ratio by construction
+        if on_grid:
+            if den <= 0.0:  # V < theta at every time
+                break
+            ratio = 2.0 * al / den
+            t_c = 0.0
+            mark = -math.inf  # A <= 0: no crossing, V >= theta only before x2
+            if ratio > 0.0:  # the earliest crossing, and its grid index
+                t_c = r + tau * math.log(ratio)
+                mark = floor_index(t_c, dt, False) + 1.0
+            x_keep = x
+            if mark <= lower:  # already at or above theta: the next grid point
+                mark = lower + 1.0
+                x_keep = math.inf
+            t_e = mark * dt
+            xe = math.exp(-(t_e - r) / tau)
+            if not (mark <= hi and xe * den >= 2.0 * c):
+                break
+            drop = reset / xe  # exp((t_e - r)/tau)
+            if x_keep == math.inf:
+                t_c = t_e
         else:
-            mark = t_c
-            t_e = t_c
-            drop = reset * ratio
-        if not (mark > lower and mark <= hi):
-            break
+            if den == 0.0:
+                break
+            ratio = 2.0 * al / den
+            if ratio <= 0.0:
+                break
+            t_c = r + tau * math.log(ratio)
+            x_keep = x
+            drop = reset * ratio  # exp((t_c - r)/tau) = ratio by construction
+            if dt > 0.0:
+                mark = floor_index(t_c, dt, False) + 1.0
+                t_e = mark * dt
+            else:
+                mark = t_c
+                t_e = t_c
+            if not (mark > lower and mark <= hi):
+                break
         out_t[b, n, kk] = t_e  # rounded once to the caller's dtype
         if need_aux:  # what the backward needs; skipped for inference
             out_tc[b, n, kk] = t_c
@@ -187,7 +219,7 @@ def emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, tau, c, reset, dt, on_g
         lower = mark
         bl -= drop
         # after the reset, the root-free pre-test again before sqrt and log
-        if not may_cross(al, bl, pc):
+        if not may_fire(al, bl, pc, on_grid, e_s, e_x, c):
             break
     if kk > cnt[l]:
         last[l] = lower
@@ -210,17 +242,19 @@ def window_x(xup_j, up_j, hi, dt, discrete, tau):
 
 
 @_inline
-def search_window(a_acc, b_acc, cand, cnt, last, nl, r, lo, hi, u, tau, c, reset, dt, on_grid,
-                  k_max, j, need_aux, b, n0, n_step, out_t, out_tc, out_win, out_x):
+def search_window(a_acc, b_acc, cand, cnt, last, nl, r, lo, hi, u, e_s, e_x, tau, c, reset,
+                  dt, on_grid, k_max, j, need_aux, b, n0, n_step, out_t, out_tc, out_win,
+                  out_x):
     """The output spikes of the lanes in the window ``(lo, hi]`` after event ``j`` (bounds
-    as :func:`emit_lane` takes them, ``u`` from :func:`window_x`): the root-free pre-test of
-    every lane, then the exact search of the lanes that pass it."""
+    as :func:`emit_lane` takes them, ``u`` from :func:`window_x`, ``e_s``/``e_x`` the
+    event's scaled exponentials): the root-free pre-test of every lane, then the exact
+    search of the lanes that pass it."""
     pc = pretest_constants(u, c)
-    if pretest_lanes(a_acc, b_acc, cnt, k_max, nl, pc, cand):
+    if pretest_lanes(a_acc, b_acc, cnt, k_max, nl, pc, on_grid, e_s, e_x, c, cand):
         for l in range(nl):
             if cand[l]:
-                emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, tau, c, reset, dt,
-                          on_grid, k_max, j, need_aux, b, n0 + l * n_step, out_t, out_tc,
+                emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, e_s, e_x, tau, c, reset,
+                          dt, on_grid, k_max, j, need_aux, b, n0 + l * n_step, out_t, out_tc,
                           out_win, out_x)
 
 

@@ -73,8 +73,9 @@ def forward_kernel(ts, nid, nspk, ref, es, ex, up, xup, kin, kup, wt, tau_s, the
             if hi <= lo:
                 continue
             u = window_x(xup[b, j], up[b, j], hi, dt, discrete, tau)
-            search_window(a_acc, b_acc, cand, cnt, last, nl, r, lo, hi, u, tau, c, reset, dt,
-                          on_grid, k_max, j, need_aux, b, n0, 1, out_t, out_tc, out_win, out_x)
+            search_window(a_acc, b_acc, cand, cnt, last, nl, r, lo, hi, u, es[b, j], ex[b, j],
+                          tau, c, reset, dt, on_grid, k_max, j, need_aux, b, n0, 1, out_t,
+                          out_tc, out_win, out_x)
         for l in range(nl):
             counts[b, n0 + l] = cnt[l]
 

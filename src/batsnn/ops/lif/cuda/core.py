@@ -72,6 +72,16 @@ def _pretest(A, Bt, U, c, MARGIN: tl.constexpr):
 
 
 @triton.jit
+def _above_at_start(A, Bt, es_j, ex_j, c, MARGIN: tl.constexpr):
+    # A <= 0 and V >= theta at the window's start t_j (x = 1/ex_j, x^2 = 1/es_j), with the
+    # pre-test's margin: under a net inhibitory current V is at or above theta only while
+    # x >= x2, so nowhere in the window unless at its start (the CPU kernels' above_at_start)
+    lhs = Bt * es_j - A * ex_j
+    rhs = c * es_j * ex_j
+    return (A <= 0.0) & (lhs >= rhs - MARGIN * (tl.abs(Bt * es_j) + tl.abs(A * ex_j) + rhs))
+
+
+@triton.jit
 def _rescale(s1, s2, shift, tau_s, tau, INTERP: tl.constexpr):
     """A pair of sums moved to another segment's units: ``s1 * exp(shift / tau_s)`` and
     ``s2 * exp(shift / tau)`` (forward: ``shift = r_old - r_new``; backward, whose sums carry
@@ -98,28 +108,31 @@ def _fire(a, bb, cnt, lower, upper, go, r_j, j, c, tau, reset, dt, out_base, out
     ``out_*[out_base + cnt]``; ``out_tc``/``out_x``/``out_win`` only with ``NEED_AUX``.
 
     ``ON_GRID`` (``reset_at="emitted"``): the index is the first ``k > lower`` from
-    ``floor_index(t_c) + 1`` on, emitted iff ``k <= upper`` and the potential is at or above
-    theta there (``x(k dt) (B' + X) >= 2c``, ``x(k dt)`` at or above the later root); the
-    reset is applied at ``k dt``. A spike whose crossing lies at or before ``lower`` is
-    forced by the grid and stored with ``t_c = k dt`` and ``X = +inf`` (no gradient), as
-    in the CPU kernels (:func:`batsnn.ops.lif.cpu.core.emit_lane`).
+    ``floor_index(t_c) + 1`` on (from ``lower + 1`` when there is no crossing ahead, as
+    under a net inhibitory current, ``A <= 0``), emitted iff ``k <= upper`` and the
+    potential is at or above theta there (``x(k dt) (B' + X) >= 2c``); the reset is applied
+    at ``k dt``. A spike without a crossing after ``lower`` is forced by the grid and stored
+    with ``t_c = k dt`` and ``X = +inf`` (no gradient), as in the CPU kernels
+    (:func:`batsnn.ops.lif.cpu.core.emit_lane`).
     """
     while tl.max(go.to(tl.int32), axis=0) > 0:
         disc = bb * bb - 4.0 * a * c
         x = _sqrt(tl.maximum(disc, 0.0), INTERP)
         den = bb + x
         ratio = 2.0 * a / tl.where(den == 0.0, 1.0, den)
-        ok = go & (disc >= 0.0) & (den != 0.0) & (ratio > 0.0)
+        crossing = (disc >= 0.0) & (den != 0.0) & (ratio > 0.0)
+        ok = go & crossing
         t_c = r_j + tau * _log(tl.where(ok, ratio, 1.0), INTERP)
         drop = reset * ratio  # exp((t_c - r_j)/tau) = ratio
         if USE_DT:  # decided on integer grid indices (float64)
             k = _floor_index(t_c.to(tl.float64), dt) + 1.0
-            if ON_GRID:
+            if ON_GRID:  # also without a crossing ahead (A <= 0): V >= theta before x2
+                k = tl.where(crossing, k, float("-inf"))
                 forced = k <= lower
                 k = tl.where(forced, lower + 1.0, k)
                 t_e = (k * dt).to(t_c.dtype)
                 xe = _exp((r_j - t_e) / tau, INTERP)
-                ok = ok & (k <= upper) & (xe * den >= 2.0 * c)
+                ok = go & (disc >= 0.0) & (den > 0.0) & (k <= upper) & (xe * den >= 2.0 * c)
                 drop = reset / tl.where(ok, xe, 1.0)
                 t_c = tl.where(forced, t_e, t_c)
                 x = tl.where(forced, float("inf"), x)

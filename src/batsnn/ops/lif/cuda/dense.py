@@ -22,8 +22,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from batsnn.ops.lif.cuda.core import (_add_window, _errors, _event_coefs, _fire, _pretest,
-                                      _rescale)
+from batsnn.ops.lif.cuda.core import (_above_at_start, _add_window, _errors, _event_coefs, _fire,
+                                      _pretest, _rescale)
 
 #: The synapse kinds these kernels compile.
 SYNAPSES = ("dense",)
@@ -142,7 +142,10 @@ def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr,
         i_3 = tl.load(nid_ptr + row + j + 3, mask=j + 3 < m, other=0).to(tl.int64)
         a += w * es_j
         bb += w * ex_j
-        cand = _pretest(a, bb, u_j, c, MARGIN) & (cnt < K) & ((zero + t_j) < t_max)
+        may = _pretest(a, bb, u_j, c, MARGIN)
+        if ON_GRID:  # at or above threshold at t_j under a net inhibitory current (A <= 0)
+            may = may | _above_at_start(a, bb, es_j, ex_j, c, MARGIN)
+        cand = may & (cnt < K) & ((zero + t_j) < t_max)
         if tl.max(cand.to(tl.int32), axis=0) > 0:
             # the window after event j: (start, end] in time, or in grid indices on a grid
             if USE_DT:
