@@ -17,10 +17,8 @@ import json
 import torch
 
 from batsnn.experiments import train as T
-from batsnn.experiments.config import config_from_dict
 from batsnn.experiments.data import load_dataset
-from batsnn.experiments.model import build_model
-from batsnn.experiments.rundir import read_json
+from batsnn.experiments.model import load_run_model
 from batsnn.nn import LIFLinear
 from batsnn.ops.lif import cpu
 from batsnn.ops.lif.synapse import DENSE
@@ -57,11 +55,11 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.test_samples < 1:
         p.error(f"TEST_SAMPLES must be >= 1, got {args.test_samples}")
-    cfg = config_from_dict(read_json(f"{args.run}/config.json"))
+    try:
+        cfg, model, ck = load_run_model(args.run, args.checkpoint)
+    except ValueError as e:
+        p.error(str(e))
     ds = load_dataset(cfg.dataset, args.data_dir or cfg.data_dir).subset(None, args.test_samples)
-    ck = torch.load(f"{args.run}/{args.checkpoint}.pt", weights_only=True, map_location="cpu")
-    model = build_model(cfg, ds.train_x.shape[1], ds.n_classes)
-    model.load_state_dict(ck["model"])
     with torch.no_grad():
         x = T.encode_images(ds.test_x, cfg, "cpu")
         layers = forced_share(model, x)

@@ -23,10 +23,8 @@ import torch
 
 from batsnn.cli import _float_list
 from batsnn.experiments import train as T
-from batsnn.experiments.config import config_from_dict
 from batsnn.experiments.data import load_dataset
-from batsnn.experiments.model import build_model
-from batsnn.experiments.rundir import read_json
+from batsnn.experiments.model import load_run_model
 from batsnn.experiments.sweep import _check_dts
 from batsnn.params import RESET_AT
 from batsnn.spikes import SpikeTrains
@@ -75,7 +73,11 @@ def main(argv=None):
     p.add_argument("--reset-at", choices=RESET_AT,
                    help="when the layers reset on the grid (default: as the run trained)")
     args = p.parse_args(argv)
-    cfg = config_from_dict(read_json(f"{args.run}/config.json"))
+    try:
+        cfg, model, ck = load_run_model(args.run, args.checkpoint)
+    except ValueError as e:
+        p.error(str(e))
+    model.eval()
     if args.dt is not None:
         try:
             grids = _check_dts(args.dt)
@@ -87,10 +89,6 @@ def main(argv=None):
     else:
         named = [("exact", None), ("grid", cfg.dt)]
     ds = load_dataset(cfg.dataset, args.data_dir or cfg.data_dir).subset(None, args.test_samples)
-    ck = torch.load(f"{args.run}/{args.checkpoint}.pt", weights_only=True, map_location="cpu")
-    model = build_model(cfg, ds.train_x.shape[1], ds.n_classes)
-    model.load_state_dict(ck["model"])
-    model.eval()
     base = T.network_params(model)
     if args.reset_at:
         base = {m: q.replace(reset_at=args.reset_at) for m, q in base.items()}

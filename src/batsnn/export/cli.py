@@ -12,8 +12,6 @@ import argparse
 import os
 from pathlib import Path
 
-import torch
-
 from batsnn.export.nir import TIME_UNITS, save_nir
 
 __all__ = ["add_parser", "export_run", "main"]
@@ -24,8 +22,9 @@ def export_run(run_dir: str | os.PathLike, out_path: str | os.PathLike, *,
     """Write the network of a ``batsnn train`` run directory as a NIR file.
 
     The model is rebuilt from the run's ``config.json`` (layer sizes, thresholds, spike
-    buffers, ``tau_s``, ``t_max``, ``dt``) with :func:`batsnn.experiments.model.build_model`,
-    its weights loaded from ``<checkpoint>.pt`` (:func:`batsnn.experiments.rundir.load_checkpoint`) and written with
+    buffers, ``tau_s``, ``t_max``, ``dt``, the reset of ``--dt-mode consistent``) and its
+    weights loaded from ``<checkpoint>.pt``
+    (:func:`batsnn.experiments.model.load_run_model`), then written with
     :func:`batsnn.export.save_nir`.
 
     Args:
@@ -42,31 +41,9 @@ def export_run(run_dir: str | os.PathLike, out_path: str | os.PathLike, *,
             match (the message names the file).
         ImportError: ``nir`` is not installed.
     """
-    from batsnn.experiments.config import config_from_dict
-    from batsnn.experiments.model import build_model
-    from batsnn.experiments.rundir import load_checkpoint, read_json
+    from batsnn.experiments.model import load_run_model
 
-    run = Path(run_dir)
-    if checkpoint not in ("best", "last"):
-        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    cfg_path, ck_path = run / "config.json", run / f"{checkpoint}.pt"
-    for p in (cfg_path, ck_path):
-        if not p.is_file():
-            raise ValueError(f"{str(p)!r} does not exist: is {str(run)!r} a batsnn train run "
-                             "directory with a completed epoch?")
-    doc = read_json(cfg_path)
-    sizes = doc.get("layers") if isinstance(doc, dict) else None
-    if not sizes or len(sizes) < 2:
-        raise ValueError(f"{str(cfg_path)!r} has no 'layers' (input, ..., classes): not a "
-                         "batsnn train run's config")
-    cfg = config_from_dict(doc)
-    with torch.random.fork_rng(devices=[]):  # build_model draws weights: keep the caller's RNG
-        model = build_model(cfg, sizes[0], sizes[-1])
-    state = load_checkpoint(ck_path)
-    try:
-        model.load_state_dict(state["model"])
-    except (KeyError, RuntimeError) as e:
-        raise ValueError(f"{str(ck_path)!r} does not hold this run's model: {e}") from None
+    _, model, _ = load_run_model(run_dir, checkpoint)
     return save_nir(model, out_path, time_unit=time_unit)
 
 

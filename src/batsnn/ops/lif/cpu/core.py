@@ -117,23 +117,30 @@ def above_at_start(al, bl, e_s, e_x, c):
 
 
 @_inline
-def may_fire(al, bl, pc, on_grid, e_s, e_x, c):
-    """:func:`may_cross`, or with ``on_grid`` a potential at or above threshold at the
-    window's start under a net inhibitory current (``A <= 0``): no crossing lies ahead, yet
-    the grid may force a spike (:func:`emit_lane`). ``e_s``, ``e_x``: the window's event's
-    scaled exponentials."""
-    return may_cross(al, bl, pc) | (on_grid & (al <= 0.0)
-                                    & above_at_start(al, bl, e_s, e_x, c))
+def may_fire_on_grid(al, bl, pc, e_s, e_x, c):
+    """:func:`may_cross`, or a potential at or above threshold at the window's start under a
+    net inhibitory current (``A <= 0``): no crossing lies ahead, yet with
+    ``reset_at="emitted"`` the grid may force a spike (:func:`emit_lane`). ``e_s``,
+    ``e_x``: the window's event's scaled exponentials."""
+    return may_cross(al, bl, pc) | ((al <= 0.0) & above_at_start(al, bl, e_s, e_x, c))
 
 
 @_inline
 def pretest_lanes(a_acc, b_acc, cnt, k_max, nl, pc, on_grid, e_s, e_x, c, cand):
-    """:func:`may_fire` of every lane that has spikes left, into ``cand``; whether any."""
+    """:func:`may_cross` (with ``on_grid``, :func:`may_fire_on_grid`) of every lane that has
+    spikes left, into ``cand``; whether any. The two lane loops are written out so that the
+    seed's and exact-time neurons keep their branch-free loop of :func:`may_cross` alone."""
     any_cand = False
-    for l in range(nl):
-        cl = (cnt[l] < k_max) & may_fire(a_acc[l], b_acc[l], pc, on_grid, e_s, e_x, c)
-        cand[l] = cl
-        any_cand |= cl
+    if on_grid:
+        for l in range(nl):
+            cl = (cnt[l] < k_max) & may_fire_on_grid(a_acc[l], b_acc[l], pc, e_s, e_x, c)
+            cand[l] = cl
+            any_cand |= cl
+    else:
+        for l in range(nl):
+            cl = (cnt[l] < k_max) & may_cross(a_acc[l], b_acc[l], pc)
+            cand[l] = cl
+            any_cand |= cl
     return any_cand
 
 
@@ -219,7 +226,8 @@ def emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, e_s, e_x, tau, c, reset
         lower = mark
         bl -= drop
         # after the reset, the root-free pre-test again before sqrt and log
-        if not may_fire(al, bl, pc, on_grid, e_s, e_x, c):
+        if not (may_fire_on_grid(al, bl, pc, e_s, e_x, c) if on_grid
+                else may_cross(al, bl, pc)):
             break
     if kk > cnt[l]:
         last[l] = lower
