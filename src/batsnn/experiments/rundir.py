@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from batsnn import metrics as M
+from batsnn.fileio import atomic_write, loads_json
 from batsnn.metrics import EPOCHS_COMPLETED
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "MARKER", "OutDirError", "RunDir",
@@ -78,47 +79,6 @@ class CheckpointError(ValueError):
 
 
 # ----------------------------------------------------------------------------- writing
-
-_UMASK = None
-
-
-def _file_mode() -> int:
-    """``0o666`` less the process umask (what ``open(path, "w")`` would give)."""
-    global _UMASK
-    if _UMASK is None:
-        _UMASK = os.umask(0o022)
-        os.umask(_UMASK)
-    return 0o666 & ~_UMASK
-
-
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically and safely.
-
-    The bytes go to a fresh temporary file in ``path``'s directory (unique name, created
-    with ``O_EXCL | O_NOFOLLOW`` by :func:`tempfile.mkstemp`: nothing already there is opened
-    or followed), are flushed and fsynced, and the file is renamed to ``path``. If ``path`` is
-    a symbolic link, the link itself is replaced, never its target. On any failure the
-    temporary file is removed and ``path`` keeps its old content.
-
-    Raises:
-        OSError: the directory does not exist or cannot be written.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), _file_mode())
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
 
 def plain(obj):
     """``obj`` with numpy scalars and arrays turned into Python numbers and lists, tuples into
@@ -164,8 +124,9 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 
 def read_json(path: str | os.PathLike):
-    """The JSON value in ``path``."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """The JSON value in ``path`` (strict and of bounded nesting: :func:`batsnn.fileio.loads_json`;
+    ``ValueError`` naming the file)."""
+    return loads_json(Path(path).read_text(encoding="utf-8"), str(path))
 
 
 def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:
