@@ -174,3 +174,12 @@ def test_pool_counts_must_match_the_times(seed):
         batsnn.spike_pool2d(t, c2, 2)
     assert torch.equal(batsnn.spike_pool2d(t, c.int(), 2).counts,
                        batsnn.spike_pool2d(t, c, 2).counts)  # any integer dtype
+
+
+def test_the_gpu_backend_pools_float32_only():
+    """The GPU backend's pool entry leaves float64 trains to the torch ops (its kernel is
+    float32); importing it needs Triton, not a GPU."""
+    pytest.importorskip("triton")
+    from batsnn.ops.lif import cuda
+
+    assert cuda.pool(torch.full((1, 1, 2, 2, 1), math.inf, dtype=torch.float64), 2) is None
