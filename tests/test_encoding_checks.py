@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import batsnn
-from batsnn.spikes import _marked_valid
+from batsnn.spikes import marked_valid as _marked_valid
 
 
 @pytest.mark.parametrize("name", ["t_window", "x_max"])

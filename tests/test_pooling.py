@@ -134,3 +134,52 @@ def test_module_arguments_are_checked():
         SpikePool2d(0)
     with pytest.raises(TypeError, match="expected spike times"):
         Flatten()([1.0])
+
+
+def test_the_backend_chooses_its_pooling_kernel(monkeypatch, seed):
+    """spike_pool2d asks the device's backend for its own kernel (``pool``) and runs the
+    torch ops where the backend has none, returns None, or cannot load (no Triton)."""
+    import types
+
+    from batsnn.ops import lif
+
+    t, c = _trains(seed, (2, 2, 4, 4))
+    expect = batsnn.spike_pool2d(t, c, 2)
+    seen = []
+
+    def own_pool(times, k):
+        seen.append(k)
+        return torch.zeros(2, 2, 2, 2, 4 * 3, dtype=times.dtype)
+
+    monkeypatch.setattr(lif, "backend_for", lambda dev: types.SimpleNamespace(pool=own_pool))
+    assert batsnn.spike_pool2d(t, c, 2).times.abs().sum() == 0 and seen == [2]
+    monkeypatch.setattr(lif, "backend_for",
+                        lambda dev: types.SimpleNamespace(pool=lambda times, k: None))
+    assert torch.equal(batsnn.spike_pool2d(t, c, 2).times, expect.times)
+    monkeypatch.setattr(lif, "backend_for", lambda dev: types.SimpleNamespace())
+    assert torch.equal(batsnn.spike_pool2d(t, c, 2).times, expect.times)
+
+    def no_triton(dev):
+        raise RuntimeError("batsnn's GPU kernels need Triton")
+
+    monkeypatch.setattr(lif, "backend_for", no_triton)
+    assert torch.equal(batsnn.spike_pool2d(t, c, 2).times, expect.times)
+
+
+def test_pool_counts_must_match_the_times(seed):
+    t, c = _trains(seed, (1, 2, 4, 4))
+    c2 = c.clone()
+    c2[0, 1, 2, 3] += 1
+    with pytest.raises(ValueError, match=r"counts disagree with times: counts\[0, 1, 2, 3\]"):
+        batsnn.spike_pool2d(t, c2, 2)
+    assert torch.equal(batsnn.spike_pool2d(t, c.int(), 2).counts,
+                       batsnn.spike_pool2d(t, c, 2).counts)  # any integer dtype
+
+
+def test_the_gpu_backend_pools_float32_only():
+    """The GPU backend's pool entry leaves float64 trains to the torch ops (its kernel is
+    float32); importing it needs Triton, not a GPU."""
+    pytest.importorskip("triton")
+    from batsnn.ops.lif import cuda
+
+    assert cuda.pool(torch.full((1, 1, 2, 2, 1), math.inf, dtype=torch.float64), 2) is None

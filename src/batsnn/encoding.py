@@ -35,21 +35,36 @@ def discretize(times: torch.Tensor, dt: float | None) -> torch.Tensor:
     ``+inf`` stays ``+inf``. ``dt`` of ``None`` or ``0`` returns ``times`` unchanged.
 
     Args:
-        times: float tensor of spike times in seconds (>= 0), any shape.
+        times: float tensor of spike times in seconds (>= 0 or ``+inf``), any shape.
         dt: time step in seconds (a finite number >= 0, numpy scalars included) or ``None``.
 
     Returns:
         The grid times, same shape and dtype as ``times``.
+
+    Raises:
+        TypeError: ``times`` not a floating-point tensor, ``dt`` not a number.
+        ValueError: ``dt`` negative or not finite; ``times`` holding NaN or a negative value
+            whose grid point is negative (a time in ``[-dt, 0)``, e.g. a rounding error,
+            lands on the grid point 0). CPU tensors only: on a GPU that check would
+            synchronise the host; there such values come out NaN or below 0, and a layer
+            refuses them unless they were marked valid.
     """
+    if not isinstance(times, torch.Tensor) or not times.is_floating_point():
+        got = times.dtype if isinstance(times, torch.Tensor) else type(times).__name__
+        raise TypeError(f"times must be a floating-point tensor, got {got}")
     if dt is None:
         return times
     dt = _number("dt", dt, allow_zero=True)
     if dt == 0:
         return times
-    if not isinstance(times, torch.Tensor) or not times.is_floating_point():
-        got = times.dtype if isinstance(times, torch.Tensor) else type(times).__name__
-        raise TypeError(f"times must be a floating-point tensor, got {got}")
-    return grid_times(times, float(dt))
+    out = grid_times(times, float(dt))
+    if out.numel() and out.device.type == "cpu":
+        bad = torch.isnan(out) | (out < 0)
+        if bool(bad.any()):
+            idx = tuple(torch.nonzero(bad)[0].tolist())
+            raise ValueError(f"times must be spike times >= 0 (or +inf), got times"
+                             f"{list(idx)} = {times[idx].item()!r}")
+    return out
 
 
 def ttfs_encode(x: torch.Tensor, *, t_window: float = 0.1, x_max: float = 1.0,
@@ -66,8 +81,8 @@ def ttfs_encode(x: torch.Tensor, *, t_window: float = 0.1, x_max: float = 1.0,
         x_max: value of the brightest input, a finite number > 0 (1.0 for scaled images, 255
             for raw bytes).
         dt: optional time step in seconds (finite, >= 0).
-        dtype: float dtype of the result.
-        validate: check that ``x`` lies in ``[0, x_max]`` (reads the values: one host
+        dtype: float dtype of the result, ``torch.float32`` or ``torch.float64``.
+        validate: a bool: check that ``x`` lies in ``[0, x_max]`` (reads the values: one host
             synchronisation on a GPU). ``False`` skips the check for inputs known to be in
             range, such as uint8 images with ``x_max=255``.
 
@@ -83,15 +98,23 @@ def ttfs_encode(x: torch.Tensor, *, t_window: float = 0.1, x_max: float = 1.0,
         raise ValueError(f"x must have a batch dimension, got shape {tuple(x.shape)}")
     if x.is_complex():
         raise TypeError(f"x must be real, got {x.dtype}")
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    if not isinstance(validate, (bool, np.bool_)):
+        raise TypeError(f"validate must be a bool, got {validate!r}")
     x_max = _number("x_max", x_max, allow_zero=False)
     t_window = _number("t_window", t_window, allow_zero=False)
     if dt is not None:
         dt = _number("dt", dt, allow_zero=True)
+    if validate and x.device.type == "meta":
+        raise ValueError("x is on the meta device: it holds no values to validate "
+                         "(pass validate=False)")
     v = x.reshape(x.shape[0], math.prod(x.shape[1:])).to(dtype)
-    if validate and v.numel() and (bool(torch.isnan(v).any()) or float(v.min()) < 0
-                                   or float(v.max()) > x_max):
+    c = v.detach()
+    if validate and c.numel() and (bool(torch.isnan(c).any()) or float(c.min()) < 0
+                                   or float(c.max()) > x_max):
         raise ValueError(f"x must lie in [0, x_max={x_max}], got values in "
-                         f"[{float(v.min())}, {float(v.max())}]")
+                         f"[{float(c.min())}, {float(c.max())}]")
     known = validate or (x.dtype == torch.uint8 and x_max >= 255) \
         or (x.dtype == torch.bool and x_max >= 1)
     return _ttfs_times(v, t_window, x_max, dt, mark=known)
@@ -105,5 +128,7 @@ def _ttfs_times(v: torch.Tensor, t_window: float, x_max: float, dt, mark: bool =
 
     t = t_window * (1.0 - v / x_max)
     t = torch.where(v > 0, t, torch.full_like(t, math.inf))
-    t = discretize(t, dt).unsqueeze(-1)
+    if dt:
+        t = grid_times(t, float(dt))
+    t = t.unsqueeze(-1)
     return mark_valid(t) if mark else t

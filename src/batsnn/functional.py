@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
-from batsnn.ops.lif import lif_op
+from batsnn.ops.lif import lif_op, pool_op
 from batsnn.ops.lif.synapse import DENSE, Conv2d
 from batsnn.params import LIFParams
-from batsnn.spikes import (SpikeTrains, _check_tensor, _marked_valid, check_spike_times,
-                           mark_valid)
+from batsnn.spikes import (SpikeTrains, check_spike_times, check_tensor, mark_valid,
+                           marked_valid)
 
 __all__ = ["LIFParams", "SpikeTrains", "lif_conv2d", "lif_linear", "spike_flatten",
            "spike_pool2d"]
@@ -49,11 +50,14 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float 
     Args:
         input_times: ``(B, N_in, S_in)`` float32/float64 spike times in seconds (>= 0),
             ascending per neuron, padded with ``+inf``.
-        weight: ``(N_out, N_in)`` weights, same dtype and device as ``input_times``.
-        tau_s: synaptic time constant in seconds (> 0); the membrane's is ``2 * tau_s``.
-        theta: firing threshold (> 0).
-        delta_theta: reset amount (>= 0); defaults to ``theta``.
-        max_spikes: ``K``, the most spikes a neuron emits (>= 1).
+        weight: ``(N_out, N_in)`` weights, same dtype and device as ``input_times``, of
+            magnitude at most ``1e9 * theta / tau_s`` (checked on the CPU).
+        tau_s: synaptic time constant in seconds, in ``[1e-9, 1e6]``; the membrane's is
+            ``2 * tau_s``.
+        theta: firing threshold, in ``[1e-12, 1e12]``.
+        delta_theta: reset amount, 0 or in ``[1e-12, 1e12]``; defaults to ``theta``.
+        max_spikes: ``K``, the most spikes a neuron emits (``1 <= K <= 2**31 - 1``).
+            (The ranges batsnn supports: docs/model.md section 7.)
         t_max: simulation horizon in seconds; no spike is emitted after it.
         dt: time step in seconds; ``None`` or ``0`` means exact continuous time.
         reset_at: on the grid, ``"crossing"`` (the default: the reset at ``t*``) or
@@ -67,19 +71,22 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float 
         ``(B, N_out)`` int64.
 
     Raises:
-        TypeError, ValueError: naming the argument and the offending value. On CUDA tensors
-        the weight values are not inspected for NaN or infinity (the check would cost a host
+        TypeError, ValueError: naming the argument and the offending value; also for
+        parameters outside the ranges batsnn supports (:class:`~batsnn.params.LIFParams`)
+        and, on the CPU, for weights of magnitude above ``params.max_weight`` (``1e9 * theta
+        / tau_s``, docs/model.md section 7). On CUDA tensors the weight values are not
+        inspected for NaN, infinity or magnitude (the check would cost a host
         synchronisation per call, and none is allowed in a CUDA graph); ``batsnn train``
         checks its parameters whenever it reports progress.
     """
     p = _params(params, tau_s=tau_s, theta=theta, delta_theta=delta_theta,
                 max_spikes=max_spikes, t_max=t_max, dt=dt, reset_at=reset_at)
-    _check_tensor("input_times", input_times)
+    check_tensor("input_times", input_times)
     _check_weight_tensor(weight, input_times)
     if weight.dim() != 2 or weight.shape[1] != input_times.shape[1]:
         raise ValueError(f"weight must have shape (N_out, N_in={input_times.shape[1]}), got "
                          f"{tuple(weight.shape)}")
-    check_spike_times("input_times", input_times, weight)
+    check_spike_times("input_times", input_times, weight, max_weight=p.max_weight)
     check_memory(input_times, weight.shape[0], p)
     times, counts = lif_op(input_times, weight, p, DENSE)
     return SpikeTrains(mark_valid(times), counts)
@@ -123,11 +130,12 @@ def lif_conv2d(input_times: torch.Tensor, weight: torch.Tensor, *, stride=1, pad
         int64, with ``H_out = (H + 2 py - kH) // sy + 1`` and likewise ``W_out``.
 
     Raises:
-        TypeError, ValueError: naming the argument and the offending value.
+        TypeError, ValueError: naming the argument and the offending value, as for
+        :func:`lif_linear` (weight magnitudes included).
     """
     p = _params(params, tau_s=tau_s, theta=theta, delta_theta=delta_theta,
                 max_spikes=max_spikes, t_max=t_max, dt=dt, reset_at=reset_at)
-    _check_tensor("input_times", input_times, ndim=5)
+    check_tensor("input_times", input_times, ndim=5)
     _check_weight_tensor(weight, input_times)
     if weight.dim() != 4 or weight.shape[1] != input_times.shape[1]:
         raise ValueError(f"weight must have shape (C_out, C_in={input_times.shape[1]}, kH, kW), "
@@ -138,7 +146,7 @@ def lif_conv2d(input_times: torch.Tensor, weight: torch.Tensor, *, stride=1, pad
         raise ValueError(f"weight must have no empty axis, got shape {tuple(weight.shape)}")
     synapse = Conv2d(in_shape=(c_in, h, w), kernel=tuple(weight.shape[2:]), stride=stride,
                      padding=padding)
-    check_spike_times("input_times", input_times, weight)
+    check_spike_times("input_times", input_times, weight, max_weight=p.max_weight)
     flat = input_times.reshape(n_batch, c_in * h * w, s_in)
     (kh, kw), (sy, sx) = synapse.kernel, synapse.stride
     if input_times.device.type == "cuda":
@@ -165,7 +173,7 @@ def spike_pool2d(times: torch.Tensor, counts: torch.Tensor, kernel_size: int = 2
     time keep the window's order (row by row). Each pooled spike is its source spike, so its
     gradient goes back unchanged to that spike (plain torch ops: a reshape, a permutation and
     a stable sort along the last axis, differentiable in the values; ``+inf`` padding sorts
-    last). Works on any device.
+    last). Runs on cpu and cuda tensors.
 
     Maps whose height or width is not a multiple of ``k`` lose their last rows / columns
     (floor, as the seed's pooling): an output covers input rows ``oy * k .. oy * k + k - 1``
@@ -173,54 +181,62 @@ def spike_pool2d(times: torch.Tensor, counts: torch.Tensor, kernel_size: int = 2
 
     Args:
         times: ``(B, C, H, W, S)`` float spike times in seconds (ascending, ``+inf``-padded).
-        counts: ``(B, C, H, W)`` int64 spikes per neuron (finite entries of ``times``).
-        kernel_size: ``k``, an int with ``1 <= k <= min(H, W)``.
+        counts: ``(B, C, H, W)`` integer spikes per neuron: the finite entries of ``times``
+            (checked on the CPU; on a GPU that check would synchronise the host).
+        kernel_size: ``k``, an int (numpy ints included) with ``1 <= k <= min(H, W)``.
 
     Returns:
         :class:`SpikeTrains`: times ``(B, C, H // k, W // k, k * k * S)`` and counts
         ``(B, C, H // k, W // k)``.
     """
-    _check_tensor("times", times, ndim=5)
-    if not isinstance(counts, torch.Tensor):
-        raise TypeError(f"counts must be a torch.Tensor, got {type(counts).__name__}")
-    if counts.shape != times.shape[:-1]:
-        raise ValueError(f"counts must have shape {tuple(times.shape[:-1])} (times without its "
-                         f"last axis), got {tuple(counts.shape)}")
-    if counts.dtype.is_floating_point or counts.dtype == torch.bool:
-        raise TypeError(f"counts must be an integer tensor, got {counts.dtype}")
+    check_tensor("times", times, ndim=5)
+    _check_counts(counts, times)
     k = kernel_size
     n_batch, c, h, w, s = times.shape
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(h, w):
+    if (isinstance(k, bool) or not isinstance(k, numbers.Integral)
+            or not 1 <= k <= min(h, w)):
         raise ValueError(f"kernel_size must be an int in [1, min(H, W) = {min(h, w)}], got {k!r}")
+    k = int(k)
     check_spike_times("times", times)
+    if counts.device.type == "cpu" and times.device.type == "cpu":
+        found = torch.isfinite(times).sum(-1)
+        if not torch.equal(found, counts.to(found.dtype)):
+            idx = tuple(torch.nonzero(found != counts)[0].tolist())
+            raise ValueError(f"counts disagree with times: counts[{', '.join(map(str, idx))}] = "
+                             f"{int(counts[idx])} but times{list(idx)} holds {int(found[idx])} "
+                             "finite spike times")
     ho, wo = h // k, w // k
-    pooled = _pool_gpu(times, k)
-    if pooled is None:
-        win = times[:, :, :ho * k, :wo * k].reshape(n_batch, c, ho, k, wo, k, s)
-        win = win.permute(0, 1, 2, 4, 3, 5, 6).reshape(n_batch, c, ho, wo, k * k * s)
-        pooled = torch.sort(win, dim=-1, stable=True).values
+    pooled = pool_op(times, k)
     cnt = counts[:, :, :ho * k, :wo * k].reshape(n_batch, c, ho, k, wo, k).sum((3, 5))
     return SpikeTrains(mark_valid(pooled), cnt.to(torch.int64))
 
 
-def _pool_gpu(times: torch.Tensor, k: int):
-    """float32 pooling on the GPU through batsnn's kernel (the same result as the torch
-    ops of :func:`spike_pool2d`, :mod:`batsnn.ops.lif.cuda.pool`), or None elsewhere."""
-    if times.device.type != "cuda" or times.dtype != torch.float32:
-        return None
-    try:
-        from batsnn.ops.lif.cuda.pool import SpikePoolFunction
-    except ImportError:  # no Triton: the torch ops
-        return None
-    return SpikePoolFunction.apply(times, k)
+def _check_counts(counts, times: torch.Tensor) -> None:
+    """``counts`` is an integer tensor of shape ``times.shape[:-1]`` on ``times``' device."""
+    if not isinstance(counts, torch.Tensor):
+        raise TypeError(f"counts must be a torch.Tensor, got {type(counts).__name__}")
+    if counts.dtype.is_floating_point or counts.dtype.is_complex or counts.dtype == torch.bool:
+        raise TypeError(f"counts must be an integer tensor, got {counts.dtype}")
+    if counts.shape != times.shape[:-1]:
+        raise ValueError(f"counts must have shape {tuple(times.shape[:-1])} (times without its "
+                         f"last axis), got {tuple(counts.shape)}")
+    if counts.device != times.device:
+        raise ValueError(f"counts is on {counts.device} but times is on {times.device}")
 
 
 def spike_flatten(times: torch.Tensor, counts: torch.Tensor) -> SpikeTrains:
     """Spike trains ``(B, *neurons, S)`` with counts ``(B, *neurons)`` as ``(B, N, S)`` and
     ``(B, N)`` (``N`` the product of the neuron axes, in C order): the input of a dense
-    layer after convolutions. A view where possible; a valid input stays marked valid."""
+    layer after convolutions. A view where possible; a valid input stays marked valid.
+
+    Raises:
+        TypeError, ValueError: ``times`` not a float32/float64 tensor of at least 2 axes, or
+        ``counts`` not an integer tensor of shape ``times.shape[:-1]`` on the same device.
+    """
+    check_tensor("times", times, ndim=None)
+    _check_counts(counts, times)
     out = times.reshape(times.shape[0], -1, times.shape[-1])
-    if isinstance(times, torch.Tensor) and _marked_valid(times):
+    if marked_valid(times):
         mark_valid(out)
     return SpikeTrains(out, counts.reshape(counts.shape[0], -1))
 

@@ -9,15 +9,25 @@ averages its gradients over the batch) or ``"sum"``.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
+
+from batsnn.params import real_number
+from batsnn.spikes import check_tensor
 
 __all__ = [
     "SpikeCountClassLoss", "SpikeCountLoss", "SpikeTimeLoss", "TTFSCrossEntropyLoss",
     "count_predict", "spike_count_class_loss", "spike_count_loss", "spike_time_loss",
     "ttfs_cross_entropy", "ttfs_predict",
 ]
+
+
+def _check_reduction(reduction) -> None:
+    """``reduction`` is ``"mean"`` or ``"sum"``."""
+    if not isinstance(reduction, str) or reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
 
 
 def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -28,13 +38,54 @@ def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
     raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
 
 
+def _tensor(name: str, value, *, floating: bool = False, like: torch.Tensor | None = None
+            ) -> None:
+    """``value`` is a torch.Tensor (of a float dtype with ``floating``; on the device of
+    ``like``, the loss's ``times``, when given)."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if like is not None and value.device != like.device:
+        raise ValueError(f"{name} is on {value.device} but times is on {like.device}")
+    if floating and value.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name} must be float32 or float64, got {value.dtype}")
+
+
 def _check_outputs(times: torch.Tensor, counts: torch.Tensor) -> None:
-    if times.dim() != 3 or counts.shape != times.shape[:2]:
+    """``times (B, N, S)`` float and ``counts (B, N)`` integer, counts in ``[0, S]`` (values
+    read on the CPU only: on a GPU that would cost a host synchronisation per step)."""
+    check_tensor("times", times)
+    _tensor("counts", counts, like=times)
+    if counts.dtype.is_floating_point or counts.dtype.is_complex or counts.dtype == torch.bool:
+        raise TypeError(f"counts must be an integer tensor, got {counts.dtype}")
+    if counts.shape != times.shape[:2]:
         raise ValueError(f"times must be (B, N, S) and counts (B, N); got {tuple(times.shape)} "
                          f"and {tuple(counts.shape)}")
+    if counts.numel() and counts.device.type == "cpu":
+        lo, hi = int(counts.min()), int(counts.max())
+        if lo < 0 or hi > times.shape[2]:
+            raise ValueError(f"counts must lie in [0, S={times.shape[2]}] (spikes per neuron), "
+                             f"got values in [{lo}, {hi}]")
 
 
-def _check_labels(labels: torch.Tensor, n_classes: int) -> None:
+def _check_values(name: str, values: torch.Tensor, *, allow_inf: bool) -> None:
+    """The float tensor ``values`` holds no NaN, no negative value and (unless
+    ``allow_inf``) no infinity; read on the CPU only (a host synchronisation on a GPU)."""
+    if not values.numel() or values.device.type != "cpu":
+        return
+    bad = torch.isnan(values) | (values < 0)
+    if not allow_inf:
+        bad |= torch.isinf(values)
+    if bool(bad.any()):
+        idx = tuple(torch.nonzero(bad)[0].tolist())
+        what = "numbers >= 0 or +inf" if allow_inf else "finite numbers >= 0"
+        raise ValueError(f"{name} must be {what}, got {name}{list(idx)} = "
+                         f"{values[idx].item()!r}")
+
+
+def _check_labels(labels: torch.Tensor, n_classes: int, times: torch.Tensor) -> None:
+    """``labels`` a ``(B,)`` integer tensor on ``times``' device, in ``[0, n_classes)``
+    (the values read on the CPU only)."""
+    _tensor("labels", labels, like=times)
     if labels.dim() != 1 or labels.dtype not in (torch.int32, torch.int64):
         raise ValueError(f"labels must be a 1-D integer tensor, got {labels.dtype} "
                          f"{tuple(labels.shape)}")
@@ -78,13 +129,25 @@ def spike_count_loss(times: torch.Tensor, counts: torch.Tensor, targets: torch.T
 
     Args:
         times: ``(B, N, S)`` output spike times.
-        counts: ``(B, N)`` spike counts.
-        targets: ``(B, N)`` target counts.
+        counts: ``(B, N)`` integer spike counts in ``[0, S]``.
+        targets: ``(B, N)`` target counts, finite and >= 0.
+
+    Raises:
+        TypeError, ValueError: naming the argument and the value (the values of counts and
+        targets are read on the CPU only: on a GPU that would synchronise the host).
     """
+    _check_reduction(reduction)
     _check_outputs(times, counts)
+    _tensor("targets", targets, like=times)
     if targets.shape != counts.shape:
         raise ValueError(f"targets must have shape {tuple(counts.shape)}, got "
                          f"{tuple(targets.shape)}")
+    if targets.dtype.is_complex or targets.dtype == torch.bool:
+        raise TypeError(f"targets must be a real tensor, got {targets.dtype}")
+    if targets.is_floating_point():
+        _check_values("targets", targets, allow_inf=False)
+    elif targets.numel() and targets.device.type == "cpu" and int(targets.min()) < 0:
+        raise ValueError(f"targets must be finite numbers >= 0, got {int(targets.min())}")
     return _reduce(_CountLossFunction.apply(times, counts, targets), reduction)
 
 
@@ -105,15 +168,24 @@ def spike_count_class_loss(times: torch.Tensor, counts: torch.Tensor, labels: to
 
     Args:
         times: ``(B, C, S)`` output spike times; counts ``(B, C)``; labels ``(B,)`` int.
+        target_true, target_false: finite numbers >= 0.
     """
+    target_true = real_number("target_true", target_true, allow_zero=True)
+    target_false = real_number("target_false", target_false, allow_zero=True)
+    _check_reduction(reduction)
     _check_outputs(times, counts)
-    _check_labels(labels, counts.shape[1])
+    _check_labels(labels, counts.shape[1], times)
     targets = count_targets(labels, counts.shape[1], target_true, target_false, times.dtype)
     return spike_count_loss(times, counts, targets, reduction=reduction)
 
 
 def count_predict(counts: torch.Tensor) -> torch.Tensor:
-    """Prediction of count models: the neuron with the most spikes (ties: lowest index)."""
+    """Prediction of count models: the neuron with the most spikes (ties: lowest index).
+
+    ``counts`` ``(B, C)`` with ``C >= 1``; returns ``(B,)`` int64."""
+    _tensor("counts", counts)
+    if counts.dim() != 2 or counts.shape[1] < 1:
+        raise ValueError(f"counts must be (B, C) with C >= 1, got shape {tuple(counts.shape)}")
     return counts.argmax(1)
 
 
@@ -125,11 +197,16 @@ def spike_time_loss(times: torch.Tensor, target_times: torch.Tensor, *,
     are finite (so ``dL/dt = t - target`` there and 0 elsewhere).
 
     Args:
-        times: ``(B, N, S)`` spike times; target_times: same shape, ``+inf`` where no target.
+        times: ``(B, N, S)`` spike times; target_times: same shape, times >= 0, ``+inf``
+            where no target (NaN and negative values are refused on the CPU).
     """
+    _check_reduction(reduction)
+    check_tensor("times", times)
+    _tensor("target_times", target_times, floating=True, like=times)
     if times.shape != target_times.shape:
         raise ValueError(f"target_times must have shape {tuple(times.shape)}, got "
                          f"{tuple(target_times.shape)}")
+    _check_values("target_times", target_times, allow_inf=True)
     both = torch.isfinite(times) & torch.isfinite(target_times)
     diff = torch.where(both, times - torch.where(both, target_times, times), 0.0)
     return _reduce(0.5 * (diff * diff).flatten(1).sum(1), reduction)
@@ -185,20 +262,29 @@ def ttfs_cross_entropy(times: torch.Tensor, labels: torch.Tensor, *, tau_loss: f
     Returns:
         a scalar tensor of ``times``'s dtype.
     """
-    if times.dim() != 3:
-        raise ValueError(f"times must be (B, C, S), got {tuple(times.shape)}")
-    if not tau_loss > 0:
-        raise ValueError(f"tau_loss must be > 0, got {tau_loss!r}")
-    if isinstance(t_max, bool) or not isinstance(t_max, (int, float)) or not t_max > 0:
+    check_tensor("times", times)
+    if times.shape[2] < 1:
+        raise ValueError(f"times must have at least one spike slot, got shape "
+                         f"{tuple(times.shape)}")
+    tau_loss = real_number("tau_loss", tau_loss)
+    if (isinstance(t_max, bool) or not isinstance(t_max, numbers.Real)
+            or not float(t_max) > 0):
         raise ValueError(f"t_max must be a number > 0 (inf allowed), got {t_max!r}")
-    _check_labels(labels, times.shape[1])
+    _check_reduction(reduction)
+    _check_labels(labels, times.shape[1], times)
     first = times[..., 0]
     return _reduce(_TTFSCrossEntropyFunction.apply(first, labels, float(tau_loss),
                                                    float(t_max)), reduction)
 
 
 def ttfs_predict(times: torch.Tensor) -> torch.Tensor:
-    """Prediction of TTFS models: the neuron with the earliest first spike."""
+    """Prediction of TTFS models: the neuron with the earliest first spike.
+
+    ``times`` ``(B, C, S)`` with ``C, S >= 1``; returns ``(B,)`` int64."""
+    check_tensor("times", times)
+    if times.shape[1] < 1 or times.shape[2] < 1:
+        raise ValueError(f"times must be (B, C, S) with C, S >= 1, got shape "
+                         f"{tuple(times.shape)}")
     return times[..., 0].argmin(1)
 
 

@@ -41,6 +41,8 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from batsnn.losses import count_predict, ttfs_predict
+from batsnn.params import real_number
+from batsnn.spikes import check_tensor
 
 __all__ = [
     "ACCURACY", "BEST_TEST_ACCURACY", "DECISION_TIME_MS", "EPOCH", "EPOCHS_COMPLETED",
@@ -127,6 +129,14 @@ def label_spike_share(times: torch.Tensor, labels: torch.Tensor, target: float,
     Returns:
         ``(B,)`` float64 shares in ``[0, 1]``.
     """
+    check_tensor("times", times)
+    if (not isinstance(labels, torch.Tensor) or labels.shape != times.shape[:1]
+            or labels.dtype.is_floating_point or labels.dtype == torch.bool):
+        got = (f"{labels.dtype} {tuple(labels.shape)}" if isinstance(labels, torch.Tensor)
+               else type(labels).__name__)
+        raise TypeError(f"labels must be a ({times.shape[0]},) integer tensor, got {got}")
+    target = real_number("target", target)
+    t = real_number("t", t, allow_zero=True, allow_inf=True)
     lab = times[torch.arange(len(labels), device=times.device), labels.long()]
     return ((lab <= t).sum(1).to(torch.float64) / float(target)).clamp(max=1.0)
 
@@ -161,6 +171,8 @@ def prediction_by(times: torch.Tensor, t: float, mode: str) -> tuple[torch.Tenso
     """
     if mode not in ("count", "ttfs"):
         raise ValueError(f"mode must be 'count' or 'ttfs', got {mode!r}")
+    check_tensor("times", times)
+    t = real_number("t", t, allow_zero=True, allow_inf=True)
     if mode == "count":
         counts = (times <= t).sum(-1)
         return count_predict(counts), counts.sum(1) > 0
@@ -189,6 +201,7 @@ def decision_times(times: torch.Tensor, counts: torch.Tensor, mode: str) -> torc
     """
     if mode not in ("count", "ttfs"):
         raise ValueError(f"mode must be 'count' or 'ttfs', got {mode!r}")
+    check_tensor("times", times)
     t = times.detach().to(torch.float64)
     n_batch, n_cls, _ = t.shape
     if n_batch == 0:
@@ -226,6 +239,10 @@ def layer_activity(counts: torch.Tensor) -> tuple[float, torch.Tensor]:
     Returns:
         ``(total_spikes, fired)`` with ``fired`` a CPU bool tensor of shape ``(prod(neurons),)``.
     """
+    if not isinstance(counts, torch.Tensor) or counts.dim() < 1:
+        got = (f"shape {tuple(counts.shape)}" if isinstance(counts, torch.Tensor)
+               else type(counts).__name__)
+        raise TypeError(f"counts must be a (B, *neurons) tensor, got {got}")
     return float(counts.sum()), (counts.reshape(counts.shape[0], -1) > 0).any(0).cpu()
 
 

@@ -3,16 +3,82 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
 
-from batsnn.functional import lif_conv2d, lif_linear, spike_flatten, spike_pool2d
-from batsnn.ops.lif.synapse import _pair
+from batsnn.functional import device_memory, lif_conv2d, lif_linear, spike_flatten, spike_pool2d
+from batsnn.ops.lif.synapse import PAIR_MAX, pair
 from batsnn.params import LIFParams
 from batsnn.spikes import SpikeTrains
 
 __all__ = ["Flatten", "LIFConv2d", "LIFLinear", "SpikePool2d", "SpikingSequential"]
+
+
+def _size(name: str, value) -> int:
+    """A layer size: an int in ``[1, 2**31 - 1]`` (numpy ints included, bools not; the
+    kernels index neurons with 32-bit integers)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if value > PAIR_MAX:
+        raise ValueError(f"{name} must be <= {PAIR_MAX} (2**31 - 1), got {value!r}")
+    return int(value)
+
+
+def _empty_weight(shape: tuple, device, dtype) -> torch.Tensor:
+    """An uninitialised weight of ``shape``; ``MemoryError`` naming the sizes when it is
+    larger than the device's memory."""
+    device = _device(device)
+    if device is not None and device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device} is not available here (no CUDA device)")
+    need = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+    have = device_memory(device if device is not None else torch.get_default_device())
+    if have is not None and need > have:
+        raise MemoryError(f"a weight of shape {shape} ({dtype}) needs {need / 2**30:.1f} GiB "
+                          f"but {device or 'the default device'} has {have / 2**30:.1f} GiB")
+    return torch.empty(shape, device=device, dtype=dtype)
+
+
+def _init_range(init, dtype) -> tuple[float, float]:
+    """``init`` as ``(low, high)``: two finite real numbers with ``low <= high`` whose
+    span ``dtype`` holds."""
+    try:
+        low, high = init
+    except (TypeError, ValueError):
+        raise TypeError(f"init must be a pair (low, high) of numbers, got {init!r}") from None
+    for v in (low, high):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"init must be a pair (low, high) of numbers, got {init!r}")
+    low, high = float(low), float(high)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"init must hold finite numbers, got {init!r}")
+    if low > high:
+        raise ValueError(f"init must be (low, high) with low <= high, got {init!r}")
+    if high - low > torch.finfo(dtype).max:
+        raise ValueError(f"init {init!r} spans more than {dtype} holds")
+    return low, high
+
+
+def _weight_dtype(dtype):
+    """The weight dtype of a layer: ``None`` (torch's default float dtype), float32 or
+    float64 (the dtypes of batsnn's kernels)."""
+    if dtype is None:
+        dtype = torch.get_default_dtype()
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    return dtype
+
+
+def _device(device):
+    """``device`` as a ``torch.device`` (``None`` stays ``None``: torch's default)."""
+    if device is None:
+        return None
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device must name a torch device (e.g. 'cpu', 'cuda:0'), got "
+                         f"{device!r}") from None
 
 
 class _NeuronLayer(nn.Module):
@@ -50,7 +116,11 @@ class LIFLinear(_NeuronLayer):
             consistent discrete model); see :class:`~batsnn.params.LIFParams`.
         (These seven are held as one frozen :class:`~batsnn.params.LIFParams`, ``.params``,
         and read back as attributes of the same names.)
-        init: ``(low, high)`` of the uniform weight initialisation (BATS: ``(-1, 1)``).
+        init: ``(low, high)`` of the uniform weight initialisation (BATS: ``(-1, 1)``),
+            finite, ``low <= high``.
+        device: where the weight lives.
+        dtype: the weight's dtype, ``torch.float32`` or ``torch.float64`` (``None``: torch's
+            default).
 
     Shape:
         forward takes ``(B, N_in, S_in)`` spike times (or a :class:`SpikeTrains`) and returns
@@ -62,16 +132,15 @@ class LIFLinear(_NeuronLayer):
                  t_max: float = math.inf, reset_at: str = "crossing",
                  init: tuple[float, float] = (-1.0, 1.0), device=None, dtype=None):
         super().__init__()
-        for name, v in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        in_features = _size("in_features", in_features)
+        out_features = _size("out_features", out_features)
         self.params = LIFParams(tau_s=tau_s, theta=theta, delta_theta=delta_theta,
                                 max_spikes=max_spikes, t_max=t_max, dt=dt, reset_at=reset_at)
         self.in_features = in_features
         self.out_features = out_features
-        self.init = (float(init[0]), float(init[1]))
-        self.weight = nn.Parameter(torch.empty(out_features, in_features, device=device,
-                                               dtype=dtype))
+        dtype = _weight_dtype(dtype)
+        self.init = _init_range(init, dtype)
+        self.weight = nn.Parameter(_empty_weight((out_features, in_features), device, dtype))
         self.reset_parameters()
 
     def forward(self, input_times) -> SpikeTrains:
@@ -112,7 +181,9 @@ class LIFConv2d(_NeuronLayer):
         tau_s, theta, delta_theta, max_spikes, dt, t_max, reset_at: the neuron's parameters,
             held as one frozen :class:`~batsnn.params.LIFParams` (``.params``) as in
             :class:`LIFLinear`.
-        init: ``(low, high)`` of the uniform weight initialisation (BATS: ``(-1, 1)``).
+        init: ``(low, high)`` of the uniform weight initialisation (BATS: ``(-1, 1)``),
+            finite, ``low <= high``.
+        device, dtype: as in :class:`LIFLinear`.
 
     Shape:
         forward takes ``(B, C_in, H, W, S_in)`` spike times (or a :class:`SpikeTrains`) and
@@ -126,19 +197,19 @@ class LIFConv2d(_NeuronLayer):
                  reset_at: str = "crossing", init: tuple[float, float] = (-1.0, 1.0),
                  device=None, dtype=None):
         super().__init__()
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        in_channels = _size("in_channels", in_channels)
+        out_channels = _size("out_channels", out_channels)
         self.params = LIFParams(tau_s=tau_s, theta=theta, delta_theta=delta_theta,
                                 max_spikes=max_spikes, t_max=t_max, dt=dt, reset_at=reset_at)
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.kernel_size = _pair("kernel_size", kernel_size, 1)
-        self.stride = _pair("stride", stride, 1)
-        self.padding = _pair("padding", padding, 0)
-        self.init = (float(init[0]), float(init[1]))
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size,
-                                               device=device, dtype=dtype))
+        self.kernel_size = pair("kernel_size", kernel_size, 1)
+        self.stride = pair("stride", stride, 1)
+        self.padding = pair("padding", padding, 0)
+        dtype = _weight_dtype(dtype)
+        self.init = _init_range(init, dtype)
+        self.weight = nn.Parameter(_empty_weight((out_channels, in_channels, *self.kernel_size),
+                                                 device, dtype))
         self.reset_parameters()
 
     def forward(self, input_times) -> SpikeTrains:
@@ -168,9 +239,10 @@ class SpikePool2d(nn.Module):
 
     def __init__(self, kernel_size: int = 2):
         super().__init__()
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
+        if (isinstance(kernel_size, bool) or not isinstance(kernel_size, numbers.Integral)
+                or kernel_size < 1):
             raise ValueError(f"kernel_size must be an int >= 1, got {kernel_size!r}")
-        self.kernel_size = kernel_size
+        self.kernel_size = int(kernel_size)
 
     def forward(self, x) -> SpikeTrains:
         x = _trains(x)

@@ -7,14 +7,33 @@ import math
 import numbers
 from dataclasses import dataclass
 
-__all__ = ["LIFParams", "RESET_AT"]
+__all__ = ["LIFParams", "MAX_SPIKES_MAX", "RESET_AT", "TAU_S_RANGE", "THETA_RANGE",
+           "WEIGHT_RATIO_MAX", "real_number"]
 
 #: When a spike's reset is applied on the grid: at the continuous crossing (the seed's
 #: scheme) or at the emitted grid time (:attr:`LIFParams.reset_at`).
 RESET_AT = ("crossing", "emitted")
 
+#: The ranges batsnn supports (docs/model.md section 7, where they are derived): beyond
+#: them the closed form's exponentials overflow or its roots lose all precision, and spikes
+#: would be lost without a word, so they are refused.
+#: ``tau_s`` in seconds, both ends included.
+TAU_S_RANGE = (1e-9, 1e6)
+#: ``theta``, and ``delta_theta`` unless it is 0, both ends included.
+THETA_RANGE = (1e-12, 1e12)
+#: The largest ``max_spikes`` (the spike buffers are indexed with 32-bit integers).
+MAX_SPIKES_MAX = 2**31 - 1
+#: The largest ``|weight| * tau_s / theta``: one input spike may lift the potential by at
+#: most this many thresholds (times 1/2), so that the time it takes to reach the threshold,
+#: ``theta / |weight|``, stays resolvable (:meth:`LIFParams.max_weight`).
+WEIGHT_RATIO_MAX = 1e9
 
-def _real(name: str, value, *, allow_inf: bool = False, allow_zero: bool = False) -> float:
+
+def real_number(name: str, value, *, allow_inf: bool = False, allow_zero: bool = False,
+          supported: tuple[float, float] | None = None) -> float:
+    """``value`` (a Python or numpy real number, not a bool) as a float, checked: not NaN,
+    finite unless ``allow_inf``, > 0 (>= 0 with ``allow_zero``) and, unless it is 0, inside
+    ``supported``; TypeError/ValueError naming ``name`` and the value otherwise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     value = float(value)
@@ -23,6 +42,9 @@ def _real(name: str, value, *, allow_inf: bool = False, allow_zero: bool = False
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound}, got {value!r}")
+    if supported is not None and value != 0 and not supported[0] <= value <= supported[1]:
+        raise ValueError(f"{name}={value!r} is outside the range batsnn supports, "
+                         f"[{supported[0]:g}, {supported[1]:g}] (docs/model.md section 7)")
     return value
 
 
@@ -34,11 +56,12 @@ class LIFParams:
     scalars are accepted wherever Python numbers are.
 
     Attributes:
-        tau_s: synaptic time constant in seconds (> 0). The membrane's is :attr:`tau`.
-        theta: firing threshold (> 0).
-        max_spikes: ``K``, the most spikes a neuron emits (int >= 1).
-        delta_theta: reset amount subtracted from the potential at each spike (>= 0);
-            ``None`` means ``theta``.
+        tau_s: synaptic time constant in seconds, in :data:`TAU_S_RANGE` (``[1e-9, 1e6]``).
+            The membrane's is :attr:`tau`.
+        theta: firing threshold, in :data:`THETA_RANGE` (``[1e-12, 1e12]``).
+        max_spikes: ``K``, the most spikes a neuron emits (int, ``1 <= K <= 2**31 - 1``).
+        delta_theta: reset amount subtracted from the potential at each spike: 0 or in
+            :data:`THETA_RANGE`; ``None`` means ``theta``.
         t_max: simulation horizon in seconds (> 0, may be ``inf``); no spike after it.
         dt: time step in seconds (>= 0); ``None`` or ``0`` means exact continuous time.
         reset_at: on the grid (``dt > 0``), when a spike's reset is applied (model.md
@@ -60,19 +83,22 @@ class LIFParams:
 
     def __post_init__(self):
         put = object.__setattr__.__get__(self)
-        put("tau_s", _real("tau_s", self.tau_s))
-        put("theta", _real("theta", self.theta))
-        dth = self.theta if self.delta_theta is None else _real(
-            "delta_theta", self.delta_theta, allow_zero=True)
+        put("tau_s", real_number("tau_s", self.tau_s, supported=TAU_S_RANGE))
+        put("theta", real_number("theta", self.theta, supported=THETA_RANGE))
+        dth = self.theta if self.delta_theta is None else real_number(
+            "delta_theta", self.delta_theta, allow_zero=True, supported=THETA_RANGE)
         put("delta_theta", dth)
         k = self.max_spikes
         if isinstance(k, bool) or not isinstance(k, numbers.Integral):
             raise TypeError(f"max_spikes must be an int, got {k!r}")
         if k < 1:
             raise ValueError(f"max_spikes must be >= 1, got {k!r}")
+        if k > MAX_SPIKES_MAX:
+            raise ValueError(f"max_spikes={k!r} is more than batsnn supports "
+                             f"({MAX_SPIKES_MAX} = 2**31 - 1)")
         put("max_spikes", int(k))
-        put("t_max", _real("t_max", self.t_max, allow_inf=True))
-        put("dt", 0.0 if self.dt is None else _real("dt", self.dt, allow_zero=True))
+        put("t_max", real_number("t_max", self.t_max, allow_inf=True))
+        put("dt", 0.0 if self.dt is None else real_number("dt", self.dt, allow_zero=True))
         if not isinstance(self.reset_at, str) or self.reset_at not in RESET_AT:
             raise ValueError(f"reset_at must be one of {', '.join(map(repr, RESET_AT))}, got "
                              f"{self.reset_at!r}")
@@ -81,6 +107,12 @@ class LIFParams:
     def tau(self) -> float:
         """Membrane time constant ``2 * tau_s`` in seconds (the closed form needs it)."""
         return 2.0 * self.tau_s
+
+    @property
+    def max_weight(self) -> float:
+        """The largest weight magnitude batsnn supports with these parameters,
+        ``WEIGHT_RATIO_MAX * theta / tau_s`` (docs/model.md section 7)."""
+        return WEIGHT_RATIO_MAX * self.theta / self.tau_s
 
     @property
     def discrete(self) -> bool:

@@ -13,7 +13,10 @@ import numba
 import numpy as np
 import torch
 
-__all__ = ["SpikeTrains", "check_spike_times", "mark_valid"]
+from batsnn.params import WEIGHT_RATIO_MAX
+
+__all__ = ["SpikeTrains", "check_spike_times", "check_tensor", "mark_valid", "marked_valid",
+           "weight_abs_max"]
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
 
@@ -63,20 +66,29 @@ def scan_times(times, bad):
 
 
 @numba.njit(parallel=True, cache=True)
-def _finite_rows(w, ok):
+def _abs_max_rows(w, out):
+    """``out[r]``: the largest ``|w[r, i]|`` of row ``r``, NaN if the row holds a NaN."""
     for r in numba.prange(w.shape[0]):
-        good = True
+        m = 0.0
         for i in range(w.shape[1]):
-            good &= math.isfinite(w[r, i])
-        ok[r] = good
+            v = abs(w[r, i])
+            if math.isnan(v):
+                m = math.nan
+                break
+            if v > m:
+                m = v
+        out[r] = m
 
 
-def all_finite(w: torch.Tensor) -> bool:
-    """``torch.isfinite(w).all()`` for a CPU matrix, without temporaries."""
+def weight_abs_max(w: torch.Tensor) -> float:
+    """The largest magnitude in a CPU tensor (``0.0`` when empty, NaN if it holds a NaN,
+    ``inf`` if it holds an infinity), in one compiled pass without temporaries."""
+    if w.numel() == 0:
+        return 0.0
     a = w.detach().reshape(w.shape[0], -1).contiguous().numpy()
-    ok = np.zeros(a.shape[0], np.bool_)
-    _finite_rows(a, ok)
-    return bool(ok.all())
+    out = np.zeros(a.shape[0], np.float64)
+    _abs_max_rows(a, out)
+    return float(out.max()) if not np.isnan(out).any() else math.nan
 
 
 def check_times(times: torch.Tensor):
@@ -94,13 +106,16 @@ def check_times(times: torch.Tensor):
     return int(bad[b, 0]), b, int(bad[b, 1]), int(bad[b, 2])
 
 
-def _check_tensor(name: str, times, ndim: int | None = 3) -> None:
-    """Type, dtype and rank of a spike-time tensor: exactly ``ndim`` dimensions, or (with
-    ``ndim=None``) at least 2, ``(B, *neurons, S)``."""
+def check_tensor(name: str, times, ndim: int | None = 3) -> None:
+    """Type, dtype, device (cpu or cuda: batsnn's kernels and checks run there) and rank of
+    a spike-time tensor: exactly ``ndim`` dimensions, or (with ``ndim=None``) at least 2,
+    ``(B, *neurons, S)``."""
     if not isinstance(times, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(times).__name__}")
     if times.dtype not in _FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got {times.dtype}")
+    if times.device.type not in ("cpu", "cuda"):
+        raise ValueError(f"{name} must be on a cpu or cuda device, got {times.device}")
     if ndim is None:
         if times.dim() < 2:
             raise ValueError(f"{name} must have shape (batch, *neurons, spikes), got shape "
@@ -123,22 +138,24 @@ def mark_valid(times: torch.Tensor) -> torch.Tensor:
     return times
 
 
-def _marked_valid(times: torch.Tensor) -> bool:
+def marked_valid(times: torch.Tensor) -> bool:
+    """Whether ``times`` carries the mark of :func:`mark_valid` and is unmodified since."""
     return getattr(times, "_batsnn_valid_version", None) == times._version
 
 
-def check_spike_times(name: str, times: torch.Tensor,
-                      weight: torch.Tensor | None = None) -> None:
+def check_spike_times(name: str, times: torch.Tensor, weight: torch.Tensor | None = None,
+                      max_weight: float | None = None) -> None:
     """Raise if ``times`` is not a valid ``(B, *neurons, S)`` spike-time tensor (any number of
     neuron axes, e.g. ``(B, N, S)`` or ``(B, C, H, W, S)``; checked as ``(B, -1, S)``); mark
     it valid if it is (see :func:`mark_valid`: the same unmodified tensor is not scanned
     again). Errors name ``name`` and the full index of the first defect.
 
-    With ``weight``, also raise if it holds NaN or infinite values (CPU tensors only: on a GPU
-    that check would synchronise the host in every forward). On a GPU the data checks share one
+    With ``weight``, also raise if it holds NaN or infinite values, or (with ``max_weight``)
+    a magnitude above ``max_weight`` (CPU tensors only: on a GPU that check would
+    synchronise the host in every forward). On a GPU the data checks share one
     host synchronisation, and are skipped for tensors made by batsnn.
     """
-    _check_tensor(name, times, ndim=None)
+    check_tensor(name, times, ndim=None)
     t = times.detach()
     shape = tuple(t.shape)
     if t.dim() != 3:
@@ -147,8 +164,8 @@ def check_spike_times(name: str, times: torch.Tensor,
         # On the CPU the scan is one cheap compiled pass, so every tensor is scanned, also one
         # batsnn made: edits through ``.data`` or a numpy view do not move the version
         # counter that the mark relies on.
-        if weight is not None and weight.numel() and not all_finite(weight.detach()):
-            raise ValueError("weight contains NaN or infinite values")
+        if weight is not None:
+            _check_weight_values(weight, max_weight)
         if t.numel() == 0:
             return
         found = check_times(t)
@@ -158,7 +175,7 @@ def check_spike_times(name: str, times: torch.Tensor,
         return
     # On a GPU the weight values are not inspected (that would cost a host synchronisation
     # in every forward); spike-time data is checked once, unless batsnn made it.
-    if t.numel() == 0 or _marked_valid(times):
+    if t.numel() == 0 or marked_valid(times):
         return
     no = torch.zeros((), dtype=torch.bool, device=t.device)
     flags = torch.stack([
@@ -173,6 +190,18 @@ def check_spike_times(name: str, times: torch.Tensor,
         b, n, s = torch.nonzero(t[..., 1:] < t[..., :-1])[0].tolist()
         _raise_time_defect(name, t, shape, 3, b, n, s + 1)
     mark_valid(times)
+
+
+def _check_weight_values(weight: torch.Tensor, max_weight: float | None) -> None:
+    """Raise unless the CPU tensor ``weight`` is finite with magnitudes <= ``max_weight``."""
+    top = weight_abs_max(weight)
+    if not math.isfinite(top):
+        raise ValueError("weight contains NaN or infinite values")
+    if max_weight is not None and top > max_weight:
+        raise ValueError(
+            f"weight holds a magnitude {top:g}, beyond the |weight| <= {WEIGHT_RATIO_MAX:g} * "
+            f"theta / tau_s = "
+            f"{max_weight:g} that batsnn supports (docs/model.md section 7)")
 
 
 def _raise_time_defect(name, t, shape, kind, b, n, s):

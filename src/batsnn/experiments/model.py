@@ -43,7 +43,7 @@ import torch
 
 from batsnn.functional import check_memory, device_memory
 from batsnn.nn import Flatten, LIFConv2d, LIFLinear, SpikePool2d, SpikingSequential
-from batsnn.ops.lif.synapse import Conv2d, _pair
+from batsnn.ops.lif.synapse import Conv2d, pair
 from batsnn.params import LIFParams
 
 __all__ = ["LAYER_TYPES", "BuildContext", "LayerType", "build_model", "build_network",
@@ -197,9 +197,9 @@ def _check_conv(spec: Mapping) -> None:
     ch = spec["channels"]
     if isinstance(ch, bool) or not isinstance(ch, numbers.Integral) or ch < 1:
         raise ValueError(f"channels must be an int >= 1, got {ch!r}")
-    _pair("kernel", _pair_of(spec, "kernel"), 1)
-    _pair("stride", _pair_of(spec, "stride", 1), 1)
-    _pair("padding", _pair_of(spec, "padding", 0), 0)
+    pair("kernel", _pair_of(spec, "kernel"), 1)
+    pair("stride", _pair_of(spec, "stride", 1), 1)
+    pair("padding", _pair_of(spec, "padding", 0), 0)
     if "init" in spec:
         _check_init(spec["init"])
     _lif_params(spec, BuildContext(tau_s=1.0, t_max=math.inf, init=(-1.0, 1.0), dt=None,

@@ -25,6 +25,10 @@ of :mod:`batsnn.ops.lif.synapse`):
 - ``backward(grad_times, saved, ev, weight, p, *, synapse, need_input) -> (g_events, g_weight)``:
   the gradient of each event of ``ev.perm`` ``(B, M)`` (zeros when ``need_input`` is false) and of
   the weight, in the weight's layout.
+- optional, ``pool(times, k) -> pooled or None``: spike pooling of valid ``(B, C, H, W, S)``
+  trains with a kernel of the backend's own (the result of :func:`pool_reference`,
+  differentiable in ``times``), or ``None`` where the backend has none for that input; then
+  :func:`pool_op` runs the torch ops of :func:`pool_reference`.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import torch
 from batsnn.ops.lif.synapse import DENSE
 from batsnn.params import LIFParams
 
-__all__ = ["LIFFunction", "backend_for", "lif_op"]
+__all__ = ["LIFFunction", "backend_for", "lif_op", "pool_op", "pool_reference"]
 
 
 def backend_for(device: torch.device):
@@ -108,3 +112,28 @@ def lif_op(input_times, weight, p: LIFParams, synapse=DENSE):
     """Unchecked op; see :func:`batsnn.functional.lif_linear` for the documented entry point."""
     need_grad = torch.is_grad_enabled() and (input_times.requires_grad or weight.requires_grad)
     return LIFFunction.apply(input_times, weight, p, synapse, need_grad)
+
+
+def pool_reference(times: torch.Tensor, k: int) -> torch.Tensor:
+    """Spike pooling in plain torch ops (any device, differentiable in ``times``): each
+    ``k x k`` window's ``k * k * S`` slots of ``times (B, C, H, W, S)``, stably sorted,
+    ``(B, C, H // k, W // k, k * k * S)``; see :func:`batsnn.functional.spike_pool2d`."""
+    n_batch, c, h, w, s = times.shape
+    ho, wo = h // k, w // k
+    win = times[:, :, :ho * k, :wo * k].reshape(n_batch, c, ho, k, wo, k, s)
+    win = win.permute(0, 1, 2, 4, 3, 5, 6).reshape(n_batch, c, ho, wo, k * k * s)
+    return torch.sort(win, dim=-1, stable=True).values
+
+
+def pool_op(times: torch.Tensor, k: int) -> torch.Tensor:
+    """Unchecked spike pooling (:func:`batsnn.functional.spike_pool2d` checks): the
+    backend's own kernel where it has one for ``times`` (its ``pool``), else
+    :func:`pool_reference`; devices without a backend, and a GPU without Triton, get the
+    torch ops."""
+    try:
+        backend = backend_for(times.device)
+    except (RuntimeError, ValueError):  # no Triton, or a device batsnn has no kernels for
+        backend = None
+    pool = getattr(backend, "pool", None)
+    pooled = pool(times, k) if pool is not None else None
+    return pool_reference(times, k) if pooled is None else pooled

@@ -22,8 +22,13 @@ class Dense:
 DENSE = Dense()
 
 
-def _pair(name: str, value, minimum: int) -> tuple[int, int]:
-    """``value`` (an int or a pair of ints) as a pair of ints ``>= minimum``."""
+#: The largest size, stride or padding of a convolution (32-bit indices in the kernels).
+PAIR_MAX = 2**31 - 1
+
+
+def pair(name: str, value, minimum: int) -> tuple[int, int]:
+    """``value`` (an int or a pair of ints, numpy ints included) as a pair of ints in
+    ``[minimum, PAIR_MAX]``; raises TypeError/ValueError naming ``name`` and ``value``."""
     items = (value, value) if isinstance(value, numbers.Integral) else value
     try:
         a, b = items
@@ -34,6 +39,8 @@ def _pair(name: str, value, minimum: int) -> tuple[int, int]:
             raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
         if v < minimum:
             raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+        if v > PAIR_MAX:
+            raise ValueError(f"{name} must be <= {PAIR_MAX} (2**31 - 1), got {value!r}")
     return int(a), int(b)
 
 
@@ -70,9 +77,9 @@ class Conv2d:
                        for v in shape)):
             raise ValueError(f"in_shape must be (C_in, H, W) of positive ints, got {shape!r}")
         put("in_shape", tuple(int(v) for v in shape))
-        put("kernel", _pair("kernel_size", self.kernel, 1))
-        put("stride", _pair("stride", self.stride, 1))
-        put("padding", _pair("padding", self.padding, 0))
+        put("kernel", pair("kernel_size", self.kernel, 1))
+        put("stride", pair("stride", self.stride, 1))
+        put("padding", pair("padding", self.padding, 0))
         h_out, w_out = self.out_hw
         if h_out < 1 or w_out < 1:
             _, h, w = self.in_shape

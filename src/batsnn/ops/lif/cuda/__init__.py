@@ -35,7 +35,7 @@ from batsnn.ops.lif.events import SEGMENT
 from batsnn.ops.lif.grid import floor_index_scalar
 from batsnn.ops.lif.synapse import DENSE
 
-__all__ = ["available", "backward", "forward", "sort_events"]
+__all__ = ["available", "backward", "forward", "pool", "sort_events"]
 
 _MARGIN = 1e-6  # relative margin of the root-free pre-test (float32-safe)
 _INTERP = os.environ.get("TRITON_INTERPRET", "0") == "1"
@@ -226,3 +226,13 @@ def backward(g_out, saved, ev, weight, p, *, synapse, need_input):
                             weight.reshape(weight.shape[0], -1), p, need_input)
     n_batch = g_out.shape[0]
     return g_rows.reshape(n_batch, n_pos * g_rows.shape[1]), g_w.reshape(weight.shape)
+
+
+def pool(times: torch.Tensor, k: int):
+    """Spike pooling of the backend contract (:mod:`batsnn.ops.lif`): float32 trains through
+    :mod:`.pool`'s kernel; ``None`` for float64 (the torch ops)."""
+    if times.dtype != torch.float32:
+        return None
+    from batsnn.ops.lif.cuda.pool import SpikePoolFunction
+
+    return SpikePoolFunction.apply(times, k)
