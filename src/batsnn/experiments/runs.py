@@ -53,26 +53,28 @@ def _layer_sizes(doc, cfg_path: Path) -> list[int]:
     return sizes
 
 
-def _check_state(model: torch.nn.Module, state, ck_path: Path) -> None:
-    """``state`` (a checkpoint's ``model``) must hold exactly the model's parameters and
-    buffers, of the same shapes and dtypes, with finite floating-point values."""
+def _check_state(model: torch.nn.Module, state, ck_path: Path, cfg_path: Path) -> None:
+    """``state`` (a checkpoint's ``model``) must hold exactly the parameters and buffers of
+    ``model`` (the network of ``cfg_path``), of the same shapes and dtypes, with finite
+    floating-point values."""
     where = f"checkpoint {printable(ck_path)}"
     if not isinstance(state, dict):
         raise ValueError(f"{where} holds no model state (field 'model' is "
                          f"{type(state).__name__})")
     want = model.state_dict()
     missing = [k for k in want if k not in state]
-    extra = [printable(k) for k in state if k not in want]
+    extra = [f"'{printable(k, 40)}'" for k in state if k not in want]
     if missing or extra:
-        raise ValueError(f"{where} does not hold this run's model (missing {missing}, "
-                         f"unexpected {extra[:5]})")
+        raise ValueError(f"{where} does not hold the network of {printable(cfg_path)} "
+                         f"(missing: {', '.join(missing) or 'none'}; unexpected: "
+                         f"{', '.join(extra[:5]) or 'none'})")
     for k, ref in want.items():
         t = state[k]
         if not isinstance(t, torch.Tensor) or t.shape != ref.shape or t.dtype != ref.dtype:
             got = (f"{tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor)
                    else type(t).__name__)
-            raise ValueError(f"{where}: parameter {k!r} is {got}, but the run's network "
-                             f"needs {tuple(ref.shape)} {ref.dtype}")
+            raise ValueError(f"{where}: parameter {k!r} is {got}, but the network of "
+                             f"{printable(cfg_path)} needs {tuple(ref.shape)} {ref.dtype}")
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).sum())
             raise ValueError(f"{where}: parameter {k!r} holds {bad} NaN or infinite values "
@@ -126,7 +128,7 @@ def load_run_model(run_dir: str | os.PathLike, checkpoint: str = "best") -> tupl
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
         raise ValueError(f"{printable(cfg_path)}: {printable(one_line(e))}") from None
     ck = load_checkpoint(ck_path)
-    _check_state(model, ck.get("model"), ck_path)
+    _check_state(model, ck.get("model"), ck_path, cfg_path)
     model.load_state_dict(ck["model"])
     return cfg, model, ck
 

@@ -47,6 +47,15 @@ axes (``start_dim=0``, ``end_dim=-1``: NIR shapes carry no batch axis).
 
 The exporter and importer are tables (:data:`EXPORTERS`, :data:`IMPORTERS`): a new layer type
 adds one entry to each.
+
+Files: :func:`save_nir` serialises the graph in memory and writes it through
+:func:`batsnn.fileio.atomic_write` after :func:`check_nir_path` (never a link, a directory, a
+FIFO or a device, never into a batsnn run or sweep directory, never over an existing file
+unless asked to and batsnn wrote it). :func:`from_nir` reads a file node by node, so every
+malformed file or graph (not HDF5, truncated, unknown node types, missing fields, dangling
+edges, cycles, shapes that disagree, NaN or infinite weights and constants, weights of other
+dtypes, fractional or boolean ``max_spikes``) is one ``ValueError`` naming the file and the
+node; names from the file are shown through :func:`batsnn.fileio.printable`.
 """
 
 from __future__ import annotations
@@ -424,8 +433,9 @@ def _meta_number(where: str, meta: dict, key: str, default: float, *,
     v = meta[key]
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or math.isnan(v) \
             or (math.isinf(v) and not allow_inf):
-        raise ValueError(f"{where}: metadata {key} must be a {'' if allow_inf else 'finite '}"
-                         f"real number, got {printable(repr(v))}")
+        raise ValueError(f"{where}: metadata {key} must be a "
+                         f"{'real number or infinity' if allow_inf else 'finite real number'}, "
+                         f"got {printable(repr(v))}")
     return float(v)
 
 
@@ -788,6 +798,12 @@ def _h5_to_dict(group, depth: int = 0) -> dict:
     return out
 
 
+#: the node types a NIR file may hold (those ``nir`` 1.0 reads and writes)
+NODE_TYPES = ("Affine", "AvgPool2d", "Conv1d", "Conv2d", "CubaLI", "CubaLIF", "Delay",
+              "Flatten", "I", "IF", "Input", "LI", "LIF", "Linear", "NIRGraph", "Output",
+              "Scale", "SumPool2d", "Threshold")
+
+
 def _read_graph(path: Path):
     """The NIR graph in the file ``path``; every failure a ValueError naming the node (the
     caller adds the file name)."""
@@ -827,6 +843,8 @@ def _read_graph(path: Path):
         try:
             if not isinstance(kind, str):
                 raise ValueError("it has no type")
+            if kind not in NODE_TYPES:
+                raise ValueError(f"NIR has no node type {printable(repr(kind), 80)}")
             built[name] = nir.dict2NIRNode(nd)
         except Exception as e:  # noqa: BLE001 - nir's constructors raise anything on bad fields
             raise ValueError(f"node {_q(name)} ({printable(kind)}) cannot be read: "
@@ -910,7 +928,7 @@ def _build(graph, time_unit, max_spikes, t_max, dtype) -> SpikingSequential:
     """The network of ``graph`` (see :func:`from_nir`); ValueErrors name the node."""
     meta = _meta(graph)
     unit = meta.get("time_unit")
-    if unit is not None and unit not in TIME_UNITS:
+    if unit is not None and (not isinstance(unit, str) or unit not in TIME_UNITS):
         raise ValueError(f"the graph's metadata time_unit must be one of "
                          f"{', '.join(map(repr, TIME_UNITS))}, got {printable(repr(unit), 80)}")
     if unit is not None and time_unit is not None and unit != time_unit:
@@ -930,6 +948,11 @@ def _build(graph, time_unit, max_spikes, t_max, dtype) -> SpikingSequential:
                              "each followed by CubaLIF; SumPool2d; Flatten)")
         try:
             layer, used = importer(chain, i, ctx)
+        except ValueError as e:  # batsnn's own name the node; numpy's do not
+            if any(_q(n) in str(e) for n, _ in chain[i:i + 2]):
+                raise
+            raise ValueError(f"node {_q(name)} of type {type(node).__name__}: "
+                             f"{printable(one_line(e))}") from None
         except (KeyError, IndexError, TypeError, AttributeError, OverflowError,
                 AssertionError) as e:  # a field of the wrong kind or shape
             raise ValueError(f"node {_q(name)} of type {type(node).__name__} is malformed: "
