@@ -24,7 +24,7 @@ h5py = pytest.importorskip("h5py")
 from batsnn import cli  # noqa: E402
 from batsnn.experiments.runs import export_run, load_run_model  # noqa: E402
 from batsnn.export import from_nir, save_nir, to_nir  # noqa: E402
-from batsnn.export.nir import FORMAT, cuba_lif_constants, is_batsnn_nir_file  # noqa: E402
+from batsnn.export.nir import cuba_lif_constants, is_batsnn_nir_file  # noqa: E402
 from batsnn.fileio import check_new_file  # noqa: E402
 from batsnn.nn import LIFConv2d, LIFLinear, SpikingSequential  # noqa: E402
 from batsnn.params import LIFParams  # noqa: E402
@@ -359,6 +359,13 @@ def make_lib_cases(root: Path, run: Path) -> list[LibCase]:
     damaged("top-not-graph.nir", lambda h: h["node/type"].__setitem__((), b"Linear"),
             "not a NIRGraph")
     damaged("no-nodes.nir", lambda h: h["node"].__delitem__("nodes"), "no nodes")
+
+    def top_type_array(h):
+        del h["node/type"]
+        h["node/type"] = np.array([1, 2])
+    damaged("top-type-array.nir", top_type_array, "not a NIRGraph")
+    damaged("name-not-utf8.nir", lambda h: h["node/nodes"].move("lif_0", b"\xff\xfe"),
+            "not UTF-8")
 
     def edges(value):
         def edit(h):

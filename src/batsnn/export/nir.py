@@ -826,12 +826,14 @@ def _read_graph(path: Path):
                 if not isinstance(top, h5py.Group):
                     raise ValueError("has no 'node' group: not a NIR graph file")
                 d = _h5_to_dict(top)
+        except UnicodeDecodeError:
+            raise ValueError("holds names or text that are not UTF-8") from None
         except ValueError:
             raise
         except Exception as e:  # noqa: BLE001 - h5py raises OSError, KeyError, ... on bad files
             raise ValueError(f"is not a readable NIR (HDF5) file (empty, truncated or another "
                              f"format: {type(e).__name__}: {printable(one_line(e))})") from None
-    if d.get("type") != "NIRGraph":
+    if not (isinstance(d.get("type"), str) and d["type"] == "NIRGraph"):
         raise ValueError(f"its top node is of type {printable(repr(d.get('type')), 80)}, not "
                          "a NIRGraph")
     nodes = d.get("nodes")
@@ -839,6 +841,8 @@ def _read_graph(path: Path):
         raise ValueError("its graph has no nodes")
     built = {}
     for name, nd in nodes.items():
+        if not isinstance(name, str):
+            raise ValueError(f"node name {printable(repr(name), 80)} is not UTF-8 text")
         kind = nd.get("type") if isinstance(nd, dict) else None
         try:
             if not isinstance(kind, str):
