@@ -18,7 +18,7 @@ import torch
 
 from batsnn.experiments import train as T
 from batsnn.experiments.data import load_dataset
-from batsnn.experiments.model import load_run_model
+from batsnn.experiments.runs import load_run_model
 from batsnn.nn import LIFLinear
 from batsnn.ops.lif import cpu
 from batsnn.ops.lif.synapse import DENSE

@@ -24,7 +24,7 @@ import torch
 from batsnn.cli import _float_list
 from batsnn.experiments import train as T
 from batsnn.experiments.data import load_dataset
-from batsnn.experiments.model import load_run_model
+from batsnn.experiments.runs import load_run_model
 from batsnn.experiments.sweep import _check_dts
 from batsnn.params import RESET_AT
 from batsnn.spikes import SpikeTrains

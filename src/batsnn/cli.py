@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_dterr)
 
     from batsnn.experiments import convergence
-    from batsnn.export import cli as export_cli
+    from batsnn.experiments import runs as export_cli
 
     convergence.add_parser(sub)
     export_cli.add_parser(sub)

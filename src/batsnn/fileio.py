@@ -22,8 +22,8 @@ import stat
 import tempfile
 from pathlib import Path
 
-__all__ = ["MAX_NESTING", "atomic_write", "check_nesting", "describe_path", "loads_json",
-           "one_line", "printable"]
+__all__ = ["MAX_NESTING", "OUTPUT_MARKER", "atomic_write", "check_nesting", "check_new_file",
+           "describe_path", "loads_json", "one_line", "output_dir_marker", "printable"]
 
 #: the deepest nesting of lists and tables batsnn reads from any JSON or TOML file
 MAX_NESTING = 64
@@ -170,3 +170,91 @@ def loads_json(text: str, name: str, limit: int = MAX_NESTING):
         raise ValueError(f"{printable(name)} is not valid JSON: {one_line(e)}") from None
     except RecursionError:
         raise ValueError(f"{printable(name)} is nested too deeply") from None
+
+
+# ----------------------------------------------------------------------------- single files
+
+#: the field of ``config.json`` (``sweep.json`` for sweeps) that marks a directory batsnn wrote
+OUTPUT_MARKER = "batsnn_run"
+#: the files that carry :data:`OUTPUT_MARKER` in a batsnn output directory
+_MARKED_FILES = ("config.json", "sweep.json")
+_MARKED_FILE_LIMIT = 1 << 20  # a marked config is a few kB; larger files are not read
+
+
+def output_dir_marker(directory: str | os.PathLike) -> Path | None:
+    """The file that marks ``directory`` as batsnn output (its ``config.json`` or
+    ``sweep.json``, a regular file of at most 1 MiB holding a JSON object with the field
+    :data:`OUTPUT_MARKER`), or ``None``. Links, unreadable and malformed files mark nothing."""
+    for name in _MARKED_FILES:
+        f = Path(directory) / name
+        try:
+            st = os.lstat(f)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > _MARKED_FILE_LIMIT:
+                continue
+            doc = loads_json(f.read_text(encoding="utf-8"), str(f))
+        except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get(OUTPUT_MARKER), str):
+            return f
+    return None
+
+
+def check_new_file(path: str | os.PathLike, what: str, *, overwrite: bool = False,
+                   is_own=None, own: str = "a file batsnn wrote",
+                   force_hint: str = "overwrite=True") -> Path:
+    """Check, before anything is written, that ``path`` may receive a single-file output.
+
+    The rules (each refusal a ``ValueError`` naming ``what`` and the path, shown through
+    :func:`printable`):
+
+    - the path is not empty and does not end in a path separator;
+    - its directory exists and is a directory (:func:`describe_path` says what it is else);
+    - that directory is not a batsnn output directory (:func:`output_dir_marker`): a run's
+      or a sweep's directory holds batsnn's own files only (``config.json``, ``best.pt``,
+      ``last.pt``, ``metrics.csv``, ...);
+    - nothing at the path is a symbolic link (broken or not): batsnn never writes through one;
+    - anything else at the path is refused (a directory, a FIFO, a device: described);
+    - an existing regular file is replaced only when ``overwrite`` is true **and**
+      ``is_own(path)`` (a callable) says batsnn wrote it (``own`` describes such a file for
+      the message); ``force_hint`` is how the caller asks for overwriting
+      (``"--force"`` on the command line).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: the path may not be written (the message says why).
+        TypeError: ``path`` is not a str or ``os.PathLike``.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{what} must be a path (str or os.PathLike), got {type(path).__name__}")
+    text = os.fspath(path)
+    if isinstance(text, bytes) or not text or text.endswith(os.sep) or \
+            (os.altsep and text.endswith(os.altsep)):
+        raise ValueError(f"{what} {printable(repr(text))} is not a file name")
+    p = Path(text)
+    shown = printable(text)
+    parent = p.parent
+    if not parent.is_dir():
+        raise ValueError(f"{what} {shown} cannot be written: its directory "
+                         f"{printable(parent)} {describe_path(parent)}")
+    marker = output_dir_marker(parent)
+    if marker is not None:
+        raise ValueError(f"{what} {shown} lies in the batsnn output directory "
+                         f"{printable(parent)} (marked by {marker.name}), which holds batsnn's "
+                         "own files only; write it elsewhere")
+    if os.path.islink(p):
+        raise ValueError(f"{what} {shown} is a symbolic link; batsnn does not write through "
+                         "links: give the real path")
+    if not os.path.lexists(p):
+        return p
+    kind = describe_path(p)
+    if kind != "is a file":
+        raise ValueError(f"{what} {shown} {kind}, expected a new file")
+    if not overwrite:
+        raise ValueError(f"{what} {shown} already exists; batsnn does not replace a file "
+                         f"unless asked to ({force_hint} replaces {own})")
+    if is_own is None or not is_own(p):
+        raise ValueError(f"{what} {shown} already exists and is not {own}; batsnn replaces "
+                         "only its own files")
+    return p

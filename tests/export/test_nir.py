@@ -17,9 +17,10 @@ nir = pytest.importorskip("nir")
 
 from tests.export import nir_sim  # noqa: E402
 
-from batsnn.export import export_run, from_nir, save_nir, to_nir  # noqa: E402
+from batsnn.export import from_nir, save_nir, to_nir  # noqa: E402
+from batsnn.experiments import runs as export_cli  # noqa: E402
 from batsnn.experiments.rundir import load_checkpoint  # noqa: E402
-from batsnn.export import cli as export_cli  # noqa: E402
+from batsnn.experiments.runs import export_run  # noqa: E402
 from batsnn.export.nir import cuba_lif_constants  # noqa: E402
 from batsnn.nn import (  # noqa: E402
     Flatten, LIFConv2d, LIFLinear, SpikePool2d, SpikingSequential)
@@ -286,7 +287,7 @@ def test_missing_nir_gives_a_clear_import_error(monkeypatch):
 
 def test_importing_batsnn_does_not_import_nir():
     src = Path(__file__).resolve().parents[2] / "src"
-    code = ("import sys, batsnn, batsnn.export, batsnn.export.cli; "
+    code = ("import sys, batsnn, batsnn.export, batsnn.experiments.runs; "
             "assert 'nir' not in sys.modules, 'nir imported'; "
             "assert 'batsnn.experiments.train' not in sys.modules, 'runner imported'")
     env = {**os.environ, "PYTHONPATH": str(src)}

@@ -48,7 +48,7 @@ from batsnn.params import LIFParams
 
 __all__ = ["LAYER_TYPES", "BuildContext", "LayerType", "build_model", "build_network",
            "check_fits", "check_network", "dense_network", "device_memory",
-           "layer_shapes", "load_run_model", "network_input_shape", "network_summary",
+           "layer_shapes", "network_input_shape", "network_summary",
            "register_layer_type"]
 
 
@@ -391,52 +391,6 @@ def build_model(cfg, n_inputs: int, n_classes: int) -> SpikingSequential:
     return build_network(cfg.network, network_input_shape(cfg.network, n_inputs), n_classes,
                          tau_s=cfg.tau_s, t_max=cfg.t_max, init=cfg.init, dt=cfg.dt,
                          reset_at=reset_at)
-
-
-def load_run_model(run_dir, checkpoint: str = "best") -> tuple:
-    """The trained network of a ``batsnn train`` run directory: ``(cfg, model, ck)``.
-
-    The model is rebuilt from the run's ``config.json`` (its settings and layer sizes) with
-    :func:`build_model`, without touching the caller's torch RNG, and its weights are loaded
-    from ``<checkpoint>.pt`` (:func:`batsnn.experiments.rundir.load_checkpoint`), on the
-    CPU; ``cfg`` is the run's :class:`~batsnn.experiments.config.TrainConfig` and ``ck`` the
-    checkpoint's dict (``ck["epoch"]``: the epoch it was written after).
-
-    Args:
-        run_dir: the run directory (``config.json`` and ``best.pt``/``last.pt``).
-        checkpoint: ``"best"`` (default) or ``"last"``.
-
-    Raises:
-        ValueError: the run directory, its config or its checkpoint is missing or does not
-            match (the message names the file).
-    """
-    from pathlib import Path
-
-    from batsnn.experiments.config import config_from_dict
-    from batsnn.experiments.rundir import load_checkpoint, read_json
-
-    run = Path(run_dir)
-    if checkpoint not in ("best", "last"):
-        raise ValueError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
-    cfg_path, ck_path = run / "config.json", run / f"{checkpoint}.pt"
-    for p in (cfg_path, ck_path):
-        if not p.is_file():
-            raise ValueError(f"{str(p)!r} does not exist: is {str(run)!r} a batsnn train run "
-                             "directory with a completed epoch?")
-    doc = read_json(cfg_path)
-    sizes = doc.get("layers") if isinstance(doc, dict) else None
-    if not sizes or len(sizes) < 2:
-        raise ValueError(f"{str(cfg_path)!r} has no 'layers' (input, ..., classes): not a "
-                         "batsnn train run's config")
-    cfg = config_from_dict(doc)
-    with torch.random.fork_rng(devices=[]):  # build_model draws weights: keep the caller's RNG
-        model = build_model(cfg, sizes[0], sizes[-1])
-    ck = load_checkpoint(ck_path)
-    try:
-        model.load_state_dict(ck["model"])
-    except (KeyError, RuntimeError) as e:
-        raise ValueError(f"{str(ck_path)!r} does not hold this run's model: {e}") from None
-    return cfg, model, ck
 
 
 def check_fits(cfg, n_inputs: int, n_classes: int, device, batch_size: int) -> None:

@@ -47,12 +47,24 @@ axes (``start_dim=0``, ``end_dim=-1``: NIR shapes carry no batch axis).
 
 The exporter and importer are tables (:data:`EXPORTERS`, :data:`IMPORTERS`): a new layer type
 adds one entry to each.
+
+Files: :func:`save_nir` serialises the graph in memory and writes it through
+:func:`batsnn.fileio.atomic_write` after :func:`check_nir_path` (never a link, a directory, a
+FIFO or a device, never into a batsnn run or sweep directory, never over an existing file
+unless asked to and batsnn wrote it). :func:`from_nir` reads a file node by node, so every
+malformed file or graph (not HDF5, truncated, unknown node types, missing fields, dangling
+edges, cycles, shapes that disagree, NaN or infinite weights and constants, weights of other
+dtypes, fractional or boolean ``max_spikes``) is one ``ValueError`` naming the file and the
+node; names from the file are shown through :func:`batsnn.fileio.printable`.
 """
 
 from __future__ import annotations
 
+import io
 import math
+import numbers
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,11 +74,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from batsnn.fileio import atomic_write, check_new_file, describe_path, one_line, printable
 from batsnn.nn import Flatten, LIFConv2d, LIFLinear, SpikePool2d, SpikingSequential
 from batsnn.params import LIFParams
 
-__all__ = ["EXPORTERS", "FORMAT", "IMPORTERS", "TIME_UNITS", "cuba_lif_constants", "from_nir",
-           "save_nir", "to_nir"]
+__all__ = ["EXPORTERS", "FORMAT", "IMPORTERS", "TIME_UNITS", "check_nir_path",
+           "cuba_lif_constants", "from_nir", "is_batsnn_nir_file", "save_nir", "to_nir"]
 
 #: graph time unit -> units per second
 TIME_UNITS: dict[str, float] = {"s": 1.0, "ms": 1e3}
@@ -150,6 +163,17 @@ def _cuba_lif_node(layer, where: str, shape: tuple[int, ...], ctx: _ExportContex
                   "t_max": p.t_max, "dt": p.dt, "reset_at": p.reset_at})
 
 
+def _export_weight(layer, where: str) -> np.ndarray:
+    """A copy of ``layer``'s weight as a numpy array, or a ValueError if it holds NaN or
+    infinities (a diverged network is not exported)."""
+    weight = layer.weight.detach().cpu().numpy().copy()
+    bad = int(np.size(weight) - np.count_nonzero(np.isfinite(weight)))
+    if bad:
+        raise ValueError(f"{where} ({type(layer).__name__}): weight holds {bad} NaN or "
+                         "infinite values; a diverged network cannot be exported")
+    return weight
+
+
 def _export_lif_linear(layer: LIFLinear, where: str, ctx: _ExportContext) -> None:
     nir = ctx.nir
     if ctx.shape is None:
@@ -159,7 +183,7 @@ def _export_lif_linear(layer: LIFLinear, where: str, ctx: _ExportContext) -> Non
                          f"shape {ctx.shape}")
     n = (layer.out_features,)
     lif = _cuba_lif_node(layer, where, n, ctx)
-    weight = layer.weight.detach().cpu().numpy().copy()  # (out, in), dtype kept
+    weight = _export_weight(layer, where)  # (out, in), dtype kept
     i = ctx.index
     ctx.nodes[f"linear_{i}"] = nir.Linear(weight=weight)
     ctx.nodes[f"lif_{i}"] = lif
@@ -190,7 +214,7 @@ def _export_lif_conv2d(layer: LIFConv2d, where: str, ctx: _ExportContext) -> Non
                          f"{layer.padding} does not fit input maps {ctx.shape}")
     n = (layer.out_channels, ho, wo)
     lif = _cuba_lif_node(layer, where, n, ctx)
-    weight = layer.weight.detach().cpu().numpy().copy()  # (C_out, C_in, kH, kW), dtype kept
+    weight = _export_weight(layer, where)  # (C_out, C_in, kH, kW), dtype kept
     i = ctx.index
     ctx.nodes[f"conv_{i}"] = nir.Conv2d(
         input_shape=(h, w), weight=weight, stride=(sy, sx), padding=(py, px), dilation=(1, 1),
@@ -303,23 +327,67 @@ def to_nir(model: nn.Module, *, input_shape: tuple[int, ...] | None = None,
                                   "time_unit": time_unit})
 
 
-def save_nir(model: nn.Module, path: str | os.PathLike, **kw) -> Path:
-    """Write ``to_nir(model, **kw)`` to ``path`` as a NIR HDF5 file (``nir.write``).
+def save_nir(model: nn.Module, path: str | os.PathLike, *, overwrite: bool = False,
+             **kw) -> Path:
+    """Write ``to_nir(model, **kw)`` to ``path`` as a NIR HDF5 file.
+
+    The graph is serialised in memory (``nir.write``) and written by the one safe writer
+    (:func:`batsnn.fileio.atomic_write`: a new temporary file in the target directory, then
+    renamed), so a reader never sees a half-written file. Before anything is written, ``path``
+    is checked (:func:`batsnn.fileio.check_new_file`): its directory must exist and must not
+    be a batsnn run or sweep directory, and a symbolic link, a directory, a FIFO or a device
+    there is refused. An existing file is never replaced unless ``overwrite=True`` and it is
+    a NIR file batsnn wrote (graph metadata ``format`` is :data:`FORMAT`).
 
     Args:
         model: see :func:`to_nir`.
         path: output file, conventionally ``*.nir``; its directory must exist.
+        overwrite: replace an existing NIR file that batsnn wrote (nothing else).
         **kw: ``input_shape``, ``time_unit`` (see :func:`to_nir`).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        ValueError: ``path`` may not be written (the message says why), or see :func:`to_nir`.
     """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise ValueError(f"path {str(path)!r}: directory {str(path.parent)!r} does not exist")
+    path = check_nir_path(path, "path", overwrite=overwrite)
     graph = to_nir(model, **kw)
-    _nir().write(path, graph)
+    buf = io.BytesIO()
+    _nir().write(buf, graph)
+    try:
+        atomic_write(path, buf.getvalue())
+    except OSError as e:
+        raise ValueError(f"path {printable(path)} cannot be written "
+                         f"({e.strerror or one_line(e)})") from None
     return path
+
+
+def check_nir_path(path: str | os.PathLike, what: str = "path", *, overwrite: bool = False,
+                   force_hint: str = "overwrite=True") -> Path:
+    """Check that a NIR file may be written at ``path``, before anything is written
+    (:func:`batsnn.fileio.check_new_file` with :func:`is_batsnn_nir_file` as the test of an
+    existing file): ``what`` names the path in messages (``"--out"`` on the command line) and
+    ``force_hint`` says how to ask for overwriting (``"--force"``). Returns ``path`` as a
+    Path; raises ``ValueError`` saying why it may not be written."""
+    return check_new_file(path, what, overwrite=overwrite, is_own=is_batsnn_nir_file,
+                          own=f"a NIR file batsnn wrote (metadata format {FORMAT!r})",
+                          force_hint=force_hint)
+
+
+def is_batsnn_nir_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a regular file (not a link) holding a NIR graph whose metadata
+    ``format`` is :data:`FORMAT`, i.e. a file :func:`save_nir` wrote. Never raises."""
+    try:
+        import h5py
+
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        with open(path, "rb") as f, h5py.File(f, "r") as h5:
+            fmt = h5["node"]["metadata"]["format"][()]
+        return (fmt.decode() if isinstance(fmt, bytes) else fmt) == FORMAT
+    except Exception:  # noqa: BLE001 - any failure to read it means: not ours
+        return False
 
 
 # ----------------------------------------------------------------------------- import
@@ -333,14 +401,62 @@ class _ImportContext:
     shape: tuple[int, ...] | None
 
 
-def _meta(node) -> dict:
+def _q(name) -> str:
+    """A node name (text from a file) quoted for a message, control characters escaped."""
+    return f"'{printable(name)}'"
+
+
+def _meta(node, where: str = "the graph") -> dict:
+    """A node's (or the graph's) metadata as a dict, byte strings decoded; ValueError naming
+    ``where`` for text that is not UTF-8."""
     m = getattr(node, "metadata", None)
-    return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in (m or {}).items()} \
-        if isinstance(m, dict) else {}
+    if not isinstance(m, dict):
+        return {}
+    out = {}
+    for k, v in m.items():
+        if isinstance(v, np.ndarray) and v.ndim == 0:
+            v = v[()]
+        if isinstance(v, bytes):
+            try:
+                v = v.decode()
+            except UnicodeDecodeError:
+                raise ValueError(f"{where}: metadata {_q(k)} is not UTF-8 text") from None
+        out[k] = v
+    return out
+
+
+def _meta_number(where: str, meta: dict, key: str, default: float, *,
+                 allow_inf: bool = False) -> float:
+    """The real number ``meta[key]`` (``default`` if absent), or a ValueError naming it."""
+    if key not in meta:
+        return default
+    v = meta[key]
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or math.isnan(v) \
+            or (math.isinf(v) and not allow_inf):
+        raise ValueError(f"{where}: metadata {key} must be a "
+                         f"{'real number or infinity' if allow_inf else 'finite real number'}, "
+                         f"got {printable(repr(v))}")
+    return float(v)
+
+
+def _max_spikes(where: str, value, source: str) -> int:
+    """``value`` as a spike count: an integer >= 1 (never a bool or a fraction)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{where}: {source} max_spikes must be an integer >= 1, got "
+                         f"{printable(repr(value))}")
+    if value < 1:
+        raise ValueError(f"{where}: {source} max_spikes must be >= 1, got {int(value)}")
+    return int(value)
 
 
 def _uniform(name: str, what: str, values, n: int) -> float:
-    a = np.asarray(values, dtype=np.float64).ravel()
+    a = np.asarray(values)
+    if a.dtype.kind not in "fiu":
+        raise ValueError(f"{name}: {what} must hold real numbers, got dtype {a.dtype}")
+    a = a.astype(np.float64).ravel()
+    if a.size == 0 or not np.all(np.isfinite(a)):
+        raise ValueError(f"{name}: {what} must be finite numbers, got "
+                         f"{printable(np.asarray(values).tolist(), 80)}")
     if a.size != n:
         raise ValueError(f"{name}: {what} has {a.size} entries for {n} neurons")
     if not np.all(a == a[0]):
@@ -355,9 +471,9 @@ def _close(a: float, b: float, rel: float = _REL) -> bool:
 
 def _neuron(name: str, node, n: int, ctx: _ImportContext) -> LIFParams:
     """LIFParams of a CubaLIF node that batsnn can represent, or a ValueError naming it."""
-    f = {k: _uniform(f"CubaLIF {name!r}", k, getattr(node, k), n)
+    f = {k: _uniform(f"CubaLIF {_q(name)}", k, getattr(node, k), n)
          for k in ("tau_syn", "tau_mem", "r", "w_in", "v_leak", "v_threshold", "v_reset")}
-    where = f"CubaLIF {name!r}"
+    where = f"CubaLIF {_q(name)}"
     if f["v_leak"] != 0:
         raise ValueError(f"{where}: v_leak={f['v_leak']!r}; batsnn's neuron leaks to 0")
     if f["v_reset"] != 0:
@@ -375,29 +491,71 @@ def _neuron(name: str, node, n: int, ctx: _ImportContext) -> LIFParams:
         raise ValueError(f"{where}: r * w_in / tau_syn = {gain!r} but batsnn's neuron needs "
                          f"tau_mem / (units per second) = {f['tau_mem'] / ctx.scale!r} (input "
                          "spikes are Dirac impulses of area 1)")
-    meta = _meta(node)
+    meta = _meta(node, where)
     tau_s = f["tau_syn"] / ctx.scale
     if "tau_s" in meta:  # batsnn's own value in seconds: exact where the unit conversion is not
-        if not _close(float(meta["tau_s"]), tau_s, 1e-12):
-            raise ValueError(f"{where}: metadata tau_s={meta['tau_s']!r} s disagrees with "
+        meta_tau_s = _meta_number(where, meta, "tau_s", tau_s)
+        if not _close(meta_tau_s, tau_s, 1e-12):
+            raise ValueError(f"{where}: metadata tau_s={meta_tau_s!r} s disagrees with "
                              f"tau_syn={f['tau_syn']!r}")
-        tau_s = float(meta["tau_s"])
+        tau_s = meta_tau_s
     theta = f["v_threshold"]
-    if "delta_theta" in meta and float(meta["delta_theta"]) != theta:
-        raise ValueError(f"{where}: metadata delta_theta={meta['delta_theta']!r} differs from "
+    delta_theta = _meta_number(where, meta, "delta_theta", theta)
+    if delta_theta != theta:
+        raise ValueError(f"{where}: metadata delta_theta={delta_theta!r} differs from "
                          f"v_threshold={theta!r}; NIR's reset to v_reset=0 is BATS' reset "
                          "only when they are equal")
-    max_spikes = ctx.max_spikes if ctx.max_spikes is not None else meta.get("max_spikes")
-    if max_spikes is None:
+    if ctx.max_spikes is not None:
+        max_spikes = ctx.max_spikes
+    elif "max_spikes" in meta:
+        max_spikes = _max_spikes(where, meta["max_spikes"], "metadata")
+    else:
         raise ValueError(f"{where}: no max_spikes in its metadata (a graph batsnn did not "
                          "write); pass from_nir(..., max_spikes=K)")
-    t_max = ctx.t_max if ctx.t_max is not None else float(meta.get("t_max", math.inf))
-    dt = float(meta.get("dt", 0.0))
+    t_max = ctx.t_max if ctx.t_max is not None else _meta_number(where, meta, "t_max",
+                                                                   math.inf, allow_inf=True)
+    dt = _meta_number(where, meta, "dt", 0.0)
+    reset_at = meta.get("reset_at", "crossing")
+    if not isinstance(reset_at, str):
+        raise ValueError(f"{where}: metadata reset_at must be text, got "
+                         f"{printable(repr(reset_at))}")
     try:
-        return LIFParams(tau_s=tau_s, theta=theta, max_spikes=int(max_spikes), t_max=t_max,
-                         dt=dt, reset_at=str(meta.get("reset_at", "crossing")))
+        return LIFParams(tau_s=tau_s, theta=theta, max_spikes=max_spikes, t_max=t_max,
+                         dt=dt, reset_at=printable(reset_at))
     except (TypeError, ValueError) as e:
         raise ValueError(f"{where}: {e}") from None
+
+
+def _import_weight(where: str, weight) -> np.ndarray:
+    """A node's weight as a numpy array of float32 or float64 (integers converted when exact),
+    finite and non-empty, or a ValueError naming ``where``."""
+    w = np.asarray(weight)
+    if w.dtype.kind in "iu":
+        f = w.astype(np.float64)
+        if w.size and not np.array_equal(f.astype(w.dtype), w):
+            raise ValueError(f"{where}: integer weights beyond 2**53 are not exact as float64")
+        w = f
+    elif w.dtype not in (np.float32, np.float64):
+        raise ValueError(f"{where}: weight has dtype {w.dtype}; batsnn's layers hold float32 "
+                         "or float64 weights")
+    if w.size == 0:
+        raise ValueError(f"{where}: weight is empty (shape {w.shape})")
+    bad = int(w.size - np.count_nonzero(np.isfinite(w)))
+    if bad:
+        raise ValueError(f"{where}: weight holds {bad} NaN or infinite values")
+    return w
+
+
+def _weight_tensor(where: str, w: np.ndarray, ctx: _ImportContext) -> torch.Tensor:
+    """The layer weight tensor of ``w`` (the file's dtype, or ``ctx.dtype``, in which it must
+    stay finite)."""
+    weight = torch.from_numpy(np.array(w, copy=True))
+    if ctx.dtype is not None:
+        weight = weight.to(ctx.dtype)
+        if not bool(torch.isfinite(weight).all()):
+            raise ValueError(f"{where}: weight overflows {ctx.dtype} (largest |w| = "
+                             f"{float(np.abs(w).max())!r})")
+    return weight
 
 
 def _import_dense(chain: list, i: int, ctx: _ImportContext) -> tuple[nn.Module, int]:
@@ -408,25 +566,21 @@ def _import_dense(chain: list, i: int, ctx: _ImportContext) -> tuple[nn.Module, 
     if isinstance(node, nir.Affine):
         bias = np.asarray(node.bias)
         if np.any(bias != 0):
-            raise ValueError(f"{kind} {name!r} has a non-zero bias (max |b| = "
+            raise ValueError(f"{kind} {_q(name)} has a non-zero bias (max |b| = "
                              f"{float(np.abs(bias).max())!r}); batsnn's layers have none")
-    w = np.asarray(node.weight)
+    w = _import_weight(f"{kind} {_q(name)}", node.weight)
     if w.ndim != 2:
-        raise ValueError(f"{kind} {name!r}: weight must be 2-D (out, in), got shape {w.shape}")
+        raise ValueError(f"{kind} {_q(name)}: weight must be 2-D (out, in), got shape {w.shape}")
     if i + 1 >= len(chain) or not isinstance(chain[i + 1][1], nir.CubaLIF):
         nxt = chain[i + 1] if i + 1 < len(chain) else ("(end)", None)
-        raise ValueError(f"{kind} {name!r} must be followed by a CubaLIF node, got "
-                         f"{type(nxt[1]).__name__} {nxt[0]!r}")
+        raise ValueError(f"{kind} {_q(name)} must be followed by a CubaLIF node, got "
+                         f"{type(nxt[1]).__name__} {_q(nxt[0])}")
     n_out, n_in = w.shape
     if ctx.shape is not None and ctx.shape != (n_in,):
-        raise ValueError(f"{kind} {name!r} takes {n_in} inputs but receives shape {ctx.shape}")
+        raise ValueError(f"{kind} {_q(name)} takes {n_in} inputs but receives shape {ctx.shape}")
     lif_name, lif = chain[i + 1]
     params = _neuron(lif_name, lif, n_out, ctx)
-    weight = torch.from_numpy(np.array(w, copy=True))
-    if not weight.is_floating_point():
-        weight = weight.to(torch.float64)
-    if ctx.dtype is not None:
-        weight = weight.to(ctx.dtype)
+    weight = _weight_tensor(f"{kind} {_q(name)}", w, ctx)
     layer = LIFLinear(n_in, n_out, tau_s=params.tau_s, theta=params.theta,
                       max_spikes=params.max_spikes, t_max=params.t_max, dt=params.dt or None,
                       reset_at=params.reset_at, dtype=weight.dtype)
@@ -456,8 +610,8 @@ def _import_conv(chain: list, i: int, ctx: _ImportContext) -> tuple[nn.Module, i
     """``Conv2d`` (zero bias, dilation 1, groups 1) + ``CubaLIF`` -> :class:`LIFConv2d`."""
     nir = _nir()
     name, node = chain[i]
-    where = f"Conv2d {name!r}"
-    w = np.asarray(node.weight)
+    where = f"Conv2d {_q(name)}"
+    w = _import_weight(where, node.weight)
     if w.ndim != 4:
         raise ValueError(f"{where}: weight must be 4-D (C_out, C_in, kH, kW), got shape "
                          f"{w.shape}")
@@ -496,14 +650,10 @@ def _import_conv(chain: list, i: int, ctx: _ImportContext) -> tuple[nn.Module, i
     if i + 1 >= len(chain) or not isinstance(chain[i + 1][1], nir.CubaLIF):
         nxt = chain[i + 1] if i + 1 < len(chain) else ("(end)", None)
         raise ValueError(f"{where} must be followed by a CubaLIF node, got "
-                         f"{type(nxt[1]).__name__} {nxt[0]!r}")
+                         f"{type(nxt[1]).__name__} {_q(nxt[0])}")
     lif_name, lif = chain[i + 1]
     params = _neuron(lif_name, lif, c_out * ho * wo, ctx)
-    weight = torch.from_numpy(np.array(w, copy=True))
-    if not weight.is_floating_point():
-        weight = weight.to(torch.float64)
-    if ctx.dtype is not None:
-        weight = weight.to(ctx.dtype)
+    weight = _weight_tensor(where, w, ctx)
     layer = LIFConv2d(c_in, c_out, (kh, kw), stride=(sy, sx), padding=(py, px),
                       tau_s=params.tau_s, theta=params.theta, max_spikes=params.max_spikes,
                       t_max=params.t_max, dt=params.dt or None, reset_at=params.reset_at,
@@ -518,7 +668,7 @@ def _import_pool(chain: list, i: int, ctx: _ImportContext) -> tuple[nn.Module, i
     """``SumPool2d`` (square kernel, stride = kernel, no padding) -> :class:`SpikePool2d`:
     the sum of the window's spikes, fed to linear synapses, is the union of its trains."""
     name, node = chain[i]
-    where = f"SumPool2d {name!r}"
+    where = f"SumPool2d {_q(name)}"
     k = _ints(where, "kernel_size", node.kernel_size)
     stride = _ints(where, "stride", node.stride)
     pad = _ints(where, "padding", node.padding)
@@ -539,7 +689,7 @@ def _import_pool(chain: list, i: int, ctx: _ImportContext) -> tuple[nn.Module, i
 def _import_flatten(chain: list, i: int, ctx: _ImportContext) -> tuple[nn.Module, int]:
     """``Flatten`` of all per-sample axes (no batch axis) -> :class:`Flatten`."""
     name, node = chain[i]
-    where = f"Flatten {name!r}"
+    where = f"Flatten {_q(name)}"
     shape = ctx.shape or ()
     in_type = node.input_type.get("input") if isinstance(node.input_type, dict) else None
     if in_type is not None and tuple(int(x) for x in np.atleast_1d(in_type)) != shape:
@@ -563,36 +713,162 @@ IMPORTERS: dict[str, Callable] = {"Linear": _import_dense, "Affine": _import_den
                                   "Flatten": _import_flatten}
 
 
+def _names(names) -> str:
+    return "[" + ", ".join(_q(n) for n in names) + "]"
+
+
 def _chain(graph) -> list[tuple[str, Any]]:
     """The graph's nodes in order, from its one Input to its one Output, or a ValueError."""
     nir = _nir()
+    if not isinstance(graph.nodes, dict) or not all(isinstance(k, str) for k in graph.nodes):
+        raise ValueError("the graph's nodes must be a dict of named nodes")
     inputs = [k for k, v in graph.nodes.items() if isinstance(v, nir.Input)]
     outputs = [k for k, v in graph.nodes.items() if isinstance(v, nir.Output)]
     if len(inputs) != 1 or len(outputs) != 1:
         raise ValueError(f"the graph must have one Input and one Output node, got inputs "
-                         f"{inputs} and outputs {outputs}")
+                         f"{_names(inputs)} and outputs {_names(outputs)}")
     succ: dict[str, list[str]] = {}
     pred: dict[str, int] = {}
-    for a, b in graph.edges:
+    try:
+        edges = [tuple(e) for e in graph.edges]
+    except TypeError:
+        raise ValueError(f"the graph's edges must be a list of (source, target) pairs, got "
+                         f"{printable(repr(graph.edges), 80)}") from None
+    for e in edges:
+        if len(e) != 2 or not all(isinstance(x, str) for x in e):
+            raise ValueError(f"edge {printable(repr(e), 80)} is not a (source, target) pair of "
+                             "node names")
+        a, b = e
+        for end in (a, b):
+            if end not in graph.nodes:
+                raise ValueError(f"edge ({_q(a)}, {_q(b)}) names the node {_q(end)}, which the "
+                                 "graph does not have")
         succ.setdefault(a, []).append(b)
         pred[b] = pred.get(b, 0) + 1
     for k in graph.nodes:
         if len(succ.get(k, [])) > 1 or pred.get(k, 0) > 1:
-            raise ValueError(f"node {k!r} branches or merges; batsnn imports a chain of layers "
+            raise ValueError(f"node {_q(k)} branches or merges; batsnn imports a chain of layers "
                              "only")
-    order, k = [], inputs[0]
+    order, seen, k = [], set(), inputs[0]
     while True:
         order.append((k, graph.nodes[k]))
+        seen.add(k)
         if k == outputs[0]:
             break
         nxt = succ.get(k, [])
-        if not nxt or nxt[0] in dict(order):
-            raise ValueError(f"node {k!r} does not lead to the Output node")
+        if not nxt:
+            raise ValueError(f"node {_q(k)} does not lead to the Output node (no edge leaves it)")
+        if nxt[0] in seen:
+            raise ValueError(f"node {_q(k)} does not lead to the Output node (its edge to "
+                             f"{_q(nxt[0])} closes a cycle)")
         k = nxt[0]
     if len(order) != len(graph.nodes):
-        left = sorted(set(graph.nodes) - {n for n, _ in order})
-        raise ValueError(f"nodes {left} are not on the path from Input to Output")
+        left = sorted(set(graph.nodes) - seen)
+        raise ValueError(f"nodes {_names(left)} are not on the path from Input to Output")
     return order
+
+
+def _shape(where: str, types, key: str) -> tuple[int, ...]:
+    """The per-sample shape ``types[key]`` of an Input or Output node: positive ints."""
+    value = types.get(key) if isinstance(types, dict) else None
+    a = np.atleast_1d(np.asarray(value)) if value is not None else np.zeros(0)
+    if a.size == 0 or a.ndim != 1 or a.dtype.kind not in "iuf" or \
+            not np.all(np.isfinite(a.astype(np.float64))) or \
+            not np.all(a == np.round(a.astype(np.float64))) or np.any(a < 1):
+        raise ValueError(f"{where}: its {key} shape must be positive integers, got "
+                         f"{printable(repr(value), 80)}")
+    return tuple(int(x) for x in a)
+
+
+def _h5_to_dict(group, depth: int = 0) -> dict:
+    """An HDF5 group as nested dicts (byte strings decoded), at most 32 groups deep."""
+    import h5py
+
+    if depth > 32:
+        raise ValueError("groups nested more than 32 deep")
+    out = {}
+    for key, item in group.items():
+        if isinstance(item, h5py.Group):
+            out[key] = _h5_to_dict(item, depth + 1)
+        elif isinstance(item, h5py.Dataset):
+            v = item[()]
+            out[key] = v.decode("utf8") if isinstance(v, bytes) else v
+        else:
+            raise ValueError(f"{_q(key)} is neither a group nor a dataset")
+    return out
+
+
+#: the node types a NIR file may hold (those ``nir`` 1.0 reads and writes)
+NODE_TYPES = ("Affine", "AvgPool2d", "Conv1d", "Conv2d", "CubaLI", "CubaLIF", "Delay",
+              "Flatten", "I", "IF", "Input", "LI", "LIF", "Linear", "NIRGraph", "Output",
+              "Scale", "SumPool2d", "Threshold")
+
+
+def _read_graph(path: Path):
+    """The NIR graph in the file ``path``; every failure a ValueError naming the node (the
+    caller adds the file name)."""
+    nir = _nir()
+    import h5py
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise ValueError(describe_path(path)) from None
+    except OSError as e:
+        raise ValueError(f"cannot be read ({e.strerror or one_line(e)})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError(f"{describe_path(path)}, expected a NIR (HDF5) file")
+    with os.fdopen(fd, "rb") as f:
+        try:
+            with h5py.File(f, "r") as h5:
+                top = h5.get("node")
+                if not isinstance(top, h5py.Group):
+                    raise ValueError("has no 'node' group: not a NIR graph file")
+                d = _h5_to_dict(top)
+        except UnicodeDecodeError:
+            raise ValueError("holds names or text that are not UTF-8") from None
+        except ValueError:
+            raise
+        except Exception as e:  # noqa: BLE001 - h5py raises OSError, KeyError, ... on bad files
+            raise ValueError(f"is not a readable NIR (HDF5) file (empty, truncated or another "
+                             f"format: {type(e).__name__}: {printable(one_line(e))})") from None
+    if not (isinstance(d.get("type"), str) and d["type"] == "NIRGraph"):
+        raise ValueError(f"its top node is of type {printable(repr(d.get('type')), 80)}, not "
+                         "a NIRGraph")
+    nodes = d.get("nodes")
+    if not isinstance(nodes, dict):
+        raise ValueError("its graph has no nodes")
+    built = {}
+    for name, nd in nodes.items():
+        if not isinstance(name, str):
+            raise ValueError(f"node name {printable(repr(name), 80)} is not UTF-8 text")
+        kind = nd.get("type") if isinstance(nd, dict) else None
+        try:
+            if not isinstance(kind, str):
+                raise ValueError("it has no type")
+            if kind not in NODE_TYPES:
+                raise ValueError(f"NIR has no node type {printable(repr(kind), 80)}")
+            built[name] = nir.dict2NIRNode(nd)
+        except Exception as e:  # noqa: BLE001 - nir's constructors raise anything on bad fields
+            raise ValueError(f"node {_q(name)} ({printable(kind)}) cannot be read: "
+                             f"{type(e).__name__}: {printable(one_line(e))}") from None
+    edges = d.get("edges")
+    e = np.asarray(edges if edges is not None else [])
+    if e.size and (e.ndim != 2 or e.shape[1] != 2):
+        raise ValueError(f"its edges must be (source, target) pairs, got shape {e.shape}")
+    try:
+        pairs = [tuple(x.decode("utf8") if isinstance(x, bytes) else x for x in row)
+                 for row in e.tolist()] if e.size else []
+    except UnicodeDecodeError:
+        raise ValueError("its edges name nodes in text that is not UTF-8") from None
+    meta = d.get("metadata", {})
+    try:
+        return nir.NIRGraph(nodes=built, edges=pairs,
+                            metadata=meta if isinstance(meta, dict) else {}, type_check=False)
+    except Exception as e:  # noqa: BLE001 - as above
+        raise ValueError(f"its graph cannot be built: {type(e).__name__}: "
+                         f"{printable(one_line(e))}") from None
 
 
 def from_nir(graph_or_path, *, time_unit: str | None = None, max_spikes: int | None = None,
@@ -623,49 +899,74 @@ def from_nir(graph_or_path, *, time_unit: str | None = None, max_spikes: int | N
 
     Raises:
         ImportError: ``nir`` is not installed.
-        ValueError: naming the node: an unsupported node type, a non-zero bias, a dilation,
-            groups or pooling (stride, padding, kernel) batsnn has not, per-neuron
-            differing constants, a reset or threshold batsnn cannot represent, a graph that is
-            not a chain.
+        ValueError: naming the file (when given a path) and the node: a file that is not a
+            readable NIR file (empty, truncated, text, a directory or FIFO), a node nir cannot
+            read, an unsupported node type, a non-zero bias, a dilation, groups or pooling
+            (stride, padding, kernel) batsnn has not, per-neuron differing constants, a reset
+            or threshold batsnn cannot represent, NaN or infinite weights or constants,
+            weights that are not float32/float64 (float16, complex, ...), a ``max_spikes``
+            that is not an integer >= 1 (metadata or argument), a graph that is not a chain
+            (cycles, missing or dangling edges), shapes that disagree.
     """
     nir = _nir()
+    if dtype is not None and dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    if max_spikes is not None:
+        max_spikes = _max_spikes("from_nir", max_spikes, "argument")
+    if t_max is not None:
+        t_max = _meta_number("from_nir", {"t_max": t_max}, "t_max", math.inf, allow_inf=True)
     if isinstance(graph_or_path, (str, os.PathLike)):
         path = Path(graph_or_path)
-        if not path.is_file():
-            raise ValueError(f"graph_or_path {str(path)!r} is not a file")
-        graph = nir.read(path)
-    elif isinstance(graph_or_path, nir.NIRGraph):
-        graph = graph_or_path
-    else:
-        raise TypeError(f"graph_or_path must be a nir.NIRGraph or a path, got "
-                        f"{type(graph_or_path).__name__}")
+        try:
+            graph = _read_graph(path)
+            return _build(graph, time_unit, max_spikes, t_max, dtype)
+        except ValueError as e:
+            raise ValueError(f"NIR file {printable(path)}: {e}") from None
+    if isinstance(graph_or_path, nir.NIRGraph):
+        return _build(graph_or_path, time_unit, max_spikes, t_max, dtype)
+    raise TypeError(f"graph_or_path must be a nir.NIRGraph or a path, got "
+                    f"{type(graph_or_path).__name__}")
+
+
+def _build(graph, time_unit, max_spikes, t_max, dtype) -> SpikingSequential:
+    """The network of ``graph`` (see :func:`from_nir`); ValueErrors name the node."""
     meta = _meta(graph)
     unit = meta.get("time_unit")
+    if unit is not None and (not isinstance(unit, str) or unit not in TIME_UNITS):
+        raise ValueError(f"the graph's metadata time_unit must be one of "
+                         f"{', '.join(map(repr, TIME_UNITS))}, got {printable(repr(unit), 80)}")
     if unit is not None and time_unit is not None and unit != time_unit:
         raise ValueError(f"time_unit={time_unit!r} but the graph's metadata says {unit!r}")
     scale = _time_scale(unit or time_unit or "s")
-    if dtype is not None and dtype not in (torch.float32, torch.float64):
-        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
     ctx = _ImportContext(scale=scale, max_spikes=max_spikes, t_max=t_max, dtype=dtype,
                          shape=None)
     chain = _chain(graph)
-    in_shape = tuple(int(s) for s in np.atleast_1d(chain[0][1].input_type["input"]))
-    ctx.shape = in_shape
+    ctx.shape = _shape(f"Input node {_q(chain[0][0])}", chain[0][1].input_type, "input")
     layers, i = [], 1
     while i < len(chain) - 1:
         name, node = chain[i]
         importer = IMPORTERS.get(type(node).__name__)
         if importer is None:
-            raise ValueError(f"node {name!r} of type {type(node).__name__}: batsnn cannot "
+            raise ValueError(f"node {_q(name)} of type {type(node).__name__}: batsnn cannot "
                              "import it (supported: Linear, Affine with zero bias or Conv2d, "
                              "each followed by CubaLIF; SumPool2d; Flatten)")
-        layer, used = importer(chain, i, ctx)
+        try:
+            layer, used = importer(chain, i, ctx)
+        except ValueError as e:  # batsnn's own name the node; numpy's do not
+            if any(_q(n) in str(e) for n, _ in chain[i:i + 2]):
+                raise
+            raise ValueError(f"node {_q(name)} of type {type(node).__name__}: "
+                             f"{printable(one_line(e))}") from None
+        except (KeyError, IndexError, TypeError, AttributeError, OverflowError,
+                AssertionError) as e:  # a field of the wrong kind or shape
+            raise ValueError(f"node {_q(name)} of type {type(node).__name__} is malformed: "
+                             f"{type(e).__name__}: {printable(one_line(e))}") from None
         layers.append(layer)
         i += used
     if not layers:
         raise ValueError("the graph has no layers between its Input and Output nodes")
-    out_shape = tuple(int(s) for s in np.atleast_1d(chain[-1][1].output_type["output"]))
+    out_shape = _shape(f"Output node {_q(chain[-1][0])}", chain[-1][1].output_type, "output")
     if out_shape != ctx.shape:
-        raise ValueError(f"Output node {chain[-1][0]!r} has shape {out_shape} but the last "
+        raise ValueError(f"Output node {_q(chain[-1][0])} has shape {out_shape} but the last "
                          f"layer gives {ctx.shape}")
     return SpikingSequential(*layers)
