@@ -264,3 +264,19 @@ def test_cli_reset_at_and_one_settings_mismatch(tmp_path, capsys):
     assert parser.parse_args(["convergence", "--out", "x"]).reset_at == "crossing"
     from batsnn.experiments import sweep
     assert cv.SettingsMismatch is sweep.SettingsMismatch
+
+
+def test_heat_maps_of_a_large_grid_stay_small(tmp_path):
+    """A grid of many values makes an image of at most MAX_INCHES a side (150 dpi)."""
+    import struct
+
+    from batsnn.experiments.convergence.heatmaps import MAX_INCHES
+
+    cfg = cv.ConvergenceConfig(means=cv.parse_grid("0:150:1"), stds=(0.5, 1.0),
+                               variants=("multi",), repeats=1)
+    rows = [{"variant": "multi", "mean": f"{m:.10g}", "std": f"{s:.10g}",
+             "share_converged": (m % 7) / 7} for m in cfg.means for s in cfg.stds]
+    (path,) = cv.plot_heatmaps(rows, cfg, tmp_path)
+    width, height = struct.unpack(">II", path.read_bytes()[16:24])
+    assert height <= MAX_INCHES * 150 + 1 and height > 20 * 150
+    assert width < 1000

@@ -30,7 +30,7 @@ import torch
 import batsnn
 from batsnn import metrics as M
 from batsnn.encoding import ttfs_encode
-from batsnn.experiments.common import check_seed
+from batsnn.experiments.common import SettingsMismatch, check_seed
 from batsnn.experiments.config import resolve_config, resolve_device
 from batsnn.experiments.model import device_memory
 from batsnn.experiments.rundir import MARKER, prepare_out, read_json, write_csv, write_json
@@ -191,7 +191,7 @@ def _check_stack(depths, width, samples, theta,
 
 def _prepare(out: Path, settings: dict) -> None:
     """``out`` new, empty, or holding a discretization-error result of the same
-    ``settings`` (``ValueError`` listing the differences otherwise)."""
+    ``settings`` (:class:`SettingsMismatch` listing the differences otherwise)."""
     if not prepare_out(out, "discretization-error", resume=True):
         return
     doc = read_json(out / "config.json")
@@ -200,8 +200,8 @@ def _prepare(out: Path, settings: dict) -> None:
     if stored != settings:
         diff = [printable(f"{k} {stored.get(k)!r} -> {v!r}", 120)
                 for k, v in settings.items() if stored.get(k) != v]
-        raise ValueError(f"{printable(out)} holds a discretization-error result with other "
-                         "settings: " + ", ".join(diff) + "; choose another --out")
+        raise SettingsMismatch(f"{printable(out)} holds a discretization-error result with "
+                               "other settings: " + ", ".join(diff) + "; choose another --out")
 
 
 def _run_stack(x: torch.Tensor, weights: list[torch.Tensor], dt: float, *, theta: float,

@@ -29,6 +29,17 @@ determine its result, and each cell's per-run outcomes), and, once every cell is
 convergence run). Running the same command again continues a stopped run (finished cells
 are skipped); finished parts made with other settings, malformed part files and directories
 holding other files are refused.
+
+With ``dt``, ``reset_at`` (``crossing`` or ``emitted``) chooses where a spike's reset applies;
+it is one of the settings each part records. The size of an experiment is checked before
+anything is allocated: at most :data:`~.config.MAX_GRID_VALUES` values per grid axis,
+:data:`~.config.MAX_NETWORKS` networks in all and :data:`~.config.MAX_CHUNK_VALUES`
+accuracy values or spike times per chunk.
+
+The modules, by job: :mod:`.config` (settings, grid, limits), :mod:`.data` (the two samples,
+initial weights), :mod:`.train` (grouped training), :mod:`.parts` (part files),
+:mod:`.run` (the run), :mod:`.report` (``report.md``), :mod:`.heatmaps`, :mod:`.cli` (the
+subcommand).
 """
 
 from batsnn.experiments.common import SettingsMismatch

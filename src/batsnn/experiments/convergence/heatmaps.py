@@ -8,7 +8,10 @@ import torch
 
 from batsnn.experiments.convergence.config import ConvergenceConfig
 
-__all__ = ["plot_heatmaps"]
+__all__ = ["MAX_INCHES", "plot_heatmaps"]
+
+#: the largest side of one heat map (inches, at 150 dpi)
+MAX_INCHES = 30.0
 
 _TITLES = {"multi": "multi-spike (count loss)", "single": "single-spike (TTFS)"}
 
@@ -73,7 +76,9 @@ def plot_heatmaps(rows: list[dict], cfg: ConvergenceConfig, out) -> list[Path]:
     share = {v: 100 * _share_grid(rows, v, means, stds) for v in cfg.variants}
     label = "runs reaching 100% accuracy (%)"
     pct = "{:.0f}".format
-    size = (0.42 * len(stds) + 2.2, 0.36 * len(means) + 1.6)
+    # inches; at most MAX_INCHES a side, so a grid of many values does not make an image
+    # of billions of pixels
+    size = (min(0.42 * len(stds) + 2.2, MAX_INCHES), min(0.36 * len(means) + 1.6, MAX_INCHES))
     panels = [(v, share[v], "viridis", 0, 100, f"{_TITLES[v]}", label, pct)
               for v in cfg.variants]
     if len(cfg.variants) == 2:
