@@ -1,5 +1,5 @@
 """Shared test helpers: tensor comparison with a named failure, random spike trains, the
-scripts of ``benchmarks/`` as modules."""
+scripts of ``benchmarks/`` and ``analysis/`` as modules."""
 
 import importlib.util
 import math
@@ -41,11 +41,22 @@ def random_times(batch, neurons, slots, *, t_max=0.1, p=0.7, gen=None, dtype=tor
     return torch.sort(t, dim=-1).values.to(dtype)
 
 
-def benchmark_script(name: str):
-    """``benchmarks/<name>.py`` loaded as a module (the folder is not a package)."""
+def _script(folder: str, name: str):
+    """``<folder>/<name>.py`` of the checkout loaded as a module (the folder is not a
+    package)."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     spec = importlib.util.spec_from_file_location(
-        name, os.path.join(root, "benchmarks", f"{name}.py"))
+        name, os.path.join(root, folder, f"{name}.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def benchmark_script(name: str):
+    """``benchmarks/<name>.py`` loaded as a module."""
+    return _script("benchmarks", name)
+
+
+def analysis_script(name: str):
+    """``analysis/<name>.py`` (the study analysis scripts) loaded as a module."""
+    return _script("analysis", name)

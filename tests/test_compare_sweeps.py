@@ -1,4 +1,4 @@
-"""benchmarks/compare_sweeps.py: accuracy per epoch of several sources at one dt, by hand."""
+"""analysis/compare_sweeps.py: accuracy per epoch of several sources at one dt, by hand."""
 
 import statistics
 
@@ -7,7 +7,7 @@ import pytest
 from batsnn import metrics as M
 from batsnn.experiments import sweep as S
 from batsnn.experiments.rundir import write_csv, write_json
-from tests.helpers import benchmark_script
+from tests.helpers import analysis_script
 
 
 
@@ -32,7 +32,7 @@ def test_sweeps_and_metrics_files_by_hand(tmp_path, capsys):
     a = _metrics(tmp_path / "a.csv", [0.8, 0.9, 0.95])
     b = _metrics(tmp_path / "b.csv", [0.6, 0.7])
     png = tmp_path / "cmp.png"
-    assert benchmark_script("compare_sweeps").main(
+    assert analysis_script("compare_sweeps").main(
         ["--dt", "10e-3", "--out", str(png), f"grid={sweep}", f"fine={a},{b}"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0] == "label,epoch,runs,mean_pct,std_pct"
@@ -54,13 +54,13 @@ def test_sweeps_and_metrics_files_by_hand(tmp_path, capsys):
 ])
 def test_bad_arguments_name_the_argument(tmp_path, capsys, args, words):
     with pytest.raises(SystemExit):
-        benchmark_script("compare_sweeps").main([*args, "--out", str(tmp_path / "x.png")]
+        analysis_script("compare_sweeps").main([*args, "--out", str(tmp_path / "x.png")]
                        + ([] if len(args) > 2 else [f"x={tmp_path}"]))
     assert words in capsys.readouterr().err
 
 
 def test_missing_sources_are_named(tmp_path):
-    script = benchmark_script("compare_sweeps")
+    script = analysis_script("compare_sweeps")
     with pytest.raises(SystemExit, match="not a sweep directory"):
         script.metrics_files(str(tmp_path), 0.01)
     sweep = _sweep(tmp_path / "sweep", {(0.004, 1): [0.5]})
@@ -68,3 +68,25 @@ def test_missing_sources_are_named(tmp_path):
         script.metrics_files(str(sweep), 0.01)
     with pytest.raises(SystemExit, match="no such metrics file: .*nope.csv"):
         script.metrics_files(str(tmp_path / "nope.csv"), 0.01)
+
+
+@pytest.mark.parametrize("record, words", [
+    ("[" * 3000 + "]" * 3000, "nested more than 64 levels"),
+    ('{"runs": 3}', "is not a batsnn sweep record"),
+    ("[1]", "is not a batsnn sweep record"),
+    ("{runs", "is not valid JSON"),
+])
+def test_corrupt_sweep_records_are_named(tmp_path, record, words):
+    script = analysis_script("compare_sweeps")
+    (tmp_path / "sweep.json").write_text(record)
+    with pytest.raises(SystemExit, match="sweep.json") as e:
+        script.metrics_files(str(tmp_path), 0.01)
+    assert words in str(e.value)
+
+
+def test_a_corrupt_metrics_file_is_named(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("epoch,test_accuracy\n1,high\n")
+    with pytest.raises(SystemExit, match="bad.csv is not a batsnn metrics file .line 2"):
+        analysis_script("compare_sweeps").main(["--dt", "0.01", "--out",
+                                                str(tmp_path / "x.png"), f"x={bad}"])

@@ -1,4 +1,4 @@
-"""benchmarks/forced_spikes.py: the share of a trained network's spikes that the grid forces."""
+"""analysis/forced_spikes.py: the share of a trained network's spikes that the grid forces."""
 
 import json
 
@@ -6,7 +6,7 @@ import pytest
 
 from batsnn.experiments import train as T
 from batsnn.experiments.config import resolve_config
-from tests.helpers import benchmark_script
+from tests.helpers import analysis_script
 
 
 def _run(data_dir, out, **kw):
@@ -17,7 +17,7 @@ def _run(data_dir, out, **kw):
 
 
 def test_forced_spikes_of_consistent_and_seed_runs(data_dir, tmp_path, capsys):
-    script = benchmark_script("forced_spikes")
+    script = analysis_script("forced_spikes")
     _run(data_dir, tmp_path / "consistent", dt_mode="consistent")
     script.main([str(tmp_path / "consistent"), "20"])
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -1,4 +1,4 @@
-"""benchmarks/label_spikes.py: the label neuron's spikes of a trained run, exact and on the
+"""analysis/label_spikes.py: the label neuron's spikes of a trained run, exact and on the
 grid."""
 
 import json
@@ -7,7 +7,7 @@ import pytest
 
 from batsnn.experiments import train as T
 from batsnn.experiments.config import resolve_config
-from tests.helpers import benchmark_script
+from tests.helpers import analysis_script
 
 
 
@@ -18,7 +18,7 @@ def test_label_spikes_of_a_grid_run(data_dir, tmp_path, capsys):
                          data_dir=str(data_dir), epochs=1, dt=dt, dt_mode="continuous",
                          out=str(tmp_path / "run"))
     summary = T.train(cfg, quiet=True)
-    benchmark_script("label_spikes").main([str(tmp_path / "run"), "--test-samples", "20"])
+    analysis_script("label_spikes").main([str(tmp_path / "run"), "--test-samples", "20"])
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert row["epoch"] == 1 and row["dt_ms"] == 10.0 and row["test_samples"] == 20
     grid, exact = row["grid"], row["exact"]
@@ -32,7 +32,7 @@ def test_label_spikes_of_a_grid_run(data_dir, tmp_path, capsys):
     assert row["reset_at"] == "crossing"
     # the same weights with the resets at the emitted grid times: the same exact network,
     # another grid network
-    benchmark_script("label_spikes").main([str(tmp_path / "run"), "--test-samples", "20",
+    analysis_script("label_spikes").main([str(tmp_path / "run"), "--test-samples", "20",
                                            "--reset-at", "emitted"])
     other = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert other["reset_at"] == "emitted" and other["exact"] == exact
@@ -44,7 +44,7 @@ def test_label_spikes_of_an_exact_run_on_named_grids(data_dir, tmp_path, capsys)
                          max_spikes=[8, 8], batch_size=10, eval_batch_size=16, device="cpu",
                          data_dir=str(data_dir), epochs=1, out=str(tmp_path / "run"))
     summary = T.train(cfg, quiet=True)
-    script = benchmark_script("label_spikes")
+    script = analysis_script("label_spikes")
     # chunks of 7 images: the result does not depend on how the test set is cut
     whole = script.summarise
     script.summarise = lambda *a, **k: whole(*a, **k, batch=7)

@@ -24,6 +24,7 @@ import shlex
 import sys
 
 import batsnn
+from batsnn.experiments.common import float_list as _float_list, int_list as _int_list
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,20 +32,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _float_list(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
 def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
@@ -184,7 +171,7 @@ def cmd_dterr(args: argparse.Namespace) -> int:
                              samples=args.samples, dataset=args.dataset,
                              data_dir=args.data_dir, theta=args.theta,
                              max_spikes=args.max_spikes, device=args.device,
-                             preset=args.preset)
+                             preset=args.preset, reset_at=args.reset_at)
     return 0
 
 
@@ -232,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train nothing: rebuild the tables, plots and report from finished runs")
     s.set_defaults(func=cmd_sweep)
 
-    e = sub.add_parser("discretization-error",
+    e = sub.add_parser("discretization-error", allow_abbrev=False,
                        help="per-layer error of spike trains with dt against continuous time")
     from batsnn.experiments.config import PRESETS
 
@@ -250,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--theta", type=float, default=0.2, help="threshold of every layer")
     e.add_argument("--max-spikes", type=int, default=30)
     e.add_argument("--device", default="auto")
+    e.add_argument("--reset-at", choices=("crossing", "emitted"), default="crossing",
+                   help="where a spike's reset applies on the grid (crossing or emitted time)")
     e.add_argument("--out", required=True)
     e.set_defaults(func=cmd_dterr)
 

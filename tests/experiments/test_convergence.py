@@ -10,7 +10,10 @@ import torch
 
 from batsnn import discretize, lif_linear
 from batsnn.experiments import convergence as cv
+from batsnn.experiments.convergence import run as cv_run
+from batsnn.experiments.convergence.train import single_threaded
 from batsnn.losses import count_predict, spike_count_class_loss, ttfs_cross_entropy, ttfs_predict
+from batsnn.params import RESET_AT
 
 SMALL = dict(means=(0.8, 1.6), stds=(0.4, 1.2), repeats=3, epochs=4)
 
@@ -19,14 +22,14 @@ SMALL = dict(means=(0.8, 1.6), stds=(0.4, 1.2), repeats=3, epochs=4)
 def one_thread():
     """Tiny layers: one kernel thread, as run_convergence uses (parallel kernels wait for
     free cores on a loaded machine)."""
-    with cv._single_threaded():
+    with single_threaded():
         yield
 
 
 @pytest.fixture
 def no_plots(monkeypatch):
     """Skip the heat maps where a test only reads the CSV (test_outputs_... checks them)."""
-    monkeypatch.setattr(cv, "plot_heatmaps", lambda *args, **kw: [])
+    monkeypatch.setattr(cv_run, "plot_heatmaps", lambda *args, **kw: [])
 
 
 def loop_reference(weights, variant, cfg):
@@ -146,12 +149,12 @@ def test_resume_after_interruption(tmp_path, monkeypatch, no_plots):
             raise KeyboardInterrupt
         return real(weights, *a, **kw)
 
-    monkeypatch.setattr(cv, "train_grouped", interrupted)
+    monkeypatch.setattr(cv_run, "train_grouped", interrupted)
     with pytest.raises(KeyboardInterrupt):
         cv.run_convergence(cfg, tmp_path / "resumed", quiet=True, log=None)
     assert len(list((tmp_path / "resumed" / "parts").glob("*.json"))) == 1
     assert not (tmp_path / "resumed" / "convergence.csv").exists()
-    monkeypatch.setattr(cv, "train_grouped", real)
+    monkeypatch.setattr(cv_run, "train_grouped", real)
     messages = []
     # a different chunk size on resume changes nothing either
     cfg2 = cv.ConvergenceConfig(**SMALL, chunk_cells=2)
@@ -205,3 +208,75 @@ def test_parse_grid_and_config_errors():
         cv.ConvergenceConfig(variants=("both",))
     with pytest.raises(ValueError, match="variant must be"):
         cv.train_grouped(torch.zeros(1, 2, 4, dtype=torch.float64), "x", cv.ConvergenceConfig())
+
+
+def test_reset_at_emitted_on_the_grid_only(tmp_path, no_plots):
+    """``reset_at`` is a setting of its own: on the grid the emitted-time reset changes the
+    training, in exact time it changes nothing; a rerun with the other value is refused."""
+    small = SMALL | {"variants": ("multi",), "epochs": 3}
+    csvs = {}
+    for dt in (None, 0.1):
+        for reset_at in RESET_AT:
+            out = tmp_path / f"{dt}-{reset_at}"
+            cv.run_convergence(cv.ConvergenceConfig(**small, dt=dt, reset_at=reset_at), out,
+                               quiet=True, log=None)
+            csvs[(dt, reset_at)] = _csv(out)
+            part = json.loads(next((out / "parts").glob("*.json")).read_text())
+            assert part["settings"]["reset_at"] == reset_at
+    assert csvs[(None, "crossing")] == csvs[(None, "emitted")]
+    assert csvs[(0.1, "crossing")] != csvs[(0.1, "emitted")]
+    assert cv.ConvergenceConfig(dt=0.1, reset_at="emitted").params("single").reset_at \
+        == "emitted"
+    with pytest.raises(cv.SettingsMismatch, match="reset_at: stored 'emitted', requested "
+                                                  "'crossing'"):
+        cv.run_convergence(cv.ConvergenceConfig(**small, dt=0.1), tmp_path / "0.1-emitted",
+                           quiet=True, log=None)
+
+
+def test_parts_without_reset_at_were_made_with_crossing(tmp_path, no_plots):
+    """Part files written before ``reset_at`` was recorded continue as ``crossing``."""
+    cfg = cv.ConvergenceConfig(**SMALL | {"variants": ("multi",), "stds": (0.4,)})
+    cv.run_convergence(cfg, tmp_path, quiet=True, log=None)
+    before = _csv(tmp_path)
+    for path in (tmp_path / "parts").glob("*.json"):
+        part = json.loads(path.read_text())
+        del part["settings"]["reset_at"]
+        path.write_text(json.dumps(part))
+    messages = []
+    cv.run_convergence(cfg, tmp_path, quiet=True, log=messages.append)
+    assert _csv(tmp_path) == before and "0 cells trained" in messages[-1]
+    with pytest.raises(cv.SettingsMismatch, match="reset_at"):
+        cv.run_convergence(cv.ConvergenceConfig(**SMALL | {"variants": ("multi",), "stds": (0.4,),
+                                                           "reset_at": "emitted"}),
+                           tmp_path, quiet=True, log=None)
+
+
+def test_cli_reset_at_and_one_settings_mismatch(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    cv.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["convergence", "--out", str(tmp_path), "--repeats", "2",
+                              "--epochs", "2", "--means", "1", "--stds", "0.5", "--dt", "0.1",
+                              "--reset-at", "emitted", "--quiet"])
+    assert args.reset_at == "emitted" and args.func(args) == 0
+    part = json.loads(next((tmp_path / "parts").glob("*.json")).read_text())
+    assert part["settings"]["reset_at"] == "emitted"
+    assert "resets at the emitted grid times" in (tmp_path / "report.md").read_text()
+    assert parser.parse_args(["convergence", "--out", "x"]).reset_at == "crossing"
+    from batsnn.experiments import sweep
+    assert cv.SettingsMismatch is sweep.SettingsMismatch
+
+
+def test_heat_maps_of_a_large_grid_stay_small(tmp_path):
+    """A grid of many values makes an image of at most MAX_INCHES a side (150 dpi)."""
+    import struct
+
+    from batsnn.experiments.convergence.heatmaps import MAX_INCHES
+
+    cfg = cv.ConvergenceConfig(means=cv.parse_grid("0:150:1"), stds=(0.5, 1.0),
+                               variants=("multi",), repeats=1)
+    rows = [{"variant": "multi", "mean": f"{m:.10g}", "std": f"{s:.10g}",
+             "share_converged": (m % 7) / 7} for m in cfg.means for s in cfg.stds]
+    (path,) = cv.plot_heatmaps(rows, cfg, tmp_path)
+    width, height = struct.unpack(">II", path.read_bytes()[16:24])
+    assert height <= MAX_INCHES * 150 + 1 and height > 20 * 150
+    assert width < 1000

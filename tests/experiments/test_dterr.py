@@ -4,7 +4,7 @@ import pytest
 
 from batsnn import metrics as M
 from batsnn.experiments import dterr as D
-from batsnn.experiments.rundir import read_csv
+from batsnn.experiments.rundir import read_csv, read_json, write_json
 
 
 def test_discretization_error(tmp_path):
@@ -58,3 +58,39 @@ def test_discretization_error_of_a_conv_preset(tmp_path):
     assert (out / "rmse_by_layer_depth6.png").is_file()
     with pytest.raises(ValueError, match="either depths or preset"):
         D.run_discretization_error([1], [0.001], out, preset="mnist-conv")
+
+
+def test_reset_at_emitted_changes_the_grid_runs_only(tmp_path):
+    """``reset_at="emitted"``: the exact-time reference is the same spike trains, the grid
+    runs differ, and the setting is recorded (a rerun with the other value is refused)."""
+    args = dict(width=40, samples=8, dataset="random", theta=0.1, device="cpu",
+                log=lambda *a: None)
+    rows = {r: D.run_discretization_error([2], [0.004], tmp_path / r, reset_at=r, **args)
+            for r in ("crossing", "emitted")}
+    for a, b in zip(rows["crossing"], rows["emitted"]):
+        assert (a[D.LAYER], a[D.DT]) == (b[D.LAYER], b[D.DT])
+        assert a[M.SPIKES_CONTINUOUS] == b[M.SPIKES_CONTINUOUS]  # exact time: the same
+    assert any(a[M.RMSE_MS] != b[M.RMSE_MS] or a[M.SPIKES_DISCRETE] != b[M.SPIKES_DISCRETE]
+               for a, b in zip(rows["crossing"], rows["emitted"]))
+    stored = read_json(tmp_path / "emitted" / "config.json")["settings"]
+    assert stored["reset_at"] == "emitted"
+    with pytest.raises(ValueError, match="other settings: reset_at 'emitted' -> 'crossing'"):
+        D.run_discretization_error([2], [0.004], tmp_path / "emitted", **args)
+    # a result written before reset_at was recorded was made with crossing
+    doc = read_json(tmp_path / "crossing" / "config.json")
+    del doc["settings"]["reset_at"]
+    write_json(tmp_path / "crossing" / "config.json", doc)
+    again = D.run_discretization_error([2], [0.004], tmp_path / "crossing", **args)
+    assert again == rows["crossing"]
+
+
+def test_cli_reset_at_and_seed(tmp_path, capsys):
+    from batsnn import cli
+
+    out = tmp_path / "cli"
+    assert cli.main(["discretization-error", "--depths", "1", "--dt", "4e-3", "--width", "16",
+                     "--samples", "4", "--dataset", "random", "--device", "cpu", "--seed",
+                     str(2**32 - 1), "--reset-at", "emitted", "--out", str(out)]) == 0
+    settings = read_json(out / "config.json")["settings"]
+    assert settings["reset_at"] == "emitted" and settings["seed"] == 2**32 - 1
+    assert str(out / D.CSV_NAME) in capsys.readouterr().out

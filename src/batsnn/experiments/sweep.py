@@ -23,6 +23,7 @@ rewritten from its checkpoint before they are read, so the tables never show sta
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import functools
 import math
@@ -37,6 +38,7 @@ import numpy as np
 
 import batsnn
 from batsnn import metrics as M
+from batsnn.experiments.common import SettingsMismatch, check_size
 from batsnn.experiments.config import (RESUME_FIELDS, TrainConfig, check_setting,
                                        config_from_dict, resolve_device,
                                        settings_difference,
@@ -44,12 +46,14 @@ from batsnn.experiments.config import (RESUME_FIELDS, TrainConfig, check_setting
 from batsnn.experiments.rundir import (MARKER, OutDirError, RunDir, atomic_write,
                                        load_run_checkpoint, make_subdir, prepare_out,
                                        read_csv, read_json, run_kind, write_csv, write_json)
-from batsnn.experiments.train import sync_run_files
 from batsnn.experiments.scheduler import plan_slots, run_on_slots, set_threads
+from batsnn.experiments.train import sync_run_files
+from batsnn.fileio import describe_path, one_line, printable
 
-__all__ = ["DT", "EPOCHS", "EPOCH_METRICS", "MAX_SEEDS", "N_SEEDS", "ROW_METRICS", "RUN_DIR",
-           "SEED", "SWEEP_FILE", "SWEEP_SETTINGS", "SettingsMismatch", "epoch_rows", "epoch_stats",
-           "mean_key", "run_name", "run_sweep", "std_key", "summary_rows", "sweep_rows"]
+__all__ = ["DT", "EPOCHS", "EPOCH_METRICS", "MAX_RUNS", "MAX_SEEDS", "N_SEEDS", "ROW_METRICS",
+           "RUN_DIR", "SEED", "SWEEP_FILE", "SWEEP_SETTINGS", "SettingsMismatch", "check_dts",
+           "epoch_rows", "epoch_stats", "mean_key", "read_metrics", "run_name", "run_sweep",
+           "std_key", "summary_rows", "sweep_rows"]
 
 #: sweep.csv columns besides the metrics
 DT, SEED, EPOCHS, RUN_DIR = "dt", "seed", "epochs", "run_dir"
@@ -71,10 +75,8 @@ SWEEP_SETTINGS = tuple(k for k in RESUME_FIELDS if k not in ("dt", "seed"))
 ADDED_SETTINGS = ("dt_mode", "dt_warmup_epochs", "dt_fine")
 #: at most this many seeds per sweep
 MAX_SEEDS = 10_000
-
-
-class SettingsMismatch(ValueError):
-    """The sweep directory holds runs made with other settings."""
+#: at most this many (dt, seed) runs per sweep
+MAX_RUNS = 100_000
 
 
 def mean_key(key: str) -> str:
@@ -107,7 +109,7 @@ def _train_one(cfg: TrainConfig, threads: int, quiet: bool) -> dict:
     return train(cfg, resume=resume, quiet=True, log=(lambda *a: None) if quiet else print)
 
 
-def _check_dts(dts) -> list[float]:
+def check_dts(dts) -> list[float]:
     """The distinct time steps as floats (numpy scalars accepted), each finite and >= 0, no
     two of them sharing a run directory name."""
     values = []
@@ -129,6 +131,9 @@ def _check_dts(dts) -> list[float]:
                              f"name ({name}); give time steps that differ within 6 significant "
                              "digits (in ms)")
     return values
+
+
+_check_dts = check_dts  # also under this name, for existing callers
 
 
 def _sweep_settings(cfg: TrainConfig) -> dict:
@@ -204,25 +209,85 @@ def _run_status(run: RunDir, cfg: TrainConfig, record: dict) -> str:
 
 def sweep_rows(out: str | os.PathLike, dts: Sequence[float], seeds: Sequence[int]) -> list[dict]:
     """One row per finished (dt, seed) run under ``out/runs``, read from its ``summary.json``
-    and ``metrics.csv``; unstarted runs are left out. Order: by dt, then seed, as given."""
+    and ``metrics.csv``; unstarted runs are left out. Order: by dt, then seed, as given.
+
+    Raises:
+        ValueError: a run's ``summary.json`` or ``metrics.csv`` cannot be read or is not
+            batsnn's (the message names the file).
+    """
     rows = []
     for dt in dts:
         for seed in seeds:
             run = RunDir(Path(out) / "runs" / run_name(dt, seed))
             if not run.summary.is_file():
                 continue
-            s = read_json(run.summary)
-            row = {DT: dt, SEED: seed}
-            for k in ROW_METRICS:
-                row[k] = s.get(k)
-            for family in _LAYER_FAMILIES:
-                for k in M.layer_keys(s, family):
-                    row[k] = s[k]
-            row[M.TRAIN_SECONDS] = sum(float(r[M.TRAIN_SECONDS]) for r in read_csv(run.metrics))
-            row[EPOCHS] = s.get(M.EPOCHS_COMPLETED)
+            row = {DT: dt, SEED: seed, **_summary_metrics(run.summary)}
+            row[M.TRAIN_SECONDS] = sum(r[M.TRAIN_SECONDS]
+                                       for r in read_metrics(run.metrics, [M.TRAIN_SECONDS]))
             row[RUN_DIR] = str(run.path)
             rows.append(row)
     return rows
+
+
+def _number_or_none(v) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def _summary_metrics(path: Path) -> dict:
+    """The sweep row's metrics from a run's ``summary.json`` (:data:`ROW_METRICS`, the
+    per-layer ones, then ``epochs``); ``ValueError`` naming the file if it is not one."""
+    try:
+        s = read_json(path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{printable(path)} cannot be read ({one_line(e)})") from None
+    if not isinstance(s, dict):
+        raise ValueError(f"{printable(path)} is not a batsnn run summary (not a JSON object)")
+    row = {k: s.get(k) for k in ROW_METRICS}
+    for family in _LAYER_FAMILIES:
+        for k in M.layer_keys(s, family):
+            row[k] = s[k]
+    row[EPOCHS] = s.get(M.EPOCHS_COMPLETED)
+    bad = [k for k, v in row.items() if not _number_or_none(v)]
+    if bad or not (row[EPOCHS] is None or isinstance(row[EPOCHS], int)):
+        key = bad[0] if bad else M.EPOCHS_COMPLETED
+        raise ValueError(f"{printable(path)} is not a batsnn run summary ({printable(key)} is "
+                         f"{printable(repr(s.get(key)), 60)}, not a number)")
+    return row
+
+
+def read_metrics(path: str | os.PathLike, keys: Sequence[str]) -> list[dict]:
+    """The rows of a run's ``metrics.csv``: each row's ``epoch`` as an int and ``keys`` as
+    floats (NaN where empty or where the column is absent: files written before it).
+
+    Raises:
+        ValueError: ``path`` is not a regular file, cannot be read, or has a row without an
+            ``epoch`` or with a value that is not a number (the message names the file and
+            the line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{printable(path)} {describe_path(path)}, expected a run's "
+                         "metrics.csv")
+    try:
+        rows = read_csv(path)
+    except (OSError, ValueError, csv.Error) as e:
+        raise ValueError(f"{printable(path)} cannot be read as CSV ({one_line(e)[:160]})") \
+            from None
+    out = []
+    for i, r in enumerate(rows, start=2):
+        row = dict(r)
+        try:
+            row[M.EPOCH] = int(r[M.EPOCH])
+            for k in keys:
+                v = r.get(k)
+                row[k] = math.nan if v in (None, "") else float(v)
+        except (KeyError, TypeError, ValueError) as e:
+            what = (f"no column {printable(e.args[0], 60)}" if isinstance(e, KeyError)
+                    else one_line(e)[:120])
+            raise ValueError(f"{printable(path)} is not a batsnn metrics file (line {i}: "
+                             f"{what})") from None
+        out.append(row)
+    return out
 
 
 def epoch_rows(out: str | os.PathLike, dts: Sequence[float],
@@ -245,8 +310,8 @@ def epoch_stats(metrics_files: Sequence[str | os.PathLike],
     deviation of each of ``keys`` over those runs (std 0 for one run)."""
     per_epoch: dict[int, list[dict]] = {}
     for f in metrics_files:
-        for r in read_csv(f):
-            per_epoch.setdefault(int(r[M.EPOCH]), []).append(r)
+        for r in read_metrics(f, keys):
+            per_epoch.setdefault(r[M.EPOCH], []).append(r)
     rows = []
     for epoch in sorted(per_epoch):
         sel = per_epoch[epoch]
@@ -315,7 +380,8 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
 
     Raises:
         ValueError: bad ``dts`` (negative, not finite, two mapping to the same run
-            directory), ``seeds`` or ``jobs``.
+            directory), ``seeds`` or ``jobs``, more than :data:`MAX_RUNS` runs, or a run's
+            ``summary.json`` or ``metrics.csv`` that cannot be read (the message names it).
         SettingsMismatch: ``out`` holds a sweep, or a run, with other settings (the message
             lists the differences).
         batsnn.experiments.rundir.OutDirError: ``out`` is unusable or holds files this sweep
@@ -323,14 +389,7 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
         batsnn.experiments.rundir.CheckpointError: a run's checkpoint is corrupt or not
             batsnn's.
     """
-    dts = _check_dts(dts)
-    seeds = list(dict.fromkeys(seeds))
-    if not seeds or len(seeds) > MAX_SEEDS or any(
-            isinstance(s, bool) or not isinstance(s, int) for s in seeds):
-        raise ValueError(f"seeds must be a non-empty list of ints (at most {MAX_SEEDS}), got "
-                         f"{seeds if len(seeds) <= 20 else f'{len(seeds)} seeds'}")
-    for seed in seeds:
-        check_setting("seed", seed)
+    dts, seeds = _check_grid(dts, seeds)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
         raise ValueError(f"jobs must be an int >= 0, got {jobs!r}")
     base = validate_config(dataclasses.replace(base, network=[dict(s) for s in base.network]))
@@ -346,25 +405,12 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
     record = _sweep_record(out, base)
     runs_dir = make_subdir(out, "runs")
     _refuse_strangers(runs_dir, record)
-    todo, resumed, finished_already = [], [], 0
-    for dt in dts:
-        for seed in seeds:
-            run = RunDir(runs_dir / run_name(dt, seed))
-            cfg = validate_config(dataclasses.replace(base, network=[dict(s) for s in base.network],
-                                                      dt=dt, seed=seed, out=str(run.path),
-                                                      device=plan.device if plan
-                                                      else base.device))
-            status = _run_status(run, cfg, record)
-            if status == "finished":
-                finished_already += 1
-            elif not report_only:
-                todo.append(cfg)
-                if status == "stopped":
-                    resumed.append(run.path.name)
+    todo, resumed, finished_already = _runs_to_train(runs_dir, base, dts, seeds, record, plan)
     if not report_only:  # recorded before training: a run is continued only if listed here
         record["runs"] = sorted(set(record["runs"]) | {Path(c.out).name for c in todo})
         record["settings"]["epochs"] = base.epochs
     write_json(out / SWEEP_FILE, record)
+    t0 = time.perf_counter()
     if plan is not None:
         line = (f"sweep: {len(dts)} dt x {len(seeds)} seeds, {finished_already} finished "
                 f"already, {len(todo)} to train with {plan.description}")
@@ -372,35 +418,80 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
             line += (f"; {len(resumed)} of them continue stopped runs that this sweep started "
                      f"(listed in {SWEEP_FILE}): {', '.join(resumed)}")
         log(line)
+        _train_runs(todo, plan, quiet, log)
+    rows = sweep_rows(out, dts, seeds)
+    if plan is None:
+        log(f"sweep --report-only: {len(rows)} of {len(dts) * len(seeds)} (dt, seed) runs "
+            f"have results ({finished_already} with a final checkpoint); nothing is trained")
+    _write_results(out, base, rows, dts, seeds, time.perf_counter() - t0,
+                   command or "batsnn.experiments.sweep.run_sweep")
+    log(f"sweep results in {printable(out)} (sweep.csv, summary.csv, report.md, plots)")
+    return rows
 
+
+def _check_grid(dts, seeds) -> tuple[list[float], list[int]]:
+    """The distinct time steps (:func:`check_dts`) and seeds, checked, at most
+    :data:`MAX_RUNS` runs in all."""
+    dts = check_dts(dts)
+    seeds = list(dict.fromkeys(seeds))
+    if not seeds or len(seeds) > MAX_SEEDS or any(
+            isinstance(s, bool) or not isinstance(s, int) for s in seeds):
+        raise ValueError(f"seeds must be a non-empty list of ints (at most {MAX_SEEDS}), got "
+                         f"{seeds if len(seeds) <= 20 else f'{len(seeds)} seeds'}")
+    for seed in seeds:
+        check_setting("seed", seed)
+    check_size("(dt, seed) runs", {"dt values": len(dts), "seeds": len(seeds)}, MAX_RUNS)
+    return dts, seeds
+
+
+def _runs_to_train(runs_dir: Path, base: TrainConfig, dts, seeds, record: dict,
+                   plan) -> tuple[list[TrainConfig], list[str], int]:
+    """Each (dt, seed) run's status: the configs of the runs to train (none with
+    ``plan=None``, a report), the names of the stopped ones among them, and the number of
+    runs finished already."""
+    todo, resumed, finished_already = [], [], 0
+    for dt in dts:
+        for seed in seeds:
+            run = RunDir(runs_dir / run_name(dt, seed))
+            cfg = validate_config(dataclasses.replace(
+                base, network=[dict(s) for s in base.network], dt=dt, seed=seed,
+                out=str(run.path), device=plan.device if plan else base.device))
+            status = _run_status(run, cfg, record)
+            if status == "finished":
+                finished_already += 1
+            elif plan is not None:
+                todo.append(cfg)
+                if status == "stopped":
+                    resumed.append(run.path.name)
+    return todo, resumed, finished_already
+
+
+def _train_runs(todo: list[TrainConfig], plan, quiet: bool, log) -> None:
+    """Train the runs ``todo`` on the slots of ``plan``, one line each when it is done."""
     def finished(cfg, s, slot=None):
         log(f"  dt {cfg.dt or 0:g} s seed {cfg.seed}: test accuracy "
             f"{100 * s[M.TEST_ACCURACY]:.2f}%"
             + (f" (GPU {slot.gpu})" if slot is not None and slot.gpu is not None else ""))
 
-    t0 = time.perf_counter()
-    if plan is not None:
-        if plan.in_process:
-            for cfg in todo:
-                finished(cfg, _train_one(cfg, plan.threads, quiet))
-        elif todo:  # one worker process per slot, each on its GPU (or its share of the cores)
-            run_on_slots(functools.partial(_train_one, threads=plan.threads, quiet=True), todo,
-                         plan.slots, on_done=finished)
-    rows = sweep_rows(out, dts, seeds)
-    if plan is None:
-        log(f"sweep --report-only: {len(rows)} of {len(dts) * len(seeds)} (dt, seed) runs "
-            f"have results ({finished_already} with a final checkpoint); nothing is trained")
+    if plan.in_process:
+        for cfg in todo:
+            finished(cfg, _train_one(cfg, plan.threads, quiet))
+    elif todo:  # one worker process per slot, each on its GPU (or its share of the cores)
+        run_on_slots(functools.partial(_train_one, threads=plan.threads, quiet=True), todo,
+                     plan.slots, on_done=finished)
+
+
+def _write_results(out: Path, base: TrainConfig, rows: list[dict], dts, seeds,
+                   seconds: float, command: str) -> None:
+    """``sweep.csv``, ``summary.csv``, ``epochs.csv``, the plots and ``report.md``."""
     write_csv(out / "sweep.csv", rows)
     summary = summary_rows(rows, dts)
     write_csv(out / "summary.csv", summary)
     per_epoch = epoch_rows(out, dts, seeds)
     write_csv(out / "epochs.csv", per_epoch)
     _plots(out, summary, per_epoch)
-    report = _report(base, summary, rows, per_epoch, dts, seeds, time.perf_counter() - t0,
-                     command or "batsnn.experiments.sweep.run_sweep")
+    report = _report(base, summary, rows, per_epoch, dts, seeds, seconds, command)
     atomic_write(out / "report.md", report.encode())
-    log(f"sweep results in {out} (sweep.csv, summary.csv, report.md, plots)")
-    return rows
 
 
 def _plots(out: Path, summary: list[dict], per_epoch: list[dict]) -> None:

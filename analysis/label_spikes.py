@@ -10,7 +10,7 @@ grids instead (0: exact time), for any run, also one trained in exact time. ``--
 runs the layers with their resets at the continuous crossing or at the emitted grid time
 (default: the run's own, ``emitted`` for ``--dt-mode consistent``).
 
-    python benchmarks/label_spikes.py RUN_DIR [--checkpoint last|best] [--test-samples 2000]
+    python analysis/label_spikes.py RUN_DIR [--checkpoint last|best] [--test-samples 2000]
         [--dt 0,4e-3,8e-3] [--reset-at crossing|emitted]
 """
 
@@ -21,11 +21,11 @@ import json
 
 import torch
 
-from batsnn.cli import _float_list
 from batsnn.experiments import train as T
+from batsnn.experiments.common import float_list
 from batsnn.experiments.data import load_dataset
 from batsnn.experiments.runs import load_run_model
-from batsnn.experiments.sweep import _check_dts
+from batsnn.experiments.sweep import check_dts
 from batsnn.params import RESET_AT
 from batsnn.spikes import SpikeTrains
 
@@ -68,7 +68,7 @@ def main(argv=None):
     p.add_argument("--checkpoint", default="last", choices=("last", "best"))
     p.add_argument("--test-samples", type=int, default=2000)
     p.add_argument("--data-dir", help="where the dataset is (default: the run's setting)")
-    p.add_argument("--dt", type=_float_list, help="comma-separated grids to run on, in "
+    p.add_argument("--dt", type=float_list, help="comma-separated grids to run on, in "
                    "seconds (0: exact time); default: exact time and the run's dt")
     p.add_argument("--reset-at", choices=RESET_AT,
                    help="when the layers reset on the grid (default: as the run trained)")
@@ -80,7 +80,7 @@ def main(argv=None):
     model.eval()
     if args.dt is not None:
         try:
-            grids = _check_dts(args.dt)
+            grids = check_dts(args.dt)
         except ValueError as e:
             p.error(f"--dt: {e}")
         named = [(f"dt {1e3 * g:g} ms" if g else "exact", g or None) for g in grids]

@@ -6,7 +6,7 @@ spike, stored with ``X = +inf``; model.md section 6). For a run of a network of 
 layers this script runs its checkpoint on the first test images at the run's ``dt`` and
 reports, per layer, the spikes per sample and the share of them that were forced.
 
-    python benchmarks/forced_spikes.py RUN_DIR [TEST_SAMPLES] [--checkpoint last|best]
+    python analysis/forced_spikes.py RUN_DIR [TEST_SAMPLES] [--checkpoint last|best]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ A source is a sweep directory (``batsnn sweep --out``; its runs at ``--dt`` are 
 comma-separated list of ``metrics.csv`` files of single runs (``batsnn train``), e.g. the
 modes of ``--dt-mode`` at one dt:
 
-    python benchmarks/compare_sweeps.py --dt 10e-3 --out modes-10ms.png \\
+    python analysis/compare_sweeps.py --dt 10e-3 --out modes-10ms.png \\
         "seed's scheme=full/mnist" "fine 2 ms=modes/gpu/mnist-dt10ms-fine2ms" \\
         "fine 4 ms=modes/full-dt10ms-fine4ms-seed1.csv,modes/full-dt10ms-fine4ms-seed2.csv"
 
@@ -21,8 +21,9 @@ from pathlib import Path
 from batsnn import metrics as M
 from batsnn.experiments.plots import errorbar_plot
 from batsnn.experiments.rundir import read_json
-from batsnn.experiments.sweep import (N_SEEDS, _check_dts, epoch_stats, mean_key, run_name,
+from batsnn.experiments.sweep import (N_SEEDS, check_dts, epoch_stats, mean_key, run_name,
                                      std_key)
+from batsnn.fileio import one_line, printable
 
 
 def metrics_files(source: str, dt: float) -> list[Path]:
@@ -33,7 +34,15 @@ def metrics_files(source: str, dt: float) -> list[Path]:
         if not manifest.is_file():
             raise SystemExit(f"compare_sweeps: {source!r} is not a sweep directory "
                              "(no sweep.json)")
-        names = set(read_json(manifest)["runs"])
+        try:
+            record = read_json(manifest)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"compare_sweeps: {one_line(e)}") from None
+        runs = record.get("runs") if isinstance(record, dict) else None
+        if not isinstance(runs, list) or not all(isinstance(r, str) for r in runs):
+            raise SystemExit(f"compare_sweeps: {printable(manifest)} is not a batsnn sweep "
+                             "record (no list of runs)")
+        names = set(runs)
         files = [path / "runs" / run_name(dt, seed) / "metrics.csv"
                  for seed in range(1, len(names) + 1) if run_name(dt, seed) in names]
         files = [f for f in files if f.is_file()]
@@ -62,7 +71,7 @@ def main(argv=None) -> int:
     p.add_argument("--title", default=None)
     args = p.parse_args(argv)
     try:
-        (dt,) = _check_dts([float(args.dt)])
+        (dt,) = check_dts([float(args.dt)])
     except ValueError as e:
         p.error(f"--dt {args.dt!r}: {e}")
     series = {}
@@ -71,7 +80,10 @@ def main(argv=None) -> int:
         label, sep, source = item.partition("=")
         if not sep or not label or not source:
             p.error(f"source {item!r}: expected LABEL=SOURCE")
-        rows = accuracy_per_epoch(metrics_files(source, dt))
+        try:
+            rows = accuracy_per_epoch(metrics_files(source, dt))
+        except ValueError as e:  # a metrics file that is not one, named
+            raise SystemExit(f"compare_sweeps: {one_line(e)}") from None
         for epoch, n, mean, std in rows:
             print(f"{label},{epoch},{n},{mean:.2f},{std:.2f}")
         series[label] = ([r[0] for r in rows], [r[2] for r in rows], [r[3] for r in rows])
