@@ -252,3 +252,23 @@ def test_names_from_the_directory_are_escaped(tmp_path):
     with pytest.raises(R.CheckpointError) as e:
         R.load_checkpoint(tmp_path / "no\x1bne.pt")
     assert "no\\x1bne.pt' does not exist" in str(e.value)
+
+
+def test_a_file_system_without_locks_runs_unguarded(tmp_path, monkeypatch):
+    import errno
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(R.fcntl, "flock", no_locks)
+    with R.hold_out_dir(tmp_path / "run", "train") as existing:
+        assert existing is False
+    assert list((tmp_path / "run").iterdir()) == []
+
+    def broken(fd, op):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(R.fcntl, "flock", broken)
+    with pytest.raises(R.OutDirError, match=r"cannot be locked \(Input/output error\)"):
+        with R.hold_out_dir(tmp_path / "run", "train"):
+            pass

@@ -321,6 +321,8 @@ def check_out(path: str | os.PathLike, kind: str, *, resume: bool = False) -> bo
 # directories this process holds: (st_dev, st_ino) -> [descriptor, depth, pid, lock file]
 _HELD: dict[tuple[int, int], list] = {}
 _HELD_GUARD = threading.Lock()
+#: errors of ``flock`` on file systems that have no locks
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
 
 def _read_pid(fd: int) -> int | None:
@@ -367,7 +369,10 @@ def _acquire(path: Path, name: str, kind: str) -> int:
             except BlockingIOError:
                 raise _busy(name, kind, _read_pid(fd)) from None
             except OSError as e:
-                raise OutDirError(f"{name} cannot be locked ({e.strerror})") from None
+                # a file system without locks (some network file systems): the run goes on
+                # unguarded rather than not at all
+                if e.errno not in _NO_LOCKS:
+                    raise OutDirError(f"{name} cannot be locked ({e.strerror})") from None
             try:
                 now = os.stat(lock, follow_symlinks=False)
             except FileNotFoundError:
@@ -439,7 +444,9 @@ def hold_out_dir(path: str | os.PathLike, kind: str, *,
     system when the process ends in any way, so a lock left by a killed process never
     blocks. Within one process the hold is re-entrant: a block inside another block for the
     same directory shares its lock, and sequential blocks take it afresh. A directory made
-    here is removed again when the block ends in an error and left it empty.
+    here is removed again when the block ends in an error and left it empty. On a file
+    system that has no locks (``flock`` fails with ``ENOLCK``, ``EOPNOTSUPP``, ...) the
+    block runs without one.
 
     Args:
         path: the output directory.
