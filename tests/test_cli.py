@@ -13,6 +13,7 @@ import batsnn
 from batsnn import cli
 from batsnn.experiments import train as train_mod
 from batsnn.experiments.config import resolve_config
+from tests.experiments.test_rundir_lock import Holder, env_with_src
 
 TINY = ["--preset", "mnist-count", "--dataset", "fashion-mnist", "--hidden", "24",
         "--max-spikes", "8,8", "--batch-size", "10", "--eval-batch-size", "16", "--quiet",
@@ -272,3 +273,97 @@ def test_graphed_training_run_matches_eager_run(data_dir, tmp_path):
         assert cli.main(["train", *gpu, *extra, "--data-dir", str(data_dir), "--epochs", "3",
                          "--out", str(tmp_path / name), "--resume"]) == 0
         assert len(_rows(tmp_path / name / "metrics.csv")) == 3
+
+
+# ----------------------------------------------------------------------------- run directories
+
+def _subparsers(parser):
+    """Every parser below ``parser`` (subcommands and their own subcommands)."""
+    import argparse
+
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.append((name, sub))
+                found.extend(_subparsers(sub))
+    return found
+
+
+def test_no_parser_accepts_abbreviated_options():
+    parser = cli.build_parser()
+    subs = dict(_subparsers(parser))
+    assert {"train", "data", "prepare", "sweep", "discretization-error", "convergence",
+            "export"} <= set(subs)
+    assert parser.allow_abbrev is False
+    assert [n for n, p in subs.items() if p.allow_abbrev is not False] == []
+    for argv in (["sweep", "--dt", "0", "--seed", "3"], ["train", "--epoch", "2"],
+                 ["convergence", "--out", "x", "--repeat", "2"],
+                 ["export", "--run", "r", "--out", "o", "--checkp", "last"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv)
+
+
+def test_errors_are_one_escaped_line(monkeypatch, capsys):
+    def shout(args):
+        raise ValueError("bad \x1b[2Jname\nsecond line\x07")
+
+    monkeypatch.setattr(cli, "cmd_data", shout)
+    monkeypatch.delenv("BATSNN_DEBUG", raising=False)
+    assert cli.main(["data", "prepare", "mnist"]) == 2
+    assert capsys.readouterr().err == "batsnn: error: bad \\x1b[2Jname second line\\x07\n"
+    assert cli.main(["train", "--preset", "mnist-count", "--\x1b[5m"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "batsnn: error: unrecognized arguments: --\\x1b[5m (see batsnn --help)"]
+
+
+def test_runs_without_out_get_directories_of_their_own(data_dir, tmp_path, monkeypatch, capsys):
+    from batsnn.experiments import rundir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(rundir.time, "strftime", lambda fmt: "20261207-120000")
+    for _ in range(2):  # started in the same second: two directories
+        assert cli.main(["train", *TINY, "--data-dir", str(data_dir), "--epochs", "1",
+                         "--train-samples", "10", "--test-samples", "10"]) == 0
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 2 and all((r / "last.pt").is_file() for r in runs)
+    assert [r.name for r in runs] == ["mnist-count-20261207-120000",
+                                      "mnist-count-20261207-120000-2"]
+    printed = capsys.readouterr().out
+    assert all(f"in {r.relative_to(tmp_path)}\n" in printed for r in runs), printed
+    assert not any((r / ".batsnn-lock").exists() for r in runs)
+
+
+def test_two_real_processes_on_one_out_one_trains(data_dir, tmp_path):
+    """Two ``batsnn train`` commands started together on the same new ``--out``: one trains,
+    the other is refused with one line (the directory is in use, or, if the first was done
+    already, holds a run); the directory holds one run."""
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "batsnn", "train", *TINY, "--data-dir", str(data_dir),
+            "--epochs", "2", "--out", str(out)]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env_with_src()) for _ in range(2)]
+    results = [(p.wait(timeout=600), p.stdout.read(), p.stderr.read()) for p in procs]
+    codes = sorted(rc for rc, _, _ in results)
+    assert codes == [0, 2], results
+    err = next(e for rc, _, e in results if rc == 2).strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("batsnn: error: ") and str(out) in err[0], err
+    assert "is in use by batsnn process" in err[0] or "already holds a run" in err[0]
+    assert [r["epoch"] for r in _rows(out / "metrics.csv")] == ["1", "2"]
+    assert not (out / ".batsnn-lock").exists()
+
+
+def test_a_held_out_is_refused_by_the_real_command(data_dir, tmp_path):
+    out = tmp_path / "run"
+    holder = Holder(out)
+    try:
+        res = subprocess.run([sys.executable, "-m", "batsnn", "train", *TINY, "--data-dir",
+                              str(data_dir), "--epochs", "1", "--out", str(out)],
+                             capture_output=True, text=True, timeout=300, env=env_with_src())
+    finally:
+        holder.stop()
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == [
+        f"batsnn: error: output directory '{out}' is in use by batsnn process {holder.pid} "
+        "(a train run writing into it); wait for it to end or choose another directory"]
+    assert list(out.iterdir()) == []

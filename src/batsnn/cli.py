@@ -13,25 +13,39 @@ typed entry points of :mod:`batsnn.experiments` (``config.resolve_config``, ``tr
 
 Bad arguments, unusable files (config files, datasets, checkpoints, wheels), unusable
 output directories and networks too large for memory exit with status 2 and a one-line
-message on stderr (BATSNN_DEBUG=1 shows the traceback).
+message on stderr, its control characters escaped (BATSNN_DEBUG=1 shows the traceback).
+Options are never abbreviated (``--seed`` is not ``--seeds``). One process writes into an
+output directory at a time (:func:`batsnn.experiments.rundir.hold_out_dir`); a run given no
+``--out`` gets a directory of its own (:func:`batsnn.experiments.rundir.new_run_dir`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import sys
 
 import batsnn
 from batsnn.experiments.common import float_list as _float_list, int_list as _int_list
+from batsnn.fileio import one_line, printable
+
+#: the longest error line printed (longer messages are cut with ``...``)
+MAX_ERROR_CHARS = 2000
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage dump)."""
+    """argparse with one-line errors (no usage dump, control characters escaped) and no
+    abbreviated options; subparsers made through ``parser_class`` are of this class too."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        text = printable(message, MAX_ERROR_CHARS)
+        self.exit(2, f"batsnn: error: {text} (see {self.prog} --help)\n")
 
 
 def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
@@ -103,17 +117,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     from batsnn import metrics as M
     from batsnn.experiments import distributed
     from batsnn.experiments.config import resolve_config
-    from batsnn.experiments.rundir import RunDir
+    from batsnn.experiments.rundir import RunDir, hold_out_dir, new_run_dir
     from batsnn.experiments.train import train
 
     cfg = resolve_config(args.preset, args.config, **config_overrides(args))
     if args.ddp is not None and not distributed.launched_by_torchrun():
-        distributed.check_launch(args.ddp, cfg.device, cfg.out, args.resume)
-        return distributed.launch(args.argv, args.ddp)
+        # every check before any process starts; the processes get one --out
+        distributed.check_launch(args.ddp, cfg.device, cfg.out, args.resume, cfg=cfg)
+        argv = args.argv if cfg.out else [*args.argv, "--out",
+                                          str(new_run_dir(cfg.preset or "custom"))]
+        return distributed.launch(argv, args.ddp)
     with distributed.process_group(cfg.device) as ctx:
         if args.ddp is not None and args.ddp != ctx.world_size:
             raise ValueError(f"--ddp {args.ddp} but torchrun started {ctx.world_size} processes")
-        summary = train(cfg, resume=args.resume, quiet=args.quiet)
+        if not cfg.out:  # a directory of its own, made by rank 0
+            cfg.out = str(ctx.broadcast(new_run_dir(cfg.preset or "custom")
+                                        if ctx.is_main else None))
+        # rank 0 writes the run directory: it alone holds it
+        with (hold_out_dir(cfg.out, "train", resume=args.resume) if ctx.is_main
+              else contextlib.nullcontext()):
+            summary = train(cfg, resume=args.resume, quiet=args.quiet)
     if not ctx.is_main:
         return 0
     spikes = ", ".join(f"{summary[k]:.1f}"
@@ -124,7 +147,8 @@ def cmd_train(args: argparse.Namespace) -> int:
           + "/".join(str(ms) for ms in M.LATENCY_MS) + " ms: "
           + "/".join(f"{100 * summary[k]:.0f}%" for k in M.LABEL_SHARE_KEYS)
           + f"; mean decision time {summary[M.DECISION_TIME_MS]:.1f} ms")
-    print(f"results, checkpoints and plots ({', '.join(RunDir.PLOTS)}) in {cfg.out}")
+    print(f"results, checkpoints and plots ({', '.join(RunDir.PLOTS)}) in "
+          f"{printable(cfg.out, MAX_ERROR_CHARS)}")
     return 0
 
 
@@ -144,6 +168,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``batsnn sweep``: the base settings, dt list and seeds 1..N to :func:`run_sweep`."""
     from batsnn.experiments.config import resolve_config
+    from batsnn.experiments.rundir import hold_out_dir
     from batsnn.experiments.sweep import MAX_SEEDS, run_sweep
 
     if args.seeds < 1 or args.seeds > MAX_SEEDS:
@@ -154,24 +179,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ValueError("--out DIR is required for a sweep")
     base = resolve_config(args.preset, args.config,
                           **config_overrides(args, skip=("dt", "seed", "out")))
-    run_sweep(base, args.dt, list(range(1, args.seeds + 1)), args.out, jobs=args.jobs,
-              report_only=args.report_only, quiet=args.quiet, command=_command_line(args),
-              gpus=args.gpus, jobs_per_gpu=args.jobs_per_gpu)
+    with hold_out_dir(args.out, "sweep", resume=True):
+        run_sweep(base, args.dt, list(range(1, args.seeds + 1)), args.out, jobs=args.jobs,
+                  report_only=args.report_only, quiet=args.quiet,
+                  command=_command_line(args), gpus=args.gpus,
+                  jobs_per_gpu=args.jobs_per_gpu)
     return 0
 
 
 def cmd_dterr(args: argparse.Namespace) -> int:
     """``batsnn discretization-error``: the options to :func:`run_discretization_error`."""
     from batsnn.experiments.dterr import run_discretization_error
+    from batsnn.experiments.rundir import hold_out_dir
 
     if (args.depths is None) == (args.preset is None):
         raise ValueError("give either --depths (stacks of random dense layers) or --preset "
                          "(a preset's network with random weights)")
-    run_discretization_error(args.depths, args.dt, args.out, width=args.width, seed=args.seed,
-                             samples=args.samples, dataset=args.dataset,
-                             data_dir=args.data_dir, theta=args.theta,
-                             max_spikes=args.max_spikes, device=args.device,
-                             preset=args.preset, reset_at=args.reset_at)
+    with hold_out_dir(args.out, "discretization-error", resume=True):
+        run_discretization_error(args.depths, args.dt, args.out, width=args.width,
+                                 seed=args.seed, samples=args.samples, dataset=args.dataset,
+                                 data_dir=args.data_dir, theta=args.theta,
+                                 max_spikes=args.max_spikes, device=args.device,
+                                 preset=args.preset, reset_at=args.reset_at)
     return 0
 
 
@@ -250,16 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _one_line(e: BaseException) -> str:
-    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
-    return " ".join(lines) if lines else type(e).__name__
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the ``batsnn`` command on ``argv`` (default: ``sys.argv[1:]``); returns the exit
     status (0 done, 1 training diverged, 2 bad arguments, unusable files or directories,
     missing data or not enough memory, 130 interrupted). Errors are one line on stderr;
-    ``BATSNN_DEBUG=1`` shows the traceback instead."""
+    ``BATSNN_DEBUG=1`` shows the traceback instead. In a process of ``batsnn train --ddp N``
+    the line goes to the launcher (:func:`batsnn.experiments.distributed.report_error`),
+    which prints one line for all processes."""
     import torch
 
     from batsnn.experiments.data import DatasetNotFound
@@ -267,7 +293,10 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or the one line of _Parser.error
+        return e.code if isinstance(e.code, int) else 2
     args.argv = argv
     try:
         if args.command != "train":
@@ -282,19 +311,25 @@ def main(argv: list[str] | None = None) -> int:
         again = ("continue with --resume" if args.command == "train"
                  else "run the same command again to continue")
         print("\nbatsnn: interrupted; every completed epoch is saved"
-              + (f" in {out}; {again}" if out else ""), file=sys.stderr)
+              + (f" in {printable(out, MAX_ERROR_CHARS)}; {again}" if out else ""),
+              file=sys.stderr)
         return 130
     except (ValueError, TypeError, DatasetNotFound, RunExists, ImportError, OSError,
             MemoryError, torch.cuda.OutOfMemoryError, FloatingPointError) as e:
         if os.environ.get("BATSNN_DEBUG"):
             raise
         if isinstance(e, torch.cuda.OutOfMemoryError):
-            what = f"out of GPU memory ({_one_line(e)[:300]})"
+            what = f"out of GPU memory ({one_line(e)[:300]})"
         elif isinstance(e, MemoryError):
-            what = _one_line(e) if str(e) else "out of memory"
+            what = one_line(e) if str(e) else "out of memory"
         else:
-            what = _one_line(e)
-        print(f"batsnn: error: {what}", file=sys.stderr)
+            what = one_line(e)
+        # the last line of defence: whatever a message quotes, no control character passes
+        line = f"batsnn: error: {printable(what, MAX_ERROR_CHARS)}"
+        from batsnn.experiments.distributed import report_error
+
+        if not report_error(line):
+            print(line, file=sys.stderr)
         return 1 if isinstance(e, FloatingPointError) else 2
 
 

@@ -389,3 +389,76 @@ def test_cli_ddp_2_gpus_equals_one_gpu(data_dir, tmp_path):
             assert abs(float(a[M.TEST_ACCURACY]) - float(b[M.TEST_ACCURACY])) <= 0.1, name
             assert float(a[M.TRAIN_LOSS]) == pytest.approx(float(b[M.TRAIN_LOSS]), rel=1e-2)
             assert math.isfinite(float(a[M.TEST_LOSS]))
+
+
+# ----------------------------------------------------------------------------- launching
+
+def test_check_launch_bounds_the_processes(monkeypatch):
+    monkeypatch.setattr(D, "cpu_cores", lambda: 2)
+    D.check_launch(2, "cpu")
+    with pytest.raises(ValueError, match=r"--ddp 3 would start 3 processes on the CPU, which "
+                                         r"has 2 cores .*give --ddp 2 or fewer"):
+        D.check_launch(3, "cpu")
+    with pytest.raises(ValueError, match="--ddp must be >= 1"):
+        D.check_launch(0, "cpu")
+    assert D.cpu_cores() >= 1
+
+
+def test_check_launch_checks_the_run_directory_and_creates_nothing(tmp_path, monkeypatch):
+    from batsnn.experiments.rundir import MARKER, OutDirError, RunExists, write_json
+
+    monkeypatch.setattr(D, "cpu_cores", lambda: 8)
+    D.check_launch(2, "cpu", str(tmp_path / "new" / "run"))
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OutDirError, match="is a file, not a directory"):
+        D.check_launch(2, "cpu", str(tmp_path / "f"))
+    run = tmp_path / "run"
+    run.mkdir()
+    write_json(run / "config.json", {MARKER: "train", "world_size": 1})
+    with pytest.raises(RunExists):
+        D.check_launch(2, "cpu", str(run))
+    D.check_launch(2, "cpu", str(run), resume=True)  # no checkpoint yet: a fresh start
+
+
+def test_report_error_leaves_the_line_for_the_launcher(tmp_path, monkeypatch):
+    for k in ("RANK", "WORLD_SIZE", D.ERRORS_ENV):
+        monkeypatch.delenv(k, raising=False)
+    assert D.report_error("batsnn: error: x") is False  # not under the launcher: print it
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert D.report_error("batsnn: error: x") is False  # torchrun, but not batsnn's launcher
+    monkeypatch.setenv(D.ERRORS_ENV, str(tmp_path))
+    assert D.report_error("batsnn: error: x") is True
+    assert (tmp_path / "rank-1").read_text() == "batsnn: error: x"
+
+
+def test_cli_ddp_without_out_gives_every_process_one_new_directory(tmp_path, monkeypatch):
+    from batsnn.cli import main
+
+    started = []
+    monkeypatch.setattr(D, "cpu_cores", lambda: 8)
+    monkeypatch.setattr(D, "launch", lambda argv, n: started.append((list(argv), n)) or 0)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--preset", "mnist-count", "--device", "cpu", "--ddp", "2"]) == 0
+    (argv, n), = started
+    assert n == 2 and argv[-2] == "--out" and argv[-1].startswith("runs/mnist-count-")
+    assert (tmp_path / argv[-1]).is_dir()
+
+
+@needs_gloo
+@pytest.mark.skipif(D.cpu_cores() < 2, reason="needs 2 CPU cores")
+def test_cli_ddp_failure_in_the_processes_is_one_line(data_dir, tmp_path):
+    """The processes fail (no dataset): stderr is the one line of a single process, without
+    torchrun's notes, and the run directory they made is gone again."""
+    out = tmp_path / "run"
+    (tmp_path / "empty").mkdir()
+    res = subprocess.run([sys.executable, "-m", "batsnn", "train", "--ddp", "2", "--device",
+                          "cpu", "--preset", "mnist-count", "--dataset", "fashion-mnist",
+                          "--data-dir", str(tmp_path / "empty"), "--quiet", "--out", str(out)],
+                         capture_output=True, text=True, env=_env_with_src(), timeout=300)
+    assert res.returncode == 2
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "batsnn: error: dataset 'fashion-mnist' not found"), res.stderr
+    assert not out.exists()

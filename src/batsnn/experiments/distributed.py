@@ -27,6 +27,11 @@ make ``N`` processes with ``batch_size`` samples each train as one process with
 - Files: only rank 0 (:attr:`DistContext.is_main`) writes the run directory, checkpoints
   and plots, and prints. ``--resume``: every process loads the same ``last.pt``.
 - Backend: NCCL on GPUs (process ``r`` uses ``cuda:LOCAL_RANK``), gloo on the CPU.
+- Launch (``batsnn train --ddp N``): everything that can be checked before the processes
+  start is checked in the launching process (:func:`check_launch`: ``N`` against the GPUs
+  or CPU cores, the device, the output directory, a resumed run's settings and process
+  count). A process that fails writes its one-line error for the launcher
+  (:func:`report_error`), which prints one line for all of them (:func:`launch`).
 - CUDA graphs: a training step replayed as a CUDA graph (:mod:`batsnn.experiments.graphs`)
   cannot hold DDP's gradient hooks (capturing them needs NCCL's asynchronous error handling
   turned off in the environment). With graphs the replicas are the plain model and the step
@@ -44,9 +49,12 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import math
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -54,10 +62,14 @@ from typing import NamedTuple
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistContext", "ReduceTrainCounters", "Shard", "check_launch",
-           "check_resume_world_size", "current", "data_parallel", "effective_batch_size",
-           "launch", "launched_by_torchrun", "process_group", "reduce_eval_stats",
-           "shard_batches", "steps_per_epoch"]
+__all__ = ["DistContext", "ERRORS_ENV", "ReduceTrainCounters", "Shard", "check_launch",
+           "check_resume_world_size", "cpu_cores", "current", "data_parallel",
+           "effective_batch_size", "launch", "launched_by_torchrun", "process_group",
+           "reduce_eval_stats", "report_error", "shard_batches", "steps_per_epoch"]
+
+#: environment variable naming the directory where the processes started by :func:`launch`
+#: leave their error lines (``rank-R``) for the launcher
+ERRORS_ENV = "BATSNN_DDP_ERRORS"
 
 
 def launched_by_torchrun() -> bool:
@@ -425,11 +437,10 @@ def check_resume_world_size(config_file, world_size: int) -> None:
     Raises:
         ValueError: naming both numbers and the way to continue the run.
     """
-    import json
+    from batsnn.experiments.rundir import read_json
 
     try:
-        with open(config_file) as f:
-            saved = int(json.load(f).get("world_size", 1))
+        saved = int(read_json(config_file).get("world_size", 1))
     except (OSError, ValueError, TypeError, AttributeError):
         return
     if saved != world_size:
@@ -439,50 +450,135 @@ def check_resume_world_size(config_file, world_size: int) -> None:
                          f"{how}")
 
 
+def report_error(line: str) -> bool:
+    """In a process started by :func:`launch`, leave the one-line error ``line`` for the
+    launcher (file ``rank-R`` in the directory named by :data:`ERRORS_ENV`) instead of
+    printing it; returns whether it was left there (``False`` in any other process: print
+    it)."""
+    where = os.environ.get(ERRORS_ENV)
+    if not (where and launched_by_torchrun() and os.path.isdir(where)):
+        return False
+    from batsnn.fileio import atomic_write
+
+    rank = os.environ.get("RANK", "0")
+    try:
+        atomic_write(os.path.join(where, f"rank-{int(rank)}"), line.encode())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _reported_errors(where: str) -> list[str]:
+    """The error lines left by :func:`report_error`, lowest rank first."""
+    lines = []
+    names = [n for n in os.listdir(where) if n.startswith("rank-") and n[5:].isdigit()]
+    for name in sorted(names, key=lambda n: int(n[5:])):
+        try:
+            with open(os.path.join(where, name), encoding="utf-8", errors="replace") as f:
+                text = " ".join(f.read(4000).split())
+        except OSError:
+            continue
+        if text:
+            lines.append(text)
+    return lines
+
+
 def launch(argv: Sequence[str], nproc: int) -> int:
     """Run ``python -m batsnn <argv>`` in ``nproc`` processes on this machine through
     ``torch.distributed.run`` (``torchrun --standalone --nproc-per-node nproc``); returns
     the exit status (0, or the first failed process's).
 
-    The environment goes to the processes unchanged (batsnn sets no NCCL variables)."""
+    The environment goes to the processes unchanged (batsnn sets no NCCL variables) but for
+    :data:`ERRORS_ENV`: a failed process's error line comes back to this process, which
+    prints the first one alone (torchrun's own log lines are silenced), so a failure under
+    ``--ddp`` is one line on stderr as in a single process."""
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"nproc must be an int >= 1, got {nproc!r}")
     from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
+    where = tempfile.mkdtemp(prefix="batsnn-ddp-")
+    before = os.environ.get(ERRORS_ENV)
+    os.environ[ERRORS_ENV] = where
+    logging.disable(logging.ERROR)  # torchrun's notes and failure logs: the line below says it
     try:
         torchrun.main(["--standalone", f"--nproc-per-node={nproc}", "--module", "batsnn",
                        *argv])
     except ChildFailedError as e:
         codes = [f.exitcode for _, f in sorted(e.failures.items())]
-        print(f"batsnn: {len(codes)} of {nproc} processes failed (exit status "
-              f"{', '.join(map(str, codes))}); see their messages above", file=sys.stderr)
+        reported = _reported_errors(where)
+        if reported:
+            print(reported[0], file=sys.stderr)
+        else:
+            print(f"batsnn: error: {len(codes)} of {nproc} processes failed (exit status "
+                  f"{', '.join(map(str, codes))}); see their messages above", file=sys.stderr)
         return next((c for c in codes if isinstance(c, int) and c > 0), 1)
+    finally:
+        logging.disable(logging.NOTSET)
+        if before is None:
+            os.environ.pop(ERRORS_ENV, None)
+        else:
+            os.environ[ERRORS_ENV] = before
+        shutil.rmtree(where, ignore_errors=True)
     return 0
 
 
-def check_launch(nproc: int, device: str, out: str | None = None,
-                 resume: bool = False) -> None:
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def check_launch(nproc: int, device: str, out: str | None = None, resume: bool = False, *,
+                 cfg=None) -> None:
     """Check that ``nproc`` processes can train on ``device`` into ``out`` before starting
-    them (:func:`launch`).
+    them (:func:`launch`), creating nothing: the processes' own checks would fail in each
+    of them, after the process group is set up.
+
+    Args:
+        nproc: processes to start: at most one per visible GPU on GPUs, one per CPU core
+            (:func:`cpu_cores`) on the CPU.
+        device: the run's device setting.
+        out: the run directory (:func:`batsnn.experiments.rundir.check_out`).
+        resume: continue the run in ``out``: its checkpoint is read and checked against
+            ``cfg`` (a :class:`~batsnn.experiments.config.TrainConfig`, when given) and
+            against ``nproc`` (:func:`check_resume_world_size`).
 
     Raises:
-        ValueError: ``nproc < 1``, a device naming one GPU, or fewer GPUs than processes.
+        ValueError: ``nproc < 1``, more processes than GPUs or CPU cores, a device naming one
+            GPU, or a resumed run with other settings or another number of processes.
         batsnn.experiments.rundir.RunExists: ``out`` holds a run and ``resume`` is false.
+        batsnn.experiments.rundir.OutDirError: ``out`` cannot be used (a file, not
+            writable, someone else's files, another process writing into it, ...).
+        batsnn.experiments.rundir.CheckpointError: its ``last.pt`` cannot be continued.
     """
     from batsnn.experiments.config import resolve_device
-    from batsnn.experiments.rundir import RunDir, RunExists
+    from batsnn.experiments.rundir import RunDir, check_out, load_run_checkpoint
 
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"--ddp must be >= 1, got {nproc!r}")
-    if out and RunDir(out).has_checkpoint() and not resume:
-        raise RunExists(f"{out} already holds a run; pass --resume to continue it or choose "
-                        "another --out")
     _check_device_name(device, None, nproc)
     dev = resolve_device(device)
     if dev.type == "cuda" and torch.cuda.device_count() < nproc:
         raise ValueError(f"--ddp {nproc} needs {nproc} GPUs, {torch.cuda.device_count()} "
                          "visible (use --device cpu for processes on the CPU)")
+    if dev.type == "cpu" and nproc > cpu_cores():
+        raise ValueError(f"--ddp {nproc} would start {nproc} processes on the CPU, which has "
+                         f"{cpu_cores()} cores for this process; give --ddp {cpu_cores()} or "
+                         "fewer")
+    if not out:
+        return
+    check_out(out, "train", resume=resume)
+    run = RunDir(out)
+    if resume and run.has_checkpoint():
+        ck = load_run_checkpoint(run.last)
+        if cfg is not None:
+            from batsnn.experiments.train import check_resumable
+
+            check_resumable(ck["config"], cfg, run.last)
+        check_resume_world_size(run.config, nproc)
 
 
 def effective_batch_size(batch_size: int, ctx: DistContext) -> int:

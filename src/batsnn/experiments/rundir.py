@@ -9,9 +9,20 @@ half-written file. JSON is written strictly (:func:`write_json`: non-finite numb
 ``null``).
 
 Every output directory is checked before anything is written into it
-(:func:`prepare_out`): it must be new, empty, or a batsnn directory of the same kind, marked
-by the field :data:`MARKER` in its ``config.json`` (or ``sweep.json``), which only batsnn
-writes.
+(:func:`prepare_out`; :func:`check_out` checks the same and creates nothing): it must be new,
+empty, or a batsnn directory of the same kind, marked by the field :data:`MARKER` in its
+``config.json`` (or ``sweep.json``), which only batsnn writes. Names read from the directory
+reach messages through :func:`batsnn.fileio.printable`.
+
+One writer per output directory: :func:`hold_out_dir` takes an exclusive lock on the
+directory for the time a run or sweep writes into it (``fcntl.flock`` on the file
+:data:`LOCK_FILE` inside it, which records the holder's process id). The lock belongs to an
+open descriptor, so it is released when the process ends, however it ends: the lock of a
+process that died is free by construction. The lock file is removed when the lock is
+released and is never counted as content of the directory. It is the one file batsnn writes
+in place (its process id, on the locked descriptor) rather than through
+:func:`atomic_write`: a lock lives on one inode, which a rename would replace. Default run
+directories get names no other process can share (:func:`new_run_dir`).
 
 A training run directory holds (names in :class:`RunDir`):
 
@@ -32,7 +43,10 @@ runs, :func:`load_run_checkpoint`, which also checks their structure. Both raise
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
+import fcntl
 import io
 import json
 import math
@@ -41,8 +55,12 @@ import os
 import pickle
 import random
 import re
+import stat
 import tempfile
+import threading
+import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,12 +68,13 @@ import numpy as np
 import torch
 
 from batsnn import metrics as M
-from batsnn.fileio import atomic_write, loads_json
+from batsnn.fileio import atomic_write, describe_path, loads_json, one_line, printable
 from batsnn.metrics import EPOCHS_COMPLETED
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "MARKER", "OutDirError", "RunDir",
-           "RunExists", "atomic_write", "load_checkpoint", "load_run_checkpoint",
-           "make_subdir", "plain", "prepare_out", "read_csv", "read_json", "rng_state",
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "LOCK_FILE", "MARKER", "OutDirBusy",
+           "OutDirError", "RunDir", "RunExists", "atomic_write", "check_out", "dir_entries",
+           "hold_out_dir", "load_checkpoint", "load_run_checkpoint", "make_subdir",
+           "new_run_dir", "plain", "prepare_out", "read_csv", "read_json", "rng_state",
            "run_kind", "save_checkpoint", "set_rng_state", "write_csv", "write_json"]
 
 #: the field of ``config.json`` (``sweep.json`` for sweeps) that marks a directory written by
@@ -64,6 +83,9 @@ __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "MARKER", "OutDirError", "Run
 MARKER = "batsnn_run"
 #: version of the checkpoint layout written by :class:`batsnn.experiments.train.RunRecorder`
 CHECKPOINT_FORMAT = 2
+#: the lock file inside an output directory held by :func:`hold_out_dir` (it records the
+#: holder's process id; not content of the directory)
+LOCK_FILE = ".batsnn-lock"
 
 
 class RunExists(RuntimeError):
@@ -72,6 +94,10 @@ class RunExists(RuntimeError):
 
 class OutDirError(ValueError):
     """The output directory cannot be used (a file, not writable, or holding other files)."""
+
+
+class OutDirBusy(OutDirError):
+    """Another process holds the output directory (:func:`hold_out_dir`)."""
 
 
 class CheckpointError(ValueError):
@@ -162,6 +188,16 @@ def run_kind(path: str | os.PathLike) -> str | None:
     return None
 
 
+def dir_entries(path: str | os.PathLike) -> list[str]:
+    """The names in directory ``path``, sorted, without :data:`LOCK_FILE` (the lock of a
+    process writing there, or the one left by a process that was killed: never content)."""
+    return sorted(n for n in os.listdir(path) if n != LOCK_FILE)
+
+
+def _out_name(path: Path) -> str:
+    return f"output directory '{printable(path)}'"
+
+
 def _file_above(path: Path) -> Path | None:
     for p in [path, *path.parents]:
         if p.exists() and not p.is_dir():
@@ -169,56 +205,81 @@ def _file_above(path: Path) -> Path | None:
     return None
 
 
+def _check_place(path: Path, name: str) -> bool:
+    """Whether ``path`` is an existing directory (``False``: nothing is there and it can be
+    made); ``OutDirError`` for anything else at or above it."""
+    try:
+        if path.is_symlink() and not path.exists():
+            raise OutDirError(f"{name} is a broken symbolic link")
+        if path.exists():
+            if not path.is_dir():
+                raise OutDirError(f"{name} {describe_path(path)}, not a directory")
+            return True
+        above = _file_above(path)
+    except OSError as e:  # a name too long, a part of the path that cannot be searched
+        raise OutDirError(f"{name} cannot be used ({e.strerror or one_line(e)})") from None
+    if above is not None:
+        raise OutDirError(f"{name} cannot be created: '{printable(above)}' "
+                          f"{describe_path(above)}")
+    return False
+
+
+def _make_dir(path: Path, name: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutDirError(f"{name} cannot be created ({e.strerror or one_line(e)})") from None
+
+
+def _check_contents(path: Path, name: str, kind: str, resume: bool) -> bool:
+    """Whether directory ``path`` holds output of ``kind`` (see :func:`prepare_out`)."""
+    try:
+        entries = dir_entries(path)
+    except OSError as e:
+        raise OutDirError(f"{name} cannot be read ({e.strerror})") from None
+    if not entries:
+        return False
+    found = run_kind(path)
+    if found is None:
+        shown = ", ".join(printable(e, 60) for e in entries[:4]) + (
+            ", ..." if len(entries) > 4 else "")
+        raise OutDirError(f"{name} is not empty and holds no batsnn output (it has "
+                          f"{shown}); batsnn writes only into a new or empty directory "
+                          "or into its own output")
+    if found != kind:
+        raise OutDirError(f"{name} holds a batsnn {printable(found, 40)} output, not a {kind} "
+                          "run; choose another directory")
+    if not resume:
+        raise RunExists(f"{printable(path)} already holds a run; pass --resume to continue it "
+                        "or choose another --out")
+    return True
+
+
 def prepare_out(path: str | os.PathLike, kind: str, *, resume: bool = False) -> bool:
     """Check (and create) an output directory before anything is written into it.
 
     Accepted: a path that does not exist yet (created, with its parents), an empty
-    directory, or a directory holding batsnn output of the same ``kind`` (marked by
-    :data:`MARKER`) when ``resume`` is true. The directory must be writable (checked by
-    creating and removing a temporary file).
+    directory (:data:`LOCK_FILE` aside), or a directory holding batsnn output of the same
+    ``kind`` (marked by :data:`MARKER`) when ``resume`` is true. The directory must be
+    writable (checked by creating and removing a temporary file). Whether another process
+    writes into it is checked by :func:`hold_out_dir`, which calls this under its lock.
 
     Returns:
         whether the directory holds earlier output of ``kind``.
 
     Raises:
-        OutDirError: the path is a file or lies under one, cannot be created or written, is
-            not empty and holds no batsnn output, or holds output of another kind.
+        OutDirError: the path is a file (or a FIFO, a device, ...) or lies under one, cannot
+            be created or written, is not empty and holds no batsnn output, or holds output
+            of another kind.
         RunExists: it holds output of ``kind`` and ``resume`` is false.
     """
     path = Path(path)
-    name = f"output directory '{path}'"
-    existing = False
-    if path.is_symlink() and not path.exists():
-        raise OutDirError(f"{name} is a broken symbolic link")
-    if path.exists():
-        if not path.is_dir():
-            raise OutDirError(f"{name} is a file, not a directory")
-        try:
-            entries = sorted(p.name for p in path.iterdir())
-        except OSError as e:
-            raise OutDirError(f"{name} cannot be read ({e.strerror})") from None
-        if entries:
-            found = run_kind(path)
-            if found is None:
-                shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
-                raise OutDirError(f"{name} is not empty and holds no batsnn output (it has "
-                                  f"{shown}); batsnn writes only into a new or empty directory "
-                                  "or into its own output")
-            if found != kind:
-                raise OutDirError(f"{name} holds a batsnn {found} output, not a {kind} run; "
-                                  "choose another directory")
-            if not resume:
-                raise RunExists(f"{path} already holds a run; pass --resume to continue it or "
-                                "choose another --out")
-            existing = True
+    name = _out_name(path)
+    if _check_place(path, name):
+        existing = _check_contents(path, name, kind, resume)
     else:
-        above = _file_above(path)
-        if above is not None:
-            raise OutDirError(f"{name} cannot be created: '{above}' is a file")
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise OutDirError(f"{name} cannot be created ({e.strerror})") from None
+        existing = False
+        _make_dir(path, name)
     try:
         fd, tmp = tempfile.mkstemp(dir=path, prefix=".batsnn-probe-")
         os.close(fd)
@@ -228,17 +289,258 @@ def prepare_out(path: str | os.PathLike, kind: str, *, resume: bool = False) -> 
     return existing
 
 
+def check_out(path: str | os.PathLike, kind: str, *, resume: bool = False) -> bool:
+    """The checks of :func:`prepare_out` and :func:`hold_out_dir` without creating anything:
+    for a process that starts others which will write into ``path``. A directory that does
+    not exist yet must be creatable (its nearest existing parent a writable directory);
+    write permission is checked with ``os.access``.
+
+    Returns:
+        whether the directory holds earlier output of ``kind``.
+
+    Raises:
+        OutDirBusy: another process holds the directory.
+        OutDirError, RunExists: as :func:`prepare_out`.
+    """
+    path = Path(path)
+    name = _out_name(path)
+    if _check_place(path, name):
+        _check_free(path, name, kind)
+        existing = _check_contents(path, name, kind, resume)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise OutDirError(f"{name} is not writable (Permission denied)")
+        return existing
+    parent = next(p for p in path.absolute().parents if p.exists())
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutDirError(f"{name} cannot be created ('{printable(parent)}' is not writable)")
+    return False
+
+
+# ----------------------------------------------------------------------------- one writer
+
+# directories this process holds: (st_dev, st_ino) -> [descriptor, depth, pid, lock file]
+_HELD: dict[tuple[int, int], list] = {}
+_HELD_GUARD = threading.Lock()
+#: errors of ``flock`` on file systems that have no locks
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() and len(text) < 11 else None
+
+
+def _busy(name: str, kind: str, pid: int | None) -> OutDirBusy:
+    who = f"batsnn process {pid}" if pid else "another batsnn process"
+    return OutDirBusy(f"{name} is in use by {who} (a {kind} run writing into it); wait for "
+                      "it to end or choose another directory")
+
+
+def _lock_file_error(name: str, lock: Path, why: str) -> OutDirError:
+    return OutDirError(f"{name} cannot be locked: '{printable(lock)}' {why}, expected the "
+                       "lock file batsnn makes; remove it")
+
+
+def _acquire(path: Path, name: str, kind: str) -> int:
+    """An open descriptor of ``path/LOCK_FILE`` holding its exclusive lock, with this
+    process's id written into the file."""
+    lock = path / LOCK_FILE
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    for _ in range(100):
+        try:
+            fd = os.open(lock, flags, 0o644)
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise OutDirError(f"{name} is not writable ({e.strerror})") from None
+            if os.path.islink(lock):
+                raise _lock_file_error(name, lock, "is a symbolic link") from None
+            if os.path.lexists(lock):
+                raise _lock_file_error(name, lock, describe_path(lock)) from None
+            raise OutDirError(f"{name} cannot be locked ({e.strerror or one_line(e)})") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise _lock_file_error(name, lock, describe_path(lock))
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise _busy(name, kind, _read_pid(fd)) from None
+            except OSError as e:
+                # a file system without locks (some network file systems): the run goes on
+                # unguarded rather than not at all
+                if e.errno not in _NO_LOCKS:
+                    raise OutDirError(f"{name} cannot be locked ({e.strerror})") from None
+            try:
+                now = os.stat(lock, follow_symlinks=False)
+            except FileNotFoundError:
+                now = None
+            if now is not None and (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        # the holder removed the file between our open and our lock: lock the new one
+        os.close(fd)
+    raise _busy(name, kind, None)
+
+
+def _check_free(path: Path, name: str, kind: str) -> None:
+    """Raise :class:`OutDirBusy` if another process holds ``path`` (creates nothing)."""
+    lock = path / LOCK_FILE
+    try:
+        st = os.stat(path)
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return  # no lock file (or none that could be held): hold_out_dir says more
+    try:
+        with _HELD_GUARD:
+            held = _HELD.get((st.st_dev, st.st_ino))
+            if held is not None and held[2] == os.getpid():
+                return
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise _busy(name, kind, _read_pid(fd)) from None
+            except OSError:
+                return
+    finally:
+        os.close(fd)  # closing drops the shared lock
+
+
+def _release(key: tuple[int, int]) -> None:
+    with _HELD_GUARD:
+        held = _HELD[key]
+        held[1] -= 1
+        if held[1] > 0:
+            return
+        del _HELD[key]
+        fd, lock = held[0], held[3]
+        try:  # remove the lock file while still holding it, then let go
+            st, now = os.fstat(fd), os.stat(lock, follow_symlinks=False)
+            if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+                os.unlink(lock)
+        except OSError:
+            pass
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def hold_out_dir(path: str | os.PathLike, kind: str, *,
+                 resume: bool = False) -> Iterator[bool]:
+    """Hold output directory ``path`` as its one writer for the ``with`` block, and check it
+    (:func:`prepare_out`) under the lock. Yields whether it holds earlier output of ``kind``.
+
+    The directory is made if it does not exist (a directory holding someone else's files, or
+    batsnn output of another kind, is refused before anything is written into it), then
+    locked: ``fcntl.flock`` on :data:`LOCK_FILE` inside it, which records this process's id.
+    A second process asking for the same directory is refused at once, naming the holder's
+    id. The lock is released at the end of the block (the lock file is removed), and by the
+    system when the process ends in any way, so a lock left by a killed process never
+    blocks. Within one process the hold is re-entrant: a block inside another block for the
+    same directory shares its lock, and sequential blocks take it afresh. A directory made
+    here is removed again when the block ends in an error and left it empty. On a file
+    system that has no locks (``flock`` fails with ``ENOLCK``, ``EOPNOTSUPP``, ...) the
+    block runs without one.
+
+    Args:
+        path: the output directory.
+        kind: the kind of output (``train``, ``sweep``, ...; the :data:`MARKER` value).
+        resume: accept a directory holding output of ``kind`` (else :class:`RunExists`).
+
+    Raises:
+        OutDirBusy: another process holds the directory.
+        OutDirError, RunExists: as :func:`prepare_out`.
+    """
+    path = Path(path)
+    name = _out_name(path)
+    created = not _check_place(path, name)
+    if created:
+        _make_dir(path, name)
+    else:
+        _check_contents(path, name, kind, True)  # someone else's files stay untouched
+    try:
+        st = os.stat(path)
+        key = (st.st_dev, st.st_ino)
+        with _HELD_GUARD:
+            held = _HELD.get(key)
+            if held is not None and held[2] == os.getpid():
+                held[1] += 1
+            else:
+                _HELD[key] = [_acquire(path, name, kind), 1, os.getpid(), path / LOCK_FILE]
+    except BaseException as e:
+        _remove_if_empty(path, created)
+        if isinstance(e, OSError):
+            raise OutDirError(f"{name} cannot be locked ({e.strerror or one_line(e)})") from None
+        raise
+    try:
+        yield prepare_out(path, kind, resume=resume)
+    except BaseException:
+        _release(key)
+        _remove_if_empty(path, created)
+        raise
+    _release(key)
+
+
+def _remove_if_empty(path: Path, created: bool) -> None:
+    """Remove directory ``path`` if this process created it and it is still empty (a run
+    refused before writing leaves nothing behind)."""
+    if created:
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+
+
+def new_run_dir(prefix: str, parent: str | os.PathLike = "runs") -> Path:
+    """Create a new, empty directory ``parent/PREFIX-YYYYmmdd-HHMMSS`` for a run that was
+    given no output directory, and return it. When that name is taken, ``-2``, ``-3``, ...
+    is appended: each candidate is made with ``mkdir``, which fails if the name exists, so
+    two processes started in the same second get two directories.
+
+    Raises:
+        ValueError: ``prefix`` is empty or holds a path separator or a control character.
+        OutDirError: ``parent`` cannot be made or written.
+    """
+    if (not isinstance(prefix, str) or not prefix or "/" in prefix or os.sep in prefix
+            or prefix in (".", "..") or not prefix.isprintable()):
+        raise ValueError(f"prefix must be a plain directory name, got '{printable(prefix)}'")
+    parent = Path(parent)
+    name = _out_name(parent)
+    if not _check_place(parent, name):
+        _make_dir(parent, name)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for i in range(1, 10_000):
+        path = parent / (f"{prefix}-{stamp}" + (f"-{i}" if i > 1 else ""))
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise OutDirError(f"{_out_name(path)} cannot be created "
+                              f"({e.strerror or one_line(e)})") from None
+    raise OutDirError(f"{name} holds 10000 runs named {printable(prefix)}-{stamp}: choose "
+                      "an output directory")
+
+
 def make_subdir(parent: str | os.PathLike, name: str) -> Path:
     """Create (or reuse) the directory ``parent/name`` that batsnn writes into; refuses a
     symbolic link or a file there (a link could lead writes out of ``parent``)."""
     path = Path(parent) / name
     if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise OutDirError(f"'{path}' must be a directory made by batsnn, but it is a "
-                          f"{'symbolic link' if path.is_symlink() else 'file'}")
+        what = "is a symbolic link" if path.is_symlink() else describe_path(path)
+        raise OutDirError(f"'{printable(path)}' must be a directory made by batsnn, but it "
+                          f"{what}")
     try:
         path.mkdir(exist_ok=True)
     except OSError as e:
-        raise OutDirError(f"'{path}' cannot be created ({e.strerror})") from None
+        raise OutDirError(f"'{printable(path)}' cannot be created ({e.strerror})") from None
     return path
 
 
@@ -264,11 +566,9 @@ def _plain_state(obj):
     return plain(obj)
 
 
-def _first_line(e: BaseException) -> str:
-    """The first sentence of an exception's message (torch's run on for lines)."""
-    text = str(e).strip().splitlines()
-    line = text[0] if text else type(e).__name__
-    return line.split(". ")[0][:200]
+def _first_sentence(e: BaseException, limit: int = 200) -> str:
+    """The first sentence of an exception's message as one line (torch's run on)."""
+    return printable(one_line(e).split(". ")[0], limit)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -282,32 +582,36 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
             naming the file).
     """
     path = Path(path)
+    shown = printable(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint '{path}' does not exist")
+        what = describe_path(path)
+        raise CheckpointError(f"checkpoint '{shown}' {what}"
+                              + ("" if what.startswith("does not exist") else
+                                 ", expected a file"))
     try:
         with open(path, "rb") as f:
             magic = f.read(4)
     except OSError as e:
-        raise CheckpointError(f"checkpoint '{path}' cannot be read ({e.strerror})") from None
+        raise CheckpointError(f"checkpoint '{shown}' cannot be read ({e.strerror})") from None
     if magic != b"PK\x03\x04":  # torch.save writes a zip archive
-        raise CheckpointError(f"checkpoint '{path}' cannot be read: it is not a torch.save "
+        raise CheckpointError(f"checkpoint '{shown}' cannot be read: it is not a torch.save "
                               "archive (truncated, corrupt or another file)")
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         if found is None:
-            raise CheckpointError(f"checkpoint '{path}' cannot be read (corrupt data: "
-                                  f"{_first_line(e)[:120]})") from None
+            raise CheckpointError(f"checkpoint '{shown}' cannot be read (corrupt data: "
+                                  f"{_first_sentence(e, 120)})") from None
         raise CheckpointError(
-            f"checkpoint '{path}' holds objects other than tensors and plain values "
+            f"checkpoint '{shown}' holds objects other than tensors and plain values "
             f"({found.group(1)}); it was not written by batsnn and is not loaded") from None
     except (RuntimeError, EOFError, OSError, ValueError, TypeError, KeyError, AttributeError,
             IndexError, zipfile.BadZipFile, UnicodeDecodeError) as e:
-        raise CheckpointError(f"checkpoint '{path}' cannot be read (truncated or corrupt: "
-                              f"{_first_line(e)})") from None
+        raise CheckpointError(f"checkpoint '{shown}' cannot be read (truncated or corrupt: "
+                              f"{_first_sentence(e)})") from None
     if not isinstance(ck, dict):
-        raise CheckpointError(f"checkpoint '{path}' does not hold a dict of state, got "
+        raise CheckpointError(f"checkpoint '{shown}' does not hold a dict of state, got "
                               f"{type(ck).__name__}")
     return ck
 
@@ -330,9 +634,10 @@ def load_run_checkpoint(path: str | os.PathLike) -> dict:
         CheckpointError: one line naming the file and what is wrong.
     """
     ck = load_checkpoint(path)
+    shown = printable(path)
 
     def bad(why):
-        raise CheckpointError(f"checkpoint '{path}' is not a usable batsnn training "
+        raise CheckpointError(f"checkpoint '{shown}' is not a usable batsnn training "
                               f"checkpoint: {why}")
 
     if ck.get("batsnn_checkpoint") != CHECKPOINT_FORMAT:
