@@ -44,7 +44,8 @@ from batsnn.experiments.config import (RESUME_FIELDS, TrainConfig, check_setting
                                        settings_difference,
                                        validate_config)
 from batsnn.experiments.rundir import (MARKER, OutDirError, RunDir, atomic_write,
-                                       load_run_checkpoint, make_subdir, prepare_out,
+                                       load_run_checkpoint, make_subdir,
+                                       dir_entries, hold_out_dir,
                                        read_csv, read_json, run_kind, write_csv, write_json)
 from batsnn.experiments.scheduler import plan_slots, run_on_slots, set_threads
 from batsnn.experiments.train import sync_run_files
@@ -175,7 +176,7 @@ def _refuse_strangers(runs_dir: Path, record: dict) -> None:
     for p in sorted(runs_dir.iterdir()):
         if p.name in record["runs"] and p.is_dir() and not p.is_symlink():
             continue
-        if p.is_dir() and not p.is_symlink() and not any(p.iterdir()):
+        if p.is_dir() and not p.is_symlink() and not dir_entries(p):
             continue
         raise OutDirError(f"{p} was not started by this sweep (not listed in "
                           f"{runs_dir.parent / SWEEP_FILE}); move it away or choose another "
@@ -187,7 +188,7 @@ def _run_status(run: RunDir, cfg: TrainConfig, record: dict) -> str:
     ``stopped`` (this sweep's run with fewer epochs than ``cfg.epochs``) or ``finished``.
     A run with a checkpoint has its settings compared with ``cfg`` and its ``metrics.csv``
     and ``summary.json`` rewritten from the checkpoint."""
-    if not run.path.is_dir() or not any(run.path.iterdir()):
+    if not run.path.is_dir() or not dir_entries(run.path):
         return "new"
     if run_kind(run.path) != "train":
         raise OutDirError(f"{run.path} holds files but is not a batsnn training run; move it "
@@ -400,33 +401,33 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
         resolve_device(base.device), jobs=jobs, gpus=gpus, jobs_per_gpu=jobs_per_gpu,
         base_device=base.device)
 
-    # the sweep directory: new, empty, or a sweep with the same settings
-    prepare_out(out, "sweep", resume=True)
-    record = _sweep_record(out, base)
-    runs_dir = make_subdir(out, "runs")
-    _refuse_strangers(runs_dir, record)
-    todo, resumed, finished_already = _runs_to_train(runs_dir, base, dts, seeds, record, plan)
-    if not report_only:  # recorded before training: a run is continued only if listed here
-        record["runs"] = sorted(set(record["runs"]) | {Path(c.out).name for c in todo})
-        record["settings"]["epochs"] = base.epochs
-    write_json(out / SWEEP_FILE, record)
-    t0 = time.perf_counter()
-    if plan is not None:
-        line = (f"sweep: {len(dts)} dt x {len(seeds)} seeds, {finished_already} finished "
-                f"already, {len(todo)} to train with {plan.description}")
-        if resumed:
-            line += (f"; {len(resumed)} of them continue stopped runs that this sweep started "
-                     f"(listed in {SWEEP_FILE}): {', '.join(resumed)}")
-        log(line)
-        _train_runs(todo, plan, quiet, log)
-    rows = sweep_rows(out, dts, seeds)
-    if plan is None:
-        log(f"sweep --report-only: {len(rows)} of {len(dts) * len(seeds)} (dt, seed) runs "
-            f"have results ({finished_already} with a final checkpoint); nothing is trained")
-    _write_results(out, base, rows, dts, seeds, time.perf_counter() - t0,
-                   command or "batsnn.experiments.sweep.run_sweep")
-    log(f"sweep results in {printable(out)} (sweep.csv, summary.csv, report.md, plots)")
-    return rows
+    # the sweep directory: new, empty, or a sweep with the same settings; one writer
+    with hold_out_dir(out, "sweep", resume=True):
+        record = _sweep_record(out, base)
+        runs_dir = make_subdir(out, "runs")
+        _refuse_strangers(runs_dir, record)
+        todo, resumed, finished_already = _runs_to_train(runs_dir, base, dts, seeds, record, plan)
+        if not report_only:  # recorded before training: a run is continued only if listed here
+            record["runs"] = sorted(set(record["runs"]) | {Path(c.out).name for c in todo})
+            record["settings"]["epochs"] = base.epochs
+        write_json(out / SWEEP_FILE, record)
+        t0 = time.perf_counter()
+        if plan is not None:
+            line = (f"sweep: {len(dts)} dt x {len(seeds)} seeds, {finished_already} finished "
+                    f"already, {len(todo)} to train with {plan.description}")
+            if resumed:
+                line += (f"; {len(resumed)} of them continue stopped runs that this sweep started "
+                         f"(listed in {SWEEP_FILE}): {', '.join(resumed)}")
+            log(line)
+            _train_runs(todo, plan, quiet, log)
+        rows = sweep_rows(out, dts, seeds)
+        if plan is None:
+            log(f"sweep --report-only: {len(rows)} of {len(dts) * len(seeds)} (dt, seed) runs "
+                f"have results ({finished_already} with a final checkpoint); nothing is trained")
+        _write_results(out, base, rows, dts, seeds, time.perf_counter() - t0,
+                       command or "batsnn.experiments.sweep.run_sweep")
+        log(f"sweep results in {printable(out)} (sweep.csv, summary.csv, report.md, plots)")
+        return rows
 
 
 def _check_grid(dts, seeds) -> tuple[list[float], list[int]]:

@@ -52,6 +52,9 @@ def main(args) -> int:
                             repeats=args.repeats, epochs=args.epochs, seed=args.seed,
                             dt=args.dt, device=args.device, chunk_cells=args.chunk_cells,
                             reset_at=args.reset_at)
-    res = run_convergence(cfg, args.out, quiet=args.quiet)
+    from batsnn.experiments.rundir import hold_out_dir
+
+    with hold_out_dir(args.out, "convergence", resume=True):  # one writer
+        res = run_convergence(cfg, args.out, quiet=args.quiet)
     print(f"convergence.csv, report.md and heat maps in {printable(res.out)}")
     return 0
