@@ -70,6 +70,7 @@ def make_cases(root: Path, data_dir: Path) -> list[CliCase]:
     os.symlink(root / "gone", root / "broken.json")
     config_path("broken-link", root / "broken.json", "is a broken symbolic link")
     config_path("missing", root / "none.json", "does not exist")
+    config_path("empty-path", "", "the path is empty")
     config("too-large", "{" + " " * (C.MAX_CONFIG_BYTES + 1) + "}", "larger than")
 
     # nesting beyond what the parsers or later copies recurse through
@@ -109,6 +110,14 @@ def make_cases(root: Path, data_dir: Path) -> list[CliCase]:
                      + ', "theta": 1, "max_spikes": 1}, {"type": "flatten"}'),
            "network layer 0: kernel must be at most")
     config("lr-overflows-to-inf", '{"lr": 1e400}', "lr must be finite")
+
+    # a key twice (JSON would keep the last one silently), thousands of unknown keys
+    config("key-twice", '{"lr": 0.1, "epochs": 1, "lr": 0.2}', "gives 'lr' twice")
+    config("layer-key-twice",
+           _tiny_net('{"type": "linear", "features": 3, "theta": 1, "theta": 2, '
+                     '"max_spikes": 2}'), "gives 'theta' twice")
+    config("many-unknown-keys", "{" + ", ".join(f'"k{i:05d}": 1' for i in range(20_000)) + "}",
+           "unknown config field(s) k00000, k00001", "and 19990 more")
 
     # a preset that does not exist, values of the wrong type
     config("preset-unknown", '{"preset": "nope"}', "unknown preset 'nope'")
@@ -158,6 +167,16 @@ def make_cases(root: Path, data_dir: Path) -> list[CliCase]:
                                         '"max_spikes": 1}'] * 40)
            + ', {"type": "linear", "theta": 1, "max_spikes": 1}]}', "weights need about")
 
+    # spike buffers with more elements than a tensor can have (checked once the data is
+    # known, after --out is made: one --out per case)
+    for name, field in (("batch-size", "batch_size"), ("eval-batch-size", "eval_batch_size")):
+        f = root / f"{name}-huge.json"
+        f.write_text('{"%s": %d, "hidden": [8]}' % (field, 10**18))
+        cases.append(CliCase(f"config-{name}-huge",
+                             _train(data_dir, root / f"out-{name}", "--config", f),
+                             ("spike buffer of 1000000000000000000 x",
+                              "more elements than any memory holds")))
+
     # --data-dir and dataset files of the wrong kind
     f = Path(data_dir) / "train-images-idx3-ubyte.gz"
     # (batsnn train makes its --out directory before it reads the dataset: one per case)
@@ -194,6 +213,9 @@ def test_settings_and_dataset_files_as_real_commands(data_dir, tmp_path):
 
 
 def _lib_cases(tmp: Path) -> list[LibCase]:
+    from batsnn.experiments.rundir import CheckpointError
+    from batsnn.experiments.train import check_resumable
+
     tmp.mkdir(parents=True, exist_ok=True)
     os.mkfifo(tmp / "fifo")
     (tmp / "dir").mkdir()
@@ -224,6 +246,14 @@ def _lib_cases(tmp: Path) -> list[LibCase]:
                 (ValueError,), ("lr is nested more than 64 levels deep",)),
         LibCase("from-dict-checkpoint-layers", lambda: C.config_from_dict(ckpt_settings),
                 (ValueError,), ("network is nested",)),
+        LibCase("resume-checkpoint-deep-settings",
+                lambda: check_resumable(ckpt_settings, C.resolve_config("mnist-count"),
+                                        "run/last.pt"),
+                (CheckpointError,), ("checkpoint 'run/last.pt' holds invalid settings",
+                                     "network is nested more than 64 levels deep")),
+        LibCase("resume-checkpoint-settings-not-a-dict",
+                lambda: check_resumable([1], C.resolve_config("mnist-count"), "run/last.pt"),
+                (CheckpointError,), ("holds invalid settings", "settings must be a dict")),
         LibCase("from-dict-deep-unknown", lambda: C.config_from_dict({"colour": deep}),
                 (ValueError,), ("unknown config field(s) colour",)),
         LibCase("from-dict-not-a-dict", lambda: C.config_from_dict([("lr", 1)]), (TypeError,),
@@ -257,6 +287,10 @@ def _lib_cases(tmp: Path) -> list[LibCase]:
                 (Mo.NetworkTooLarge,), ("weights need about",)),
         LibCase("check-fits-too-large", lambda: Mo.check_fits(cfg, 10**8, 10, "cpu", 1),
                 (MemoryError,), ("with their gradients and Adam's moments",)),
+        LibCase("check-fits-batch-beyond-int64",
+                lambda: Mo.check_fits(C.resolve_config("mnist-count", hidden=[8]), 784, 10,
+                                      "cpu", 2**62),
+                (MemoryError,), ("more elements than any memory holds",)),
         LibCase("validate-too-large",
                 lambda: C.validate_config(C.TrainConfig(network=[
                     {"type": "linear", "features": HUGE, "theta": 1, "max_spikes": 1},

@@ -399,15 +399,26 @@ def _read_small_file(path: Path, name: str, limit: int) -> bytes:
 def _parse_settings(text: str, name: str, toml: bool):
     """JSON or TOML ``text`` parsed, errors naming the file ``name``: malformed text,
     nesting deeper than :data:`~batsnn.fileio.MAX_NESTING` (the parsers recurse: caught
-    before it matters), integers longer than Python reads."""
+    before it matters), integers longer than Python reads, a key given twice in one table
+    (JSON would keep the last silently; TOML refuses it itself)."""
     what = "TOML" if toml else "JSON"
+    twice = []
+
+    def table(pairs):
+        seen = set()
+        for k, _ in pairs:
+            if k in seen:
+                twice.append(k)
+            seen.add(k)
+        return dict(pairs)
+
     try:
         if toml:
             import tomllib
 
             data = tomllib.loads(text)
         else:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=table)
     except RecursionError:
         raise ValueError(f"{name} is not valid {what}: nested too deeply") from None
     except ValueError as e:  # JSONDecodeError and TOMLDecodeError are ValueErrors
@@ -415,6 +426,8 @@ def _parse_settings(text: str, name: str, toml: bool):
             raise ValueError(f"{name} holds an integer of more than "
                              f"{sys.get_int_max_str_digits()} digits") from None
         raise ValueError(f"{name} is not valid {what}: {printable(one_line(e))}") from None
+    if twice:
+        raise ValueError(f"{name} gives {printable(repr(twice[0]))} twice in one table")
     check_nesting(data, name)
     return data
 
@@ -425,8 +438,10 @@ def read_config_file(path: str | os.PathLike) -> dict:
     Raises ``ValueError`` naming the file for a missing, unreadable or malformed file (not a
     regular file, larger than :data:`MAX_CONFIG_BYTES`, not UTF-8, not JSON/TOML, nested
     more than :data:`~batsnn.fileio.MAX_NESTING` levels, not a table of settings)."""
-    path = Path(path)
     name = _file_label(path)
+    if not os.fspath(path):
+        raise ValueError(f"{name}: the path is empty")
+    path = Path(path)
     raw = _read_small_file(path, name, MAX_CONFIG_BYTES)
     try:
         text = raw.decode("utf-8")
@@ -455,7 +470,8 @@ def _checked(label: str, src: Mapping) -> dict:
     unknown = sorted(printable(k) for k in src if k not in _FIELDS and k not in SHORTHANDS)
     try:
         if unknown:
-            raise ValueError(f"unknown config field(s) {', '.join(unknown)}")
+            more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+            raise ValueError(f"unknown config field(s) {', '.join(unknown[:10])}{more}")
         for k, v in src.items():
             out[k] = check_setting(k, v)
     except (ValueError, TypeError) as e:

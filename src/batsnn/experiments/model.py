@@ -551,6 +551,13 @@ def check_fits(cfg, n_inputs: int, n_classes: int, device, batch_size: int) -> N
     slots = 1  # TTFS input: one spike time per input neuron
     for layer in model:
         if isinstance(layer, LIFLinear):
+            for what, shape in (("input", (batch_size, layer.in_features, slots)),
+                                ("output", (batch_size, layer.out_features, layer.max_spikes))):
+                if math.prod(shape) > INT_MAX:  # more elements than a tensor can have
+                    raise MemoryError(
+                        f"a layer's {what} spike buffer of {' x '.join(map(str, shape))} "
+                        "(batch x neurons x spikes) has more elements than any memory holds: "
+                        "lower the batch size, max_spikes or the layer width")
             x = torch.empty((1, 1, 1), device=device).expand(batch_size, layer.in_features,
                                                              slots)
             check_memory(x, layer.out_features, layer.params)
