@@ -274,6 +274,12 @@ def _lib_cases(tmp: Path) -> list[LibCase]:
                 ("is a named pipe (FIFO)",)),
         LibCase("read-config-dev-zero", lambda: C.read_config_file("/dev/zero"), (ValueError,),
                 ("is a device",)),
+        LibCase("read-config-nul", lambda: C.read_config_file("a\0b.json"), (ValueError,),
+                ("config file 'a\\x00b.json' is not a valid path (it holds a NUL character)",)),
+        LibCase("read-idx-nul", lambda: D.read_idx("a\0b"), (ValueError,),
+                ("a\\x00b is not a valid path",)),
+        LibCase("load-data-dir-nul", lambda: D.load_dataset("mnist", "a\0b"), (ValueError,),
+                ("data directory 'a\\x00b' is not a valid path",)),
         LibCase("read-config-escaped-name", lambda: C.read_config_file(tmp / "\x1b[2J.json"),
                 (ValueError,), ("\\x1b[2J.json' does not exist",)),
         # networks: sizes estimated before anything is allocated, in every path

@@ -103,11 +103,19 @@ def _shown(path) -> str:
     return printable(os.fspath(path), limit=4096)
 
 
+def _describe(path) -> str:
+    """:func:`batsnn.fileio.describe_path`, and for a path holding a NUL character (which
+    no system call takes) ``"is not a valid path (it holds a NUL character)"``."""
+    if "\0" in os.fspath(path):
+        return "is not a valid path (it holds a NUL character)"
+    return describe_path(path)
+
+
 def _check_file(path: Path, what: str, name: str | None = None) -> None:
     """Raise ``ValueError`` (``"NAME is a directory, expected WHAT"``; ``name`` defaults to
     the path) unless ``path`` is a regular file or a link to one: a directory, named pipe,
     device or broken link is described (:func:`batsnn.fileio.describe_path`), never opened."""
-    kind = describe_path(path)
+    kind = _describe(path)
     if kind != "is a file":
         raise ValueError(f"{name or _shown(path)} {kind}"
                          + ("" if kind == "does not exist" else f", expected {what}"))
@@ -499,7 +507,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
     """
     name = canonical_name(name)
     if data_dir is not None and not Path(data_dir).is_dir():
-        kind = describe_path(data_dir)
+        kind = _describe(data_dir)
         where = f"data directory '{_shown(data_dir)}'"
         if kind == "does not exist":
             raise DatasetNotFound(f"{where} does not exist")
