@@ -276,8 +276,10 @@ def _params(params: LIFParams | None, **kw) -> LIFParams:
 
 def device_memory(device) -> int | None:
     """Total memory of ``device`` (a ``torch.device`` or its name) in bytes (``None`` if
-    unknown); no host synchronisation."""
+    unknown, and for the ``meta`` device, which allocates nothing); no host synchronisation."""
     device = torch.device(device)
+    if device.type == "meta":
+        return None
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).total_memory
     try:

