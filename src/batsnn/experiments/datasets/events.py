@@ -158,8 +158,8 @@ def check_split(times, channels, offsets, labels, *, n_channels: int, n_classes:
     bad = np.flatnonzero(~np.isfinite(times) | (times < 0))
     if bad.size:
         e = int(bad[0])
-        raise ValueError(f"{src}: event time {times[e]!r} of sample {int(sample_of[e])} is "
-                         f"not a finite time >= 0")
+        raise ValueError(f"{src}: event time {float(times[e])} of sample {int(sample_of[e])} "
+                         f"is not a finite time >= 0 seconds")
     bad = np.flatnonzero((channels < 0) | (channels >= n_channels))
     if bad.size:
         e = int(bad[0])

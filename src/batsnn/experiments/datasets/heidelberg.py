@@ -81,6 +81,11 @@ def _gunzip_bounded(path: Path) -> io.BytesIO:
     return buf
 
 
+def _kind(dtype, base) -> str:
+    """A dataset's element type in words: ``variable-length float32`` or ``uint16``."""
+    return f"variable-length {base}" if base is not None else str(dtype)
+
+
 def read_heidelberg_file(path: str | os.PathLike, *, n_classes: int,
                          max_events: int | None = None):
     """Read one SHD/SSC HDF5 file (``.h5`` or ``.h5.gz``) into an
@@ -137,10 +142,10 @@ def read_heidelberg_file(path: str | os.PathLike, *, n_classes: int,
             u_base = h5py.check_vlen_dtype(units_ds.dtype)
             if t_base is None or not np.issubdtype(t_base, np.floating):
                 raise ValueError(f"{name}: 'spikes/times' must hold variable-length float "
-                                 f"arrays, got {times_ds.dtype}")
+                                 f"arrays, got {_kind(times_ds.dtype, t_base)}")
             if u_base is None or not np.issubdtype(u_base, np.integer):
                 raise ValueError(f"{name}: 'spikes/units' must hold variable-length integer "
-                                 f"arrays, got {units_ds.dtype}")
+                                 f"arrays, got {_kind(units_ds.dtype, u_base)}")
             labels = labels_ds[()]
             times, units, total = [], [], 0
             for a in range(0, n, 4096):
