@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from batsnn.experiments.datasets.events import (EventDataset, batch_events,
-                                                batch_spike_trains, info, iterate_batches,
-                                                split_from_samples)
+from batsnn.experiments.datasets.events import (BatchTooLarge, EventDataset, batch_events,
+                                                batch_spike_trains, format_info, info,
+                                                iterate_batches, split_from_samples)
 from batsnn.spikes import check_spike_times
 
 
@@ -134,7 +134,7 @@ def test_memory_estimate_refuses_before_allocating():
     times = [np.linspace(0, 1, 100)]
     chans = [np.zeros(100, dtype=np.int64)]
     ds = make_dataset(times, chans, [0], 50)
-    with pytest.raises(MemoryError, match=r"1 samples x 50 channels x 100 spike slots"):
+    with pytest.raises(BatchTooLarge, match=r"1 samples x 50 channels x 100 spike slots"):
         batch_spike_trains(ds, "train", [0], max_bytes=1000)
     ok = batch_spike_trains(ds, "train", [0], max_bytes=1000, max_spikes=2)
     assert ok.trains.times.shape == (1, 50, 2) and ok.dropped.item() == 98
@@ -171,6 +171,8 @@ def test_info_statistics():
     assert i["duration_s"]["min"] == 0.0
     assert i["max_spikes_per_channel"] == 2
     assert i["time_dtype"] == "float64"
+    text = format_info(info(ds))
+    assert "train: 3 samples" in text and "max 3" in text and "\x1b" not in text
 
 
 @pytest.mark.parametrize("kwargs, words", [

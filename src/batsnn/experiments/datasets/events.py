@@ -28,8 +28,14 @@ import torch
 from batsnn.fileio import printable
 from batsnn.spikes import SpikeTrains
 
-__all__ = ["EventBatch", "EventDataset", "EventSplit", "batch_events", "batch_spike_trains",
-           "iterate_batches", "info", "machine_memory", "split_from_samples"]
+__all__ = ["BatchTooLarge", "EventBatch", "EventDataset", "EventSplit", "batch_events",
+           "batch_spike_trains", "check_split", "format_info", "info", "iterate_batches",
+           "machine_memory", "split_from_samples"]
+
+
+class BatchTooLarge(ValueError, MemoryError):
+    """A batch's spike-time array would exceed the memory allowed; the message names the
+    sizes. Both a ``ValueError`` (a setting to change) and a ``MemoryError``."""
 
 
 def machine_memory() -> int | None:
@@ -144,8 +150,7 @@ def check_split(times, channels, offsets, labels, *, n_channels: int, n_classes:
     """Check flat event arrays (see :class:`EventSplit`) and return them as a split in
     canonical order. Raises ``ValueError`` naming ``source``, the sample and the value."""
     src = printable(source)
-    if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer)
-                                or labels.dtype == np.bool_):
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"{src}: labels must be a 1-D array of integers, got {labels.dtype} "
                          f"of shape {labels.shape}")
     labels = labels.astype(np.int64)
@@ -264,8 +269,8 @@ def batch_events(times: np.ndarray, channels: np.ndarray, sample_of: np.ndarray,
         sample_of: ``(E,)`` integer sample of each event in ``[0, n_samples)``.
         max_spikes: cap on the slots per channel, or ``None`` for the batch's largest count.
         presorted: the events are already in (sample, channel, time) order (skips the sort).
-        max_bytes: refuse (``MemoryError``) an output array larger than this; default half
-            of this machine's memory.
+        max_bytes: refuse (:class:`BatchTooLarge`) an output array larger than this; default
+            half of this machine's memory.
         dtype: numpy float dtype of the output times (default: that of ``times``).
 
     Returns:
@@ -293,7 +298,7 @@ def batch_events(times: np.ndarray, channels: np.ndarray, sample_of: np.ndarray,
         memory = machine_memory()
         limit = memory // 2 if memory else None
     if limit is not None and need > limit:
-        raise MemoryError(f"a batch of {n_samples} samples x {n_channels} channels x {slots} "
+        raise BatchTooLarge(f"a batch of {n_samples} samples x {n_channels} channels x {slots} "
                           f"spike slots of {dtype} needs {need / 2**20:.1f} MiB, more than "
                           f"the {limit / 2**20:.1f} MiB allowed; use a smaller batch or cap "
                           f"the slots with max_spikes")
@@ -336,7 +341,7 @@ def batch_spike_trains(dataset: EventDataset, split: str | EventSplit, index, *,
         dtype: float32 or float64 output times; default: the split's precision.
         device: torch device of the output.
         max_bytes: the largest output the call may allocate (default half the machine's
-            memory); a larger batch raises ``MemoryError`` naming the sizes.
+            memory); a larger batch raises :class:`BatchTooLarge` naming the sizes.
 
     Returns:
         :class:`EventBatch`: spike times ascending per channel, ``+inf`` padded, counts,
@@ -434,3 +439,22 @@ def info(dataset: EventDataset) -> dict:
             "source": sp.source,
         }
     return out
+
+
+def format_info(summary: dict) -> str:
+    """:func:`info`'s summary as text lines, one block per split (names and sources shown
+    through :func:`~batsnn.fileio.printable`)."""
+    lines = [f"{printable(summary['name'])}: {summary['classes']} classes, "
+             f"{summary['channels']} channels {tuple(summary['channel_shape'])}"]
+    if summary.get("notes"):
+        lines.append(f"  {printable(summary['notes'])}")
+    for name, s in summary["splits"].items():
+        sp, du = s["spikes_per_sample"], s["duration_s"]
+        lines += [f"  {name}: {s['samples']} samples from {printable(s['source'])}",
+                  f"    per class: {s['per_class']}",
+                  f"    spikes per sample: min {sp['min']}, mean {sp['mean']:.1f}, median "
+                  f"{sp['median']:.1f}, max {sp['max']}; most in one channel: "
+                  f"{s['max_spikes_per_channel']}",
+                  f"    duration (last spike, s): min {du['min']:.4g}, mean {du['mean']:.4g}, "
+                  f"max {du['max']:.4g}; times {s['time_dtype']}"]
+    return "\n".join(lines)
