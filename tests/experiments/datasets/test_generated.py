@@ -115,3 +115,12 @@ def test_randman_bad_arguments(kwargs, word):
 def test_yin_yang_bad_arguments(kwargs, word):
     with pytest.raises(ValueError, match=word):
         yin_yang(**kwargs)
+
+
+def test_load_event_dataset_by_name_passes_options():
+    r = load_event_dataset("randman", n_classes=2, n_channels=4, dim=1, samples_per_class=10)
+    assert r.n_classes == 2 and r.channel_shape == (4,)
+    y = load_event_dataset("Yin_Yang", sizes={"train": 4, "valid": 2, "test": 2})
+    assert len(y["train"]) == 4
+    with pytest.raises(TypeError, match="nmnist takes no options"):
+        load_event_dataset("nmnist", ".", max_events=3)

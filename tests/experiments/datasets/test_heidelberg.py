@@ -14,7 +14,8 @@ from batsnn.experiments.datasets.events import info  # noqa: E402
 from batsnn.experiments.datasets.heidelberg import (H5PY_MISSING, load_heidelberg,  # noqa: E402
                                                     read_heidelberg_file,
                                                     synthetic_shd_samples,
-                                                    write_heidelberg_file)
+                                                    write_heidelberg_file,
+                                                    write_synthetic_shd)
 
 
 def write_raw(path, times, units, labels, t_dtype=np.float32, extra=True):
@@ -116,17 +117,18 @@ def test_missing_h5py_names_the_extra(tmp_path, monkeypatch):
     assert "batsnn[events]" in H5PY_MISSING
 
 
-def test_synthetic_shd_file(tmp_path):
-    times, units, labels = synthetic_shd_samples(40, seed=3)
-    p = tmp_path / "shd_train.h5"
-    write_heidelberg_file(p, times, units, labels)
-    sp = read_heidelberg_file(p, n_classes=20)
+def test_synthetic_shd_files(tmp_path):
+    paths = write_synthetic_shd(tmp_path, n_train=40, n_test=20, seed=3, compress=True)
+    assert [p.name for p in paths] == ["shd_train.h5.gz", "shd_test.h5.gz"]
+    ds = load_heidelberg("shd", tmp_path)
+    sp = ds["train"]
     counts = sp.spike_counts()
     assert 1000 < np.median(counts) < 20000  # several thousand events per sample
-    assert sp.times.max() < 1.0 and sp.channels.max() < 700
+    assert sp.times.max() < 1.1 and sp.channels.max() < 700
     assert sorted(set(sp.labels.tolist())) == list(range(20))
     again = synthetic_shd_samples(40, seed=3)
-    assert all(np.array_equal(a, b) for a, b in zip(times, again[0]))
-    from batsnn.experiments.datasets.events import EventDataset
-    i = info(EventDataset("shd", (700,), 20, {"train": sp}))["splits"]["train"]
-    assert i["samples"] == 40 and i["duration_s"]["max"] < 1.0
+    assert np.array_equal(np.bincount(again[2]), np.bincount(sp.labels))
+    assert sum(len(t) for t in again[0]) == sp.times.size
+    i = info(ds)["splits"]
+    assert i["train"]["samples"] == 40 and i["test"]["samples"] == 20
+    assert 0.3 < i["train"]["duration_s"]["min"] and i["train"]["duration_s"]["max"] < 1.1

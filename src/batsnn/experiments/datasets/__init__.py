@@ -9,24 +9,33 @@ batsnn spike trains.
 - :mod:`~batsnn.experiments.datasets.tonic_adapter`: tonic dataset objects.
 - :mod:`~batsnn.experiments.datasets.generated`: Yin-Yang and Randman (no files).
 
-:func:`load_event_dataset` gives any of them by name.
+:func:`load_event_dataset` gives any of them by name. A training loop needs only::
+
+    ds = load_event_dataset("shd", data_dir)          # or "yin-yang", "randman", ...
+    for batch in iterate_batches(ds, "train", 256, shuffle=True, seed=epoch,
+                                 max_spikes=None, t_stop=1.0):
+        out = net(batch.trains.times)                 # (B, 700, S), +inf padded
+        ...                                           # batch.labels; report batch.dropped
+
+and ``info(ds)`` / ``format_info(info(ds))`` describe a dataset.
 """
 
 from __future__ import annotations
 
 import os
 
-from batsnn.experiments.datasets.events import (EventBatch, EventDataset, EventSplit,
-                                                batch_spike_trains, info, iterate_batches)
+from batsnn.experiments.datasets.events import (BatchTooLarge, EventBatch, EventDataset,
+                                                EventSplit, batch_spike_trains, format_info,
+                                                info, iterate_batches)
 from batsnn.experiments.datasets.generated import randman, yin_yang
 from batsnn.experiments.datasets.heidelberg import load_heidelberg
 from batsnn.experiments.datasets.nmnist import load_nmnist
 from batsnn.experiments.datasets.tonic_adapter import from_tonic
 from batsnn.fileio import printable
 
-__all__ = ["EVENT_DATASETS", "EventBatch", "EventDataset", "EventSplit", "batch_spike_trains",
-           "from_tonic", "info", "iterate_batches", "load_event_dataset", "randman",
-           "yin_yang"]
+__all__ = ["EVENT_DATASETS", "BatchTooLarge", "EventBatch", "EventDataset", "EventSplit",
+           "batch_spike_trains", "format_info", "from_tonic", "info", "iterate_batches",
+           "load_event_dataset", "randman", "yin_yang"]
 
 #: names accepted by :func:`load_event_dataset`; the last two need no files
 EVENT_DATASETS = ("shd", "ssc", "nmnist", "yin-yang", "randman")

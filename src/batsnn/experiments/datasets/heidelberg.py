@@ -30,7 +30,7 @@ from batsnn.experiments.datasets.events import (EventDataset, check_split, machi
 from batsnn.fileio import atomic_write, describe_path, one_line, printable
 
 __all__ = ["HEIDELBERG", "H5PY_MISSING", "load_heidelberg", "read_heidelberg_file",
-           "write_heidelberg_file", "synthetic_shd_samples"]
+           "synthetic_shd_samples", "write_heidelberg_file", "write_synthetic_shd"]
 
 #: name -> (classes, splits and their published file stems)
 HEIDELBERG = {
@@ -241,22 +241,26 @@ def write_heidelberg_file(path: str | os.PathLike, times, units, labels, *,
 
 
 def synthetic_shd_samples(n_samples: int, *, seed: int = 0, n_classes: int = 20,
-                          n_channels: int = N_CHANNELS, duration: float = 1.0,
+                          n_channels: int = N_CHANNELS, durations: tuple = (0.6, 1.1),
                           median_spikes: float = 5000.0, sigma: float = 0.5,
                           dtype=np.float32):
     """Random SHD-like samples: ``(times, units, labels)`` lists for
     :func:`write_heidelberg_file`.
 
-    Each sample gets a class ``k`` (cycled, so classes are balanced), a spike count drawn
-    from a log-normal law with median ``median_spikes`` and shape ``sigma`` (clipped to
-    [100, 30000]), spike times uniform in ``[0, duration)`` seconds and channels drawn from
-    a class-specific band (a Gaussian of width ``n_channels / 8`` centred at
-    ``(k + 0.5) / n_classes * n_channels``, wrapped around the channel range), so that classes differ and a network can learn them.
+    Each sample gets a class ``k`` (cycled, so classes are balanced), a duration uniform in
+    ``durations`` seconds, a spike count drawn from a log-normal law with median
+    ``median_spikes`` and shape ``sigma`` (clipped to [100, 30000]), spike times uniform
+    over its duration and channels drawn from a class-specific band (a Gaussian of width
+    ``n_channels / 8`` centred at ``(k + 0.5) / n_classes * n_channels``, wrapped around the
+    channel range), so that classes differ and a network can learn them.
 
-    The numbers describe SHD only roughly: 700 channels (published), about 1 s per sample
-    (the published recordings are digits of about a second), and "several thousand events
-    per sample". The median 5,000 and shape 0.5 are assumptions chosen to match that
-    description, not values measured on the published files (which were not available).
+    The numbers and their sources: 700 channels and 20 classes (the published
+    specification, https://compneuro.net); durations 0.6-1.1 s (the range SHD users report
+    for the samples, e.g. the Nengo forum thread "Spiking Heidelberg Digits - Input Spike
+    Trains"); "several thousand events per sample" (the description of the data this
+    writer stands in for). The median 5,000 and shape 0.5 are assumptions chosen to match
+    that description: the published per-sample spike-count statistics could not be
+    consulted here, so the counts are not claimed to match them.
     """
     rng = np.random.default_rng(seed)
     counts = np.clip(rng.lognormal(np.log(median_spikes), sigma, n_samples), 100,
@@ -267,7 +271,24 @@ def synthetic_shd_samples(n_samples: int, *, seed: int = 0, n_classes: int = 20,
         centre = (labels[i] + 0.5) / n_classes * n_channels
         ch = (np.rint(rng.normal(centre, n_channels / 8, counts[i])).astype(np.int64)
               % n_channels).astype(np.uint16)
-        t = np.sort(rng.uniform(0.0, duration, counts[i])).astype(dtype)
+        t = np.sort(rng.uniform(0.0, rng.uniform(*durations), counts[i])).astype(dtype)
         times.append(t)
         units.append(ch)
     return times, units, labels
+
+
+def write_synthetic_shd(directory: str | os.PathLike, *, n_train: int = 8156,
+                        n_test: int = 2264, seed: int = 0, compress: bool = False) -> list:
+    """Write ``shd_train.h5`` and ``shd_test.h5`` (``.h5.gz`` with ``compress``) of
+    :func:`synthetic_shd_samples` into ``directory`` (default sizes: SHD's 8,156 / 2,264),
+    for tests and benchmarks of the SHD path without the published files. Returns the
+    paths written."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise ValueError(f"{printable(d)} {describe_path(d)}, expected a directory")
+    paths = []
+    for k, (stem, n) in enumerate((("shd_train", n_train), ("shd_test", n_test))):
+        p = d / (stem + (".h5.gz" if compress else ".h5"))
+        write_heidelberg_file(p, *synthetic_shd_samples(n, seed=seed + k))
+        paths.append(p)
+    return paths
