@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, NamedTuple
 
 import numpy as np
@@ -202,7 +202,6 @@ class EventDataset:
     n_classes: int
     splits: dict
     notes: str = ""
-    extra: dict = field(default_factory=dict)
 
     @property
     def n_channels(self) -> int:
@@ -424,8 +423,7 @@ def info(dataset: EventDataset) -> dict:
         last = np.zeros(len(sp), dtype=np.float64)
         if sp.times.size:
             # the last time of a sample is the maximum over its events (sorted by channel)
-            last[nonempty] = np.maximum.reduceat(sp.times.astype(np.float64),
-                                                 sp.offsets[:-1][nonempty])
+            last[nonempty] = np.maximum.reduceat(sp.times, sp.offsets[:-1][nonempty])
         group = np.repeat(np.arange(len(sp), dtype=np.int64), counts) * dataset.n_channels \
             + sp.channels
         per_channel = np.bincount(group) if group.size else np.zeros(1, np.int64)
