@@ -1,0 +1,69 @@
+"""Event-stream and generated datasets: samples as ``(time, channel)`` events, batches as
+batsnn spike trains.
+
+- :mod:`~batsnn.experiments.datasets.events`: the split and dataset records, the vectorised
+  batching into ``(batch, channels, max_spikes)`` spike trains, :func:`info`.
+- :mod:`~batsnn.experiments.datasets.heidelberg`: SHD and SSC from their HDF5 files, and a
+  writer of that layout (``h5py``: ``pip install "batsnn[events]"``).
+- :mod:`~batsnn.experiments.datasets.nmnist`: N-MNIST from its binary event files.
+- :mod:`~batsnn.experiments.datasets.tonic_adapter`: tonic dataset objects.
+- :mod:`~batsnn.experiments.datasets.generated`: Yin-Yang and Randman (no files).
+
+:func:`load_event_dataset` gives any of them by name. A training loop needs only::
+
+    ds = load_event_dataset("shd", data_dir)          # or "yin-yang", "randman", ...
+    for batch in iterate_batches(ds, "train", 256, shuffle=True, seed=epoch,
+                                 max_spikes=None, t_stop=1.0):
+        out = net(batch.trains.times)                 # (B, 700, S), +inf padded
+        ...                                           # batch.labels; report batch.dropped
+
+and ``info(ds)`` / ``format_info(info(ds))`` describe a dataset.
+"""
+
+from __future__ import annotations
+
+import os
+
+from batsnn.experiments.datasets.events import (BatchTooLarge, EventBatch, EventDataset,
+                                                EventSplit, batch_spike_trains, format_info,
+                                                info, iterate_batches)
+from batsnn.experiments.datasets.generated import randman, yin_yang
+from batsnn.experiments.datasets.heidelberg import load_heidelberg
+from batsnn.experiments.datasets.nmnist import load_nmnist
+from batsnn.experiments.datasets.tonic_adapter import from_tonic
+from batsnn.fileio import printable
+
+__all__ = ["EVENT_DATASETS", "BatchTooLarge", "EventBatch", "EventDataset", "EventSplit",
+           "batch_spike_trains", "format_info", "from_tonic", "info", "iterate_batches",
+           "load_event_dataset", "randman", "yin_yang"]
+
+#: names accepted by :func:`load_event_dataset`; the last two need no files
+EVENT_DATASETS = ("shd", "ssc", "nmnist", "yin-yang", "randman")
+
+
+def load_event_dataset(name: str, data_dir: str | os.PathLike | None = None,
+                       **options) -> EventDataset:
+    """The event dataset ``name`` (one of :data:`EVENT_DATASETS`): SHD, SSC and N-MNIST read
+    from ``data_dir``; Yin-Yang and Randman generated (``options`` go to :func:`yin_yang` or
+    :func:`randman`; for the file datasets, ``max_events`` to the SHD/SSC reader).
+
+    Raises:
+        ValueError: an unknown name, or no ``data_dir`` for a dataset that needs files.
+        FileNotFoundError: a file is missing (the message says where it is published).
+    """
+    key = str(name).lower().replace("_", "-")
+    key = {"yinyang": "yin-yang", "n-mnist": "nmnist"}.get(key, key)
+    if key == "yin-yang":
+        return yin_yang(**options)
+    if key == "randman":
+        return randman(**options)
+    if key not in EVENT_DATASETS:
+        raise ValueError(f"unknown event dataset {printable(name)!r}; choose from "
+                         f"{', '.join(EVENT_DATASETS)}")
+    if data_dir is None:
+        raise ValueError(f"{key} is read from its published files: pass --data-dir DIR")
+    if key == "nmnist":
+        if options:
+            raise TypeError(f"nmnist takes no options, got {', '.join(options)}")
+        return load_nmnist(data_dir)
+    return load_heidelberg(key, data_dir, **options)
