@@ -30,12 +30,13 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Callable, NamedTuple
 
 import torch
 
 from batsnn.ops.lif import events as ref_events
-from batsnn.ops.lif.grid import floor_index, floor_index_scalar, grid_times
+from batsnn.ops.lif.grid import floor_index, floor_index_scalar, grid_times, last_index
 from batsnn.ops.lif.naive import (lif_conv2d_backward_naive, lif_conv2d_forward_naive,
                                   lif_linear_backward_naive, lif_linear_forward_naive)
 from batsnn.ops.lif.synapse import DENSE, Conv2d
@@ -142,6 +143,11 @@ NEURONS = {
     "grid_forced": dict(theta=0.3, delta_theta=0.03, max_spikes=6, dt=8e-3, t_max=0.12,
                         reset_at="emitted"),
     "cap_tmax": dict(theta=0.1, delta_theta=None, max_spikes=2, dt=0.0, t_max=0.06),
+    # the grid's last edge: t_max = 0.072 s is 18 steps of 4 ms, though 18 * 0.004 > 0.072
+    # in floating point (grid.last_index); resets at the crossing and at the emitted times
+    "dt4_edge": dict(theta=0.3, delta_theta=0.12, max_spikes=5, dt=4e-3, t_max=0.072),
+    "dt4_grid_edge": dict(theta=0.3, delta_theta=0.03, max_spikes=6, dt=4e-3, t_max=0.072,
+                          reset_at="emitted"),
     "silent": dict(theta=50.0, delta_theta=None, max_spikes=3, dt=0.0, t_max=math.inf),
 }
 
@@ -149,6 +155,9 @@ NEURONS = {
 GRID_NEURONS = ("dt", "dt4", "dt8")
 #: the grid cases with resets at the emitted times
 EMITTED_RESET_NEURONS = ("dt4_grid", "dt8_grid", "grid_forced")
+#: the grid cases whose t_max is a decimal multiple of dt that floating point puts an ulp
+#: below its last grid point
+EDGE_NEURONS = ("dt4_edge", "dt4_grid_edge")
 
 LAYOUTS = {
     "small": dict(batch=3, n_in=10, n_out=6, slots=3, span=0.1, w_scale=4.0),
@@ -165,10 +174,12 @@ LAYOUTS = {
 }
 
 #: (neuron, layout) pairs of the parity cases
-PAIRS = [(n, "small") for n in NEURONS if n not in ("dt4", "dt8", "dt4_grid", "dt8_grid")] + [
+PAIRS = [(n, "small") for n in NEURONS
+         if n not in ("dt4", "dt8", "dt4_grid", "dt8_grid") + EDGE_NEURONS] + [
     ("plain", "empty"), ("partial_reset", "blocks"), ("plain", "segments"),
     ("dt", "segments")] + [
-    (n, "layer") for n in GRID_NEURONS + EMITTED_RESET_NEURONS] + [("grid_forced", "balanced")]
+    (n, "layer") for n in GRID_NEURONS + EMITTED_RESET_NEURONS + EDGE_NEURONS] + [
+    ("grid_forced", "balanced")]
 
 DTYPES = {"f64": torch.float64, "f32": torch.float32}
 
@@ -332,8 +343,9 @@ def check_rf_rows(x, ev, conv: Conv2d):
 
 def check_invariants(case: Case, res: Result):
     """What any backend's output must satisfy on its own: valid spike trains (ascending,
-    ``+inf`` past the count, at most K), no spike after ``t_max``, with ``dt > 0`` every
-    time on the grid, and zero, finite gradients where nothing spiked."""
+    ``+inf`` past the count, at most K), no spike after ``t_max`` (with ``dt > 0``: past
+    grid index ``k_T``, :func:`batsnn.ops.lif.grid.last_index`), every time on the grid,
+    and zero, finite gradients where nothing spiked."""
     p, t, c = case.p, res.times, res.counts
     assert t.dtype == case.x.dtype and c.dtype == torch.int64
     assert ((c >= 0) & (c <= p.max_spikes)).all()
@@ -341,10 +353,13 @@ def check_invariants(case: Case, res: Result):
     assert torch.equal(torch.isfinite(t), slot < c[..., None]), "counts vs +inf padding"
     fin = torch.isfinite(t)
     assert (t[..., 1:][fin[..., 1:]] > t[..., :-1][fin[..., 1:]]).all(), "not ascending"
-    assert (t[fin] <= p.t_max).all() and (t[fin] >= 0).all()
-    if p.discrete:
+    assert (t[fin] >= 0).all()
+    if p.discrete:  # no spike past t_max: decided on indices (G(k_T) may lie an ulp above it)
         k = floor_index(t[fin], p.dt, t.dtype)
         assert torch.equal((k * p.dt).to(t.dtype), t[fin]), "times off the grid"
+        assert (k <= last_index(p.t_max, p.dt)).all(), "a spike past the last grid point"
+    else:
+        assert (t[fin] <= p.t_max).all(), "a spike after t_max"
     assert torch.isfinite(res.g_in).all() and torch.isfinite(res.g_w).all()
     if case.value is DENSE:
         assert (res.g_w[c.sum(0) == 0] == 0).all(), "grad of a silent neuron's weights"
@@ -563,6 +578,91 @@ def check_grid_bounds(backend, device="cpu", n=400):
     return 0
 
 
+#: ``(dt, k)``: decimal steps a user types and a horizon ``t_max = k * dt`` written as the
+#: decimal it is (``0.3`` for 3 steps of ``0.1``); the last grid point is ``k`` by plain
+#: integer arithmetic. Most of these lose it to ``k * dt > t_max`` in floating point.
+EDGE_GRIDS = (("0.1", 3), ("0.1", 7), ("1e-4", 3), ("3e-4", 12), ("7e-4", 300), ("1e-3", 9),
+              ("4e-3", 9), ("4e-3", 18), ("3e-3", 17), ("8e-3", 13))
+
+
+def edge_horizon(dt: str, k: int) -> tuple[float, float]:
+    """``(dt, t_max)`` as floats, ``t_max`` the decimal ``k * dt`` (no float product)."""
+    return float(dt), float(Decimal(dt) * k)
+
+
+def edge_layer(dt: str, k: int, dtype: torch.dtype, reset_at: str):
+    """A one-neuron layer whose last spike belongs at grid point ``k``, the last one at or
+    before ``t_max`` (:data:`EDGE_GRIDS`): one input at ``t = 0``, weight 1, ``tau_s`` ten
+    times ``t_max`` (the potential rises through the whole horizon). ``"crossing"``: the
+    threshold is crossed halfway through the last cell, so the one spike is emitted at
+    ``G(k)``; ``"emitted"``: crossed halfway through the first cell with a tiny reset, so
+    the grid forces a spike at every point ``G(1) .. G(k)``. Returns ``(x, w, p,
+    expected times (1, 1, K))``."""
+    dt_f, t_max = edge_horizon(dt, k)
+    tau_s = 10.0 * t_max
+    tau = 2.0 * tau_s
+    t_cross = (k - 0.5) * dt_f if reset_at == "crossing" else 0.5 * dt_f
+    theta = tau * (math.exp(-t_cross / tau) - math.exp(-t_cross / tau_s))
+    n_spikes = 1 if reset_at == "crossing" else k
+    p = LIFParams(tau_s=tau_s, theta=theta, delta_theta=theta * 1e-6, max_spikes=k + 2,
+                  t_max=t_max, dt=dt_f, reset_at=reset_at)
+    want = torch.full((1, 1, k + 2), math.inf, dtype=torch.float64)
+    first = k + 1 - n_spikes
+    want[0, 0, :n_spikes] = torch.arange(first, k + 1, dtype=torch.float64) * dt_f
+    x = torch.zeros(1, 1, 1, dtype=dtype)
+    return x, torch.ones(1, 1, dtype=dtype), p, want.to(dtype)
+
+
+def check_last_grid_point(backend: str, device: str = "cpu") -> int:
+    """Every :data:`EDGE_GRIDS` horizon, float64 and float32, both reset rules: ``backend``
+    (``naive`` or a backend module through the contract) emits the spikes of
+    :func:`edge_layer`, the last one at ``G(k)``; returns the number of spikes."""
+    total = 0
+    for dt, k in EDGE_GRIDS:
+        for dtype in (torch.float64, torch.float32):
+            for reset_at in ("crossing", "emitted"):
+                x, w, p, want = edge_layer(dt, k, dtype, reset_at)
+                if backend == "naive":
+                    times, counts, _ = lif_linear_forward_naive(
+                        x, w, tau_s=p.tau_s, theta=p.theta, delta_theta=p.delta_theta,
+                        max_spikes=p.max_spikes, t_max=p.t_max, dt=p.dt, reset_at=reset_at)
+                    times = times.to(dtype)
+                else:
+                    mod, _ = _module(backend)
+                    ev = mod.sort_events(x.to(device), p)
+                    times, *_, counts = mod.forward(ev, w.to(device), p, synapse=DENSE)
+                label = (backend, dt, k, str(dtype), reset_at)
+                assert torch.equal(times.cpu().to(dtype), want), (label, times, want)
+                total += int(counts.sum())
+    return total
+
+
+def check_input_at_horizon(backend: str, device: str = "cpu") -> int:
+    """An input at ``t_max = 0.3`` exactly (``dt = 0.1``; not on the grid, so in cell 2, an
+    ulp below ``G(3)``), weight 0, after a crossing in cell 2: the window before it ends at
+    index 2 and the spike at ``G(3)`` belongs to the window after it. A backend that stops
+    reading inputs at ``t >= t_max`` instead of at index ``k_T`` misses it. float64 (in
+    float32 ``0.3`` rounds to ``G(3)`` itself, index 3); returns the number of spikes."""
+    _, _, p, _ = edge_layer("0.1", 3, torch.float64, "crossing")
+    p = p.replace(max_spikes=2)
+    x = torch.tensor([0.0, 0.3], dtype=torch.float64).reshape(1, 2, 1)
+    t_cross = 0.25
+    theta = p.tau * (math.exp(-t_cross / p.tau) - math.exp(-t_cross / p.tau_s))
+    p = p.replace(theta=theta, delta_theta=theta)
+    w = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    if backend == "naive":
+        times, counts, _ = lif_linear_forward_naive(
+            x, w, tau_s=p.tau_s, theta=p.theta, delta_theta=p.delta_theta,
+            max_spikes=p.max_spikes, t_max=p.t_max, dt=p.dt)
+    else:
+        mod, _ = _module(backend)
+        ev = mod.sort_events(x.to(device), p)
+        times, *_, counts = mod.forward(ev, w.to(device), p, synapse=DENSE)
+    want = torch.tensor([[[3 * 0.1, math.inf]]], dtype=torch.float64)
+    assert torch.equal(times.cpu().double(), want), (backend, times)
+    return int(counts.sum())
+
+
 def _triton_need_aux():
     """Inference mode (no backward buffers) gives the same spikes."""
     from batsnn.ops.lif import cuda
@@ -633,6 +733,8 @@ TRITON_EXTRAS = {
     "conv_row_sort": _triton_row_sort,
     "pool": _triton_pool,
     "grid_bounds": _triton_grid_bounds,
+    "last_grid_point": lambda: check_last_grid_point("triton"),
+    "input_at_horizon": lambda: check_input_at_horizon("triton"),
     "need_aux": _triton_need_aux,
     "conv_empty_batch": _triton_conv_empty_batch,
     "own_sort-dense-partial_reset-blocks-f32": _triton_own_sort("dense-partial_reset-blocks-f32"),

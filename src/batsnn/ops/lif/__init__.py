@@ -29,6 +29,38 @@ of :mod:`batsnn.ops.lif.synapse`):
   trains with a kernel of the backend's own (the result of :func:`pool_reference`,
   differentiable in ``times``), or ``None`` where the backend has none for that input; then
   :func:`pool_op` runs the torch ops of :func:`pool_reference`.
+
+Glossary: one name per concept in the reference (:mod:`.naive`), the CPU kernels
+(:mod:`.cpu`, lower case) and the Triton kernels (:mod:`.cuda`, compile-time switches in
+upper case):
+
+- ``on_grid`` / ``ON_GRID``: ``dt > 0`` (``p.discrete``): spike times are decided on
+  integer grid indices and emitted at grid points (model.md section 6).
+- ``reset_on_grid`` / ``RESET_ON_GRID``: ``reset_at="emitted"`` on a grid
+  (``p.reset_emitted``): a spike's reset is applied at its emitted grid time.
+- ``G(k) = k * dt``: grid point ``k``; ``floor_index(t)``: the largest ``k`` with
+  ``G(k) <= t`` (:mod:`.grid`); ``kin``/``kup``: an event's index and its window's upper
+  index bound (:class:`.events.Events`); ``k_tmax`` (``k_T``): the last grid index at or
+  before ``t_max`` (:func:`.grid.last_index`).
+- ``ref`` / ``r``: a segment's reference time; ``es``/``ex``: an event's
+  ``exp((t - r)/tau_s)`` and ``exp((t - r)/tau)``; ``up``/``xup``: a window's end and its
+  ``x = exp(-(up - r)/tau)``; ``X = sqrt(D)`` at a spike.
+- ``lo``/``hi``: a window's bounds (times, or grid indices on a grid), ``last``: a lane's
+  last emitted time or index, ``lower = max(lo, last)``, ``mark``: a spike's time or index
+  as the window tests see it.
+- the steps, named alike in both kernel cores: ``integrate`` (add an event to ``A``/``B``),
+  ``rescale`` (move sums to another reference time), ``may_cross`` (root-free pre-test of a
+  crossing before the window's end), ``above_at_start`` (``V >= theta`` at the window's
+  start), ``may_fire`` (``may_cross``, or under ``reset_on_grid`` held at or above
+  threshold with ``A <= 0``), ``emit`` (exact root, window test, store, reset),
+  ``past_horizon``/``t_stop`` (an input from which no window holds a spike), and backward
+  ``spike_errors`` (errors through the reset coupling), ``add_window_spikes`` (a window's
+  spikes into the sums ``e1``/``e2``), ``weight_coef``/``time_coef`` (an event's gradient
+  coefficients); ``forward_kernel``/``backward_kernel`` the compiled drivers,
+  ``build_events`` the event lists' kernel.
+- a spike *forced* by the grid (``reset_on_grid``): no crossing after the lane's last
+  emitted index; stored with ``X = +inf`` and no gradient.
+>>>>>>> wt-ops
 """
 
 from __future__ import annotations

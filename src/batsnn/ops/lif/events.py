@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import torch
 
-from batsnn.ops.lif.grid import floor_index, floor_index_scalar
+from batsnn.ops.lif.grid import floor_index, last_index
 from batsnn.params import LIFParams
 
 #: Length of a reference-time segment, in units of ``tau_s``. Inside one segment the scaled
@@ -39,7 +39,8 @@ class Events(NamedTuple):
             ``dt == 0``.
         kup: ``(B, M)`` float64 index bound of the window after event ``j``: a crossing on
             grid index ``k`` is emitted in it only if ``k <= kup[j]``, i.e.
-            ``min(kin[j+1], floor_index(t_max))``; ``(B, 0)`` when ``dt == 0``.
+            ``min(kin[j+1], k_T)`` with ``k_T = last_index(t_max)``
+            (:func:`batsnn.ops.lif.grid.last_index`); ``(B, 0)`` when ``dt == 0``.
     """
 
     ts: torch.Tensor
@@ -63,7 +64,7 @@ def grid_bounds(ts: torch.Tensor, nspk: torch.Tensor, p: LIFParams,
         empty = torch.empty((ts.shape[0], 0), dtype=torch.float64, device=ts.device)
         return empty, empty
     kin = floor_index(ts, p.dt, in_dtype)
-    k_t = floor_index_scalar(p.t_max, p.dt)
+    k_t = last_index(p.t_max, p.dt)
     nxt = torch.cat([kin[:, 1:], torch.full_like(kin[:, :1], math.inf)], 1)
     pos = torch.arange(ts.shape[1], device=ts.device)
     nxt = torch.where(pos[None, :] + 1 < nspk[:, None].to(pos.dtype), nxt, math.inf)

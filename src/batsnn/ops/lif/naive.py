@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from batsnn.ops.lif.grid import floor_index, floor_index_scalar
+from batsnn.ops.lif.grid import floor_index, floor_index_scalar, last_index
 from batsnn.ops.lif.grid import grid_scalar as grid  # noqa: F401  (the plain grid(t, dt))
 
 
@@ -36,7 +36,9 @@ def lif_linear_forward_naive(input_times, weight, *, tau_s, theta, delta_theta, 
     ``records[b][n]`` is a list of ``(t_continuous, window_index, A, B, X, t_reset)`` per
     spike with ``window_index`` counting into the sorted event list of sample ``b`` and
     ``t_reset`` the time its reset is applied (``t_continuous``, or with ``dt`` and
-    ``reset_at="emitted"`` the emitted grid time); the backward reference uses them.
+    ``reset_at="emitted"`` the emitted grid time); the backward reference uses them. With
+    ``dt`` no spike is emitted past grid index ``k_T``
+    (:func:`batsnn.ops.lif.grid.last_index` of ``t_max``).
 
     ``reset_at="emitted"`` (with ``dt``): a neuron spikes at the first grid point after its
     last spike (and after the window's input) that lies after the crossing, if any, and at
@@ -45,7 +47,8 @@ def lif_linear_forward_naive(input_times, weight, *, tau_s, theta, delta_theta, 
     the last grid point, or none at all under a net inhibitory current) is recorded with
     ``t_continuous`` its emitted time and ``X = +inf``.
     """
-    reset_emitted = bool(dt) and reset_at == "emitted"
+    on_grid = bool(dt)
+    reset_on_grid = on_grid and reset_at == "emitted"
     tau = 2.0 * tau_s
     batch, n_in, _ = input_times.shape
     n_out = weight.shape[0]
@@ -53,12 +56,12 @@ def lif_linear_forward_naive(input_times, weight, *, tau_s, theta, delta_theta, 
     times = torch.full((batch, n_out, max_spikes), math.inf, dtype=torch.float64)
     counts = torch.zeros(batch, n_out, dtype=torch.int64)
     records = []
-    k_tmax = floor_index_scalar(t_max, dt) if dt else math.inf
+    k_tmax = last_index(t_max, dt)
     for b in range(batch):
         events = _sorted_events(input_times[b].detach().double())
         # grid index of each input time, in the input's own dtype (model.md section 6)
         kin = (floor_index(torch.tensor([t for t, _ in events], dtype=torch.float64), dt,
-                           input_times.dtype).tolist() if dt else [])
+                           input_times.dtype).tolist() if on_grid else [])
         rec_b = []
         for n in range(n_out):
             a_sum = 0.0
@@ -74,7 +77,7 @@ def lif_linear_forward_naive(input_times, weight, *, tau_s, theta, delta_theta, 
                 t_next = events[j + 1][0] if j + 1 < len(events) else math.inf
                 while len(rec) < max_spikes:
                     disc = b_sum * b_sum - 4.0 * a_sum * theta / tau
-                    if reset_emitted:  # the first grid point where V >= theta, see above
+                    if reset_on_grid:  # the first grid point where V >= theta, see above
                         k_crossing = -math.inf  # none ahead (V never reaches theta, or A <= 0)
                         if disc >= 0:
                             x = math.sqrt(disc)
@@ -104,7 +107,7 @@ def lif_linear_forward_naive(input_times, weight, *, tau_s, theta, delta_theta, 
                     if ratio <= 0:
                         break
                     t_star = tau * math.log(ratio)
-                    if dt:  # decided on integer grid indices
+                    if on_grid:  # decided on integer grid indices
                         k = floor_index_scalar(t_star, dt) + 1.0
                         k_next = kin[j + 1] if j + 1 < len(events) else math.inf
                         if not (k > max(kin[j], k_last) and k <= min(k_next, k_tmax)):

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from batsnn.ops.lif.cpu import cache  # noqa: F401  (the package's cache stamp)
-from batsnn.ops.lif.cpu.core import (add_window_spikes, integrate, lane_errors, rescale,
-                                     search_window, time_coef, weight_coef, window_x)
+from batsnn.ops.lif.cpu.core import (add_window_spikes, integrate, rescale, search_window,
+                                     spike_errors, time_coef, weight_coef, window_x)
 
 #: Output channels per task (the width of the lane loops).
 LANES = 64
@@ -44,8 +44,8 @@ CHUNK = 16
 
 @numba.njit(parallel=True, cache=True)
 def forward_kernel(ts, ref, es, ex, kin, rf_off, rf_j, rf_w, rf_up, rf_xup, rf_kup, wt, n_pos,
-                   tau_s, theta, delta_theta, dt, on_grid, need_aux, out_t, out_tc, out_win,
-                   out_x, counts):
+                   tau_s, theta, delta_theta, dt, reset_on_grid, need_aux, out_t, out_tc,
+                   out_win, out_x, counts):
     """Spikes of every (sample, output neuron) of a convolution: the sorted events ``(B, M)``
     and the receptive-field lists of :class:`.rf.ConvEvents`, ``wt`` the transposed weight
     ``(C_in * kH * kW, C_out)``, ``n_pos = H_out * W_out``; writes ``out_t``
@@ -57,7 +57,7 @@ def forward_kernel(ts, ref, es, ex, kin, rf_off, rf_j, rf_w, rf_up, rf_xup, rf_k
     tau = 2.0 * tau_s
     c = theta / tau
     reset = delta_theta / tau
-    discrete = dt > 0.0
+    on_grid = dt > 0.0
     n_blocks = (c_out + LANES - 1) // LANES
     n_chunks = (n_pos + CHUNK - 1) // CHUNK
     for task in numba.prange(n_batch * n_blocks * n_chunks):
@@ -92,21 +92,21 @@ def forward_kernel(ts, ref, es, ex, kin, rf_off, rf_j, rf_w, rf_up, rf_xup, rf_k
                     r_prev = r
                 integrate(a_acc, b_acc, wt[rf_w[e], c0:c0 + nl], nl, es[b, j], ex[b, j])
                 # the window after the entry, up to the list's next event
-                lo = kin[b, j] if discrete else ts[b, j]
-                hi = rf_kup[e] if discrete else rf_up[e]
+                lo = kin[b, j] if on_grid else ts[b, j]
+                hi = rf_kup[e] if on_grid else rf_up[e]
                 if hi <= lo:
                     continue
-                u = window_x(rf_xup[e], rf_up[e], hi, dt, discrete, tau)
+                u = window_x(rf_xup[e], rf_up[e], hi, dt, on_grid, tau)
                 search_window(a_acc, b_acc, cand, cnt, last, nl, r, lo, hi, u, es[b, j],
-                              ex[b, j], tau, c, reset, dt, on_grid, k_max, j, need_aux, b, n0,
-                              n_pos, out_t, out_tc, out_win, out_x)
+                              ex[b, j], tau, c, reset, dt, reset_on_grid, k_max, j, need_aux,
+                              b, n0, n_pos, out_t, out_tc, out_win, out_x)
             for l in range(nl):
                 counts[b, n0 + l * n_pos] = cnt[l]
 
 
 @numba.njit(parallel=True, cache=True)
 def backward_kernel(g_out, out_tc, out_win, out_x, counts, ref, es, ex, rf_off, rf_j, rf_w,
-                    wt, n_pos, tau_s, delta_theta, dt, on_grid, need_input, g_in,
+                    wt, n_pos, tau_s, delta_theta, dt, reset_on_grid, need_input, g_in,
                     g_wt_parts):
     """BATS gradients of a convolution from ``g_out`` ``(B, C_out * n_pos, K)`` and the
     forward's aux arrays: adds ``dL/dt_j`` of each sorted event to ``g_in`` ``(B, M)`` (with
@@ -135,9 +135,9 @@ def backward_kernel(g_out, out_tc, out_win, out_x, counts, ref, es, ex, rf_off, 
                     j_top = -1
                     for l in range(nl):
                         n = n0 + l * n_pos
-                        w_last = lane_errors(l, b, n, counts[b, n], g_out, out_tc, out_win,
-                                             out_x, ref, reset, tau, dt, on_grid, err, e1, e2,
-                                             kk, next_win)
+                        w_last = spike_errors(l, b, n, counts[b, n], g_out, out_tc, out_win,
+                                             out_x, ref, reset, tau, dt, reset_on_grid, err,
+                                             e1, e2, kk, next_win)
                         if w_last > j_top:
                             j_top = w_last
                     if j_top < 0:

@@ -56,6 +56,17 @@ def floor_index(t, dt, f32):
     return k
 
 
+@_inline
+def past_horizon(ts, kin, b, j, on_grid, t_max, k_tmax):
+    """Whether event ``j`` of sample ``b`` lies at or past the horizon, so that no window
+    from it on holds a spike: its grid index ``kin[b, j] >= k_T`` on the grid (``k_tmax``,
+    :func:`batsnn.ops.lif.grid.last_index`), its time ``ts[b, j] >= t_max`` in exact
+    time. Events are sorted, so the first such event ends a sample's stream."""
+    if on_grid:
+        return kin[b, j] >= k_tmax
+    return ts[b, j] >= t_max
+
+
 # ------------------------------------------------------------------------------ forward
 
 @_inline
@@ -117,23 +128,23 @@ def above_at_start(al, bl, e_s, e_x, c):
 
 
 @_inline
-def may_fire_on_grid(al, bl, pc, e_s, e_x, c):
+def may_fire(al, bl, pc, e_s, e_x, c):
     """:func:`may_cross`, or a potential at or above threshold at the window's start under a
     net inhibitory current (``A <= 0``): no crossing lies ahead, yet with
-    ``reset_at="emitted"`` the grid may force a spike (:func:`emit_lane`). ``e_s``,
+    ``reset_at="emitted"`` the grid may force a spike (:func:`emit`). ``e_s``,
     ``e_x``: the window's event's scaled exponentials."""
     return may_cross(al, bl, pc) | ((al <= 0.0) & above_at_start(al, bl, e_s, e_x, c))
 
 
 @_inline
-def pretest_lanes(a_acc, b_acc, cnt, k_max, nl, pc, on_grid, e_s, e_x, c, cand):
-    """:func:`may_cross` (with ``on_grid``, :func:`may_fire_on_grid`) of every lane that has
+def pretest_lanes(a_acc, b_acc, cnt, k_max, nl, pc, reset_on_grid, e_s, e_x, c, cand):
+    """:func:`may_cross` (with ``reset_on_grid``, :func:`may_fire`) of every lane that has
     spikes left, into ``cand``; whether any. The two lane loops are written out so that the
     seed's and exact-time neurons keep their branch-free loop of :func:`may_cross` alone."""
     any_cand = False
-    if on_grid:
+    if reset_on_grid:
         for l in range(nl):
-            cl = (cnt[l] < k_max) & may_fire_on_grid(a_acc[l], b_acc[l], pc, e_s, e_x, c)
+            cl = (cnt[l] < k_max) & may_fire(a_acc[l], b_acc[l], pc, e_s, e_x, c)
             cand[l] = cl
             any_cand |= cl
     else:
@@ -145,8 +156,8 @@ def pretest_lanes(a_acc, b_acc, cnt, k_max, nl, pc, on_grid, e_s, e_x, c, cand):
 
 
 @_inline
-def emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, e_s, e_x, tau, c, reset, dt, on_grid,
-              k_max, j, need_aux, b, n, out_t, out_tc, out_win, out_x):
+def emit(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, e_s, e_x, tau, c, reset, dt, reset_on_grid,
+         k_max, j, need_aux, b, n, out_t, out_tc, out_win, out_x):
     """Exact root search and emission of lane ``l`` (output neuron ``n`` of sample ``b``) in
     the window after event ``j`` (model.md sections 1 and 6).
 
@@ -158,8 +169,8 @@ def emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, e_s, e_x, tau, c, reset
     Each spike lowers ``B'`` by ``(delta_theta/tau) exp((t_c - r)/tau)``, and the search
     repeats until a test fails or the lane has ``k_max`` spikes.
 
-    ``on_grid`` (``reset_at="emitted"``, ``dt > 0``): the neuron of spikes and resets on
-    the grid. A spike is emitted at the first grid index ``k > max(lo, last[l])``, from
+    ``reset_on_grid`` (``reset_at="emitted"``, ``dt > 0``): the neuron of spikes and resets
+    on the grid. A spike is emitted at the first grid index ``k > max(lo, last[l])``, from
     ``floor_index(t_c) + 1`` on, at which the potential is at or above ``theta``, iff
     ``k <= hi``; its reset lowers ``B'`` by ``(delta_theta/tau) exp((k dt - r)/tau)``.
     ``V >= theta`` at ``x = x(k dt)`` iff ``x >= x2 = 2c / (B' + X)`` (and ``x <= x1``,
@@ -180,7 +191,7 @@ def emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, e_s, e_x, tau, c, reset
             break
         x = math.sqrt(disc)
         den = bl + x
-        if on_grid:
+        if reset_on_grid:
             if den <= 0.0:  # V < theta at every time
                 break
             ratio = 2.0 * al / den
@@ -226,7 +237,7 @@ def emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, e_s, e_x, tau, c, reset
         lower = mark
         bl -= drop
         # after the reset, the root-free pre-test again before sqrt and log
-        if not (may_fire_on_grid(al, bl, pc, e_s, e_x, c) if on_grid
+        if not (may_fire(al, bl, pc, e_s, e_x, c) if reset_on_grid
                 else may_cross(al, bl, pc)):
             break
     if kk > cnt[l]:
@@ -236,7 +247,7 @@ def emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, e_s, e_x, tau, c, reset
 
 
 @_inline
-def window_x(xup_j, up_j, hi, dt, discrete, tau):
+def window_x(xup_j, up_j, hi, dt, on_grid, tau):
     """``u``, the ``x = exp(-t/tau)`` (relative to the event's reference time) up to which the
     pre-test of a window looks: ``xup_j``, the window's end ``up_j``. With ``dt > 0`` a
     crossing at ``t`` has index ``floor_index(t) + 1 <= hi`` iff ``t < G(hi) = hi * dt``,
@@ -244,42 +255,42 @@ def window_x(xup_j, up_j, hi, dt, discrete, tau):
     ``u`` at or below ``exp(-(G(hi) - r)/tau)`` keeps the pre-test conservative
     (``1 - z <= exp(-z)``)."""
     u = xup_j
-    if discrete and hi * dt > up_j:
+    if on_grid and hi * dt > up_j:
         u *= 1.0 - (hi * dt - up_j) / tau
     return u
 
 
 @_inline
 def search_window(a_acc, b_acc, cand, cnt, last, nl, r, lo, hi, u, e_s, e_x, tau, c, reset,
-                  dt, on_grid, k_max, j, need_aux, b, n0, n_step, out_t, out_tc, out_win,
-                  out_x):
+                  dt, reset_on_grid, k_max, j, need_aux, b, n0, n_step, out_t, out_tc,
+                  out_win, out_x):
     """The output spikes of the lanes in the window ``(lo, hi]`` after event ``j`` (bounds
-    as :func:`emit_lane` takes them, ``u`` from :func:`window_x`, ``e_s``/``e_x`` the
+    as :func:`emit` takes them, ``u`` from :func:`window_x`, ``e_s``/``e_x`` the
     event's scaled exponentials): the root-free pre-test of every lane, then the exact
     search of the lanes that pass it."""
     pc = pretest_constants(u, c)
-    if pretest_lanes(a_acc, b_acc, cnt, k_max, nl, pc, on_grid, e_s, e_x, c, cand):
+    if pretest_lanes(a_acc, b_acc, cnt, k_max, nl, pc, reset_on_grid, e_s, e_x, c, cand):
         for l in range(nl):
             if cand[l]:
-                emit_lane(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, e_s, e_x, tau, c, reset,
-                          dt, on_grid, k_max, j, need_aux, b, n0 + l * n_step, out_t, out_tc,
-                          out_win, out_x)
+                emit(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, e_s, e_x, tau, c, reset, dt,
+                     reset_on_grid, k_max, j, need_aux, b, n0 + l * n_step, out_t, out_tc,
+                     out_win, out_x)
 
 
 # ----------------------------------------------------------------------------- backward
 
 @_inline
-def lane_errors(l, b, n, cnt, g_out, out_tc, out_win, out_x, ref, reset, tau, dt, on_grid,
-                err, e1, e2, kk, next_win):
+def spike_errors(l, b, n, cnt, g_out, out_tc, out_win, out_x, ref, reset, tau, dt,
+                 reset_on_grid, err, e1, e2, kk, next_win):
     """Errors of lane ``l``'s ``cnt`` spikes through the reset coupling, into ``err[l]``;
     resets the lane's backward state. Returns the window of its last spike, or ``-1`` when
     it has none or all its errors are zero (nothing to propagate).
 
     From the last spike backwards, ``e_k = g_k + (delta_theta/tau) exp(t_k/tau) *
     sum_{m>k} e_m / X_m``; the sum is held relative to the reference time of spike ``k``'s
-    window. ``t_k`` is the time of spike ``k``'s reset: its crossing, or with ``on_grid``
-    its emitted grid time ``(floor_index(t_c) + 1) dt`` (moving with the crossing; a forced
-    spike, ``X = +inf``, passes nothing on whatever its ``t_k``).
+    window. ``t_k`` is the time of spike ``k``'s reset: its crossing, or with
+    ``reset_on_grid`` its emitted grid time ``(floor_index(t_c) + 1) dt`` (moving with the
+    crossing; a forced spike, ``X = +inf``, passes nothing on whatever its ``t_k``).
     """
     kk[l] = cnt - 1
     e1[l] = 0.0
@@ -296,7 +307,7 @@ def lane_errors(l, b, n, cnt, g_out, out_tc, out_win, out_x, ref, reset, tau, dt
             acc *= math.exp((r_k - r_acc) / tau)
             r_acc = r_k
         t_k = out_tc[b, n, k]
-        if on_grid:
+        if reset_on_grid:
             t_k = (floor_index(t_k, dt, False) + 1.0) * dt
         e_k = g_out[b, n, k] + reset * math.exp((t_k - r_k) / tau) * acc
         err[l, k] = e_k

@@ -21,8 +21,10 @@ import numpy as np
 import torch
 
 from batsnn.ops.lif.cpu import cache  # noqa: F401  (the package's cache stamp)
-from batsnn.ops.lif.cpu.core import (add_window_spikes, integrate, lane_errors, rescale,
-                                     search_window, time_coef, weight_coef, window_x)
+from batsnn.ops.lif.cpu.core import (add_window_spikes, integrate, past_horizon, rescale,
+                                     search_window, spike_errors, time_coef, weight_coef,
+                                     window_x)
+from batsnn.ops.lif.grid import last_index
 
 #: Output neurons per task: one weight row segment per event, the width of the lane loops.
 LANES = 64
@@ -30,19 +32,20 @@ LANES = 64
 
 @numba.njit(parallel=True, cache=True)
 def forward_kernel(ts, nid, nspk, ref, es, ex, up, xup, kin, kup, wt, tau_s, theta,
-                   delta_theta, t_max, dt, on_grid, need_aux, out_t, out_tc, out_win, out_x,
-                   counts):
+                   delta_theta, t_max, dt, k_tmax, reset_on_grid, need_aux, out_t, out_tc,
+                   out_win, out_x, counts):
     """Spikes of every (sample, output neuron): event arrays ``(B, M)`` of
     :class:`batsnn.ops.lif.events.Events`, ``wt`` ``(N_in, N_out)`` the transposed weight;
     writes ``out_t`` ``(B, N_out, K)`` (pre-filled with +inf), ``counts`` ``(B, N_out)`` and,
-    with ``need_aux``, ``out_tc``/``out_win``/``out_x`` (continuous crossing, window, X)."""
+    with ``need_aux``, ``out_tc``/``out_win``/``out_x`` (continuous crossing, window, X).
+    ``k_tmax``: ``k_T`` of ``t_max`` on the grid (:func:`batsnn.ops.lif.grid.last_index`)."""
     n_batch = ts.shape[0]
     n_out = wt.shape[1]
     k_max = out_t.shape[2]
     tau = 2.0 * tau_s
     c = theta / tau
     reset = delta_theta / tau
-    discrete = dt > 0.0
+    on_grid = dt > 0.0
     n_blocks = (n_out + LANES - 1) // LANES
     for task in numba.prange(n_batch * n_blocks):
         # block-major order: a block's weight columns stay in cache while samples go by
@@ -58,9 +61,9 @@ def forward_kernel(ts, nid, nspk, ref, es, ex, up, xup, kin, kup, wt, tau_s, the
         m = nspk[b]
         r_prev = ref[b, 0] if m > 0 else 0.0
         for j in range(m):
-            t_j = ts[b, j]
-            if t_j >= t_max:
+            if past_horizon(ts, kin, b, j, on_grid, t_max, k_tmax):
                 break
+            t_j = ts[b, j]
             r = ref[b, j]
             if r != r_prev:
                 rescale(a_acc, b_acc, nl, r_prev - r, tau_s, tau)
@@ -68,21 +71,21 @@ def forward_kernel(ts, nid, nspk, ref, es, ex, up, xup, kin, kup, wt, tau_s, the
             integrate(a_acc, b_acc, wt[nid[b, j], n0:n0 + nl], nl, es[b, j], ex[b, j])
             # the window after event j: (lo, hi] in time (dt == 0) or grid indices (dt > 0);
             # equal times (common on a grid) leave it empty
-            lo = kin[b, j] if discrete else t_j
-            hi = kup[b, j] if discrete else up[b, j]
+            lo = kin[b, j] if on_grid else t_j
+            hi = kup[b, j] if on_grid else up[b, j]
             if hi <= lo:
                 continue
-            u = window_x(xup[b, j], up[b, j], hi, dt, discrete, tau)
+            u = window_x(xup[b, j], up[b, j], hi, dt, on_grid, tau)
             search_window(a_acc, b_acc, cand, cnt, last, nl, r, lo, hi, u, es[b, j], ex[b, j],
-                          tau, c, reset, dt, on_grid, k_max, j, need_aux, b, n0, 1, out_t,
-                          out_tc, out_win, out_x)
+                          tau, c, reset, dt, reset_on_grid, k_max, j, need_aux, b, n0, 1,
+                          out_t, out_tc, out_win, out_x)
         for l in range(nl):
             counts[b, n0 + l] = cnt[l]
 
 
 @numba.njit(parallel=True, cache=True)
 def backward_kernel(g_out, out_tc, out_win, out_x, counts, nid, ref, es, ex, wt, tau_s,
-                    delta_theta, dt, on_grid, need_input, g_in, g_wt_parts):
+                    delta_theta, dt, reset_on_grid, need_input, g_in, g_wt_parts):
     """BATS gradients from ``g_out`` ``(B, N_out, K)`` and the forward's aux arrays: adds
     ``dL/dt_j`` of each sorted event to ``g_in`` ``(B, M)`` (with ``need_input``) and the
     weight gradient to ``g_wt_parts`` ``(P, N_in, N_out)``, one slice per parallel part
@@ -105,9 +108,9 @@ def backward_kernel(g_out, out_tc, out_win, out_x, counts, nid, ref, es, ex, wt,
                 nl = min(LANES, n_out - n0)
                 j_top = -1
                 for l in range(nl):
-                    w_last = lane_errors(l, b, n0 + l, counts[b, n0 + l], g_out, out_tc,
-                                         out_win, out_x, ref, reset, tau, dt, on_grid, err,
-                                         e1, e2, kk, next_win)
+                    w_last = spike_errors(l, b, n0 + l, counts[b, n0 + l], g_out, out_tc,
+                                          out_win, out_x, ref, reset, tau, dt, reset_on_grid,
+                                          err, e1, e2, kk, next_win)
                     if w_last > j_top:
                         j_top = w_last
                 if j_top < 0:
@@ -155,10 +158,11 @@ def forward(ev, weight, p, *, synapse=None, need_aux=True):
     counts = torch.zeros((n_batch, n_out), dtype=torch.int64)
     # float32 weights stay float32 (half the memory traffic); products are taken in float64
     wt = weight.detach().t().contiguous()
+    k_tmax = last_index(p.t_max, p.dt)
     forward_kernel(ev.ts.numpy(), ev.nid.numpy(), ev.nspk.numpy(), ev.ref.numpy(),
                    ev.es.numpy(), ev.ex.numpy(), ev.up.numpy(), ev.xup.numpy(),
                    ev.kin.numpy(), ev.kup.numpy(), wt.numpy(), p.tau_s, p.theta,
-                   p.delta_theta, p.t_max, p.dt, p.reset_emitted, bool(need_aux),
+                   p.delta_theta, p.t_max, p.dt, k_tmax, p.reset_emitted, bool(need_aux),
                    out_t.numpy(), out_tc.numpy(), out_win.numpy(), out_x.numpy(), counts.numpy())
     return out_t, out_tc, out_win, out_x, counts
 

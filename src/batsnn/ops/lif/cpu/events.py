@@ -17,6 +17,7 @@ import torch
 from batsnn.ops.lif.cpu import cache  # noqa: F401  (the package's cache stamp)
 from batsnn.ops.lif.cpu.core import floor_index
 from batsnn.ops.lif.events import SEGMENT, Events
+from batsnn.ops.lif.grid import last_index
 
 
 @numba.njit(parallel=True, cache=True)
@@ -61,20 +62,18 @@ def _radix_argsort(vals, keys, tmp, order, tmp_order, counts):
 
 
 @numba.njit(parallel=True, cache=True)
-def build_events(times, nspk, tau_s, seg, t_max, dt, in_f32, ts, nid, perm, ref, es, ex, up,
-                 xup, kin, kup):
+def build_events(times, nspk, tau_s, seg, t_max, dt, k_tmax, in_f32, ts, nid, perm, ref, es,
+                 ex, up, xup, kin, kup):
     """Fill the event arrays of each sample from valid ``(B, N, S)`` trains (stable order
     for equal times: the order of ``times.reshape(B, -1)``). With ``dt > 0`` also the grid
     indices: ``kin[b, j] = floor_index(ts[b, j])`` with grid values rounded to float32 when
-    the input is float32 (``in_f32``), ``kup[b, j] = min(kin[b, j+1], floor_index(t_max))``
-    (``+inf`` past the last event), as :func:`batsnn.ops.lif.events.grid_bounds`."""
+    the input is float32 (``in_f32``), ``kup[b, j] = min(kin[b, j+1], k_tmax)``
+    (``+inf`` past the last event; ``k_tmax`` from :func:`batsnn.ops.lif.grid.last_index`),
+    as :func:`batsnn.ops.lif.events.grid_bounds`."""
     tau = 2.0 * tau_s
     m_all = ts.shape[1]
     s_in = times.shape[2]
-    discrete = dt > 0.0
-    k_tmax = np.inf
-    if discrete and math.isfinite(t_max):
-        k_tmax = floor_index(t_max, dt, False)
+    on_grid = dt > 0.0
     for b in numba.prange(times.shape[0]):
         m = nspk[b]
         vals = np.empty(m, np.float64)
@@ -104,7 +103,7 @@ def build_events(times, nspk, tau_s, seg, t_max, dt, in_f32, ts, nid, perm, ref,
             e = math.exp((t - r) / tau_s)
             es[b, j] = e
             ex[b, j] = math.sqrt(e)  # exp((t - r)/tau) with tau = 2 tau_s
-            if discrete:
+            if on_grid:
                 kin[b, j] = floor_index(t, dt, in_f32)
         for j in range(m):
             u = ts[b, j + 1] if j + 1 < m else np.inf
@@ -115,13 +114,13 @@ def build_events(times, nspk, tau_s, seg, t_max, dt, in_f32, ts, nid, perm, ref,
                 xup[b, j] = 1.0 / ex[b, j + 1]
             else:
                 xup[b, j] = math.exp(-(u - ref[b, j]) / tau)
-            if discrete:
+            if on_grid:
                 k = kin[b, j + 1] if j + 1 < m else np.inf
                 kup[b, j] = k if k < k_tmax else k_tmax
         for j in range(m, m_all):
             ts[b, j] = np.inf
             up[b, j] = np.inf
-            if discrete:
+            if on_grid:
                 kin[b, j] = np.inf
                 kup[b, j] = k_tmax
 
@@ -145,7 +144,8 @@ def sort_events(input_times: torch.Tensor, p) -> Events:
     kin, kup = (torch.zeros((n_batch, m if p.discrete else 0), **f64) for _ in range(2))
     nid = torch.zeros((n_batch, m), dtype=torch.int32)
     perm = torch.zeros((n_batch, m), dtype=torch.int64)
-    build_events(times_np, nspk, p.tau_s, SEGMENT * p.tau_s, p.t_max, p.dt,
+    k_tmax = last_index(p.t_max, p.dt)
+    build_events(times_np, nspk, p.tau_s, SEGMENT * p.tau_s, p.t_max, p.dt, k_tmax,
                  input_times.dtype == torch.float32, ts.numpy(), nid.numpy(), perm.numpy(),
                  ref.numpy(), es.numpy(), ex.numpy(), up.numpy(), xup.numpy(), kin.numpy(),
                  kup.numpy())

@@ -6,9 +6,10 @@ lists of the output positions whose receptive field holds it (CSR: counts per po
 prefix sums, fill), so every list is in time order and no neuron scans the whole input.
 Each list entry carries what the window after it needs, for THAT list: the window's end
 ``up = min(time of the list's next event, t_max)``, ``xup = exp(-(up - ref_j)/tau)`` and,
-with ``dt > 0``, the grid bound ``kup = min(kin of the list's next event,
-floor_index(t_max))``, exactly as :func:`.events.build_events` makes them for the whole
-input. Events at or after ``t_max`` are left out: a neuron stops integrating there.
+with ``dt > 0``, the grid bound ``kup = min(kin of the list's next event, k_T)``
+(:func:`batsnn.ops.lif.grid.last_index`), exactly as :func:`.events.build_events` makes them
+for the whole input. Events at or past the horizon (:func:`.core.past_horizon`) are left
+out: a neuron stops integrating there.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import numpy as np
 import torch
 
 from batsnn.ops.lif.cpu import cache  # noqa: F401  (the package's cache stamp)
-from batsnn.ops.lif.cpu.core import floor_index
+from batsnn.ops.lif.cpu.core import past_horizon
 from batsnn.ops.lif.events import Events
+from batsnn.ops.lif.grid import last_index
 
 
 #: the receptive-field lists' own fields, after those of
@@ -65,14 +67,15 @@ def _span(i, k, s, pad, n_out):
 
 
 @numba.njit(parallel=True, cache=True)
-def count_entries(ts, nid, nspk, t_max, c_in, h, w, kh, kw, sy, sx, py, px, h_out, w_out,
-                  counts):
-    """``counts[b, q]``: events of sample ``b`` before ``t_max`` in the receptive field of
-    position ``q``."""
+def count_entries(ts, nid, nspk, kin, t_max, dt, k_tmax, c_in, h, w, kh, kw, sy, sx, py, px,
+                  h_out, w_out, counts):
+    """``counts[b, q]``: events of sample ``b`` before the horizon (:func:`.core.past_horizon`)
+    in the receptive field of position ``q``."""
     hw = h * w
+    on_grid = dt > 0.0
     for b in numba.prange(ts.shape[0]):
         for j in range(nspk[b]):
-            if ts[b, j] >= t_max:
+            if past_horizon(ts, kin, b, j, on_grid, t_max, k_tmax):
                 break
             i = nid[b, j]
             rem = i % hw
@@ -86,21 +89,18 @@ def count_entries(ts, nid, nspk, t_max, c_in, h, w, kh, kw, sy, sx, py, px, h_ou
 
 
 @numba.njit(parallel=True, cache=True)
-def fill_entries(ts, nid, nspk, ref, ex, kin, t_max, dt, tau_s, c_in, h, w, kh, kw, sy, sx,
-                 py, px, h_out, w_out, off, rf_j, rf_w, rf_up, rf_xup, rf_kup):
+def fill_entries(ts, nid, nspk, ref, ex, kin, t_max, dt, k_tmax, tau_s, c_in, h, w, kh, kw, sy,
+                 sx, py, px, h_out, w_out, off, rf_j, rf_w, rf_up, rf_xup, rf_kup):
     """Fill the lists (see :class:`ConvEvents`); ``off`` from :func:`count_entries`."""
     tau = 2.0 * tau_s
     hw = h * w
     n_pos = h_out * w_out
-    discrete = dt > 0.0
-    k_tmax = np.inf
-    if discrete and math.isfinite(t_max):
-        k_tmax = floor_index(t_max, dt, False)
+    on_grid = dt > 0.0
     for b in numba.prange(ts.shape[0]):
         base = b * n_pos
         cursor = off[base:base + n_pos].copy()
         for j in range(nspk[b]):
-            if ts[b, j] >= t_max:
+            if past_horizon(ts, kin, b, j, on_grid, t_max, k_tmax):
                 break
             i = nid[b, j]
             ci = i // hw
@@ -132,7 +132,7 @@ def fill_entries(ts, nid, nspk, ref, ex, kin, t_max, dt, tau_s, c_in, h, w, kh, 
                     rf_xup[e] = 1.0 / ex[b, nxt]
                 else:
                     rf_xup[e] = math.exp(-(u - ref[b, j]) / tau)
-                if discrete:
+                if on_grid:
                     k = kin[b, nxt] if nxt >= 0 else np.inf
                     rf_kup[e] = k if k < k_tmax else k_tmax
 
@@ -147,9 +147,10 @@ def build_lists(ev: Events, p, synapse) -> ConvEvents:
     h_out, w_out = synapse.out_hw
     n_pos = h_out * w_out
     geom = (c_in, h, w, kh, kw, sy, sx, py, px, h_out, w_out)
-    ts, nid, nspk = ev.ts.numpy(), ev.nid.numpy(), ev.nspk.numpy()
+    ts, nid, nspk, kin = ev.ts.numpy(), ev.nid.numpy(), ev.nspk.numpy(), ev.kin.numpy()
+    k_tmax = last_index(p.t_max, p.dt)
     counts = np.zeros((n_batch, n_pos), np.int64)
-    count_entries(ts, nid, nspk, p.t_max, *geom, counts)
+    count_entries(ts, nid, nspk, kin, p.t_max, p.dt, k_tmax, *geom, counts)
     off = np.zeros(n_batch * n_pos + 1, np.int64)
     np.cumsum(counts.reshape(-1), out=off[1:])
     n_entries = int(off[-1])
@@ -158,7 +159,7 @@ def build_lists(ev: Events, p, synapse) -> ConvEvents:
     rf_up = np.empty(n_entries, np.float64)
     rf_xup = np.empty(n_entries, np.float64)
     rf_kup = np.empty(n_entries if p.discrete else 0, np.float64)
-    fill_entries(ts, nid, nspk, ev.ref.numpy(), ev.ex.numpy(), ev.kin.numpy(), p.t_max, p.dt,
+    fill_entries(ts, nid, nspk, ev.ref.numpy(), ev.ex.numpy(), kin, p.t_max, p.dt, k_tmax,
                  p.tau_s, *geom, off, rf_j, rf_w, rf_up, rf_xup, rf_kup)
     lists = (torch.from_numpy(a) for a in (off, rf_j, rf_w, rf_up, rf_xup, rf_kup))
     return ConvEvents(*ev, *lists)

@@ -32,7 +32,7 @@ from batsnn.ops.lif.cuda import conv, dense
 from batsnn.ops.lif.cuda import events as _events
 from batsnn.ops.lif.cuda.sort import sort_times
 from batsnn.ops.lif.events import SEGMENT
-from batsnn.ops.lif.grid import floor_index_scalar
+from batsnn.ops.lif.grid import last_index, stop_time
 from batsnn.ops.lif.synapse import DENSE
 
 __all__ = ["available", "backward", "forward", "pool", "sort_events"]
@@ -98,8 +98,9 @@ def _params(dtype, device, tau_s, theta, delta_theta, t_max, dt, seg=0.0):
 
 
 def _grid(p, device) -> torch.Tensor:
-    """float64 ``(dt, floor_index(t_max))`` on the device (the grid's constants)."""
-    k_tmax = floor_index_scalar(p.t_max, p.dt) if p.discrete else math.inf
+    """float64 ``(dt, k_T)`` on the device (the grid's constants; ``k_T`` of ``t_max``,
+    :func:`batsnn.ops.lif.grid.last_index`)."""
+    k_tmax = last_index(p.t_max, p.dt)
     return _const((float(p.dt), float(k_tmax)), torch.float64, device)
 
 
@@ -162,11 +163,15 @@ def _forward(ev, weight, p, need_aux):
     wt = _dense_weight(weight)
     lanes = _lanes(n_out, backward=False)
     grid = (n_batch, triton.cdiv(n_out, lanes))
-    dense._forward_kernel[grid](
+    # in the kernel's t_max slot: the time from which an input opens no window (t_max itself
+    # in exact time; on the grid G(k_T) in the events' dtype, so that the stop is the
+    # reference's index test)
+    t_stop = stop_time(p.t_max, p.dt, dtype)
+    dense.forward_kernel[grid](
         ev.ts, ev.nid, ev.nspk, ev.ref, ev.es, ev.ex, ev.xup, ev.kin, ev.kup, wt,
-        _params(dtype, dev, p.tau_s, p.theta, p.delta_theta, p.t_max, p.dt), _grid(p, dev),
+        _params(dtype, dev, p.tau_s, p.theta, p.delta_theta, t_stop, p.dt), _grid(p, dev),
         out_t, out_tc, out_win, out_x, counts, m, n_out, K=max_spikes, BLOCK=lanes,
-        SYNAPSE="dense", USE_DT=p.discrete, ON_GRID=p.reset_emitted, MARGIN=_MARGIN,
+        SYNAPSE="dense", ON_GRID=p.discrete, RESET_ON_GRID=p.reset_emitted, MARGIN=_MARGIN,
         INTERP=_INTERP,
         NEED_AUX=bool(need_aux), num_warps=1)
     return out_t, out_tc, out_win, out_x, counts
@@ -204,11 +209,11 @@ def _backward(g_out, saved, ev, weight, p, need_input):
     g = g_out.detach().to(dtype).contiguous()
     lanes = _lanes(n_out, backward=True)
     grid = (n_batch, triton.cdiv(n_out, lanes))
-    dense._backward_kernel[grid](
+    dense.backward_kernel[grid](
         g, out_tc, out_win, out_x, counts, ev.nid, ev.ref, ev.es, ev.ex, wt,
         _params(dtype, dev, p.tau_s, p.theta, p.delta_theta, p.t_max, p.dt), _grid(p, dev),
         err, g_in, g_wt, m, n_out, K=k, BLOCK=lanes, SYNAPSE="dense",
-        NEED_INPUT=bool(need_input), ON_GRID=p.reset_emitted,
+        NEED_INPUT=bool(need_input), RESET_ON_GRID=p.reset_emitted,
         LANE_ATOMICS=n_out <= LANE_ATOMICS_MAX, INTERP=_INTERP, num_warps=1)
     return g_in, g_wt.t()
 

@@ -22,7 +22,7 @@ from triton.language.extra import libdevice
 
 
 @triton.jit
-def _exp(x, INTERP: tl.constexpr):
+def exp(x, INTERP: tl.constexpr):
     if INTERP:  # Triton's CPU interpreter (tests) has no libdevice
         return tl.exp(x)
     else:
@@ -30,7 +30,7 @@ def _exp(x, INTERP: tl.constexpr):
 
 
 @triton.jit
-def _log(x, INTERP: tl.constexpr):
+def log(x, INTERP: tl.constexpr):
     if INTERP:
         return tl.log(x)
     else:
@@ -38,7 +38,7 @@ def _log(x, INTERP: tl.constexpr):
 
 
 @triton.jit
-def _sqrt(x, INTERP: tl.constexpr):
+def sqrt(x, INTERP: tl.constexpr):
     if INTERP:
         return tl.sqrt(x)
     else:
@@ -46,7 +46,7 @@ def _sqrt(x, INTERP: tl.constexpr):
 
 
 @triton.jit
-def _floor_index(t, dt):
+def floor_index(t, dt):
     """:func:`batsnn.ops.lif.grid.floor_index` of ``t`` in its own dtype: the largest integer
     ``k`` (float64) with ``G(k) <= t``, ``G(k) = k * dt`` in float64 (``dt`` float64) rounded
     to ``t``'s dtype; ``+inf`` stays ``+inf``. For a float64 ``t`` this is
@@ -61,88 +61,107 @@ def _floor_index(t, dt):
 
 
 @triton.jit
-def _pretest(A, Bt, U, c, MARGIN: tl.constexpr):
-    # Root-free test that the earliest crossing lies before the window's end (see the CPU
-    # kernel): A > 0, B > 0 and either f(u) <= 0, or D >= 0 and u past the vertex B/(2A).
-    # U = exp(-(end - r)/tau) for the window's end.
+def may_cross(A, Bt, U, c, MARGIN: tl.constexpr):
+    """Root-free pre-test that the earliest crossing lies before the window's end (the CPU
+    kernels' :func:`batsnn.ops.lif.cpu.core.may_cross`): ``A > 0``, ``B > 0`` and either
+    ``f(u) <= 0``, or ``D >= 0`` and ``u`` past the vertex ``B/(2A)``, with the relative
+    margin ``MARGIN``. ``U = exp(-(end - r)/tau)`` for the window's end."""
     f_u = (A * U - Bt) * U + c
     return ((A > 0.0) & (Bt > 0.0)
             & ((f_u <= MARGIN * (A * U * U + Bt * U + c))
-               | ((2.0 * A * U <= Bt * (1.0 + MARGIN)) & (Bt * Bt >= 4.0 * A * c * (1.0 - MARGIN)))))
+               | ((2.0 * A * U <= Bt * (1.0 + MARGIN))
+                  & (Bt * Bt >= 4.0 * A * c * (1.0 - MARGIN)))))
 
 
 @triton.jit
-def _above_at_start(A, Bt, es_j, ex_j, c, MARGIN: tl.constexpr):
-    # A <= 0 and V >= theta at the window's start t_j (x = 1/ex_j, x^2 = 1/es_j), with the
-    # pre-test's margin: under a net inhibitory current V is at or above theta only while
-    # x >= x2, so nowhere in the window unless at its start (the CPU kernels' above_at_start)
+def above_at_start(A, Bt, es_j, ex_j, c, MARGIN: tl.constexpr):
+    """Whether ``V >= theta`` at the window's start ``t_j`` (``x = 1/ex_j``,
+    ``x^2 = 1/es_j``), with the pre-test's margin against rounding (the CPU kernels'
+    :func:`batsnn.ops.lif.cpu.core.above_at_start`)."""
     lhs = Bt * es_j - A * ex_j
     rhs = c * es_j * ex_j
-    return (A <= 0.0) & (lhs >= rhs - MARGIN * (tl.abs(Bt * es_j) + tl.abs(A * ex_j) + rhs))
+    return lhs >= rhs - MARGIN * (tl.abs(Bt * es_j) + tl.abs(A * ex_j) + rhs)
 
 
 @triton.jit
-def _rescale(s1, s2, shift, tau_s, tau, INTERP: tl.constexpr):
+def may_fire(A, Bt, U, es_j, ex_j, c, MARGIN: tl.constexpr):
+    """:func:`may_cross`, or (``RESET_ON_GRID``) a potential at or above threshold at the
+    window's start under a net inhibitory current (``A <= 0``): no crossing lies ahead, yet
+    the grid may force a spike (:func:`emit`); under ``A <= 0`` ``V`` is at or above theta
+    only while ``x >= x2``, so nowhere in the window unless at its start."""
+    return may_cross(A, Bt, U, c, MARGIN) | ((A <= 0.0)
+                                             & above_at_start(A, Bt, es_j, ex_j, c, MARGIN))
+
+
+@triton.jit
+def integrate(a, bb, w, es_j, ex_j):
+    """One input event added to the lanes' sums: ``A' += w exp((t_j - r)/tau_s)``,
+    ``B' += w exp((t_j - r)/tau)`` (``w`` the event's weight onto each lane)."""
+    return a + w * es_j, bb + w * ex_j
+
+
+@triton.jit
+def rescale(s1, s2, shift, tau_s, tau, INTERP: tl.constexpr):
     """A pair of sums moved to another segment's units: ``s1 * exp(shift / tau_s)`` and
     ``s2 * exp(shift / tau)`` (forward: ``shift = r_old - r_new``; backward, whose sums carry
     ``exp(+r)``: ``shift = r_new - r_old``)."""
-    return s1 * _exp(shift / tau_s, INTERP), s2 * _exp(shift / tau, INTERP)
+    return s1 * exp(shift / tau_s, INTERP), s2 * exp(shift / tau, INTERP)
 
 
 @triton.jit
-def _fire(a, bb, cnt, lower, upper, go, r_j, j, c, tau, reset, dt, out_base, out_t_ptr,
-          out_tc_ptr, out_win_ptr, out_x_ptr, K: tl.constexpr, USE_DT: tl.constexpr,
-          ON_GRID: tl.constexpr, NEED_AUX: tl.constexpr, INTERP: tl.constexpr):
+def emit(a, bb, cnt, lower, hi, go, r_j, j, c, tau, reset, dt, out_base, out_t_ptr,
+         out_tc_ptr, out_win_ptr, out_x_ptr, K: tl.constexpr, ON_GRID: tl.constexpr,
+         RESET_ON_GRID: tl.constexpr, NEED_AUX: tl.constexpr, INTERP: tl.constexpr):
     """The spikes of the lanes in ``go`` in the window after event ``j`` (model.md sections 1
     and 6): exact root of the threshold equation, window test, store, reset; repeated while
     some lane fired and may fire again. Returns the updated ``(bb, cnt, lower)``.
 
     ``a``, ``bb``: the sums in the units of ``r_j``; ``c = theta/tau``, ``reset =
-    delta_theta/tau``. Continuous time (``USE_DT`` false): a crossing ``t_c`` is emitted iff
-    ``lower < t_c <= upper`` (``lower = max(t_j, last spike)``, ``upper`` the window's end,
+    delta_theta/tau``. Continuous time (``ON_GRID`` false): a crossing ``t_c`` is emitted iff
+    ``lower < t_c <= hi`` (``lower = max(t_j, last spike)``, ``hi`` the window's end,
     ``min(next input, t_max)``). On the grid: the emitted index ``k = floor_index(t_c) + 1``
-    (float64) must satisfy ``lower < k <= upper`` with ``lower = max(kin_j, last index)``
-    and ``upper = kup_j`` (float64 indices, :class:`batsnn.ops.lif.events.Events`); the
+    (float64) must satisfy ``lower < k <= hi`` with ``lower = max(kin_j, last index)``
+    and ``hi = kup_j`` (float64 indices, :class:`batsnn.ops.lif.events.Events`); the
     emitted time is ``k * dt`` rounded to the dtype. ``lower`` comes back as the last
     emitted time (index) of the lanes that fired. Spike ``cnt`` of a lane goes to
     ``out_*[out_base + cnt]``; ``out_tc``/``out_x``/``out_win`` only with ``NEED_AUX``.
 
-    ``ON_GRID`` (``reset_at="emitted"``): the index is the first ``k > lower`` from
+    ``RESET_ON_GRID`` (``reset_at="emitted"``): the index is the first ``k > lower`` from
     ``floor_index(t_c) + 1`` on (from ``lower + 1`` when there is no crossing ahead, as
-    under a net inhibitory current, ``A <= 0``), emitted iff ``k <= upper`` and the
+    under a net inhibitory current, ``A <= 0``), emitted iff ``k <= hi`` and the
     potential is at or above theta there (``x(k dt) (B' + X) >= 2c``); the reset is applied
     at ``k dt``. A spike without a crossing after ``lower`` is forced by the grid and stored
     with ``t_c = k dt`` and ``X = +inf`` (no gradient), as in the CPU kernels
-    (:func:`batsnn.ops.lif.cpu.core.emit_lane`).
+    (:func:`batsnn.ops.lif.cpu.core.emit`).
     """
     while tl.max(go.to(tl.int32), axis=0) > 0:
         disc = bb * bb - 4.0 * a * c
-        x = _sqrt(tl.maximum(disc, 0.0), INTERP)
+        x = sqrt(tl.maximum(disc, 0.0), INTERP)
         den = bb + x
         ratio = 2.0 * a / tl.where(den == 0.0, 1.0, den)
         crossing = (disc >= 0.0) & (den != 0.0) & (ratio > 0.0)
         ok = go & crossing
-        t_c = r_j + tau * _log(tl.where(ok, ratio, 1.0), INTERP)
+        t_c = r_j + tau * log(tl.where(ok, ratio, 1.0), INTERP)
         drop = reset * ratio  # exp((t_c - r_j)/tau) = ratio
-        if USE_DT:  # decided on integer grid indices (float64)
-            k = _floor_index(t_c.to(tl.float64), dt) + 1.0
-            if ON_GRID:  # also without a crossing ahead (A <= 0): V >= theta before x2
+        if ON_GRID:  # decided on integer grid indices (float64)
+            k = floor_index(t_c.to(tl.float64), dt) + 1.0
+            if RESET_ON_GRID:  # also without a crossing ahead (A <= 0): V >= theta before x2
                 k = tl.where(crossing, k, float("-inf"))
                 forced = k <= lower
                 k = tl.where(forced, lower + 1.0, k)
                 t_e = (k * dt).to(t_c.dtype)
-                xe = _exp((r_j - t_e) / tau, INTERP)
-                ok = go & (disc >= 0.0) & (den > 0.0) & (k <= upper) & (xe * den >= 2.0 * c)
+                xe = exp((r_j - t_e) / tau, INTERP)
+                ok = go & (disc >= 0.0) & (den > 0.0) & (k <= hi) & (xe * den >= 2.0 * c)
                 drop = reset / tl.where(ok, xe, 1.0)
                 t_c = tl.where(forced, t_e, t_c)
                 x = tl.where(forced, float("inf"), x)
             else:
-                ok = ok & (k > lower) & (k <= upper)
+                ok = ok & (k > lower) & (k <= hi)
                 t_e = (k * dt).to(t_c.dtype)
             mark = k
         else:
             t_e = t_c
-            ok = ok & (t_e > lower) & (t_e <= upper)
+            ok = ok & (t_e > lower) & (t_e <= hi)
             mark = t_e
         slot = out_base + cnt
         tl.store(out_t_ptr + slot, t_e, mask=ok)
@@ -158,12 +177,13 @@ def _fire(a, bb, cnt, lower, upper, go, r_j, j, c, tau, reset, dt, out_base, out
 
 
 @triton.jit
-def _errors(g_ptr, tc_ptr, win_ptr, x_ptr, ref_ptr, err_ptr, row, base, cnt, last_win, reset,
-            tau, dt, zero, K: tl.constexpr, ON_GRID: tl.constexpr, INTERP: tl.constexpr):
+def spike_errors(g_ptr, tc_ptr, win_ptr, x_ptr, ref_ptr, err_ptr, row, base, cnt, last_win,
+                 reset, tau, dt, zero, K: tl.constexpr, RESET_ON_GRID: tl.constexpr,
+                 INTERP: tl.constexpr):
     """Errors of each lane's spikes through the reset coupling (model.md section 2), last
     spike first, written to ``err[base + k]``: ``e_k = g_k + reset exp(t_k/tau) *
     sum_{m>k} e_m / X_m``, the sum held in the units of the current spike's segment.
-    ``t_k`` is the spike's reset time: its crossing, or with ``ON_GRID`` its emitted grid
+    ``t_k`` is the spike's reset time: its crossing, or with ``RESET_ON_GRID`` its emitted grid
     time ``(floor_index(t_c) + 1) dt`` (``dt`` float64).
     ``row``: the sample's offset in the event arrays; ``zero``: lanes of the compute dtype."""
     acc = zero
@@ -173,20 +193,20 @@ def _errors(g_ptr, tc_ptr, win_ptr, x_ptr, ref_ptr, err_ptr, row, base, cnt, las
         valid = k < cnt
         win = tl.load(win_ptr + base + k, mask=valid, other=0)
         r_k = tl.load(ref_ptr + row + win, mask=valid, other=0.0)
-        acc = tl.where(valid, acc * _exp((r_k - r_acc) / tau, INTERP), acc)
+        acc = tl.where(valid, acc * exp((r_k - r_acc) / tau, INTERP), acc)
         r_acc = tl.where(valid, r_k, r_acc)
         t_c = tl.load(tc_ptr + base + k, mask=valid, other=0.0)
-        if ON_GRID:
-            t_c = ((_floor_index(t_c.to(tl.float64), dt) + 1.0) * dt).to(t_c.dtype)
+        if RESET_ON_GRID:
+            t_c = ((floor_index(t_c.to(tl.float64), dt) + 1.0) * dt).to(t_c.dtype)
         x = tl.load(x_ptr + base + k, mask=valid, other=1.0)
         g = tl.load(g_ptr + base + k, mask=valid, other=0.0).to(zero.dtype)
-        e_k = tl.where(valid, g + reset * _exp((t_c - r_k) / tau, INTERP) * acc, 0.0)
+        e_k = tl.where(valid, g + reset * exp((t_c - r_k) / tau, INTERP) * acc, 0.0)
         tl.store(err_ptr + base + k, e_k, mask=valid)
         acc += e_k / x
 
 
 @triton.jit
-def _add_window(e1, e2, kk, next_win, j, r_j, base, err_ptr, tc_ptr, x_ptr, win_ptr, tau,
+def add_window_spikes(e1, e2, kk, next_win, j, r_j, base, err_ptr, tc_ptr, x_ptr, win_ptr, tau,
                 INTERP: tl.constexpr):
     """Add the spikes whose window is event ``j`` to the backward sums: ``e1 += e_k f1_k``,
     ``e2 += e_k f2_k`` with ``f1 = tau / (X exp((t_k - r_j)/tau))`` and ``f2 = tau / X`` (in
@@ -198,7 +218,7 @@ def _add_window(e1, e2, kk, next_win, j, r_j, base, err_ptr, tc_ptr, x_ptr, win_
         e_k = tl.load(err_ptr + slot, mask=hit, other=0.0)
         t_c = tl.load(tc_ptr + slot, mask=hit, other=0.0)
         x = tl.load(x_ptr + slot, mask=hit, other=1.0)
-        e1 += tl.where(hit, e_k * tau / (x * _exp((t_c - r_j) / tau, INTERP)), 0.0)
+        e1 += tl.where(hit, e_k * tau / (x * exp((t_c - r_j) / tau, INTERP)), 0.0)
         e2 += tl.where(hit, e_k * tau / x, 0.0)
         kk = tl.where(hit, kk - 1, kk)
         nw = tl.load(win_ptr + base + kk, mask=hit & (kk >= 0), other=-1)
@@ -208,10 +228,13 @@ def _add_window(e1, e2, kk, next_win, j, r_j, base, err_ptr, tc_ptr, x_ptr, win_
 
 
 @triton.jit
-def _event_coefs(e1, e2, es_j, ex_j, inv_tau_s, inv_tau):
-    """Per-event coefficients of the backward from the sums ``e1``, ``e2``: ``(g_w, g_t)``,
-    the gradient per lane of the event's weight and, per unit weight, of its time
-    (``es_j``, ``ex_j``: the event's scaled exponentials)."""
-    c1 = e1 * es_j
-    c2 = e2 * ex_j
-    return c1 - c2, c1 * inv_tau_s - c2 * inv_tau
+def weight_coef(e1, e2, es_j, ex_j):
+    """``dL/dw`` of one (lane, event) pair from the sums ``e1``, ``e2`` (``es_j``, ``ex_j``:
+    the event's scaled exponentials)."""
+    return e1 * es_j - e2 * ex_j
+
+
+@triton.jit
+def time_coef(e1, e2, es_j, ex_j, inv_tau_s, inv_tau):
+    """``dL/dt_j`` of one (lane, event) pair per unit weight, from the same sums."""
+    return e1 * es_j * inv_tau_s - e2 * ex_j * inv_tau

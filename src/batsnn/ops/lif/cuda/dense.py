@@ -3,7 +3,7 @@
 One program (one warp) handles one sample and a block of output neurons, one neuron a lane:
 the sample's time-sorted event list is read in order (every lane reads the same event, a
 broadcast; the next two events and their weights are already being loaded), and the exact
-root search (:func:`.core._fire`) runs masked, lane by lane, only when some lane passes the
+root search (:func:`.core.emit`) runs masked, lane by lane, only when some lane passes the
 root-free pre-test. The backward walks the same list in reverse. Gradients are accumulated
 with atomic adds across samples and neurons, so float32 gradients can differ between runs in
 the last bits.
@@ -22,8 +22,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from batsnn.ops.lif.cuda.core import (_above_at_start, _add_window, _errors, _event_coefs, _fire,
-                                      _pretest, _rescale)
+from batsnn.ops.lif.cuda.core import (add_window_spikes, emit, integrate, may_cross, may_fire,
+                                      rescale, spike_errors, time_coef, weight_coef)
 
 #: The synapse kinds these kernels compile.
 SYNAPSES = ("dense",)
@@ -84,11 +84,11 @@ def _event_back(ref_ptr, es_ptr, ex_ptr, nid_ptr, row, j):
 
 
 @triton.jit
-def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr, kin_ptr,
-                    kup_ptr, wt_ptr, prm_ptr, grid_ptr, out_t_ptr, out_tc_ptr, out_win_ptr,
-                    out_x_ptr, cnt_ptr, M, N, K: tl.constexpr, BLOCK: tl.constexpr,
-                    SYNAPSE: tl.constexpr, USE_DT: tl.constexpr, ON_GRID: tl.constexpr,
-                    MARGIN: tl.constexpr, INTERP: tl.constexpr, NEED_AUX: tl.constexpr):
+def forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr, kin_ptr,
+                   kup_ptr, wt_ptr, prm_ptr, grid_ptr, out_t_ptr, out_tc_ptr, out_win_ptr,
+                   out_x_ptr, cnt_ptr, M, N, K: tl.constexpr, BLOCK: tl.constexpr,
+                   SYNAPSE: tl.constexpr, ON_GRID: tl.constexpr, RESET_ON_GRID: tl.constexpr,
+                   MARGIN: tl.constexpr, INTERP: tl.constexpr, NEED_AUX: tl.constexpr):
     # One program: one sample and BLOCK output neurons, one neuron per lane, the events in
     # time order. The exact root search runs only when some lane passes the pre-test.
     b = tl.program_id(0)
@@ -97,7 +97,8 @@ def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr,
     tau_s = tl.load(prm_ptr + 0)
     theta = tl.load(prm_ptr + 1)
     delta_theta = tl.load(prm_ptr + 2)
-    t_max = tl.load(prm_ptr + 3)
+    # from this time on no window holds a spike: t_max, or on the grid G(k_T) (the driver)
+    t_stop = tl.load(prm_ptr + 3)
     dt = tl.load(grid_ptr)  # float64
     tau = 2.0 * tau_s
     c = theta / tau
@@ -107,7 +108,7 @@ def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr,
     zero = tl.zeros([BLOCK], dtype=tau_s.dtype)
     a = zero
     bb = zero
-    if USE_DT:  # each lane's last emitted grid index (float64)
+    if ON_GRID:  # each lane's last emitted grid index (float64)
         last = tl.zeros([BLOCK], dtype=tl.float64) - float("inf")
     else:  # each lane's last emitted time
         last = zero - float("inf")
@@ -140,23 +141,23 @@ def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr,
                                                 row, j + 2, i_3, j + 2 < m, n, nmask, N,
                                                 SYNAPSE)
         i_3 = tl.load(nid_ptr + row + j + 3, mask=j + 3 < m, other=0).to(tl.int64)
-        a += w * es_j
-        bb += w * ex_j
-        may = _pretest(a, bb, u_j, c, MARGIN)
-        if ON_GRID:  # at or above threshold at t_j under a net inhibitory current (A <= 0)
-            may = may | _above_at_start(a, bb, es_j, ex_j, c, MARGIN)
-        cand = may & (cnt < K) & ((zero + t_j) < t_max)
+        a, bb = integrate(a, bb, w, es_j, ex_j)
+        if RESET_ON_GRID:  # also at or above threshold at t_j under A <= 0
+            may = may_fire(a, bb, u_j, es_j, ex_j, c, MARGIN)
+        else:
+            may = may_cross(a, bb, u_j, c, MARGIN)
+        cand = may & (cnt < K) & ((zero + t_j) < t_stop)
         if tl.max(cand.to(tl.int32), axis=0) > 0:
             # the window after event j: (start, end] in time, or in grid indices on a grid
-            if USE_DT:
+            if ON_GRID:
                 lower = tl.maximum(last, tl.load(kin_ptr + row + j))
-                upper = tl.load(kup_ptr + row + j)
+                hi = tl.load(kup_ptr + row + j)
             else:
-                upper = tl.minimum(t_1, t_max)
+                hi = tl.minimum(t_1, t_stop)
                 lower = tl.maximum(last, t_j)
-            bb, cnt, lower = _fire(a, bb, cnt, lower, upper, cand, r_j, j, c, tau, reset, dt,
-                                   out_base, out_t_ptr, out_tc_ptr, out_win_ptr, out_x_ptr,
-                                   K, USE_DT, ON_GRID, NEED_AUX, INTERP)
+            bb, cnt, lower = emit(a, bb, cnt, lower, hi, cand, r_j, j, c, tau, reset, dt,
+                                  out_base, out_t_ptr, out_tc_ptr, out_win_ptr, out_x_ptr,
+                                  K, ON_GRID, RESET_ON_GRID, NEED_AUX, INTERP)
             # max(last, start) for lanes without a spike changes no later window test
             last = tl.where(cand, lower, last)
         # The next event opens a new reference-time segment: move the sums to its units.
@@ -164,17 +165,17 @@ def _forward_kernel(ts_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr,
         # current reference" lost its updates between iterations when compiled by Triton
         # 3.6, though not in its interpreter.)
         if (r_1 != r_j) & (j + 1 < m):
-            a, bb = _rescale(a, bb, r_j - r_1, tau_s, tau, INTERP)
+            a, bb = rescale(a, bb, r_j - r_1, tau_s, tau, INTERP)
         j += 1
     tl.store(cnt_ptr + b.to(tl.int64) * N + n, cnt.to(tl.int64), mask=nmask)
 
 
 @triton.jit
-def _backward_kernel(g_ptr, tc_ptr, win_ptr, x_ptr, cnt_ptr, nid_ptr, ref_ptr, es_ptr, ex_ptr,
-                     wt_ptr, prm_ptr, grid_ptr, err_ptr, gin_ptr, gwt_ptr, M, N,
-                     K: tl.constexpr, BLOCK: tl.constexpr, SYNAPSE: tl.constexpr,
-                     NEED_INPUT: tl.constexpr, ON_GRID: tl.constexpr,
-                     LANE_ATOMICS: tl.constexpr, INTERP: tl.constexpr):
+def backward_kernel(g_ptr, tc_ptr, win_ptr, x_ptr, cnt_ptr, nid_ptr, ref_ptr, es_ptr, ex_ptr,
+                    wt_ptr, prm_ptr, grid_ptr, err_ptr, gin_ptr, gwt_ptr, M, N,
+                    K: tl.constexpr, BLOCK: tl.constexpr, SYNAPSE: tl.constexpr,
+                    NEED_INPUT: tl.constexpr, RESET_ON_GRID: tl.constexpr,
+                    LANE_ATOMICS: tl.constexpr, INTERP: tl.constexpr):
     b = tl.program_id(0)
     n = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     nmask = n < N
@@ -189,8 +190,8 @@ def _backward_kernel(g_ptr, tc_ptr, win_ptr, x_ptr, cnt_ptr, nid_ptr, ref_ptr, e
     cnt = tl.load(cnt_ptr + b.to(tl.int64) * N + n, mask=nmask, other=0).to(tl.int32)
     last_win = tl.load(win_ptr + base + cnt - 1, mask=cnt > 0, other=-1)
     zero = tl.zeros([BLOCK], dtype=tau_s.dtype)
-    _errors(g_ptr, tc_ptr, win_ptr, x_ptr, ref_ptr, err_ptr, row, base, cnt, last_win, reset,
-            tau, tl.load(grid_ptr), zero, K, ON_GRID, INTERP)
+    spike_errors(g_ptr, tc_ptr, win_ptr, x_ptr, ref_ptr, err_ptr, row, base, cnt, last_win,
+                 reset, tau, tl.load(grid_ptr), zero, K, RESET_ON_GRID, INTERP)
     tl.debug_barrier()
     # Walk the inputs backwards. E1/E2 are the sums sum e_k f1_k exp(r/tau_s) and
     # sum e_k f2_k exp(r/tau) over each lane's spikes whose window is at or after the event;
@@ -223,12 +224,14 @@ def _backward_kernel(g_ptr, tc_ptr, win_ptr, x_ptr, cnt_ptr, nid_ptr, ref_ptr, e
                           SYNAPSE).to(tau_s.dtype)
         r_2, es_2, ex_2, i_2 = _event_back(ref_ptr, es_ptr, ex_ptr, nid_ptr, row, j - 2)
         if j == j_hit:
-            e1, e2, kk, next_win = _add_window(e1, e2, kk, next_win, j, r_j, base, err_ptr,
-                                               tc_ptr, x_ptr, win_ptr, tau, INTERP)
+            e1, e2, kk, next_win = add_window_spikes(e1, e2, kk, next_win, j, r_j, base,
+                                                     err_ptr, tc_ptr, x_ptr, win_ptr, tau,
+                                                     INTERP)
             j_hit = tl.max(next_win, axis=0)
-        g_w, g_t = _event_coefs(e1, e2, es_j, ex_j, inv_tau_s, inv_tau)
+        g_w = weight_coef(e1, e2, es_j, ex_j)
+        g_t = time_coef(e1, e2, es_j, ex_j, inv_tau_s, inv_tau)
         _add_grads(gwt_ptr, gin_ptr, i_j, j, row, n, nmask, N, g_w, g_t, w, SYNAPSE,
                    NEED_INPUT, LANE_ATOMICS)
         if (r_1 != r_j) & (j >= 1):  # the previous event lies in another segment
-            e1, e2 = _rescale(e1, e2, r_1 - r_j, tau_s, tau, INTERP)
+            e1, e2 = rescale(e1, e2, r_1 - r_j, tau_s, tau, INTERP)
         j -= 1

@@ -12,25 +12,25 @@ import torch
 import triton
 import triton.language as tl
 
-from batsnn.ops.lif.cuda.core import _exp, _floor_index
+from batsnn.ops.lif.cuda.core import exp, floor_index
 from batsnn.ops.lif.events import Events
 
 
 @triton.jit
-def _prep_kernel(ts_ptr, perm_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr, kin_ptr,
-                 kup_ptr, prm_ptr, grid_ptr, M, S_IN, BLOCK: tl.constexpr,
-                 USE_DT: tl.constexpr, INTERP: tl.constexpr):
+def build_events(ts_ptr, perm_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, xup_ptr,
+                 kin_ptr, kup_ptr, prm_ptr, grid_ptr, M, S_IN, BLOCK: tl.constexpr,
+                 ON_GRID: tl.constexpr, INTERP: tl.constexpr):
     # One program per sample: the per-event arrays of events.sort_events from the sorted
     # times, up to the first +inf (the padding is never read by the kernels). With a grid,
     # also the events' grid indices kin and window bounds kup (events.grid_bounds):
-    # kup[j] = min(kin[j + 1], floor_index(t_max)), the next time being +inf past the end.
+    # kup[j] = min(kin[j + 1], k_T) (grid.last_index), the next time being +inf past the end.
     b = tl.program_id(0)
     tau_s = tl.load(prm_ptr + 0)
     t_max = tl.load(prm_ptr + 3)
     seg = tl.load(prm_ptr + 5)
-    if USE_DT:
+    if ON_GRID:
         dt = tl.load(grid_ptr + 0)  # float64
-        k_tmax = tl.load(grid_ptr + 1)  # floor_index(t_max), float64
+        k_tmax = tl.load(grid_ptr + 1)  # k_T = grid.last_index(t_max), float64
     tau = 2.0 * tau_s
     row = b.to(tl.int64) * M
     offs = tl.arange(0, BLOCK)
@@ -49,12 +49,12 @@ def _prep_kernel(ts_ptr, perm_ptr, nid_ptr, nspk_ptr, ref_ptr, es_ptr, ex_ptr, x
         up = tl.minimum(nxt, t_max)  # the window's end
         tl.store(nid_ptr + row + jj, (p // S_IN).to(tl.int32), mask=fin)
         tl.store(ref_ptr + row + jj, r, mask=fin)
-        tl.store(es_ptr + row + jj, _exp((safe - r) / tau_s, INTERP), mask=fin)
-        tl.store(ex_ptr + row + jj, _exp((safe - r) / tau, INTERP), mask=fin)
-        xup = _exp(-(up - r) / tau, INTERP)
-        if USE_DT:  # indices of times in the input's dtype, as events.grid_bounds
-            tl.store(kin_ptr + row + jj, _floor_index(t, dt), mask=fin)
-            kup = tl.minimum(_floor_index(nxt, dt), k_tmax)
+        tl.store(es_ptr + row + jj, exp((safe - r) / tau_s, INTERP), mask=fin)
+        tl.store(ex_ptr + row + jj, exp((safe - r) / tau, INTERP), mask=fin)
+        xup = exp(-(up - r) / tau, INTERP)
+        if ON_GRID:  # indices of times in the input's dtype, as events.grid_bounds
+            tl.store(kin_ptr + row + jj, floor_index(t, dt), mask=fin)
+            kup = tl.minimum(floor_index(nxt, dt), k_tmax)
             tl.store(kup_ptr + row + jj, kup, mask=fin)
             # A crossing at t is emitted in this window iff t < G(kup) = kup * dt, which can
             # lie past up (a float32 input stored below its grid point): the pre-test's x at
@@ -81,7 +81,7 @@ def events_from_sorted(ts: torch.Tensor, perm: torch.Tensor, s_in: int, p, prm: 
 
     ``p``: the layer's :class:`~batsnn.params.LIFParams`; ``prm``: the device constants
     ``(tau_s, ., ., t_max, ., seg)`` in the rows' dtype; ``grid``: float64 ``(dt,
-    floor_index(t_max))`` (the grid only matters when ``p.dt > 0``; otherwise ``kin``/``kup``
+    k_T)`` (the grid only matters when ``p.dt > 0``; otherwise ``kin``/``kup``
     are empty ``(B, 0)``). ``interp``: Triton's CPU interpreter.
     """
     n_batch, m = ts.shape
@@ -89,14 +89,14 @@ def events_from_sorted(ts: torch.Tensor, perm: torch.Tensor, s_in: int, p, prm: 
     nid = torch.empty((n_batch, m), dtype=torch.int32, device=dev)
     nspk = torch.zeros((n_batch,), dtype=torch.int32, device=dev)
     ref, es, ex, xup = (torch.empty((n_batch, m), dtype=dtype, device=dev) for _ in range(4))
-    use_dt = p.discrete
-    if use_dt:
+    on_grid = p.discrete
+    if on_grid:
         kin, kup = (torch.empty((n_batch, m), dtype=torch.float64, device=dev) for _ in range(2))
     else:  # one empty tensor for both, as events.grid_bounds
         kin = kup = torch.empty((n_batch, 0), dtype=torch.float64, device=dev)
     if n_batch and m:
-        _prep_kernel[(n_batch,)](ts, perm, nid, nspk, ref, es, ex, xup, kin, kup, prm, grid, m,
-                                 s_in, BLOCK=block, USE_DT=use_dt, INTERP=interp,
+        build_events[(n_batch,)](ts, perm, nid, nspk, ref, es, ex, xup, kin, kup, prm, grid, m,
+                                 s_in, BLOCK=block, ON_GRID=on_grid, INTERP=interp,
                                  num_warps=1 if block <= 64 else 4)
     empty = torch.empty((0,), dtype=dtype, device=dev)
     return Events(ts, nid, perm, nspk, ref, es, ex, empty, xup, kin, kup)
