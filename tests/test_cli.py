@@ -65,6 +65,7 @@ def test_same_seed_same_result(data_dir, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow  # three trainings; resumes are exact in tests/experiments/test_train.py
 def test_resume_after_interruption_equals_uninterrupted(data_dir, tmp_path, monkeypatch):
     full = tmp_path / "full"
     assert cli.main(["train", *TINY, "--data-dir", str(data_dir), "--epochs", "3",
@@ -109,12 +110,13 @@ def test_config_file_and_overrides(data_dir, tmp_path):
     assert cfg["lr"] == 0.001 and cfg["hidden"] == [12] and cfg["epochs"] == 1
 
 
+# each case is a real command (2-3 s importing torch): one by default, the rest under -m slow
 @pytest.mark.parametrize("args, words", [
-    (["--preset", "nope"], "invalid choice"),
-    (["--dataset", "cifar"], "unknown dataset 'cifar'"),
-    (["--dt", "-1"], "dt must be >= 0"),
-    (["--epochs", "0"], "epochs must be >= 1"),
-    (["--data-dir", "/nonexistent/dir"], "does not exist"),
+    pytest.param(["--preset", "nope"], "invalid choice", marks=pytest.mark.slow),
+    pytest.param(["--dataset", "cifar"], "unknown dataset 'cifar'", marks=pytest.mark.slow),
+    pytest.param(["--dt", "-1"], "dt must be >= 0", marks=pytest.mark.slow),
+    pytest.param(["--epochs", "0"], "epochs must be >= 1", marks=pytest.mark.slow),
+    pytest.param(["--data-dir", "/nonexistent/dir"], "does not exist", marks=pytest.mark.slow),
     (["--theta", "0.2"], "theta needs one value per layer"),
 ])
 def test_bad_arguments_exit_nonzero_with_one_line(args, words, tmp_path):
@@ -156,6 +158,7 @@ def test_every_config_option_sets_its_field():
         (30, 0.1, 2), (20, 0.2, 3), (None, 0.3, 4)]
 
 
+@pytest.mark.slow  # a training as a real command
 def test_a_runs_config_json_reproduces_the_run(data_dir, tmp_path):
     """``batsnn train --config RUN/config.json --out OTHER`` (through ``python -m batsnn``)
     resolves to the same settings and gives the same metrics."""

@@ -312,6 +312,7 @@ def _env_with_src():
 
 
 @needs_gloo
+@pytest.mark.slow  # 3 processes importing torch; DDP training itself runs above
 def test_cli_train_ddp_2_on_cpu(data_dir, single_run, tmp_path):
     """``batsnn train --ddp 2 --device cpu``: torchrun starts 2 processes; the run directory
     is written once, states the effective batch and holds the rows of one process."""

@@ -184,6 +184,7 @@ def test_sweep_end_to_end_resume_and_rows_equal_single_runs(data_dir, tmp_path):
                   "batsnn.experiments.sweep.run_sweep")
 
 
+@pytest.mark.slow  # worker processes; the scheduler tests cover the slots by default
 def test_sweep_in_parallel_processes(data_dir, tmp_path):
     out = tmp_path / "sweep"
     base = resolve_config("mnist-count", **TINY, data_dir=str(data_dir))

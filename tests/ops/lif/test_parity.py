@@ -18,14 +18,36 @@ from tests.ops.lif import parity
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 
 
+#: The interpreter's checks of the default run: one parity case per layer type (dense,
+#: convolution) and the pooling kernel; every other case and check runs under ``-m slow``
+#: (the interpreter spends seconds on each).
+TRITON_DEFAULT = ("dense-grid_forced-small-f32", "conv-grid_forced-small-f64", "extra-pool")
+
+
+def _interpreter_checks(session) -> list[str]:
+    """The interpreter's check ids that the selected tests of this module read."""
+    ids = []
+    for item in session.items:
+        params = getattr(item, "callspec", None)
+        if params is None or item.module.__name__ != __name__:
+            continue
+        if item.originalname == "test_backend_matches_reference":
+            if params.params["backend"] == "triton":
+                ids.append(params.params["cid"])
+        elif item.originalname == "test_triton_kernels_in_interpreter":
+            ids.append(f"extra-{params.params['extra']}")
+    return ids
+
+
 @pytest.fixture(scope="module")
-def triton_interpreter():
-    """``{check id: result line}`` of ``python -m tests.ops.lif.parity triton`` run with
-    ``TRITON_INTERPRET=1``."""
+def triton_interpreter(request):
+    """``{check id: result line}`` of ``python -m tests.ops.lif.parity triton CHECK ...``
+    run with ``TRITON_INTERPRET=1``, on the checks of the selected tests."""
     pytest.importorskip("triton")
     env = {**os.environ, "TRITON_INTERPRET": "1"}
-    res = subprocess.run([sys.executable, "-m", "tests.ops.lif.parity", "triton"], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=1200)
+    checks = _interpreter_checks(request.session)
+    res = subprocess.run([sys.executable, "-m", "tests.ops.lif.parity", "triton", *checks],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     lines = [json.loads(s) for s in res.stdout.splitlines() if s.startswith("{")]
     assert lines, f"no results (exit {res.returncode}):\n{res.stdout[-2000:]}{res.stderr[-3000:]}"
     return {line["id"]: line for line in lines}
@@ -39,7 +61,9 @@ def _interpreted(results, cid):
 
 
 #: (backend, case) pairs: every case of a synapse the backend has kernels for
-PAIRS = [pytest.param(b, cid, marks=[pytest.mark.cuda] if b == "cuda" else [], id=f"{b}-{cid}")
+PAIRS = [pytest.param(b, cid, marks=[pytest.mark.cuda] if b == "cuda" else
+                      [pytest.mark.slow] if b == "triton" and cid not in TRITON_DEFAULT else [],
+                      id=f"{b}-{cid}")
          for b in parity.BACKENDS for cid in parity.case_ids(backend=b)]
 
 
@@ -51,7 +75,9 @@ def test_backend_matches_reference(backend, cid, request):
         parity.check(backend, cid)
 
 
-@pytest.mark.parametrize("extra", list(parity.TRITON_EXTRAS))
+@pytest.mark.parametrize("extra", [
+    pytest.param(e, marks=[] if f"extra-{e}" in TRITON_DEFAULT else [pytest.mark.slow])
+    for e in parity.TRITON_EXTRAS])
 def test_triton_kernels_in_interpreter(extra, triton_interpreter):
     """The GPU backend's own sort, inference mode, and the layer with its own sort."""
     _interpreted(triton_interpreter, f"extra-{extra}")
@@ -120,3 +146,11 @@ def test_float32_slack_is_the_references_own_conditioning():
         with pytest.raises(AssertionError, match="grad input_times"):
             parity.compare(name, ref, ref._replace(g_in=bad.reshape(ref.g_in.shape)),
                            torch.float32)
+
+
+def test_interpreter_default_checks_exist():
+    """The default run's interpreter checks name real cases and checks (a misspelt one
+    would silently drop out of the default run)."""
+    known = set(parity.case_ids(backend="triton"))
+    known |= {f"extra-{e}" for e in parity.TRITON_EXTRAS}
+    assert TRITON_DEFAULT and set(TRITON_DEFAULT) <= known, set(TRITON_DEFAULT) - known
