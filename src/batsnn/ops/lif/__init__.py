@@ -60,7 +60,6 @@ upper case):
   ``build_events`` the event lists' kernel.
 - a spike *forced* by the grid (``reset_on_grid``): no crossing after the lane's last
   emitted index; stored with ``X = +inf`` and no gradient.
->>>>>>> wt-ops
 """
 
 from __future__ import annotations
