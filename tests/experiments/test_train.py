@@ -606,3 +606,27 @@ def test_dither_under_cuda_graphs_matches_eager_and_cpu(data_dir, tmp_path):
     base = dict(**{**TINY, "theta": [0.2, 0.4]}, data_dir=str(data_dir), epochs=2, dt=0.004,
                 dt_mode="dither")
     graph_eager_and_cpu_agree("mnist-count", base, tmp_path)
+
+
+def test_names_set_on_the_train_module_reach_the_runner(monkeypatch):
+    """``batsnn.experiments.train`` gathers the runner's names; setting one there (as tests
+    and users patch the runner) sets it where the runner looks it up, and undoing it puts
+    the original back everywhere."""
+    from batsnn.experiments import sources
+    from batsnn.experiments.training import callbacks, evaluation, loop, run
+
+    real_check, real_encode, real_eval = T.check_finite, T.encode_images, T.evaluate
+    spy = lambda *a, **k: None  # noqa: E731
+    monkeypatch.setattr(T, "check_finite", spy)
+    monkeypatch.setattr(T, "encode_images", spy)
+    monkeypatch.setattr(T, "evaluate", spy)
+    assert loop.check_finite is spy and callbacks.check_finite is spy
+    assert sources.encode_images is spy and evaluation.encode_images is spy
+    assert run.evaluate is spy and evaluation.evaluate is spy
+    monkeypatch.undo()
+    assert loop.check_finite is real_check and callbacks.check_finite is real_check
+    assert sources.encode_images is real_encode and evaluation.encode_images is real_encode
+    assert run.evaluate is real_eval and T.evaluate is real_eval
+    T.brand_new_name = 1  # a name the runner does not have stays here
+    assert T.brand_new_name == 1 and not hasattr(loop, "brand_new_name")
+    del T.brand_new_name
