@@ -1,4 +1,4 @@
-"""batsnn.experiments.training.timestep: each time-step mode's decisions (grid per epoch,
+"""batsnn.experiments.timestep: each time-step mode's decisions (grid per epoch,
 margin, input shifts, resets, settings), the list of modes, and that settings, network
 building and the training grid ask the modes."""
 
@@ -8,9 +8,9 @@ import torch
 from batsnn.experiments.config import DT_MODES as CONFIG_MODES
 from batsnn.experiments.config import resolve_config, training_margin
 from batsnn.experiments.model import build_model
-from batsnn.experiments.training import timestep as TS
+from batsnn.experiments import timestep as TS
 from batsnn.experiments.training.grid import TrainingGrid, training_dt
-from batsnn.experiments.training.timestep import DT_MODES, DtMode, dt_mode
+from batsnn.experiments.timestep import DT_MODES, DtMode, dt_mode
 
 
 def cfg_of(mode, dt=0.01, **kw):

@@ -16,7 +16,7 @@ from batsnn.experiments.config import resolve_config
 from batsnn.experiments.rundir import CheckpointError, load_run_checkpoint
 from batsnn.experiments.sources import open_source
 from batsnn.experiments.training.resume import optimizer_state_problem, restore_checkpoint
-from batsnn.experiments.training.timestep import dt_mode
+from batsnn.experiments.timestep import dt_mode
 from tests.hostile.harness import (CliCase, LibCase, check_cli_commands, check_cli_in_process,
                                    check_lib)
 

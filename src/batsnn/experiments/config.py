@@ -34,7 +34,7 @@ from batsnn.experiments.augment import AUGMENTATIONS
 from batsnn.experiments.data import canonical_name
 from batsnn.experiments.model import check_network, dense_network, network_summary
 from batsnn.experiments.rundir import MARKER
-from batsnn.experiments.training.timestep import DT_MODES, dt_mode
+from batsnn.experiments.timestep import DT_MODES, dt_mode
 
 __all__ = ["DT_MODES", "PRESETS", "RESUME_FIELDS", "RUN_INFO_KEYS", "SEED_MAX", "SHORTHANDS",
            "TrainConfig", "check_setting", "config_document", "config_from_dict",
@@ -67,7 +67,7 @@ class TrainConfig:
             batch, :mod:`batsnn.experiments.augment`; never applied to test data).
         dt_mode, dt_warmup_epochs, dt_fine: the time step the network is *trained* at (it
             is always evaluated at ``dt``): one of :data:`DT_MODES`, each described by its
-            class in :mod:`batsnn.experiments.training.timestep`: ``"fixed"``, ``dt``
+            class in :mod:`batsnn.experiments.timestep`: ``"fixed"``, ``dt``
             throughout (the seed's scheme); ``"continuous"``, exact time;
             ``"continuous-margin"``, exact time with shortened horizons; ``"fine"``, the
             finer grid ``dt_fine``; ``"finetune"``, exact time for ``dt_warmup_epochs``
@@ -467,7 +467,7 @@ def config_from_dict(settings: Mapping) -> TrainConfig:
 
 def training_margin(cfg: TrainConfig) -> float:
     """Seconds by which training shortens every layer's horizon ``t_max``, per
-    ``cfg.dt_mode`` (:meth:`~batsnn.experiments.training.timestep.DtMode.margin`)."""
+    ``cfg.dt_mode`` (:meth:`~batsnn.experiments.timestep.DtMode.margin`)."""
     return dt_mode(cfg.dt_mode).margin(cfg)
 
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import torch
 
+from batsnn.experiments.timestep import dt_mode
 from batsnn.functional import check_memory, device_memory
 from batsnn.nn import Flatten, LIFConv2d, LIFLinear, SpikePool2d, SpikingSequential
 from batsnn.ops.lif.synapse import Conv2d, _pair
@@ -386,9 +387,7 @@ def build_model(cfg, n_inputs: int, n_classes: int) -> SpikingSequential:
     anything with ``network``, ``tau_s``, ``t_max``, ``init`` and ``dt``) for images of
     ``n_inputs`` pixels, taken flat or as maps (:func:`network_input_shape`); weights drawn
     from the current torch RNG. The layers reset as the run's ``dt_mode`` says
-    (:attr:`~batsnn.experiments.training.timestep.DtMode.reset_at`)."""
-    from batsnn.experiments.training.timestep import dt_mode
-
+    (:attr:`~batsnn.experiments.timestep.DtMode.reset_at`)."""
     reset_at = dt_mode(getattr(cfg, "dt_mode", "fixed")).reset_at
     return build_network(cfg.network, network_input_shape(cfg.network, n_inputs), n_classes,
                          tau_s=cfg.tau_s, t_max=cfg.t_max, init=cfg.init, dt=cfg.dt,

@@ -12,7 +12,7 @@ event streams that already are spike times (a later implementation). What the lo
   ``config.json``);
 - ``inputs(split, idx, device, dt=, shift=, draw=)``: spike times ``(B, *input_shape, S)``
   float32 on ``device`` on the grid ``dt``, each sample moved later by its ``shift`` (the
-  time-step mode's, :mod:`batsnn.experiments.training.timestep`) and transformed by the
+  time-step mode's, :mod:`batsnn.experiments.timestep`) and transformed by the
   training batch's ``draw``;
 - ``labels(split, idx, device)``: ``(B,)`` int64;
 - ``batch_draw(epoch, batch)``: the random transformation of one training batch (a CPU
@@ -205,7 +205,7 @@ def encode_images(images: torch.Tensor, cfg: Any, device, dt=...,
     """TTFS spike times of uint8 images ``(B, ...)`` (window ``cfg.t_window``, grid
     ``cfg.dt`` unless ``dt`` is given; with ``shift``, ``(B,)`` seconds on ``device``, each
     image's times moved that much later before they are put on the grid,
-    :meth:`~batsnn.experiments.training.timestep.DtMode.shifts`) on ``device``, shaped as
+    :meth:`~batsnn.experiments.timestep.DtMode.shifts`) on ``device``, shaped as
     ``cfg.network`` takes them: ``(B, N, 1)`` float32, or ``(B, 1, H, W, 1)`` maps for a
     network starting with a conv or pool layer
     (:func:`batsnn.experiments.model.network_input_shape`); uint8 values lie in [0, 255] by

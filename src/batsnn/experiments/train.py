@@ -1,8 +1,8 @@
 """The training loop with callbacks (:func:`fit`) and the runner of one configured run
 (:func:`train`), in one namespace: the public names of the
-:mod:`batsnn.experiments.training` package (loop, callbacks, time-step modes, grid, step,
-evaluation, resume, run) and of :mod:`batsnn.experiments.sources` (the data sources and the
-image encoding).
+:mod:`batsnn.experiments.training` package (loop, callbacks, grid, step, evaluation, resume,
+run), of :mod:`batsnn.experiments.timestep` (the time-step modes) and of
+:mod:`batsnn.experiments.sources` (the data sources and the image encoding).
 
 Setting one of these names here (e.g. ``monkeypatch.setattr(train, "evaluate", spy)``)
 sets it in every module of the runner that uses the same object, so that the runner calls
@@ -26,7 +26,7 @@ from batsnn.experiments.training import loop as _loop
 from batsnn.experiments.training import resume as _resume
 from batsnn.experiments.training import run as _run
 from batsnn.experiments.training import step as _step
-from batsnn.experiments.training import timestep as _timestep
+from batsnn.experiments import timestep as _timestep
 from batsnn.experiments.training.callbacks import (EpochLog, ProgressBar, RunPlots, RunRecorder,
                                                    epoch_line)
 from batsnn.experiments.training.evaluation import evaluate, loss_and_prediction, output_horizon
@@ -38,7 +38,7 @@ from batsnn.experiments.training.resume import (best_epoch, check_resumable,
                                                 sync_run_files)
 from batsnn.experiments.training.run import epoch_order, lr_schedule, seed_everything, train
 from batsnn.experiments.training.step import GraphedTrainStep, TrainStep
-from batsnn.experiments.training.timestep import DT_MODES, DtMode, dt_mode
+from batsnn.experiments.timestep import DT_MODES, DtMode, dt_mode
 
 __all__ = ["DT_MODES", "DataSource", "DtMode", "EpochLog", "GraphedTrainStep", "ImageSource",
            "ProgressBar", "RunPlots", "RunRecorder", "Split", "TrainState", "TrainStep",

@@ -1,12 +1,10 @@
-"""The training of one configured run, in pieces (importing this package imports none of
-them, so that :mod:`batsnn.experiments.config` and :mod:`batsnn.experiments.model` can ask
-:mod:`~batsnn.experiments.training.timestep` without importing the runner):
+"""The training of one configured run, in pieces:
 
 - :mod:`~batsnn.experiments.training.loop`: :func:`fit` (epochs, counters, evaluation,
   callbacks), :class:`TrainState`, the finite-parameter check and a run's summary.
 - :mod:`~batsnn.experiments.training.callbacks`: progress bar, run files, plots, epoch lines.
-- :mod:`~batsnn.experiments.training.timestep`: one class per ``dt_mode``.
-- :mod:`~batsnn.experiments.training.grid`: the time grid a network runs on, per epoch.
+- :mod:`~batsnn.experiments.training.grid`: the time grid a network runs on, per epoch, as
+  the run's time-step mode (:mod:`batsnn.experiments.timestep`) says.
 - :mod:`~batsnn.experiments.training.step`: the training step (eager, or a CUDA graph).
 - :mod:`~batsnn.experiments.training.evaluation`: loss, prediction and test metrics.
 - :mod:`~batsnn.experiments.training.resume`: checkpoint checks, restore, run-file sync.

@@ -1,5 +1,5 @@
 """The time grid a network runs on: each epoch trains on the grid of the run's time-step
-mode (:mod:`batsnn.experiments.training.timestep`) and evaluates on ``cfg.dt``."""
+mode (:mod:`batsnn.experiments.timestep`) and evaluates on ``cfg.dt``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from batsnn.experiments.training.timestep import dt_mode
+from batsnn.experiments.timestep import dt_mode
 from batsnn.params import LIFParams
 
 __all__ = ["TrainingGrid", "dither_shifts", "network_params", "set_network_grid", "training_dt"]
@@ -16,7 +16,7 @@ __all__ = ["TrainingGrid", "dither_shifts", "network_params", "set_network_grid"
 def training_dt(cfg: Any, epoch: int) -> float | None:
     """The time step (s; ``None`` for exact time) that epoch ``epoch`` (1-based) of a run of
     ``cfg`` trains at, per ``cfg.dt_mode``
-    (:meth:`~batsnn.experiments.training.timestep.DtMode.epoch_dt`); the network is always
+    (:meth:`~batsnn.experiments.timestep.DtMode.epoch_dt`); the network is always
     evaluated at ``cfg.dt``."""
     return dt_mode(cfg.dt_mode).epoch_dt(cfg, epoch)
 
@@ -78,7 +78,7 @@ class TrainingGrid:
 def dither_shifts(cfg: Any, *, epoch: int, batch: int, n: int,
                   rank: int = 0) -> torch.Tensor | None:
     """How much later (s) each of the ``n`` samples of a training batch has its input
-    spikes, per ``cfg.dt_mode`` (:meth:`~batsnn.experiments.training.timestep.DtMode.shifts`:
+    spikes, per ``cfg.dt_mode`` (:meth:`~batsnn.experiments.timestep.DtMode.shifts`:
     ``dt_mode "dither"`` moves them by uniform draws in ``[0, cfg.dt)`` from the run's seed,
     the ``epoch``, the ``batch`` index and the process ``rank``); ``None`` for the modes that
     move nothing and in exact time."""

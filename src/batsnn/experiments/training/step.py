@@ -21,7 +21,7 @@ from batsnn.experiments.sources import DataSource
 from batsnn.experiments.training.evaluation import loss_and_prediction
 from batsnn.experiments.training.grid import TrainingGrid
 from batsnn.experiments.training.loop import TrainState
-from batsnn.experiments.training.timestep import dt_mode
+from batsnn.experiments.timestep import dt_mode
 
 __all__ = ["GraphedTrainStep", "TrainStep", "make_optimizer", "optimizer_mode"]
 
