@@ -630,3 +630,15 @@ def test_names_set_on_the_train_module_reach_the_runner(monkeypatch):
     T.brand_new_name = 1  # a name the runner does not have stays here
     assert T.brand_new_name == 1 and not hasattr(loop, "brand_new_name")
     del T.brand_new_name
+
+
+def test_the_names_of_the_one_module_runner_are_still_here():
+    for name in ("EpochLog", "ProgressBar", "RunPlots", "RunRecorder", "TrainState",
+                 "check_finite", "check_resumable", "encode_images", "epoch_order", "evaluate",
+                 "fit", "loss_and_prediction", "network_params", "restore_checkpoint",
+                 "seed_everything", "set_network_grid", "summary_of", "sync_run_files",
+                 "train", "training_dt", "dither_shifts", "output_horizon", "epoch_line",
+                 "DT_MODES", "training_margin"):
+        assert name in T.__all__, name
+        assert name == "DT_MODES" or callable(getattr(T, name)), name
+    from batsnn.experiments.train import TrainState, fit, train  # noqa: F401

@@ -23,9 +23,10 @@ from tests.hostile.harness import (CliCase, LibCase, check_cli_commands, check_c
 
 def _train(data_dir, *extra):
     return ["train", "--preset", "mnist-count", "--dataset", "fashion-mnist", "--data-dir",
-            str(data_dir), "--hidden", "6", "--max-spikes", "4,4", "--batch-size", "10",
-            "--eval-batch-size", "20", "--train-samples", "20", "--test-samples", "10",
-            "--epochs", "1", "--quiet", "--device", "cpu", *map(str, extra)]
+            str(data_dir), "--hidden", "16", "--theta", "0.2,0.4", "--max-spikes", "6,6",
+            "--batch-size", "10", "--eval-batch-size", "20", "--train-samples", "20",
+            "--test-samples", "10", "--epochs", "1", "--quiet", "--device", "cpu",
+            *map(str, extra)]
 
 
 @pytest.fixture(scope="module")
@@ -60,20 +61,40 @@ def _set_group(name, value):
     return mutate
 
 
-def _flip_bit(ck):
-    """One flipped exponent bit of a float32 first moment: a huge or non-finite value."""
-    st = _first_state(ck)
-    bits = st["exp_avg"].view(torch.int32)
-    bits.view(-1)[3] ^= 1 << 30
-    if bool(torch.isfinite(st["exp_avg"]).all()):  # a flip that stayed finite: make it not
-        st["exp_avg"].view(-1)[3] = float("inf")
+def _largest(ck):
+    """The index of the first parameter's element with the largest first moment."""
+    return int(_first_state(ck)["exp_avg"].abs().argmax())
 
+
+def _flip_bit(name, bit=None):
+    """One flipped exponent bit of a float32 moment, at the element with the largest first
+    moment: ``bit`` set (a far larger value), or by default the highest exponent bit that
+    is set cleared (a far smaller one)."""
+    def mutate(ck):
+        i = _largest(ck)
+        bits = _first_state(ck)[name].view(torch.int32).view(-1)
+        b = bit if bit is not None else max(k for k in range(23, 31) if int(bits[i]) >> k & 1)
+        assert bit is None or not int(bits[i]) >> bit & 1
+        bits[i] ^= 1 << b
+    return mutate
+
+
+def _scale_moment(name, factor):
+    def mutate(ck):
+        _first_state(ck)[name].view(-1)[_largest(ck)] *= factor
+    return mutate
+
+
+MADE = "exp_avg and exp_avg_sq that Adam cannot have made"
 
 #: (case id, change to last.pt, words of the message besides the file)
 OPTIMIZER_CASES = [
     ("exp-avg-nan", _set_moment("exp_avg", float("nan")), ("exp_avg", "NaN or infinite")),
     ("exp-avg-inf", _set_moment("exp_avg", float("-inf")), ("exp_avg", "NaN or infinite")),
-    ("exp-avg-bit", _flip_bit, ("exp_avg", "NaN or infinite")),
+    ("exp-avg-bit", _flip_bit("exp_avg", 30), (MADE,)),
+    ("exp-avg-sq-bit", _flip_bit("exp_avg_sq"), (MADE,)),
+    ("exp-avg-large", _scale_moment("exp_avg", 1e3), (MADE, "7.27 sqrt(exp_avg_sq)")),
+    ("exp-avg-sq-small", _scale_moment("exp_avg_sq", 1e-6), (MADE,)),
     ("exp-avg-sq-nan", _set_moment("exp_avg_sq", float("nan")), ("exp_avg_sq",)),
     ("exp-avg-sq-negative", _set_moment("exp_avg_sq", -1.0),
      ("exp_avg_sq", "negative values")),
@@ -141,7 +162,7 @@ def _restore(run_dir, data_dir, mutate):
     ck = load_run_checkpoint(run_dir / "last.pt")
     mutate(ck)
     cfg = resolve_config("mnist-count", dataset="fashion-mnist", data_dir=str(data_dir),
-                         hidden=[6], max_spikes=[4, 4])
+                         hidden=[16], theta=[0.2, 0.4], max_spikes=[6, 6])
     model = build_model(cfg, 784, 10)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0)
@@ -158,7 +179,8 @@ def test_library_calls(run_dir, data_dir):
              for name, mutate, words in OPTIMIZER_CASES[:6]]
     cases += [
         LibCase("restore-intact", lambda: _restore(run_dir, data_dir, lambda ck: None), (),
-                after=lambda opt: (opt.state and all(int(st["step"]) == 2 for st in opt.state.values()))
+                after=lambda opt: (opt.state and all(int(st["step"]) == 2
+                                                     for st in opt.state.values()))
                 or pytest.fail("the optimizer state was not restored")),
         LibCase("problem-intact", lambda: optimizer_state_problem(
             load_run_checkpoint(run_dir / "last.pt")["optimizer"],

@@ -66,16 +66,12 @@ class TrainConfig:
         augment: ``"none"`` or ``"elastic"`` (one random elastic deformation per training
             batch, :mod:`batsnn.experiments.augment`; never applied to test data).
         dt_mode, dt_warmup_epochs, dt_fine: the time step the network is *trained* at (it
-            is always evaluated at ``dt``): one of :data:`DT_MODES`, each described by its
-            class in :mod:`batsnn.experiments.timestep`: ``"fixed"``, ``dt``
-            throughout (the seed's scheme); ``"continuous"``, exact time;
-            ``"continuous-margin"``, exact time with shortened horizons; ``"fine"``, the
-            finer grid ``dt_fine``; ``"finetune"``, exact time for ``dt_warmup_epochs``
-            epochs, then ``dt``; ``"anneal"``, a step growing to ``dt`` over
-            ``dt_warmup_epochs`` epochs; ``"dither"``, ``dt`` with randomly moved inputs;
-            ``"consistent"``, ``dt`` with resets at the emitted times in training and
-            evaluation. In exact time (``dt`` unset) every mode trains in exact time, so a
-            sweep over ``dt`` can include ``dt = 0``.
+            is always evaluated at ``dt``): one of :data:`DT_MODES`, each a class of
+            :mod:`batsnn.experiments.timestep` saying what it does (``"fixed"``, the
+            seed's scheme, trains at ``dt`` throughout) and which of ``dt_warmup_epochs``
+            (epochs before training at ``dt``) and ``dt_fine`` (a finer training step) it
+            needs. In exact time (``dt`` unset) every mode trains in exact time, so a sweep
+            over ``dt`` can include ``dt = 0``.
         seed: seeds weights, data order and every RNG.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; cuda_graph: replay each training
             step as one CUDA graph on a GPU.

@@ -73,9 +73,10 @@ def _group_problem(g: dict) -> str | None:
     return None
 
 
-def _param_state_problem(st: dict, p: torch.Tensor, steps: int) -> str | None:
+def _param_state_problem(st: dict, p: torch.Tensor, steps: int,
+                         betas: tuple | None) -> str | None:
     """What is wrong with the saved state of one parameter ``p`` after ``steps`` optimizer
-    steps of the run."""
+    steps of the run, with Adam's ``betas``."""
     for k, v in st.items():
         if k == "step":
             n = _number(v)
@@ -90,6 +91,27 @@ def _param_state_problem(st: dict, p: torch.Tensor, steps: int) -> str | None:
             return f"{k} holding NaN or infinite values"
         elif k.endswith("exp_avg_sq") and bool((v < 0).any()):
             return f"{k} holding negative values"
+    return _moments_problem(st, betas)
+
+
+def _moments_problem(st: dict, betas: tuple | None) -> str | None:
+    """Adam's moments from zero, ``m = (1 - b1) sum_k b1^k g_k`` and ``v = (1 - b2) sum_k
+    b2^k g_k^2``, obey ``|m| <= C sqrt(v)`` with ``C = (1 - b1) / sqrt((1 - b2)(1 - b1^2 /
+    b2))`` (Cauchy-Schwarz, for ``b1^2 < b2``; about 7.3 for the defaults): a first moment
+    beyond it, or a second moment below it, was not made by Adam (a changed bit, a crafted
+    value) and would drive the next steps far off."""
+    m, v = st.get("exp_avg"), st.get("exp_avg_sq")
+    if betas is None or not isinstance(m, torch.Tensor) or not isinstance(v, torch.Tensor):
+        return None
+    b1, b2 = (float(b) for b in betas)
+    if not b1 * b1 < b2:
+        return None
+    c = (1 - b1) / math.sqrt((1 - b2) * (1 - b1 * b1 / b2))
+    # float rounding: 1% and an absolute 1e-20 (a second moment that underflowed)
+    bound = 1.01 * c * v.double().sqrt() + 1e-20
+    if bool((m.double().abs() > bound).any()):
+        return ("exp_avg and exp_avg_sq that Adam cannot have made (|exp_avg| beyond "
+                f"{c:.3g} sqrt(exp_avg_sq))")
     return None
 
 
@@ -99,8 +121,8 @@ def optimizer_state_problem(osd: dict, opt: torch.optim.Optimizer,
     steps of the run (``None`` if it does): other parameter groups; hyperparameters that
     are not finite numbers in range (learning rates and ``eps`` > 0, ``weight_decay`` >= 0,
     ``betas`` in [0, 1)); state for unknown parameters; moments of other shapes, not
-    finite, or negative second moments; step counts that are not whole numbers in
-    ``[0, steps]``."""
+    finite, negative second moments, or first and second moments that Adam cannot have
+    made together; step counts that are not whole numbers in ``[0, steps]``."""
     groups = osd["param_groups"]
     if len(groups) != len(opt.param_groups):
         return f"{len(groups)} parameter groups, the optimizer has {len(opt.param_groups)}"
@@ -116,7 +138,8 @@ def optimizer_state_problem(osd: dict, opt: torch.optim.Optimizer,
     for key, st in osd["state"].items():
         if key not in ids or not isinstance(st, dict):
             return f"state for an unknown parameter {key!r}"
-        why = _param_state_problem(st, params[ids.index(key)], steps)
+        group = next(g for g in groups if key in g["params"])
+        why = _param_state_problem(st, params[ids.index(key)], steps, group.get("betas"))
         if why is not None:
             return why
     return None
