@@ -189,7 +189,7 @@ def restore_checkpoint(ck: dict, model: torch.nn.Module, opt: torch.optim.Optimi
     why = (optimizer_state_problem(ck["optimizer"], opt, ck["step"])
            or _schedule_problem(ck["optimizer"]["param_groups"], sched, ck["epoch"]))
     if why is not None:
-        bad(f"optimizer state with {why}")
+        raise CheckpointError(f"checkpoint '{path}' holds an optimizer state with {why}")
     model.load_state_dict(saved)
     try:
         opt.load_state_dict(ck["optimizer"])

@@ -3,10 +3,10 @@
 optimizer it steps (:func:`make_optimizer`).
 
 A step asks the data source (:mod:`batsnn.experiments.sources`) for the batch's labels and
-spike times on the grid training runs at now (:class:`~batsnn.experiments.training.grid.
-TrainingGrid`), with the batch's own random draw (augmentation) and input shifts (the
-time-step mode's): both depend only on the seed, the epoch, the batch index and the process
-rank, so a resumed run sees the same.
+spike times on the grid training runs at now
+(:class:`~batsnn.experiments.training.grid.TrainingGrid`), with the batch's own random draw
+(augmentation) and input shifts (the time-step mode's): both depend only on the seed, the
+epoch, the batch index and the process rank, so a resumed run sees the same.
 """
 
 from __future__ import annotations
