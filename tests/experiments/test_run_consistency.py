@@ -75,7 +75,7 @@ def test_resume_rewrites_files_left_stale_by_a_kill(data_dir, tmp_path, monkeypa
     assert resumed[M.EPOCHS_COMPLETED] == 2
     assert _untimed(read_csv(run / "metrics.csv")) == _untimed(read_csv(tmp_path / "full" /
                                                                         "metrics.csv"))
-    best = T._best_epoch(ck["history"])
+    best = T.best_epoch(ck["history"])
     assert load_run_checkpoint(run / "best.pt")["epoch"] == best
     assert load_run_checkpoint(tmp_path / "full" / "best.pt")["epoch"] == best
 

@@ -606,3 +606,39 @@ def test_dither_under_cuda_graphs_matches_eager_and_cpu(data_dir, tmp_path):
     base = dict(**{**TINY, "theta": [0.2, 0.4]}, data_dir=str(data_dir), epochs=2, dt=0.004,
                 dt_mode="dither")
     graph_eager_and_cpu_agree("mnist-count", base, tmp_path)
+
+
+def test_names_set_on_the_train_module_reach_the_runner(monkeypatch):
+    """``batsnn.experiments.train`` gathers the runner's names; setting one there (as tests
+    and users patch the runner) sets it where the runner looks it up, and undoing it puts
+    the original back everywhere."""
+    from batsnn.experiments import sources
+    from batsnn.experiments.training import callbacks, evaluation, loop, run
+
+    real_check, real_encode, real_eval = T.check_finite, T.encode_images, T.evaluate
+    spy = lambda *a, **k: None  # noqa: E731
+    monkeypatch.setattr(T, "check_finite", spy)
+    monkeypatch.setattr(T, "encode_images", spy)
+    monkeypatch.setattr(T, "evaluate", spy)
+    assert loop.check_finite is spy and callbacks.check_finite is spy
+    assert sources.encode_images is spy and evaluation.encode_images is spy
+    assert run.evaluate is spy and evaluation.evaluate is spy
+    monkeypatch.undo()
+    assert loop.check_finite is real_check and callbacks.check_finite is real_check
+    assert sources.encode_images is real_encode and evaluation.encode_images is real_encode
+    assert run.evaluate is real_eval and T.evaluate is real_eval
+    T.brand_new_name = 1  # a name the runner does not have stays here
+    assert T.brand_new_name == 1 and not hasattr(loop, "brand_new_name")
+    del T.brand_new_name
+
+
+def test_the_names_of_the_one_module_runner_are_still_here():
+    for name in ("EpochLog", "ProgressBar", "RunPlots", "RunRecorder", "TrainState",
+                 "check_finite", "check_resumable", "encode_images", "epoch_order", "evaluate",
+                 "fit", "loss_and_prediction", "network_params", "restore_checkpoint",
+                 "seed_everything", "set_network_grid", "summary_of", "sync_run_files",
+                 "train", "training_dt", "dither_shifts", "output_horizon", "epoch_line",
+                 "DT_MODES", "training_margin"):
+        assert name in T.__all__, name
+        assert name == "DT_MODES" or callable(getattr(T, name)), name
+    from batsnn.experiments.train import TrainState, fit, train  # noqa: F401

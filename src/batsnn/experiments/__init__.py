@@ -6,8 +6,12 @@ which never imports it. One module per job:
 - :mod:`~batsnn.experiments.model`: networks built from a description of their layers.
 - :mod:`~batsnn.experiments.rundir`: output-directory checks, the one safe file writer,
   the one checkpoint loader, run-directory layout.
-- :mod:`~batsnn.experiments.train`: the training loop with callbacks (``fit``) and the
-  runner of one configured run (``train``).
+- :mod:`~batsnn.experiments.timestep`: the time-step modes of training (``dt_mode``).
+- :mod:`~batsnn.experiments.training`: the training loop with callbacks (``fit``), the
+  step, resume and the runner of one configured run (``train``);
+  :mod:`~batsnn.experiments.train` gathers their names.
+- :mod:`~batsnn.experiments.sources`: the data-source interface the loop uses (images
+  encoded to spike times).
 - :mod:`~batsnn.experiments.sweep`: one run per (dt, seed), tables and report.
 - :mod:`~batsnn.experiments.dterr`: the per-layer discretization-error study.
 - :mod:`~batsnn.experiments.data`: dataset readers; :mod:`~batsnn.experiments.plots`: PNG

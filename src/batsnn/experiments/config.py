@@ -37,6 +37,7 @@ from batsnn.experiments.model import (INT_MAX, NetworkTooLarge, check_network,
                                       check_weights_fit, dense_network, min_weights,
                                       network_summary)
 from batsnn.experiments.rundir import MARKER
+from batsnn.experiments.timestep import DT_MODES, dt_mode
 from batsnn.fileio import check_nesting, one_line, printable
 
 __all__ = ["DT_MODES", "MAX_CONFIG_BYTES", "PRESETS", "RESUME_FIELDS",
@@ -68,27 +69,13 @@ class TrainConfig:
         dt: time step (s); ``None`` for exact time.
         augment: ``"none"`` or ``"elastic"`` (one random elastic deformation per training
             batch, :mod:`batsnn.experiments.augment`; never applied to test data).
-        dt_mode, dt_warmup_epochs: the time step the network is *trained* at (it is always
-            evaluated at ``dt``): ``"fixed"``, ``dt`` throughout (the seed's scheme);
-            ``"continuous"``, exact time throughout; ``"continuous-margin"``, exact time
-            with every layer's horizon ``t_max`` shortened by ``(L + 1) * dt`` (``L``
-            spiking layers; on the grid the input and every layer delay spikes by up to
-            one step each, so what the trained network emits by then still lands in the
-            window); ``"fine"``, the finer grid ``dt_fine`` throughout; ``"finetune"``,
-            exact time for the first ``dt_warmup_epochs`` epochs, then ``dt``;
-            ``"anneal"``, ``dt * e / (W + 1)`` in epoch ``e <= W = dt_warmup_epochs``,
-            then ``dt`` (:func:`batsnn.experiments.train.training_dt`); ``"dither"``,
-            ``dt`` with each training sample's input spikes moved later by a random
-            fraction of a step before they are put on the grid, so that the grid's phase
-            against the signal varies and the expected emitted time of a spike varies
-            smoothly with its crossing (:func:`batsnn.experiments.train.dither_shifts`);
-            ``"consistent"``, ``dt`` with the consistent discrete model in training *and*
-            evaluation: every layer resets at its emitted grid times and spikes again at
-            the next grid point when a reset leaves it at or above threshold
-            (``reset_at="emitted"``, :class:`~batsnn.params.LIFParams`), and the gradient
-            describes that network.
-            In exact time (``dt`` unset) every mode trains in exact time, so a sweep over
-            ``dt`` can include ``dt = 0``.
+        dt_mode, dt_warmup_epochs, dt_fine: the time step the network is *trained* at (it
+            is always evaluated at ``dt``): one of :data:`DT_MODES`, each a class of
+            :mod:`batsnn.experiments.timestep` saying what it does (``"fixed"``, the
+            seed's scheme, trains at ``dt`` throughout) and which of ``dt_warmup_epochs``
+            (epochs before training at ``dt``) and ``dt_fine`` (a finer training step) it
+            needs. In exact time (``dt`` unset) every mode trains in exact time, so a sweep
+            over ``dt`` can include ``dt = 0``.
         seed: seeds weights, data order and every RNG.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; cuda_graph: replay each training
             step as one CUDA graph on a GPU.
@@ -172,9 +159,6 @@ PRESETS["emnist-count"] = {**copy.deepcopy(PRESETS["mnist-count"]), "dataset": "
 #: Fashion-MNIST through the conv network of the MNIST experiment
 PRESETS["fmnist-conv"] = {**copy.deepcopy(PRESETS["mnist-conv"]), "dataset": "fashion-mnist"}
 
-#: how the time step of training relates to ``dt`` (:class:`TrainConfig`)
-DT_MODES = ("fixed", "continuous", "continuous-margin", "fine", "finetune", "anneal",
-            "dither", "consistent")
 
 #: shorthand settings for stacks of linear layers (they rewrite ``network``)
 SHORTHANDS = ("hidden", "theta", "max_spikes")
@@ -563,18 +547,10 @@ def config_from_dict(settings: Mapping) -> TrainConfig:
     return _merge([("", {k: v for k, v in settings.items() if k not in RUN_INFO_KEYS})])
 
 
-def _neuron_layers(network) -> list[int]:
-    """The indices of a network description's layers of LIF neurons (linear, conv2d)."""
-    return [i for i, s in enumerate(network) if s.get("type") in ("linear", "conv2d")]
-
-
 def training_margin(cfg: TrainConfig) -> float:
-    """Seconds by which training shortens every layer's horizon ``t_max``: ``(L + 1) *
-    cfg.dt`` for ``dt_mode "continuous-margin"`` (``L`` spiking layers of ``cfg.network``:
-    on the grid the input and each layer delay spikes by up to one step), else 0."""
-    if cfg.dt is None or cfg.dt_mode != "continuous-margin":
-        return 0.0
-    return (len(_neuron_layers(cfg.network)) + 1) * cfg.dt
+    """Seconds by which training shortens every layer's horizon ``t_max``, per
+    ``cfg.dt_mode`` (:meth:`~batsnn.experiments.timestep.DtMode.margin`)."""
+    return dt_mode(cfg.dt_mode).margin(cfg)
 
 
 def validate_config(cfg: TrainConfig) -> TrainConfig:
@@ -590,19 +566,7 @@ def validate_config(cfg: TrainConfig) -> TrainConfig:
     check_weights_fit(min_weights(cfg.network, DATASETS[cfg.dataset][0]), "cpu")
     if cfg.dt == 0:
         cfg.dt = None
-    margin = training_margin(cfg)
-    short = [i for i in _neuron_layers(cfg.network)
-             if float(cfg.network[i].get("t_max", cfg.t_max)) <= margin]
-    if short:
-        raise ValueError(f"dt_mode 'continuous-margin' shortens the training horizon by "
-                         f"{margin:g} s, not less than t_max of network layer {short[0]}")
-    if cfg.dt_mode == "fine" and cfg.dt is not None and (
-            cfg.dt_fine is None or not cfg.dt_fine < cfg.dt):
-        raise ValueError(f"dt_mode 'fine' needs 0 < dt_fine < dt, got dt_fine={cfg.dt_fine!r} "
-                         f"and dt={cfg.dt!r}")
-    if cfg.dt_mode in ("finetune", "anneal") and cfg.dt_warmup_epochs < 1:
-        raise ValueError(f"dt_mode {cfg.dt_mode!r} needs dt_warmup_epochs >= 1, got "
-                         f"{cfg.dt_warmup_epochs}")
+    dt_mode(cfg.dt_mode).validate(cfg)
     return cfg
 
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import torch
 
+from batsnn.experiments.timestep import dt_mode
 from batsnn.fileio import printable
 from batsnn.functional import check_memory, device_memory
 from batsnn.nn import Flatten, LIFConv2d, LIFLinear, SpikePool2d, SpikingSequential
@@ -479,9 +480,9 @@ def build_model(cfg, n_inputs: int, n_classes: int) -> SpikingSequential:
     """The network of a run's settings (a :class:`~batsnn.experiments.config.TrainConfig`, or
     anything with ``network``, ``tau_s``, ``t_max``, ``init`` and ``dt``) for images of
     ``n_inputs`` pixels, taken flat or as maps (:func:`network_input_shape`); weights drawn
-    from the current torch RNG. A run of ``dt_mode "consistent"`` gets layers whose resets
-    happen at the emitted grid times (``reset_at="emitted"``)."""
-    reset_at = "emitted" if getattr(cfg, "dt_mode", "fixed") == "consistent" else "crossing"
+    from the current torch RNG. The layers reset as the run's ``dt_mode`` says
+    (:attr:`~batsnn.experiments.timestep.DtMode.reset_at`)."""
+    reset_at = dt_mode(getattr(cfg, "dt_mode", "fixed")).reset_at
     return build_network(cfg.network, network_input_shape(cfg.network, n_inputs), n_classes,
                          tau_s=cfg.tau_s, t_max=cfg.t_max, init=cfg.init, dt=cfg.dt,
                          reset_at=reset_at)

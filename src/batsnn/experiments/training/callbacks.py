@@ -1,0 +1,123 @@
+"""The callbacks of a run (:func:`batsnn.experiments.training.loop.fit`): a progress bar,
+the run's files after each epoch (checkpoints, ``metrics.csv``, ``summary.json``), its plots
+and one log line per epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+import batsnn
+from batsnn import metrics as M
+from batsnn.experiments.rundir import (CHECKPOINT_FORMAT, RunDir, rng_state, save_checkpoint,
+                                       write_csv, write_json)
+from batsnn.experiments.training.loop import TrainState, check_finite, summary_of
+
+__all__ = ["EpochLog", "ProgressBar", "RunPlots", "RunRecorder", "epoch_line"]
+
+
+class ProgressBar:
+    """A tqdm bar over each epoch's steps; every ``every`` steps it shows the running loss
+    and accuracy and checks that the parameters are finite (both read the GPU: one host
+    synchronisation each ``every`` steps)."""
+
+    def __init__(self, steps_per_epoch: int, every: int = 50):
+        self.total, self.every = steps_per_epoch, every
+        self.bar = None
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.total, desc=f"epoch {state.epoch}", leave=False,
+                        dynamic_ncols=True)
+
+    def on_step(self, state: TrainState) -> None:
+        self.bar.update(1)
+        if (state.batch - 1) % self.every == 0:
+            self.bar.set_postfix(loss=f"{float(state.loss_sum) / state.samples:.3f}",
+                                 acc=f"{int(state.correct) / state.samples:.3f}")
+            check_finite(state.model)
+        if state.batch == self.total:
+            self.bar.close()
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        self.bar.close()
+
+
+class RunRecorder:
+    """Writes a run's files after each epoch: ``last.pt``, ``best.pt`` (when the test
+    accuracy improved), ``metrics.csv`` and ``summary.json`` (see
+    :mod:`batsnn.experiments.rundir`). ``last.pt`` comes first: it is the source of truth
+    from which the others are rewritten if a run stops between two writes
+    (:func:`sync_run_files`).
+
+    Args:
+        run_dir: where to write.
+        settings: the run's settings, stored in the checkpoints (``TrainConfig.to_dict()``).
+    """
+
+    def __init__(self, run_dir: RunDir, settings: dict):
+        self.run, self.settings = run_dir, settings
+
+    def checkpoint(self, state: TrainState) -> dict:
+        """Everything needed to continue the run from the end of ``state.epoch``: tensors and
+        plain values only (loaded back with ``weights_only=True``)."""
+        best = max(r[M.TEST_ACCURACY] for r in state.history)
+        return {"batsnn_checkpoint": CHECKPOINT_FORMAT, "batsnn_version": batsnn.__version__,
+                "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+                "scheduler": state.scheduler.state_dict() if state.scheduler else None,
+                "epoch": state.epoch, "step": state.step, "rng": rng_state(),
+                "history": [dict(r) for r in state.history], "best_test_accuracy": best,
+                "config": self.settings}
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        ck = self.checkpoint(state)
+        earlier = [r[M.TEST_ACCURACY] for r in state.history[:-1]]
+        save_checkpoint(self.run.last, ck)
+        if not earlier or state.row[M.TEST_ACCURACY] > max(earlier):
+            save_checkpoint(self.run.best, ck)
+        write_csv(self.run.metrics, state.history)
+        write_json(self.run.summary, summary_of(state.history))
+
+
+class RunPlots:
+    """Draws ``learning_curves.png``, ``spikes_per_layer.png`` and ``raster.png`` (the spike
+    trains of every layer for ``inputs``, encoded spike times of a few samples) after each
+    epoch."""
+
+    def __init__(self, run_dir: RunDir, inputs: torch.Tensor, labels: torch.Tensor):
+        self.run, self.inputs, self.labels = run_dir, inputs, labels
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        from batsnn.experiments import plots
+
+        plots.learning_curves(state.history, self.run.file("learning_curves.png"))
+        plots.spikes_per_layer(state.history, self.run.file("spikes_per_layer.png"))
+        with torch.no_grad():
+            state.model.eval()
+            outs = state.model.forward_all(self.inputs)
+        # maps (conv, pool layers) are drawn as their neurons in C order
+        outs = [batsnn.SpikeTrains(o.times.flatten(1, -2), o.counts.flatten(1)) for o in outs]
+        plots.raster(outs, self.labels, self.run.file("raster.png"))
+
+
+class EpochLog:
+    """Logs one line per epoch (accuracy, loss, spikes per layer, latency, time)."""
+
+    def __init__(self, log: Callable[[str], Any] = print):
+        self.log = log
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        self.log(epoch_line(state.row))
+
+
+def epoch_line(row: dict) -> str:
+    """One line describing an epoch's metrics row."""
+    spikes = ", ".join(f"{row[k]:.0f}" for k in M.layer_keys(row, M.SPIKES_PER_SAMPLE))
+    return (f"epoch {row[M.EPOCH]}: test accuracy {100 * row[M.TEST_ACCURACY]:.2f}% "
+            f"(train {100 * row[M.TRAIN_ACCURACY]:.2f}%), loss {row[M.TEST_LOSS]:.3f}, "
+            f"spikes/sample per layer [{spikes}], label spikes by 50 ms "
+            f"{100 * row[M.label_share_key(50)]:.0f}%, decision at "
+            f"{row[M.DECISION_TIME_MS]:.1f} ms, {row[M.EPOCH_SECONDS]:.1f} s")
