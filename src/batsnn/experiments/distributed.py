@@ -575,7 +575,7 @@ def check_launch(nproc: int, device: str, out: str | None = None, resume: bool =
     if resume and run.has_checkpoint():
         ck = load_run_checkpoint(run.last)
         if cfg is not None:
-            from batsnn.experiments.train import check_resumable
+            from batsnn.experiments.training.resume import check_resumable
 
             check_resumable(ck["config"], cfg, run.last)
         check_resume_world_size(run.config, nproc)

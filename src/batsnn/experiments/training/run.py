@@ -14,8 +14,8 @@ depends only on the seed and the epoch number).
 
 from __future__ import annotations
 
+import contextlib
 import random
-import time
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
@@ -28,8 +28,8 @@ import batsnn
 from batsnn.experiments import distributed
 from batsnn.experiments.config import TrainConfig, config_document, resolve_device
 from batsnn.experiments.model import build_model, layer_shapes
-from batsnn.experiments.rundir import (MARKER, RunDir, load_run_checkpoint, prepare_out,
-                                       write_json)
+from batsnn.experiments.rundir import (MARKER, RunDir, hold_out_dir, load_run_checkpoint,
+                                       new_run_dir, write_json)
 from batsnn.experiments.sources import DataSource, open_source
 from batsnn.experiments.training.callbacks import EpochLog, ProgressBar, RunPlots, RunRecorder
 from batsnn.experiments.training.evaluation import evaluate
@@ -101,7 +101,19 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
     ctx = distributed.current("cpu" if resolve_device(cfg.device).type == "cpu" else cfg.device)
     if not ctx.is_main:  # only rank 0 writes and talks
         quiet, log = True, (lambda *a, **k: None)
-    run, ck = _open_run(cfg, ctx, resume)
+    out = Path(ctx.broadcast(cfg.out or (str(new_run_dir(cfg.preset or "custom"))
+                                         if ctx.is_main else None)))
+    cfg.out = str(out)
+    # one writer per run directory: rank 0 holds it (checked under the lock) to the end
+    with (hold_out_dir(out, "train", resume=resume) if ctx.is_main
+          else contextlib.nullcontext()):
+        return _train_in(cfg, ctx, RunDir(out), resume, quiet, log, callbacks)
+
+
+def _train_in(cfg: TrainConfig, ctx, run: RunDir, resume: bool, quiet: bool,
+              log: Callable[[str], Any], callbacks: Iterable) -> dict:
+    """:func:`train` in its held run directory ``run``."""
+    ck = _checkpoint(cfg, ctx, run, resume)
     with ctx.main_first():
         source = open_source(cfg)
     test = source.split("test", ctx.shard(source.n_test, "test samples"))  # this process's
@@ -133,22 +145,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
     return summary_of(state.history) if state.history else {}
 
 
-def _open_run(cfg: TrainConfig, ctx, resume: bool) -> tuple[RunDir, dict | None]:
-    """The run directory (``cfg.out``, set when unset) checked for this run (new, empty, or
-    a batsnn training run, then only with ``resume``; only rank 0 looks), and the checked
-    checkpoint to continue from (read by every process), if any."""
-    out = Path(ctx.broadcast(
-        cfg.out or f"runs/{cfg.preset or 'custom'}-{time.strftime('%Y%m%d-%H%M%S')}"))
-    cfg.out = str(out)
-    run = RunDir(out)
-    if ctx.is_main:
-        prepare_out(out, "train", resume=resume)
+def _checkpoint(cfg: TrainConfig, ctx, run: RunDir, resume: bool) -> dict | None:
+    """The checked checkpoint to continue from (read by every process), if any."""
     ck = None
     if resume and run.has_checkpoint():
         ck = load_run_checkpoint(run.last)
         check_resumable(ck["config"], cfg, run.last)
         distributed.check_resume_world_size(run.config, ctx.world_size)
-    return run, ck
+    return ck
 
 
 def _new_state(cfg: TrainConfig, source: DataSource, device, run: RunDir) -> TrainState:
