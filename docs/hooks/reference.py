@@ -230,7 +230,10 @@ def _fields_of(cls) -> set:
 
 
 def _type_name(tp) -> str:
-    return tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
+    """A type as the table shows it (``X | None`` as ``X or None``: a bar would end the
+    table cell)."""
+    name = tp.__name__ if isinstance(tp, type) else str(tp).replace("typing.", "")
+    return name.replace(" | ", " or ")
 
 
 def _default(field: dataclasses.Field):
