@@ -368,6 +368,14 @@ def on_files(files, config, **kwargs):
     return files
 
 
+_ROLE = re.compile(r":(?:func|class|data|mod|meth|attr|exc|obj):<code>~?")
+
+
+def on_page_content(html, **kwargs):
+    """Show the docstrings' Sphinx roles (``:func:`x` ``, ``:class:`~a.B` ``) as plain code."""
+    return _ROLE.sub("<code>", html)
+
+
 if __name__ == "__main__":
     target = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "generated-docs")
     for path, text in pages().items():

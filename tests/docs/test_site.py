@@ -98,3 +98,18 @@ def test_site_builds_strictly(tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-4000:]
     assert (tmp_path / "site" / "reference" / "cli" / "index.html").is_file()
+
+
+def test_sphinx_roles_are_shown_as_code():
+    hook = _load_hook()
+    html = "see :func:<code>batsnn.discretize</code> and :class:<code>~batsnn.params.LIFParams</code>"
+    assert hook.on_page_content(html) == \
+        "see <code>batsnn.discretize</code> and <code>batsnn.params.LIFParams</code>"
+    assert hook.on_page_content("a: <code>x</code>") == "a: <code>x</code>"
+
+
+def test_settings_types_never_break_a_table_row():
+    page = _load_hook().config_page()
+    rows = [r for r in page.splitlines() if r.startswith("| `") and r.count("|") >= 6]
+    assert rows and all(r.count(" | ") == 4 for r in rows if "\\|" not in r)
+    assert "`str or None`" in page and "\\|" not in page.split("## Presets")[0]
