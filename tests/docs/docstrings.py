@@ -24,6 +24,10 @@ import re
 
 import batsnn
 
+#: optional dependencies -> the modules that import them at import time (skipped, and only
+#: those, when the dependency is missing)
+OPTIONAL = {"triton": "batsnn.ops.lif.cuda"}
+
 SECTION = re.compile(r"^(\s*)([A-Z][A-Za-z ]*):\s*$")
 
 
@@ -63,7 +67,12 @@ def documented_objects():
     once, under the module that defines it."""
     seen = set()
     for modname in public_modules():
-        module = importlib.import_module(modname)
+        try:
+            module = importlib.import_module(modname)
+        except ModuleNotFoundError as e:
+            if e.name in OPTIONAL and modname.startswith(OPTIONAL[e.name]):
+                continue  # the GPU kernels, where Triton is not installed
+            raise
         yield modname, module, None
         for name in public_names(module):
             obj = getattr(module, name)

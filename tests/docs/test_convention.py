@@ -2,6 +2,8 @@
 
 import types
 
+import pytest
+
 from tests.docs import docstrings
 
 
@@ -73,3 +75,19 @@ class Thing:
                      "batsnn_fake.short"]
     assert docstrings.problems(frozenset({"batsnn_fake.bare", "batsnn_fake.Thing.method"})) \
         == [p for p in found if p.startswith(("batsnn_fake.extra", "batsnn_fake.short"))]
+
+
+def test_missing_triton_skips_only_the_gpu_kernels(monkeypatch):
+    def fake_import(name):
+        err = ModuleNotFoundError("No module named 'triton'", name="triton")
+        if name in ("batsnn.ops.lif.cuda.core", "batsnn.experiments.train"):
+            raise err
+        return _module_with("")
+
+    monkeypatch.setattr(docstrings.importlib, "import_module", fake_import)
+    monkeypatch.setattr(docstrings, "public_modules",
+                        lambda: ["batsnn.ops.lif.cuda.core", "batsnn.nn"])
+    assert [q for q, _, _ in docstrings.documented_objects()] == ["batsnn.nn"]
+    monkeypatch.setattr(docstrings, "public_modules", lambda: ["batsnn.experiments.train"])
+    with pytest.raises(ModuleNotFoundError):
+        list(docstrings.documented_objects())
