@@ -72,12 +72,12 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float 
 
     Raises:
         TypeError, ValueError: naming the argument and the offending value; also for
-        parameters outside the ranges batsnn supports (:class:`~batsnn.params.LIFParams`)
-        and, on the CPU, for weights of magnitude above ``params.max_weight`` (``1e9 * theta
-        / tau_s``, docs/model.md section 7). On CUDA tensors the weight values are not
-        inspected for NaN, infinity or magnitude (the check would cost a host
-        synchronisation per call, and none is allowed in a CUDA graph); ``batsnn train``
-        checks its parameters whenever it reports progress.
+            parameters outside the ranges batsnn supports (:class:`~batsnn.params.LIFParams`)
+            and, on the CPU, for weights of magnitude above ``params.max_weight`` (``1e9 *
+            theta / tau_s``, docs/model.md section 7). On CUDA tensors the weight values are
+            not inspected for NaN, infinity or magnitude (the check would cost a host
+            synchronisation per call, and none is allowed in a CUDA graph); ``batsnn train``
+            checks its parameters whenever it reports progress.
     """
     p = _params(params, tau_s=tau_s, theta=theta, delta_theta=delta_theta,
                 max_spikes=max_spikes, t_max=t_max, dt=dt, reset_at=reset_at)

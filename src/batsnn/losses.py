@@ -131,6 +131,7 @@ def spike_count_loss(times: torch.Tensor, counts: torch.Tensor, targets: torch.T
         times: ``(B, N, S)`` output spike times.
         counts: ``(B, N)`` integer spike counts in ``[0, S]``.
         targets: ``(B, N)`` target counts, finite and >= 0.
+        reduction: ``"mean"`` (over the batch) or ``"sum"``.
 
     Raises:
         TypeError, ValueError: naming the argument and the value (the values of counts and
@@ -167,8 +168,11 @@ def spike_count_class_loss(times: torch.Tensor, counts: torch.Tensor, labels: to
     and ``target_false`` for the others; see :func:`spike_count_loss`.
 
     Args:
-        times: ``(B, C, S)`` output spike times; counts ``(B, C)``; labels ``(B,)`` int.
+        times: ``(B, C, S)`` output spike times.
+        counts: ``(B, C)`` integer spike counts.
+        labels: ``(B,)`` integer class of each sample, in ``[0, C)``.
         target_true, target_false: finite numbers >= 0.
+        reduction: ``"mean"`` (over the batch) or ``"sum"``.
     """
     target_true = real_number("target_true", target_true, allow_zero=True)
     target_false = real_number("target_false", target_false, allow_zero=True)
@@ -197,8 +201,10 @@ def spike_time_loss(times: torch.Tensor, target_times: torch.Tensor, *,
     are finite (so ``dL/dt = t - target`` there and 0 elsewhere).
 
     Args:
-        times: ``(B, N, S)`` spike times; target_times: same shape, times >= 0, ``+inf``
-            where no target (NaN and negative values are refused on the CPU).
+        times: ``(B, N, S)`` spike times.
+        target_times: same shape, times >= 0, ``+inf`` where no target (NaN and negative
+            values are refused on the CPU).
+        reduction: ``"mean"`` (over the batch) or ``"sum"``.
     """
     _check_reduction(reduction)
     check_tensor("times", times)

@@ -114,8 +114,8 @@ class LIFLinear(_NeuronLayer):
         t_max: simulation horizon in seconds.
         reset_at: on the grid, ``"crossing"`` (the seed's scheme) or ``"emitted"`` (the
             consistent discrete model); see :class:`~batsnn.params.LIFParams`.
-        (These seven are held as one frozen :class:`~batsnn.params.LIFParams`, ``.params``,
-        and read back as attributes of the same names.)
+            These seven are held as one frozen :class:`~batsnn.params.LIFParams`,
+            ``.params``, and read back as attributes of the same names.
         init: ``(low, high)`` of the uniform weight initialisation (BATS: ``(-1, 1)``),
             finite, ``low <= high``.
         device: where the weight lives.
@@ -274,6 +274,13 @@ class SpikingSequential(nn.Sequential):
     """
 
     def forward_all(self, input_times) -> list[SpikeTrains]:
+        """Run the network and return the spike trains of every layer that computes
+        (a :class:`Flatten` and other reshaping layers are skipped), in order; the last is
+        the network's output.
+
+        Args:
+            input_times: the input spike times ``(B, ..., S)`` or a :class:`SpikeTrains`.
+        """
         outs = []
         x = input_times
         for layer in self:

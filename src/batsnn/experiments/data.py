@@ -253,7 +253,8 @@ def check_dataset(name: str, n_classes: int, arrays, sources) -> None:
     """Check a dataset's arrays when it is loaded, naming the file of each defect.
 
     Args:
-        name: the dataset's name; n_classes: its number of classes.
+        name: the dataset's name.
+        n_classes: its number of classes.
         arrays: ``(train_x, train_y, test_x, test_y)`` numpy arrays, images ``(N, H, W)``.
         sources: the four files they were read from (the same file four times for a
             ``.mat``).

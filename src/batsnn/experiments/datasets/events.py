@@ -266,6 +266,8 @@ def batch_events(times: np.ndarray, channels: np.ndarray, sample_of: np.ndarray,
         times: ``(E,)`` float event times (already cropped and scaled).
         channels: ``(E,)`` integer flat channels in ``[0, n_channels)``.
         sample_of: ``(E,)`` integer sample of each event in ``[0, n_samples)``.
+        n_samples: samples in the batch (the output's first axis).
+        n_channels: input channels (the output's second axis).
         max_spikes: cap on the slots per channel, or ``None`` for the batch's largest count.
         presorted: the events are already in (sample, channel, time) order (skips the sort).
         max_bytes: refuse (:class:`BatchTooLarge`) an output array larger than this; default

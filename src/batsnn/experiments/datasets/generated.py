@@ -91,8 +91,11 @@ def yin_yang(*, sizes: dict | None = None, seeds: dict | None = None, r_big: flo
     ``t_bias = 0.9 tau_s`` (``t_bias=None`` leaves it out).
 
     Args:
-        tau_s: seconds per unit of time (the network's ``tau_s``; default 1 s).
         sizes, seeds: per split (``train``, ``valid``, ``test``), replacing the published ones.
+        r_big, r_small: radii of the big and the small circles of the Yin-Yang figure.
+        t_early, t_late: spike times (in units of ``tau_s``) of the values 0 and 1.
+        t_bias: time of the bias spike (units of ``tau_s``); ``None`` leaves it out.
+        tau_s: seconds per unit of time (the network's ``tau_s``; default 1 s).
 
     Channels: 5 (or 4 without bias); classes: 3. Times float64 seconds.
     """

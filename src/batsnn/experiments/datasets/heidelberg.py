@@ -218,8 +218,10 @@ def write_heidelberg_file(path: str | os.PathLike, times, units, labels, *,
     atomically; gzip-compressed when the name ends in ``.gz`` (or ``compress``).
 
     Args:
+        path: the file to write (``.h5``, or ``.h5.gz`` for a gzip-compressed file).
         times, units: N arrays each (times in seconds as float16/32/64, kept as given).
         labels: N integers.
+        compress: gzip the file (``None``: when the name ends in ``.gz``).
     """
     h5py = _h5py()
     path = Path(path)
