@@ -59,11 +59,12 @@ def floor_index(t, dt, f32):
 @_inline
 def past_horizon(ts, kin, b, j, on_grid, t_max, k_tmax):
     """Whether event ``j`` of sample ``b`` lies at or past the horizon, so that no window
-    from it on holds a spike: its grid index ``kin[b, j] >= k_T`` on the grid (``k_tmax``,
-    :func:`batsnn.ops.lif.grid.last_index`), its time ``ts[b, j] >= t_max`` in exact
-    time. Events are sorted, so the first such event ends a sample's stream."""
+    from it on holds a spike: its time ``ts[b, j] >= t_max`` and, on the grid, also its
+    index ``kin[b, j] >= k_T`` (``k_tmax``, :func:`batsnn.ops.lif.grid.last_index`; an
+    input an ulp below ``G(k_T)`` may lie at or after a decimal ``t_max`` and still open the
+    window of ``k_T``). Events are sorted, so the first such event ends a sample's stream."""
     if on_grid:
-        return kin[b, j] >= k_tmax
+        return (ts[b, j] >= t_max) & (kin[b, j] >= k_tmax)
     return ts[b, j] >= t_max
 
 
