@@ -28,12 +28,29 @@ class ProgressBar:
         self.bar = None
 
     def on_epoch_start(self, state: TrainState) -> None:
+        """Open the epoch's bar (``steps_per_epoch`` steps, labelled ``epoch N``).
+
+        Args:
+            state: the loop's state (``state.epoch`` is the epoch starting).
+        """
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=self.total, desc=f"epoch {state.epoch}", leave=False,
                         dynamic_ncols=True)
 
     def on_step(self, state: TrainState) -> None:
+        """Advance the bar by one step; on the first step and every ``every`` steps after it
+        show the epoch's running loss and accuracy and check that the parameters are
+        finite; close the bar after the epoch's last step.
+
+        Args:
+            state: the loop's state (``state.batch``, ``state.samples``, the device
+                counters ``state.loss_sum`` and ``state.correct``, ``state.model``).
+
+        Raises:
+            FloatingPointError: a parameter holds NaN or infinite values
+                (:func:`~batsnn.experiments.training.loop.check_finite`).
+        """
         self.bar.update(1)
         if (state.batch - 1) % self.every == 0:
             self.bar.set_postfix(loss=f"{float(state.loss_sum) / state.samples:.3f}",
@@ -43,6 +60,11 @@ class ProgressBar:
             self.bar.close()
 
     def on_epoch_end(self, state: TrainState) -> None:
+        """Close the epoch's bar (if the last step has not already).
+
+        Args:
+            state: the loop's state (not read).
+        """
         self.bar.close()
 
 
@@ -73,6 +95,14 @@ class RunRecorder:
                 "config": self.settings}
 
     def on_epoch_end(self, state: TrainState) -> None:
+        """Write the epoch's files, each atomically: ``last.pt``, then ``best.pt`` when the
+        epoch's test accuracy beats every earlier epoch's (or it is the first), then
+        ``metrics.csv`` (every row of ``state.history``) and ``summary.json``.
+
+        Args:
+            state: the loop's state after the epoch (``state.row`` already appended to
+                ``state.history``).
+        """
         ck = self.checkpoint(state)
         earlier = [r[M.TEST_ACCURACY] for r in state.history[:-1]]
         save_checkpoint(self.run.last, ck)
@@ -91,6 +121,12 @@ class RunPlots:
         self.run, self.inputs, self.labels = run_dir, inputs, labels
 
     def on_epoch_end(self, state: TrainState) -> None:
+        """Redraw the three plots from ``state.history`` and from the spike trains of
+        ``state.model`` (run in eval mode, without gradients) on the stored inputs.
+
+        Args:
+            state: the loop's state after the epoch.
+        """
         from batsnn.experiments import plots
 
         plots.learning_curves(state.history, self.run.file("learning_curves.png"))
@@ -110,6 +146,11 @@ class EpochLog:
         self.log = log
 
     def on_epoch_end(self, state: TrainState) -> None:
+        """Pass the epoch's line (:func:`epoch_line` of ``state.row``) to ``log``.
+
+        Args:
+            state: the loop's state after the epoch.
+        """
         self.log(epoch_line(state.row))
 
 
