@@ -21,7 +21,14 @@ __all__ = ["EpochLog", "ProgressBar", "RunPlots", "RunRecorder", "epoch_line"]
 class ProgressBar:
     """A tqdm bar over each epoch's steps; every ``every`` steps it shows the running loss
     and accuracy and checks that the parameters are finite (both read the GPU: one host
-    synchronisation each ``every`` steps)."""
+    synchronisation each ``every`` steps).
+
+    Args:
+        steps_per_epoch: the bar's length, optimizer steps per epoch; the bar closes after
+            that many steps.
+        every: steps between two updates of the shown loss and accuracy (and finiteness
+            checks).
+    """
 
     def __init__(self, steps_per_epoch: int, every: int = 50):
         self.total, self.every = steps_per_epoch, every
@@ -115,7 +122,14 @@ class RunRecorder:
 class RunPlots:
     """Draws ``learning_curves.png``, ``spikes_per_layer.png`` and ``raster.png`` (the spike
     trains of every layer for ``inputs``, encoded spike times of a few samples) after each
-    epoch."""
+    epoch.
+
+    Args:
+        run_dir: the run directory the PNG files are written into (replaced each epoch).
+        inputs: spike times ``(B, *input_shape, S)`` of a few samples, as the network
+            takes them, on the model's device.
+        labels: their class labels ``(B,)``, marked on the raster's last layer.
+    """
 
     def __init__(self, run_dir: RunDir, inputs: torch.Tensor, labels: torch.Tensor):
         self.run, self.inputs, self.labels = run_dir, inputs, labels
@@ -140,7 +154,11 @@ class RunPlots:
 
 
 class EpochLog:
-    """Logs one line per epoch (accuracy, loss, spikes per layer, latency, time)."""
+    """Logs one line per epoch (accuracy, loss, spikes per layer, latency, time).
+
+    Args:
+        log: called with each line (:func:`epoch_line`); ``print`` by default.
+    """
 
     def __init__(self, log: Callable[[str], Any] = print):
         self.log = log
