@@ -355,6 +355,14 @@ class ReduceTrainCounters:
         self.ctx = ctx
 
     def on_train_end(self, state) -> None:
+        """Replace the process's epoch counters with their sums over all processes (one
+        float64 all-reduce; nothing in a single process).
+
+        Args:
+            state: the loop's :class:`~batsnn.experiments.training.loop.TrainState`;
+                ``state.loss_sum``, ``state.correct`` (in place, on their device) and
+                ``state.samples`` become the totals over processes.
+        """
         if not self.ctx.distributed:
             return
         dev = state.loss_sum.device
@@ -540,11 +548,17 @@ def check_launch(nproc: int, device: str, out: str | None = None, resume: bool =
     Args:
         nproc: processes to start: at most one per visible GPU on GPUs, one per CPU core
             (:func:`cpu_cores`) on the CPU.
-        device: the run's device setting.
-        out: the run directory (:func:`batsnn.experiments.rundir.check_out`).
+        device: the run's device setting: ``"auto"``, ``"cpu"`` or ``"cuda"`` (not one
+            GPU ``"cuda:N"`` for several processes).
+        out: the run directory (:func:`batsnn.experiments.rundir.check_out`); ``None`` or
+            empty: only the process count and device are checked.
         resume: continue the run in ``out``: its checkpoint is read and checked against
-            ``cfg`` (a :class:`~batsnn.experiments.config.TrainConfig`, when given) and
-            against ``nproc`` (:func:`check_resume_world_size`).
+            ``cfg`` and against ``nproc`` (:func:`check_resume_world_size`).
+        cfg: the run's settings (a :class:`~batsnn.experiments.config.TrainConfig`), which
+            a resumed run's checkpoint must match in every field of
+            :data:`~batsnn.experiments.config.RESUME_FIELDS`
+            (:func:`~batsnn.experiments.training.resume.check_resumable`); ``None``: the
+            settings are not compared.
 
     Raises:
         ValueError: ``nproc < 1``, more processes than GPUs or CPU cores, a device naming one

@@ -21,19 +21,43 @@ __all__ = ["EpochLog", "ProgressBar", "RunPlots", "RunRecorder", "epoch_line"]
 class ProgressBar:
     """A tqdm bar over each epoch's steps; every ``every`` steps it shows the running loss
     and accuracy and checks that the parameters are finite (both read the GPU: one host
-    synchronisation each ``every`` steps)."""
+    synchronisation each ``every`` steps).
+
+    Args:
+        steps_per_epoch: the bar's length, optimizer steps per epoch; the bar closes after
+            that many steps.
+        every: steps between two updates of the shown loss and accuracy (and finiteness
+            checks).
+    """
 
     def __init__(self, steps_per_epoch: int, every: int = 50):
         self.total, self.every = steps_per_epoch, every
         self.bar = None
 
     def on_epoch_start(self, state: TrainState) -> None:
+        """Open the epoch's bar (``steps_per_epoch`` steps, labelled ``epoch N``).
+
+        Args:
+            state: the loop's state (``state.epoch`` is the epoch starting).
+        """
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=self.total, desc=f"epoch {state.epoch}", leave=False,
                         dynamic_ncols=True)
 
     def on_step(self, state: TrainState) -> None:
+        """Advance the bar by one step; on the first step and every ``every`` steps after it
+        show the epoch's running loss and accuracy and check that the parameters are
+        finite; close the bar after the epoch's last step.
+
+        Args:
+            state: the loop's state (``state.batch``, ``state.samples``, the device
+                counters ``state.loss_sum`` and ``state.correct``, ``state.model``).
+
+        Raises:
+            FloatingPointError: a parameter holds NaN or infinite values
+                (:func:`~batsnn.experiments.training.loop.check_finite`).
+        """
         self.bar.update(1)
         if (state.batch - 1) % self.every == 0:
             self.bar.set_postfix(loss=f"{float(state.loss_sum) / state.samples:.3f}",
@@ -43,6 +67,11 @@ class ProgressBar:
             self.bar.close()
 
     def on_epoch_end(self, state: TrainState) -> None:
+        """Close the epoch's bar (if the last step has not already).
+
+        Args:
+            state: the loop's state (not read).
+        """
         self.bar.close()
 
 
@@ -73,6 +102,14 @@ class RunRecorder:
                 "config": self.settings}
 
     def on_epoch_end(self, state: TrainState) -> None:
+        """Write the epoch's files, each atomically: ``last.pt``, then ``best.pt`` when the
+        epoch's test accuracy beats every earlier epoch's (or it is the first), then
+        ``metrics.csv`` (every row of ``state.history``) and ``summary.json``.
+
+        Args:
+            state: the loop's state after the epoch (``state.row`` already appended to
+                ``state.history``).
+        """
         ck = self.checkpoint(state)
         earlier = [r[M.TEST_ACCURACY] for r in state.history[:-1]]
         save_checkpoint(self.run.last, ck)
@@ -85,12 +122,25 @@ class RunRecorder:
 class RunPlots:
     """Draws ``learning_curves.png``, ``spikes_per_layer.png`` and ``raster.png`` (the spike
     trains of every layer for ``inputs``, encoded spike times of a few samples) after each
-    epoch."""
+    epoch.
+
+    Args:
+        run_dir: the run directory the PNG files are written into (replaced each epoch).
+        inputs: spike times ``(B, *input_shape, S)`` of a few samples, as the network
+            takes them, on the model's device.
+        labels: their class labels ``(B,)``, marked on the raster's last layer.
+    """
 
     def __init__(self, run_dir: RunDir, inputs: torch.Tensor, labels: torch.Tensor):
         self.run, self.inputs, self.labels = run_dir, inputs, labels
 
     def on_epoch_end(self, state: TrainState) -> None:
+        """Redraw the three plots from ``state.history`` and from the spike trains of
+        ``state.model`` (run in eval mode, without gradients) on the stored inputs.
+
+        Args:
+            state: the loop's state after the epoch.
+        """
         from batsnn.experiments import plots
 
         plots.learning_curves(state.history, self.run.file("learning_curves.png"))
@@ -104,12 +154,21 @@ class RunPlots:
 
 
 class EpochLog:
-    """Logs one line per epoch (accuracy, loss, spikes per layer, latency, time)."""
+    """Logs one line per epoch (accuracy, loss, spikes per layer, latency, time).
+
+    Args:
+        log: called with each line (:func:`epoch_line`); ``print`` by default.
+    """
 
     def __init__(self, log: Callable[[str], Any] = print):
         self.log = log
 
     def on_epoch_end(self, state: TrainState) -> None:
+        """Pass the epoch's line (:func:`epoch_line` of ``state.row``) to ``log``.
+
+        Args:
+            state: the loop's state after the epoch.
+        """
         self.log(epoch_line(state.row))
 
 

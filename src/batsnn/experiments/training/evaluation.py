@@ -38,10 +38,25 @@ def evaluate(model, cfg, images, labels, device, quiet: bool = True,
     evaluation adds them over processes).
 
     Args:
+        model: the network (a :class:`batsnn.nn.SpikingSequential`: ``forward_all`` gives
+            every layer's spike trains); put in eval mode, run without gradients.
+        cfg: the run's settings (a :class:`~batsnn.experiments.config.TrainConfig`): its
+            ``dt``, ``loss`` (with ``target_true``/``target_false`` or ``tau_loss``),
+            ``eval_batch_size`` and, for images, the encoding window.
         images: uint8 images ``(N, ...)`` (encoded by
             :func:`batsnn.experiments.sources.encode_images`), or samples of a data source
             (a :class:`batsnn.experiments.sources.Split`).
-        labels: their labels ``(N,)``.
+        labels: their class labels ``(N,)``.
+        device: the device the batches run on (the model's).
+        quiet: no progress bar; ``False`` shows a tqdm bar over the batches.
+        desc: the progress bar's label.
+        reduce: called once with the accumulated :class:`~batsnn.metrics.EvalStats` before
+            the metrics are read (``None``: none).
+
+    Returns:
+        The metrics as plain Python numbers, keyed by the names of :mod:`batsnn.metrics`
+        (:meth:`~batsnn.metrics.EvalStats.result`: ``test_loss``, ``test_accuracy`` as a
+        fraction, the per-layer and latency metrics).
     """
     stats = EvalStats(None, "ttfs" if cfg.loss == "ttfs" else "count",
                       1.0 if cfg.loss == "ttfs" else cfg.target_true)

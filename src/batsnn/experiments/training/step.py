@@ -133,10 +133,19 @@ class GraphedTrainStep(TrainStep):
     and kept out of the epoch's counters.
 
     Args:
-        order_of: ``epoch -> order of the training samples`` (the capture's example batch).
-        batch_size: samples per process and step.
-        log: where the capture time is told (``None``: nowhere).
-        (the others as for :class:`TrainStep`)
+        state: the model, optimizer, device and counters, as for :class:`TrainStep`; the
+            graph captures the model and optimizer held there.
+        net: the module the batch runs through (the model, or its data-parallel wrapper).
+        source: the training samples.
+        grid: the time step training runs at now; the graph is recorded again when
+            ``grid.dt`` changes.
+        order_of: ``epoch -> order of the training samples`` (an index tensor ``(N,)`` on
+            the device; its first ``batch_size`` entries are the capture's example batch).
+        batch_size: samples per process and step (a full batch replays the graph).
+        average_gradients: called between the backward pass and the optimizer step (it is
+            recorded into the graph).
+        rank: this process's rank (its input shifts differ from the other processes').
+        log: where the capture time is told, one line (``None``: nowhere).
     """
 
     def __init__(self, state: TrainState, net: torch.nn.Module, source: DataSource,
