@@ -11,9 +11,9 @@ from batsnn import LIFParams
 def test_defaults_and_derived():
     p = LIFParams(tau_s=0.13, theta=0.2, max_spikes=30)
     assert p.delta_theta == 0.2 and p.t_max == math.inf and p.dt == 0.0
-    assert p.tau == pytest.approx(0.26) and not p.discrete
+    assert p.tau == pytest.approx(0.26) and not p.on_grid
     q = p.replace(dt=1e-3)
-    assert q.discrete and q.dt == 1e-3 and p.dt == 0.0
+    assert q.on_grid and q.dt == 1e-3 and p.dt == 0.0
     assert LIFParams(tau_s=1, theta=1, max_spikes=1, dt=None).dt == 0.0
     with pytest.raises(AttributeError):
         p.theta = 1.0  # frozen

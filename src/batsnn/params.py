@@ -115,15 +115,15 @@ class LIFParams:
         return WEIGHT_RATIO_MAX * self.theta / self.tau_s
 
     @property
-    def discrete(self) -> bool:
+    def on_grid(self) -> bool:
         """Whether the layer runs on a time grid (``dt > 0``)."""
         return self.dt > 0.0
 
     @property
-    def reset_emitted(self) -> bool:
+    def reset_on_grid(self) -> bool:
         """Whether resets happen at the emitted grid times (``reset_at == "emitted"`` on a
         grid); in exact time the two are the same."""
-        return self.discrete and self.reset_at == "emitted"
+        return self.on_grid and self.reset_at == "emitted"
 
     def replace(self, **changes) -> LIFParams:
         """A copy with some fields changed (validated again)."""

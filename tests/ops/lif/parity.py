@@ -354,7 +354,7 @@ def check_invariants(case: Case, res: Result):
     fin = torch.isfinite(t)
     assert (t[..., 1:][fin[..., 1:]] > t[..., :-1][fin[..., 1:]]).all(), "not ascending"
     assert (t[fin] >= 0).all()
-    if p.discrete:  # no spike past t_max: decided on indices (G(k_T) may lie an ulp above it)
+    if p.on_grid:  # no spike past t_max: decided on indices (G(k_T) may lie an ulp above it)
         k = floor_index(t[fin], p.dt, t.dtype)
         assert torch.equal((k * p.dt).to(t.dtype), t[fin]), "times off the grid"
         assert (k <= last_index(p.t_max, p.dt)).all(), "a spike past the last grid point"

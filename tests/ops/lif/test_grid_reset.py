@@ -211,8 +211,8 @@ def test_reset_at_is_checked_and_carried_by_the_layers():
     with pytest.raises(ValueError, match="reset_at must be one of .* got 3"):
         LIFParams(tau_s=0.1, theta=1.0, max_spikes=2, reset_at=3)
     p = LIFParams(tau_s=0.1, theta=1.0, max_spikes=2, dt=0.01, reset_at="emitted")
-    assert p.reset_emitted and not p.replace(dt=0.0).reset_emitted
-    assert not LIFParams(tau_s=0.1, theta=1.0, max_spikes=2, dt=0.01).reset_emitted
+    assert p.reset_on_grid and not p.replace(dt=0.0).reset_on_grid
+    assert not LIFParams(tau_s=0.1, theta=1.0, max_spikes=2, dt=0.01).reset_on_grid
     lin = batsnn.nn.LIFLinear(3, 2, tau_s=0.1, theta=1.0, max_spikes=2, dt=0.01,
                               reset_at="emitted")
     conv = batsnn.nn.LIFConv2d(1, 2, 3, tau_s=0.1, theta=1.0, max_spikes=2, dt=0.01,

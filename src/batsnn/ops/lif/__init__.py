@@ -34,10 +34,10 @@ Glossary: one name per concept in the reference (:mod:`.naive`), the CPU kernels
 (:mod:`.cpu`, lower case) and the Triton kernels (:mod:`.cuda`, compile-time switches in
 upper case):
 
-- ``on_grid`` / ``ON_GRID``: ``dt > 0`` (``p.discrete``): spike times are decided on
+- ``on_grid`` / ``ON_GRID``: ``dt > 0`` (``p.on_grid``): spike times are decided on
   integer grid indices and emitted at grid points (model.md section 6).
 - ``reset_on_grid`` / ``RESET_ON_GRID``: ``reset_at="emitted"`` on a grid
-  (``p.reset_emitted``): a spike's reset is applied at its emitted grid time.
+  (``p.reset_on_grid``): a spike's reset is applied at its emitted grid time.
 - ``G(k) = k * dt``: grid point ``k``; ``floor_index(t)``: the largest ``k`` with
   ``G(k) <= t`` (:mod:`.grid`); ``kin``/``kup``: an event's index and its window's upper
   index bound (:class:`.events.Events`); ``k_tmax`` (``k_T``): the last grid index at or

@@ -60,7 +60,7 @@ def grid_bounds(ts: torch.Tensor, nspk: torch.Tensor, p: LIFParams,
                 in_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """``(kin, kup)`` of sorted event times ``ts (B, M)`` (see :class:`Events`); empty
     ``(B, 0)`` tensors when ``p.dt == 0``."""
-    if not p.discrete:
+    if not p.on_grid:
         empty = torch.empty((ts.shape[0], 0), dtype=torch.float64, device=ts.device)
         return empty, empty
     kin = floor_index(ts, p.dt, in_dtype)

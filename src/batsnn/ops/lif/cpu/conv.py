@@ -196,7 +196,7 @@ def forward(ev, weight, p, *, synapse, need_aux=True):
     forward_kernel(ev.ts.numpy(), ev.ref.numpy(), ev.es.numpy(), ev.ex.numpy(), ev.kin.numpy(),
                    ev.rf_off.numpy(), ev.rf_j.numpy(), ev.rf_w.numpy(), ev.rf_up.numpy(),
                    ev.rf_xup.numpy(), ev.rf_kup.numpy(), _transposed(weight).numpy(), n_pos,
-                   p.tau_s, p.theta, p.delta_theta, p.dt, p.reset_emitted, bool(need_aux),
+                   p.tau_s, p.theta, p.delta_theta, p.dt, p.reset_on_grid, bool(need_aux),
                    out_t.numpy(), out_tc.numpy(), out_win.numpy(), out_x.numpy(), counts.numpy())
     return out_t, out_tc, out_win, out_x, counts
 
@@ -214,7 +214,7 @@ def backward(g_out, saved, ev, weight, p, *, synapse, need_input):
     backward_kernel(g.numpy(), out_tc.numpy(), out_win.numpy(), out_x.numpy(), counts.numpy(),
                     ev.ref.numpy(), ev.es.numpy(), ev.ex.numpy(), ev.rf_off.numpy(),
                     ev.rf_j.numpy(), ev.rf_w.numpy(), wt.numpy(), synapse.positions, p.tau_s,
-                    p.delta_theta, p.dt, p.reset_emitted, bool(need_input), g_in.numpy(),
+                    p.delta_theta, p.dt, p.reset_on_grid, bool(need_input), g_in.numpy(),
                     g_wt_parts.numpy())
     c_out, c_in, kh, kw = weight.shape
     return g_in, g_wt_parts.sum(0).reshape(c_in, kh, kw, c_out).permute(3, 0, 1, 2)

@@ -162,7 +162,7 @@ def forward(ev, weight, p, *, synapse=None, need_aux=True):
     forward_kernel(ev.ts.numpy(), ev.nid.numpy(), ev.nspk.numpy(), ev.ref.numpy(),
                    ev.es.numpy(), ev.ex.numpy(), ev.up.numpy(), ev.xup.numpy(),
                    ev.kin.numpy(), ev.kup.numpy(), wt.numpy(), p.tau_s, p.theta,
-                   p.delta_theta, p.t_max, p.dt, k_tmax, p.reset_emitted, bool(need_aux),
+                   p.delta_theta, p.t_max, p.dt, k_tmax, p.reset_on_grid, bool(need_aux),
                    out_t.numpy(), out_tc.numpy(), out_win.numpy(), out_x.numpy(), counts.numpy())
     return out_t, out_tc, out_win, out_x, counts
 
@@ -179,6 +179,6 @@ def backward(g_out, saved, ev, weight, p, *, synapse=None, need_input):
     g = g_out.detach().to(torch.float64).contiguous()
     backward_kernel(g.numpy(), out_tc.numpy(), out_win.numpy(), out_x.numpy(), counts.numpy(),
                     ev.nid.numpy(), ev.ref.numpy(), ev.es.numpy(), ev.ex.numpy(), wt.numpy(),
-                    p.tau_s, p.delta_theta, p.dt, p.reset_emitted, bool(need_input),
+                    p.tau_s, p.delta_theta, p.dt, p.reset_on_grid, bool(need_input),
                     g_in.numpy(), g_wt_parts.numpy())
     return g_in, g_wt_parts.sum(0).t()

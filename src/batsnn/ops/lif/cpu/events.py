@@ -141,7 +141,7 @@ def sort_events(input_times: torch.Tensor, p) -> Events:
     m = int(nspk.max()) if n_batch else 0
     f64 = dict(dtype=torch.float64)
     ts, ref, es, ex, up, xup = (torch.zeros((n_batch, m), **f64) for _ in range(6))
-    kin, kup = (torch.zeros((n_batch, m if p.discrete else 0), **f64) for _ in range(2))
+    kin, kup = (torch.zeros((n_batch, m if p.on_grid else 0), **f64) for _ in range(2))
     nid = torch.zeros((n_batch, m), dtype=torch.int32)
     perm = torch.zeros((n_batch, m), dtype=torch.int64)
     k_tmax = last_index(p.t_max, p.dt)

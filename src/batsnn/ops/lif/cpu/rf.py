@@ -158,7 +158,7 @@ def build_lists(ev: Events, p, synapse) -> ConvEvents:
     rf_w = np.empty(n_entries, np.int32)
     rf_up = np.empty(n_entries, np.float64)
     rf_xup = np.empty(n_entries, np.float64)
-    rf_kup = np.empty(n_entries if p.discrete else 0, np.float64)
+    rf_kup = np.empty(n_entries if p.on_grid else 0, np.float64)
     fill_entries(ts, nid, nspk, ev.ref.numpy(), ev.ex.numpy(), kin, p.t_max, p.dt, k_tmax,
                  p.tau_s, *geom, off, rf_j, rf_w, rf_up, rf_xup, rf_kup)
     lists = (torch.from_numpy(a) for a in (off, rf_j, rf_w, rf_up, rf_xup, rf_kup))

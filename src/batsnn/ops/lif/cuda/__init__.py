@@ -171,7 +171,7 @@ def _forward(ev, weight, p, need_aux):
         ev.ts, ev.nid, ev.nspk, ev.ref, ev.es, ev.ex, ev.xup, ev.kin, ev.kup, wt,
         _params(dtype, dev, p.tau_s, p.theta, p.delta_theta, t_stop, p.dt), _grid(p, dev),
         out_t, out_tc, out_win, out_x, counts, m, n_out, K=max_spikes, BLOCK=lanes,
-        SYNAPSE="dense", ON_GRID=p.discrete, RESET_ON_GRID=p.reset_emitted, MARGIN=_MARGIN,
+        SYNAPSE="dense", ON_GRID=p.on_grid, RESET_ON_GRID=p.reset_on_grid, MARGIN=_MARGIN,
         INTERP=_INTERP,
         NEED_AUX=bool(need_aux), num_warps=1)
     return out_t, out_tc, out_win, out_x, counts
@@ -213,7 +213,7 @@ def _backward(g_out, saved, ev, weight, p, need_input):
         g, out_tc, out_win, out_x, counts, ev.nid, ev.ref, ev.es, ev.ex, wt,
         _params(dtype, dev, p.tau_s, p.theta, p.delta_theta, p.t_max, p.dt), _grid(p, dev),
         err, g_in, g_wt, m, n_out, K=k, BLOCK=lanes, SYNAPSE="dense",
-        NEED_INPUT=bool(need_input), RESET_ON_GRID=p.reset_emitted,
+        NEED_INPUT=bool(need_input), RESET_ON_GRID=p.reset_on_grid,
         LANE_ATOMICS=n_out <= LANE_ATOMICS_MAX, INTERP=_INTERP, num_warps=1)
     return g_in, g_wt.t()
 

@@ -89,7 +89,7 @@ def events_from_sorted(ts: torch.Tensor, perm: torch.Tensor, s_in: int, p, prm: 
     nid = torch.empty((n_batch, m), dtype=torch.int32, device=dev)
     nspk = torch.zeros((n_batch,), dtype=torch.int32, device=dev)
     ref, es, ex, xup = (torch.empty((n_batch, m), dtype=dtype, device=dev) for _ in range(4))
-    on_grid = p.discrete
+    on_grid = p.on_grid
     if on_grid:
         kin, kup = (torch.empty((n_batch, m), dtype=torch.float64, device=dev) for _ in range(2))
     else:  # one empty tensor for both, as events.grid_bounds
