@@ -183,3 +183,16 @@ def test_the_gpu_backend_pools_float32_only():
     from batsnn.ops.lif import cuda
 
     assert cuda.pool(torch.full((1, 1, 2, 2, 1), math.inf, dtype=torch.float64), 2) is None
+
+
+def test_the_gpu_backends_pool_entry_survives_its_kernel_module_import():
+    """Importing the pooling kernel's module must not replace the backend's ``pool`` entry
+    (a submodule of the same name would become the package's attribute ``pool``)."""
+    pytest.importorskip("triton")
+    import importlib
+
+    from batsnn.ops.lif import cuda
+
+    importlib.import_module("batsnn.ops.lif.cuda.pooling")
+    assert callable(cuda.pool) and not isinstance(cuda.pool, type(cuda))
+    assert cuda.pool(torch.full((1, 1, 2, 2, 1), math.inf, dtype=torch.float64), 2) is None

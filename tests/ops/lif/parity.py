@@ -508,11 +508,11 @@ def check_row_sort(device="cpu", seed=0):
 
 
 def check_pool(device="cpu", seed=0):
-    """The GPU backend's float32 pooling kernel (:mod:`batsnn.ops.lif.cuda.pool`) against
+    """The GPU backend's float32 pooling kernel (:mod:`batsnn.ops.lif.cuda.pooling`) against
     the torch ops of :func:`batsnn.spike_pool2d` (a stable sort of each window): the same
     pooled trains (ties, -0.0, ``+inf`` padding, several slots, odd maps, k = 2 and 3) and
     the same gradient of the input times."""
-    from batsnn.ops.lif.cuda.pool import SpikePoolFunction
+    from batsnn.ops.lif.cuda.pooling import SpikePoolFunction
 
     g = torch.Generator().manual_seed(seed)
     for shape, k in (((2, 3, 4, 4, 1), 2), ((2, 2, 5, 7, 3), 2), ((1, 2, 6, 7, 2), 3)):

@@ -8,7 +8,7 @@
 - :mod:`.dense`: the forward and backward kernels, with the synapse as a compile-time switch;
 - :mod:`.conv`: the convolutional synapse, as receptive-field rows on which the dense
   kernels run unchanged;
-- :mod:`.pool`: float32 spike pooling (:func:`batsnn.spike_pool2d` on the GPU).
+- :mod:`.pooling`: float32 spike pooling (:func:`batsnn.spike_pool2d` on the GPU).
 
 The kernels follow model.md sections 1, 2 and 6 with the same arithmetic as the CPU kernels
 (:mod:`batsnn.ops.lif.cpu`); float32 inputs are computed in float32, float64 inputs in
@@ -235,9 +235,9 @@ def backward(g_out, saved, ev, weight, p, *, synapse, need_input):
 
 def pool(times: torch.Tensor, k: int):
     """Spike pooling of the backend contract (:mod:`batsnn.ops.lif`): float32 trains through
-    :mod:`.pool`'s kernel; ``None`` for float64 (the torch ops)."""
+    :mod:`.pooling`'s kernel; ``None`` for float64 (the torch ops)."""
     if times.dtype != torch.float32:
         return None
-    from batsnn.ops.lif.cuda.pool import SpikePoolFunction
+    from batsnn.ops.lif.cuda.pooling import SpikePoolFunction
 
     return SpikePoolFunction.apply(times, k)
