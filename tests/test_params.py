@@ -48,3 +48,23 @@ def test_bad_field_named(field, value, exc):
 
 def test_zero_reset_allowed():
     assert LIFParams(tau_s=0.1, theta=0.2, max_spikes=2, delta_theta=0.0).delta_theta == 0.0
+
+
+def test_dt_range_keeps_every_supported_grid_index_exact():
+    from batsnn.params import DT_RANGE, DT_RATIO_RANGE, GRID_INDEX_MAX, TAU_S_RANGE, TIME_RATIO_MAX
+    from batsnn.ops.lif.grid import floor_index_scalar
+
+    # the longest supported time over the shortest step stays an exact integer
+    assert TIME_RATIO_MAX / DT_RATIO_RANGE[0] < GRID_INDEX_MAX
+    for tau_s in (1e-9, 0.13, 1e6):
+        p = LIFParams(tau_s=tau_s, theta=1, max_spikes=1, dt=DT_RATIO_RANGE[0] * tau_s)
+        assert p.max_time == TIME_RATIO_MAX * tau_s
+        k = floor_index_scalar(p.max_time, p.dt)
+        assert k < GRID_INDEX_MAX and k == math.floor(k) and (k + 1) * p.dt > p.max_time
+        assert LIFParams(tau_s=tau_s, theta=1, max_spikes=1,
+                         dt=DT_RATIO_RANGE[1] * tau_s).dt == DT_RATIO_RANGE[1] * tau_s
+    assert DT_RANGE == (DT_RATIO_RANGE[0] * TAU_S_RANGE[0], DT_RATIO_RANGE[1] * TAU_S_RANGE[1])
+    for dt in (1e-320, 1e-11, 1e7):
+        with pytest.raises(ValueError, match=rf"dt={dt!r} is outside the range .* tau_s=1\.0"):
+            LIFParams(tau_s=1.0, theta=1, max_spikes=1, dt=dt)
+    assert LIFParams(tau_s=1.0, theta=1, max_spikes=1, dt=0).dt == 0.0

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from batsnn.ops.lif.grid import grid_times
+from batsnn.params import DT_RANGE, GRID_INDEX_MAX, real_number
 
 __all__ = ["discretize", "ttfs_encode"]
 
@@ -25,6 +26,12 @@ def _number(name: str, value, *, allow_zero: bool) -> float:
     return v
 
 
+def _step(dt) -> float:
+    """``dt`` checked: a finite number >= 0, and unless 0 in :data:`DT_RANGE`."""
+    dt = _number("dt", dt, allow_zero=True)
+    return real_number("dt", dt, allow_zero=True, supported=DT_RANGE)
+
+
 def discretize(times: torch.Tensor, dt: float | None) -> torch.Tensor:
     """Move spike times to the time grid of step ``dt`` (model.md section 6).
 
@@ -36,14 +43,17 @@ def discretize(times: torch.Tensor, dt: float | None) -> torch.Tensor:
 
     Args:
         times: float tensor of spike times in seconds (>= 0 or ``+inf``), any shape.
-        dt: time step in seconds (a finite number >= 0, numpy scalars included) or ``None``.
+        dt: time step in seconds (numpy scalars included): ``None``, 0, or in ``[1e-18,
+            4.5e12]`` (:data:`batsnn.params.DT_RANGE`).
 
     Returns:
         The grid times, same shape and dtype as ``times``.
 
     Raises:
         TypeError: ``times`` not a floating-point tensor, ``dt`` not a number.
-        ValueError: ``dt`` negative or not finite; ``times`` holding NaN or a negative value
+        ValueError: ``dt`` negative, not finite or outside its range; ``times`` holding a
+            finite time of ``2**53`` steps or more (its grid index would not be an exact
+            integer: use a longer step); ``times`` holding NaN or a negative value
             whose grid point is negative (a time in ``[-dt, 0)``, e.g. a rounding error,
             lands on the grid point 0). CPU tensors only: on a GPU that check would
             synchronise the host; there such values come out NaN or below 0, and a layer
@@ -54,9 +64,16 @@ def discretize(times: torch.Tensor, dt: float | None) -> torch.Tensor:
         raise TypeError(f"times must be a floating-point tensor, got {got}")
     if dt is None:
         return times
-    dt = _number("dt", dt, allow_zero=True)
+    dt = _step(dt)
     if dt == 0:
         return times
+    if times.numel() and times.device.type == "cpu":
+        finite = times.detach()[torch.isfinite(times.detach())]
+        top = float(finite.abs().max()) if finite.numel() else 0.0
+        if top / dt >= GRID_INDEX_MAX:
+            raise ValueError(f"times holds {top!r} s, 2**53 or more steps of dt={dt!r} s: its "
+                             "grid index is not an exact integer (use a longer dt; "
+                             "docs/model.md section 7)")
     out = grid_times(times, float(dt))
     if out.numel() and out.device.type == "cpu":
         bad = torch.isnan(out) | (out < 0)
@@ -80,7 +97,8 @@ def ttfs_encode(x: torch.Tensor, *, t_window: float = 0.1, x_max: float = 1.0,
         t_window: ``T_w`` in seconds, a finite number > 0 (default 0.1 s, as BATS).
         x_max: value of the brightest input, a finite number > 0 (1.0 for scaled images, 255
             for raw bytes).
-        dt: optional time step in seconds (finite, >= 0).
+        dt: optional time step in seconds: 0 or in ``[1e-18, 4.5e12]``, with ``t_window / dt
+            < 2**53`` (the grid index of every time exact).
         dtype: float dtype of the result, ``torch.float32`` or ``torch.float64``.
         validate: a bool: check that ``x`` lies in ``[0, x_max]`` (reads the values: one host
             synchronisation on a GPU). ``False`` skips the check for inputs known to be in
@@ -105,7 +123,11 @@ def ttfs_encode(x: torch.Tensor, *, t_window: float = 0.1, x_max: float = 1.0,
     x_max = _number("x_max", x_max, allow_zero=False)
     t_window = _number("t_window", t_window, allow_zero=False)
     if dt is not None:
-        dt = _number("dt", dt, allow_zero=True)
+        dt = _step(dt)
+        if dt and t_window / dt >= GRID_INDEX_MAX:
+            raise ValueError(f"t_window={t_window!r} s is 2**53 or more steps of dt={dt!r} s: "
+                             "grid indices would not be exact integers (use a longer dt; "
+                             "docs/model.md section 7)")
     if validate and x.device.type == "meta":
         raise ValueError("x is on the meta device: it holds no values to validate "
                          "(pass validate=False)")

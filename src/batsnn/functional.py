@@ -10,8 +10,8 @@ import torch
 from batsnn.ops.lif import lif_op, pool_op
 from batsnn.ops.lif.synapse import DENSE, Conv2d
 from batsnn.params import LIFParams
-from batsnn.spikes import (SpikeTrains, check_spike_times, check_tensor, mark_valid,
-                           marked_valid)
+from batsnn.spikes import (SpikeTrains, check_counts, check_spike_times, check_tensor,
+                           mark_valid, marked_valid)
 
 __all__ = ["LIFParams", "SpikeTrains", "lif_conv2d", "lif_linear", "spike_flatten",
            "spike_pool2d"]
@@ -49,7 +49,8 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float 
 
     Args:
         input_times: ``(B, N_in, S_in)`` float32/float64 spike times in seconds (>= 0),
-            ascending per neuron, padded with ``+inf``.
+            ascending per neuron, padded with ``+inf``; finite times at most ``4.5e6 *
+            tau_s`` (``params.max_time``; checked on the CPU, not scanned on a GPU).
         weight: ``(N_out, N_in)`` weights, same dtype and device as ``input_times``, of
             magnitude at most ``1e9 * theta / tau_s`` (checked on the CPU).
         tau_s: synaptic time constant in seconds, in ``[1e-9, 1e6]``; the membrane's is
@@ -59,7 +60,8 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float 
         max_spikes: ``K``, the most spikes a neuron emits (``1 <= K <= 2**31 - 1``).
             (The ranges batsnn supports: docs/model.md section 7.)
         t_max: simulation horizon in seconds; no spike is emitted after it.
-        dt: time step in seconds; ``None`` or ``0`` means exact continuous time.
+        dt: time step in seconds, in ``[1e-9, 4.5e6] * tau_s``; ``None`` or ``0`` means
+            exact continuous time.
         reset_at: on the grid, ``"crossing"`` (the default: the reset at ``t*``) or
             ``"emitted"`` (at the emitted grid time); see :class:`~batsnn.params.LIFParams`.
         params: the neuron's parameters as one :class:`~batsnn.params.LIFParams`, instead of
@@ -86,7 +88,8 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float 
     if weight.dim() != 2 or weight.shape[1] != input_times.shape[1]:
         raise ValueError(f"weight must have shape (N_out, N_in={input_times.shape[1]}), got "
                          f"{tuple(weight.shape)}")
-    check_spike_times("input_times", input_times, weight, max_weight=p.max_weight)
+    check_spike_times("input_times", input_times, weight, max_weight=p.max_weight,
+                      max_time=p.max_time)
     check_memory(input_times, weight.shape[0], p)
     times, counts = lif_op(input_times, weight, p, DENSE)
     return SpikeTrains(mark_valid(times), counts)
@@ -117,7 +120,8 @@ def lif_conv2d(input_times: torch.Tensor, weight: torch.Tensor, *, stride=1, pad
 
     Args:
         input_times: ``(B, C_in, H, W, S_in)`` float32/float64 spike times in seconds (>= 0),
-            ascending per neuron, padded with ``+inf``.
+            ascending per neuron, padded with ``+inf``; at most ``4.5e6 * tau_s``, as for
+            :func:`lif_linear`.
         weight: ``(C_out, C_in, kH, kW)``, same dtype and device as ``input_times``.
         stride: ``sy = sx`` or ``(sy, sx)``, ints >= 1.
         padding: ``py = px`` or ``(py, px)``, ints >= 0 ("valid", 0, by default).
@@ -146,7 +150,8 @@ def lif_conv2d(input_times: torch.Tensor, weight: torch.Tensor, *, stride=1, pad
         raise ValueError(f"weight must have no empty axis, got shape {tuple(weight.shape)}")
     synapse = Conv2d(in_shape=(c_in, h, w), kernel=tuple(weight.shape[2:]), stride=stride,
                      padding=padding)
-    check_spike_times("input_times", input_times, weight, max_weight=p.max_weight)
+    check_spike_times("input_times", input_times, weight, max_weight=p.max_weight,
+                      max_time=p.max_time)
     flat = input_times.reshape(n_batch, c_in * h * w, s_in)
     (kh, kw), (sy, sx) = synapse.kernel, synapse.stride
     if input_times.device.type == "cuda":
@@ -190,7 +195,7 @@ def spike_pool2d(times: torch.Tensor, counts: torch.Tensor, kernel_size: int = 2
         ``(B, C, H // k, W // k)``.
     """
     check_tensor("times", times, ndim=5)
-    _check_counts(counts, times)
+    check_counts(counts, times, values=False)
     k = kernel_size
     n_batch, c, h, w, s = times.shape
     if (isinstance(k, bool) or not isinstance(k, numbers.Integral)
@@ -198,30 +203,11 @@ def spike_pool2d(times: torch.Tensor, counts: torch.Tensor, kernel_size: int = 2
         raise ValueError(f"kernel_size must be an int in [1, min(H, W) = {min(h, w)}], got {k!r}")
     k = int(k)
     check_spike_times("times", times)
-    if counts.device.type == "cpu" and times.device.type == "cpu":
-        found = torch.isfinite(times).sum(-1)
-        if not torch.equal(found, counts.to(found.dtype)):
-            idx = tuple(torch.nonzero(found != counts)[0].tolist())
-            raise ValueError(f"counts disagree with times: counts[{', '.join(map(str, idx))}] = "
-                             f"{int(counts[idx])} but times{list(idx)} holds {int(found[idx])} "
-                             "finite spike times")
+    check_counts(counts, times)
     ho, wo = h // k, w // k
     pooled = pool_op(times, k)
     cnt = counts[:, :, :ho * k, :wo * k].reshape(n_batch, c, ho, k, wo, k).sum((3, 5))
     return SpikeTrains(mark_valid(pooled), cnt.to(torch.int64))
-
-
-def _check_counts(counts, times: torch.Tensor) -> None:
-    """``counts`` is an integer tensor of shape ``times.shape[:-1]`` on ``times``' device."""
-    if not isinstance(counts, torch.Tensor):
-        raise TypeError(f"counts must be a torch.Tensor, got {type(counts).__name__}")
-    if counts.dtype.is_floating_point or counts.dtype.is_complex or counts.dtype == torch.bool:
-        raise TypeError(f"counts must be an integer tensor, got {counts.dtype}")
-    if counts.shape != times.shape[:-1]:
-        raise ValueError(f"counts must have shape {tuple(times.shape[:-1])} (times without its "
-                         f"last axis), got {tuple(counts.shape)}")
-    if counts.device != times.device:
-        raise ValueError(f"counts is on {counts.device} but times is on {times.device}")
 
 
 def spike_flatten(times: torch.Tensor, counts: torch.Tensor) -> SpikeTrains:
@@ -234,7 +220,7 @@ def spike_flatten(times: torch.Tensor, counts: torch.Tensor) -> SpikeTrains:
         ``counts`` not an integer tensor of shape ``times.shape[:-1]`` on the same device.
     """
     check_tensor("times", times, ndim=None)
-    _check_counts(counts, times)
+    check_counts(counts, times, values=False)
     out = times.reshape(times.shape[0], -1, times.shape[-1])
     if marked_valid(times):
         mark_valid(out)

@@ -14,8 +14,8 @@ import numbers
 import torch
 from torch import nn
 
-from batsnn.params import real_number
-from batsnn.spikes import check_tensor
+from batsnn.params import TAU_S_RANGE, real_number
+from batsnn.spikes import check_counts, check_tensor
 
 __all__ = [
     "SpikeCountClassLoss", "SpikeCountLoss", "SpikeTimeLoss", "TTFSCrossEntropyLoss",
@@ -51,8 +51,9 @@ def _tensor(name: str, value, *, floating: bool = False, like: torch.Tensor | No
 
 
 def _check_outputs(times: torch.Tensor, counts: torch.Tensor) -> None:
-    """``times (B, N, S)`` float and ``counts (B, N)`` integer, counts in ``[0, S]`` (values
-    read on the CPU only: on a GPU that would cost a host synchronisation per step)."""
+    """``times (B, N, S)`` float and ``counts (B, N)`` integer, counts in ``[0, S]`` and
+    equal to the finite entries of ``times`` per neuron (values read on the CPU only: on a
+    GPU that would cost a host synchronisation per step)."""
     check_tensor("times", times)
     _tensor("counts", counts, like=times)
     if counts.dtype.is_floating_point or counts.dtype.is_complex or counts.dtype == torch.bool:
@@ -65,6 +66,28 @@ def _check_outputs(times: torch.Tensor, counts: torch.Tensor) -> None:
         if lo < 0 or hi > times.shape[2]:
             raise ValueError(f"counts must lie in [0, S={times.shape[2]}] (spikes per neuron), "
                              f"got values in [{lo}, {hi}]")
+    check_counts(counts, times)
+
+
+def _squared_error_bound(dtype: torch.dtype, terms: int) -> float:
+    """The largest value whose squared error, summed over ``terms`` terms, stays finite in
+    ``dtype``: ``sqrt(finfo(dtype).max / terms)``."""
+    return math.sqrt(torch.finfo(dtype).max / max(terms, 1))
+
+
+def _check_bound(name: str, values: torch.Tensor, bound: float, dtype: torch.dtype,
+                 terms: int) -> None:
+    """Raise if the CPU tensor ``values`` holds a finite value above ``bound`` (see
+    :func:`_squared_error_bound`), naming ``name``, the value and ``dtype``."""
+    if not values.numel() or values.device.type != "cpu":
+        return
+    v = values.detach().to(torch.float64)
+    bad = torch.isfinite(v) & (v.abs() > bound)
+    if bool(bad.any()):
+        idx = tuple(torch.nonzero(bad)[0].tolist())
+        raise ValueError(f"{name}{list(idx)} = {values[idx].item()!r} is beyond {bound:.3g}, the "
+                         f"largest value whose squared error over {terms} terms per sample stays "
+                         f"finite in {str(dtype).removeprefix('torch.')} (the dtype of times)")
 
 
 def _check_values(name: str, values: torch.Tensor, *, allow_inf: bool) -> None:
@@ -129,8 +152,10 @@ def spike_count_loss(times: torch.Tensor, counts: torch.Tensor, targets: torch.T
 
     Args:
         times: ``(B, N, S)`` output spike times.
-        counts: ``(B, N)`` integer spike counts in ``[0, S]``.
-        targets: ``(B, N)`` target counts, finite and >= 0.
+        counts: ``(B, N)`` integer spike counts in ``[0, S]``, the finite entries of
+            ``times`` per neuron.
+        targets: ``(B, N)`` target counts, finite, >= 0 and at most ``sqrt(finfo(dtype).max
+            / N)`` for ``times``' dtype (so that the squared error stays finite).
         reduction: ``"mean"`` (over the batch) or ``"sum"``.
 
     Raises:
@@ -149,6 +174,8 @@ def spike_count_loss(times: torch.Tensor, counts: torch.Tensor, targets: torch.T
         _check_values("targets", targets, allow_inf=False)
     elif targets.numel() and targets.device.type == "cpu" and int(targets.min()) < 0:
         raise ValueError(f"targets must be finite numbers >= 0, got {int(targets.min())}")
+    _check_bound("targets", targets, _squared_error_bound(times.dtype, counts.shape[1]),
+                 times.dtype, counts.shape[1])
     return _reduce(_CountLossFunction.apply(times, counts, targets), reduction)
 
 
@@ -169,15 +196,26 @@ def spike_count_class_loss(times: torch.Tensor, counts: torch.Tensor, labels: to
 
     Args:
         times: ``(B, C, S)`` output spike times.
-        counts: ``(B, C)`` integer spike counts.
+        counts: ``(B, C)`` integer spike counts, the finite entries of ``times`` per neuron.
         labels: ``(B,)`` integer class of each sample, in ``[0, C)``.
-        target_true, target_false: finite numbers >= 0.
+        target_true, target_false: finite numbers >= 0, at most ``sqrt(finfo(dtype).max /
+            C)`` for ``times``' dtype (so that the squared error stays finite).
         reduction: ``"mean"`` (over the batch) or ``"sum"``.
+
+    Raises:
+        TypeError, ValueError: naming the argument and the value, as for
+        :func:`spike_count_loss`.
     """
     target_true = real_number("target_true", target_true, allow_zero=True)
     target_false = real_number("target_false", target_false, allow_zero=True)
     _check_reduction(reduction)
     _check_outputs(times, counts)
+    bound = _squared_error_bound(times.dtype, counts.shape[1])
+    for name, value in (("target_true", target_true), ("target_false", target_false)):
+        if value > bound:
+            raise ValueError(f"{name}={value!r} is beyond {bound:.3g}, the largest target whose "
+                             f"squared error over {counts.shape[1]} neurons stays finite in "
+                             f"{str(times.dtype).removeprefix('torch.')} (the dtype of times)")
     _check_labels(labels, counts.shape[1], times)
     targets = count_targets(labels, counts.shape[1], target_true, target_false, times.dtype)
     return spike_count_loss(times, counts, targets, reduction=reduction)
@@ -203,7 +241,8 @@ def spike_time_loss(times: torch.Tensor, target_times: torch.Tensor, *,
     Args:
         times: ``(B, N, S)`` spike times.
         target_times: same shape, times >= 0, ``+inf`` where no target (NaN and negative
-            values are refused on the CPU).
+            values are refused on the CPU, and finite ones above ``sqrt(finfo(dtype).max /
+            (N * S))`` for ``times``' dtype, whose squared error would overflow).
         reduction: ``"mean"`` (over the batch) or ``"sum"``.
     """
     _check_reduction(reduction)
@@ -213,6 +252,10 @@ def spike_time_loss(times: torch.Tensor, target_times: torch.Tensor, *,
         raise ValueError(f"target_times must have shape {tuple(times.shape)}, got "
                          f"{tuple(target_times.shape)}")
     _check_values("target_times", target_times, allow_inf=True)
+    terms = math.prod(times.shape[1:])
+    _check_bound("target_times", target_times, _squared_error_bound(times.dtype, terms),
+                 times.dtype, terms)
+    target_times = target_times.to(times.dtype)
     both = torch.isfinite(times) & torch.isfinite(target_times)
     diff = torch.where(both, times - torch.where(both, target_times, times), 0.0)
     return _reduce(0.5 * (diff * diff).flatten(1).sum(1), reduction)
@@ -260,7 +303,9 @@ def ttfs_cross_entropy(times: torch.Tensor, labels: torch.Tensor, *, tau_loss: f
     Args:
         times: ``(B, C, S)`` output spike times in seconds (only ``times[..., 0]`` is used).
         labels: ``(B,)`` int class labels.
-        tau_loss: temperature in seconds (> 0).
+        tau_loss: temperature in seconds, in ``[1e-9, 1e6]`` (the range of ``tau_s``,
+            docs/model.md section 7); ``first / tau_loss`` must be finite in ``times``'
+            dtype (checked on the CPU).
         t_max: the output layer's simulation horizon in seconds (> 0, may be ``inf``): the
             first-spike time assigned to silent neurons in the value.
         reduction: ``"mean"`` or ``"sum"`` over the batch.
@@ -272,13 +317,20 @@ def ttfs_cross_entropy(times: torch.Tensor, labels: torch.Tensor, *, tau_loss: f
     if times.shape[2] < 1:
         raise ValueError(f"times must have at least one spike slot, got shape "
                          f"{tuple(times.shape)}")
-    tau_loss = real_number("tau_loss", tau_loss)
+    tau_loss = real_number("tau_loss", tau_loss, supported=TAU_S_RANGE)
     if (isinstance(t_max, bool) or not isinstance(t_max, numbers.Real)
             or not float(t_max) > 0):
         raise ValueError(f"t_max must be a number > 0 (inf allowed), got {t_max!r}")
     _check_reduction(reduction)
     _check_labels(labels, times.shape[1], times)
     first = times[..., 0]
+    if first.numel() and first.device.type == "cpu":
+        finite = first.detach()[torch.isfinite(first.detach())]
+        top = float(finite.abs().max()) if finite.numel() else 0.0
+        if top / tau_loss > torch.finfo(times.dtype).max:
+            raise ValueError(f"times holds a first spike time {top!r} s that is more than "
+                             f"{torch.finfo(times.dtype).max:.3g} tau_loss={tau_loss!r} s: "
+                             f"t / tau_loss overflows {str(times.dtype).removeprefix('torch.')}")
     return _reduce(_TTFSCrossEntropyFunction.apply(first, labels, float(tau_loss),
                                                    float(t_max)), reduction)
 

@@ -42,7 +42,7 @@ import torch
 
 from batsnn.losses import count_predict, ttfs_predict
 from batsnn.params import real_number
-from batsnn.spikes import check_tensor
+from batsnn.spikes import SpikeTrains, check_counts, check_spike_times, check_tensor
 
 __all__ = [
     "ACCURACY", "BEST_TEST_ACCURACY", "DECISION_TIME_MS", "EPOCH", "EPOCHS_COMPLETED",
@@ -234,15 +234,26 @@ def layer_activity(counts: torch.Tensor) -> tuple[float, torch.Tensor]:
     once.
 
     Args:
-        counts: ``(B, *neurons)`` spike counts.
+        counts: ``(B, *neurons)`` integer spike counts, >= 0 (the values read on the CPU
+            only: on a GPU that would synchronise the host).
 
     Returns:
         ``(total_spikes, fired)`` with ``fired`` a CPU bool tensor of shape ``(prod(neurons),)``.
+
+    Raises:
+        TypeError: ``counts`` not a tensor of at least one axis, or not of an integer dtype.
+        ValueError: a negative count (CPU tensors).
     """
     if not isinstance(counts, torch.Tensor) or counts.dim() < 1:
         got = (f"shape {tuple(counts.shape)}" if isinstance(counts, torch.Tensor)
                else type(counts).__name__)
         raise TypeError(f"counts must be a (B, *neurons) tensor, got {got}")
+    if counts.dtype.is_floating_point or counts.dtype.is_complex or counts.dtype == torch.bool:
+        raise TypeError(f"counts must be an integer tensor, got {counts.dtype}")
+    if counts.numel() and counts.device.type == "cpu" and int(counts.min()) < 0:
+        idx = tuple(torch.nonzero(counts < 0)[0].tolist())
+        raise ValueError(f"counts must be >= 0 (spikes per neuron), got counts{list(idx)} = "
+                         f"{int(counts[idx])}")
     return float(counts.sum()), (counts.reshape(counts.shape[0], -1) > 0).any(0).cpu()
 
 
@@ -259,8 +270,7 @@ class EvalStats:
     def __init__(self, layer_sizes: Sequence[int] | None, mode: str, target: float):
         if mode not in ("count", "ttfs"):
             raise ValueError(f"mode must be 'count' or 'ttfs', got {mode!r}")
-        if not target > 0:
-            raise ValueError(f"target must be > 0, got {target!r}")
+        target = real_number("target", target)
         self.mode, self.target = mode, target
         self.n = 0
         self.correct = 0
@@ -350,15 +360,21 @@ def spike_train_error(cont, disc) -> dict:
     The ``k``-th spike of a neuron is matched with its ``k``-th spike in the other train.
 
     Args:
-        cont, disc: :class:`~batsnn.spikes.SpikeTrains` of the same shape, times
-            ``(B, *neurons, S)`` in seconds.
+        cont, disc: spike trains of the same shape, each a
+            :class:`~batsnn.spikes.SpikeTrains` or a ``(times, counts)`` pair of tensors:
+            times ``(B, *neurons, S)`` in seconds, counts ``(B, *neurons)`` integer, the
+            finite entries of ``times`` per neuron (the values checked on the CPU).
 
     Returns:
         ``MSE_MS2``: mean squared difference (ms^2) over the slots where both spiked (NaN if
         none); ``RMSE_MS``: its square root (ms); ``MATCHED_SPIKES``: how many such slots;
         ``COUNT_CHANGED_SHARE``: share of (sample, neuron) pairs whose count differs;
         ``SPIKES_CONTINUOUS``/``SPIKES_DISCRETE``: spikes per sample of each.
+
+    Raises:
+        TypeError, ValueError: naming ``cont`` or ``disc`` and what is wrong with it.
     """
+    cont, disc = _spike_trains("cont", cont), _spike_trains("disc", disc)
     if cont.times.shape != disc.times.shape:
         raise ValueError(f"spike trains differ in shape: {tuple(cont.times.shape)} and "
                          f"{tuple(disc.times.shape)}")
@@ -373,3 +389,15 @@ def spike_train_error(cont, disc) -> dict:
             COUNT_CHANGED_SHARE: float((cont.counts != disc.counts).double().mean()),
             SPIKES_CONTINUOUS: float(cont.counts.sum()) / b,
             SPIKES_DISCRETE: float(disc.counts.sum()) / b}
+
+
+def _spike_trains(name: str, value) -> SpikeTrains:
+    """``value`` (a SpikeTrains or a ``(times, counts)`` pair) as checked SpikeTrains."""
+    if not isinstance(value, tuple) or len(value) != 2:
+        got = f"a tuple of {len(value)}" if isinstance(value, tuple) else type(value).__name__
+        raise TypeError(f"{name} must be SpikeTrains or a (times, counts) pair of tensors, got "
+                        f"{got}")
+    times, counts = value
+    check_spike_times(f"{name} times", times)
+    check_counts(counts, times, f"{name} counts")
+    return SpikeTrains(times, counts)

@@ -110,7 +110,8 @@ class LIFLinear(_NeuronLayer):
         theta: threshold.
         delta_theta: reset amount (defaults to ``theta``).
         max_spikes: most spikes per neuron.
-        dt: time step in seconds for the discretized model; ``None`` for exact time.
+        dt: time step in seconds for the discretized model, in ``[1e-9, 4.5e6] * tau_s``;
+            ``None`` for exact time.
         t_max: simulation horizon in seconds.
         reset_at: on the grid, ``"crossing"`` (the seed's scheme) or ``"emitted"`` (the
             consistent discrete model); see :class:`~batsnn.params.LIFParams`.

@@ -7,8 +7,8 @@ import math
 import numbers
 from dataclasses import dataclass
 
-__all__ = ["LIFParams", "MAX_SPIKES_MAX", "RESET_AT", "TAU_S_RANGE", "THETA_RANGE",
-           "WEIGHT_RATIO_MAX", "real_number"]
+__all__ = ["DT_RANGE", "DT_RATIO_RANGE", "GRID_INDEX_MAX", "LIFParams", "MAX_SPIKES_MAX",
+           "RESET_AT", "TAU_S_RANGE", "THETA_RANGE", "TIME_RATIO_MAX", "WEIGHT_RATIO_MAX", "real_number"]
 
 #: When a spike's reset is applied on the grid: at the continuous crossing (the seed's
 #: scheme) or at the emitted grid time (:attr:`LIFParams.reset_at`).
@@ -27,6 +27,20 @@ MAX_SPIKES_MAX = 2**31 - 1
 #: most this many thresholds (times 1/2), so that the time it takes to reach the threshold,
 #: ``theta / |weight|``, stays resolvable (:meth:`LIFParams.max_weight`).
 WEIGHT_RATIO_MAX = 1e9
+#: The largest spike time, in units of ``tau_s``, that a layer integrates (``t <= 4.5e6
+#: tau_s``): beyond it the spacing of representable float64 times exceeds the interval
+#: between the spikes of a burst (:attr:`LIFParams.max_time`).
+TIME_RATIO_MAX = 4.5e6
+#: Grid cell indices ``t / dt`` are exact integers in float64 below ``2**53``.
+GRID_INDEX_MAX = 2.0**53
+#: ``dt`` in units of ``tau_s`` (both ends included; 0 means exact time): from below, the
+#: index of every supported time, ``TIME_RATIO_MAX / 1e-9 = 4.5e15``, stays below
+#: :data:`GRID_INDEX_MAX`; from above, a step no longer than the supported time range.
+DT_RATIO_RANGE = (1e-9, TIME_RATIO_MAX)
+#: ``dt`` in seconds where no ``tau_s`` is known (:func:`batsnn.discretize`,
+#: :func:`batsnn.ttfs_encode`): the steps :data:`DT_RATIO_RANGE` allows for some ``tau_s``
+#: in :data:`TAU_S_RANGE`, ``[1e-18 s, 4.5e12 s]``.
+DT_RANGE = (DT_RATIO_RANGE[0] * TAU_S_RANGE[0], DT_RATIO_RANGE[1] * TAU_S_RANGE[1])
 
 
 def real_number(name: str, value, *, allow_inf: bool = False, allow_zero: bool = False,
@@ -63,7 +77,9 @@ class LIFParams:
         delta_theta: reset amount subtracted from the potential at each spike: 0 or in
             :data:`THETA_RANGE`; ``None`` means ``theta``.
         t_max: simulation horizon in seconds (> 0, may be ``inf``); no spike after it.
-        dt: time step in seconds (>= 0); ``None`` or ``0`` means exact continuous time.
+        dt: time step in seconds: ``None`` or ``0`` (exact continuous time), or in
+            ``[1e-9 tau_s, 4.5e6 tau_s]`` (:data:`DT_RATIO_RANGE`), so that the grid index of
+            every supported time is an exact integer.
         reset_at: on the grid (``dt > 0``), when a spike's reset is applied (model.md
             section 6): ``"crossing"`` (the default, the seed's scheme), at the continuous
             threshold crossing ``t*`` although the spike is emitted at ``grid(t*)``;
@@ -98,7 +114,14 @@ class LIFParams:
                              f"({MAX_SPIKES_MAX} = 2**31 - 1)")
         put("max_spikes", int(k))
         put("t_max", real_number("t_max", self.t_max, allow_inf=True))
-        put("dt", 0.0 if self.dt is None else real_number("dt", self.dt, allow_zero=True))
+        dt = 0.0 if self.dt is None else real_number("dt", self.dt, allow_zero=True)
+        lo, hi = (r * self.tau_s for r in DT_RATIO_RANGE)
+        if dt != 0 and not lo <= dt <= hi:
+            raise ValueError(
+                f"dt={dt!r} is outside the range batsnn supports for tau_s={self.tau_s!r}, "
+                f"[{DT_RATIO_RANGE[0]:g}, {DT_RATIO_RANGE[1]:g}] * tau_s = [{lo:g}, {hi:g}] "
+                "(or 0 for exact time; docs/model.md section 7)")
+        put("dt", dt)
         if not isinstance(self.reset_at, str) or self.reset_at not in RESET_AT:
             raise ValueError(f"reset_at must be one of {', '.join(map(repr, RESET_AT))}, got "
                              f"{self.reset_at!r}")
@@ -113,6 +136,12 @@ class LIFParams:
         """The largest weight magnitude batsnn supports with these parameters,
         ``WEIGHT_RATIO_MAX * theta / tau_s`` (docs/model.md section 7)."""
         return WEIGHT_RATIO_MAX * self.theta / self.tau_s
+
+    @property
+    def max_time(self) -> float:
+        """The latest input spike time batsnn supports with these parameters,
+        ``TIME_RATIO_MAX * tau_s`` (docs/model.md section 7)."""
+        return TIME_RATIO_MAX * self.tau_s
 
     @property
     def on_grid(self) -> bool:

@@ -13,10 +13,10 @@ import numba
 import numpy as np
 import torch
 
-from batsnn.params import WEIGHT_RATIO_MAX
+from batsnn.params import TIME_RATIO_MAX, WEIGHT_RATIO_MAX
 
-__all__ = ["SpikeTrains", "check_spike_times", "check_tensor", "mark_valid", "marked_valid",
-           "weight_abs_max"]
+__all__ = ["SpikeTrains", "check_counts", "check_spike_times", "check_tensor", "mark_valid",
+           "marked_valid", "weight_abs_max"]
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
 
@@ -36,10 +36,10 @@ class SpikeTrains(NamedTuple):
 
 
 @numba.njit(parallel=True, cache=True)
-def scan_times(times, bad):
+def scan_times(times, bad, max_time):
     """One pass over ``times (B, N, S)``: per sample the first defect into
     ``bad[b] = (kind, n, s)`` (kind 1 NaN, 2 negative, 3 not ascending / not padded with
-    +inf; 0 none)."""
+    +inf, 4 finite but above ``max_time``; 0 none)."""
     n_batch, n_neurons, n_slots = times.shape
     for b in numba.prange(n_batch):
         for n in range(n_neurons):
@@ -59,6 +59,11 @@ def scan_times(times, bad):
                 elif v < prev:
                     if bad[b, 0] == 0:
                         bad[b, 0] = 3
+                        bad[b, 1] = n
+                        bad[b, 2] = s
+                elif max_time < v < np.inf:
+                    if bad[b, 0] == 0:
+                        bad[b, 0] = 4
                         bad[b, 1] = n
                         bad[b, 2] = s
                 if v == v:
@@ -91,14 +96,14 @@ def weight_abs_max(w: torch.Tensor) -> float:
     return float(out.max()) if not np.isnan(out).any() else math.nan
 
 
-def check_times(times: torch.Tensor):
+def check_times(times: torch.Tensor, max_time: float = math.inf):
     """The data checks of :func:`check_spike_times` on a CPU tensor, in one compiled pass.
 
     Returns ``None`` when ``times`` is valid, else ``(kind, b, n, s)`` of the first defect.
     """
     t = times.detach().contiguous()
     bad = np.zeros((t.shape[0], 3), np.int64)
-    scan_times(t.numpy(), bad)
+    scan_times(t.numpy(), bad, float(max_time))
     rows = np.nonzero(bad[:, 0])[0]
     if len(rows) == 0:
         return None
@@ -144,15 +149,16 @@ def marked_valid(times: torch.Tensor) -> bool:
 
 
 def check_spike_times(name: str, times: torch.Tensor, weight: torch.Tensor | None = None,
-                      max_weight: float | None = None) -> None:
+                      max_weight: float | None = None, max_time: float = math.inf) -> None:
     """Raise if ``times`` is not a valid ``(B, *neurons, S)`` spike-time tensor (any number of
     neuron axes, e.g. ``(B, N, S)`` or ``(B, C, H, W, S)``; checked as ``(B, -1, S)``); mark
     it valid if it is (see :func:`mark_valid`: the same unmodified tensor is not scanned
     again). Errors name ``name`` and the full index of the first defect.
 
     With ``weight``, also raise if it holds NaN or infinite values, or (with ``max_weight``)
-    a magnitude above ``max_weight`` (CPU tensors only: on a GPU that check would
-    synchronise the host in every forward). On a GPU the data checks share one
+    a magnitude above ``max_weight``; with ``max_time``, raise for a finite time above it
+    (both CPU tensors only, in the same pass: on a GPU they would synchronise the host in
+    every forward). On a GPU the data checks share one
     host synchronisation, and are skipped for tensors made by batsnn.
     """
     check_tensor(name, times, ndim=None)
@@ -168,9 +174,9 @@ def check_spike_times(name: str, times: torch.Tensor, weight: torch.Tensor | Non
             _check_weight_values(weight, max_weight)
         if t.numel() == 0:
             return
-        found = check_times(t)
+        found = check_times(t, max_time)
         if found is not None:
-            _raise_time_defect(name, t, shape, *found)
+            _raise_time_defect(name, t, shape, *found, max_time=max_time)
         mark_valid(times)
         return
     # On a GPU the weight values are not inspected (that would cost a host synchronisation
@@ -204,7 +210,7 @@ def _check_weight_values(weight: torch.Tensor, max_weight: float | None) -> None
             f"{max_weight:g} that batsnn supports (docs/model.md section 7)")
 
 
-def _raise_time_defect(name, t, shape, kind, b, n, s):
+def _raise_time_defect(name, t, shape, kind, b, n, s, max_time=math.inf):
     """``t`` is ``times`` viewed as ``(B, N, S)``; ``shape`` its own shape, whose neuron
     index of flat ``n`` the message gives."""
     flat_n, neuron = n, []
@@ -219,6 +225,34 @@ def _raise_time_defect(name, t, shape, kind, b, n, s):
         raise ValueError(f"{name} contains a negative time, {where} = "
                          f"{t[b, flat_n, s].item()!r}; spike times are seconds >= 0, padded "
                          "with +inf")
+    if kind == 4:
+        raise ValueError(f"{name} holds a time beyond the range batsnn supports, {where} = "
+                         f"{t[b, flat_n, s].item()!r} > {TIME_RATIO_MAX:g} * tau_s = "
+                         f"{max_time:g} s (docs/model.md section 7)")
     raise ValueError(
         f"{name} must be ascending along the last axis and padded with +inf after the last "
         f"spike; {name}[{idx}] = {t[b, flat_n].tolist()} is not (at position {s})")
+
+
+def check_counts(counts, times: torch.Tensor, name: str = "counts", *,
+                 values: bool = True) -> None:
+    """Raise unless ``counts`` is an integer tensor of shape ``times.shape[:-1]`` on
+    ``times``' device and (with ``values``) its values are the numbers of finite entries of
+    ``times`` per neuron (compared on the CPU only: on a GPU that would synchronise the
+    host)."""
+    if not isinstance(counts, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(counts).__name__}")
+    if counts.dtype.is_floating_point or counts.dtype.is_complex or counts.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor, got {counts.dtype}")
+    if counts.shape != times.shape[:-1]:
+        raise ValueError(f"{name} must have shape {tuple(times.shape[:-1])} (times without its "
+                         f"last axis), got {tuple(counts.shape)}")
+    if counts.device != times.device:
+        raise ValueError(f"{name} is on {counts.device} but times is on {times.device}")
+    if values and counts.device.type == "cpu" and counts.numel():
+        found = torch.isfinite(times.detach()).sum(-1)
+        if not torch.equal(found, counts.to(found.dtype)):
+            idx = tuple(torch.nonzero(found != counts)[0].tolist())
+            raise ValueError(f"{name} disagree with times: {name}[{', '.join(map(str, idx))}] = "
+                             f"{int(counts[idx])} but times{list(idx)} holds {int(found[idx])} "
+                             "finite spike times")

@@ -575,12 +575,74 @@ def make_lib_cases(root: Path, run: Path) -> list[LibCase]:
     add("save-bytes-path", lambda: save_nir(net, b"x.nir"), "path", errors=(TypeError,))
     add("export-run-existing", lambda: export_run(run, f("mine.nir")), "already exists")
 
+    # weights beyond the layer's supported range (LIFParams.max_weight = 5e9 here), integer
+    # weights, and a time step outside its range, refused at import
+    two = SpikingSequential(LIFLinear(4, 3, tau_s=0.1, theta=0.5, max_spikes=2),
+                            LIFLinear(3, 2, tau_s=0.1, theta=0.5, max_spikes=2))
+
+    def big(value, node="linear_0", net=two):
+        g = to_nir(net)
+        g.nodes[node].weight[0, 0] = value
+        return g
+
+    add("weight-1e16", lambda: from_nir(big(1e16)), "'linear_0'", "magnitude 1e+16",
+        "5e+09")
+    add("weight-minus-1e16-second-layer", lambda: from_nir(big(-1e16, "linear_1")),
+        "'linear_1'", "magnitude 1e+16")
+    add("weight-just-beyond", lambda: from_nir(big(5.0001e9)), "'linear_0'", "5e+09")
+    add("weight-at-the-bound", lambda: from_nir(big(5e9)), errors=(),
+        after=lambda m: m[0].weight[0, 0].item() == 5e9 or pytest.fail(str(m[0].weight)))
+    nir.write(f("big.nir"), big(1e16))
+    add("weight-1e16-file", lambda: from_nir(f("big.nir")), "big.nir", "'linear_0'",
+        "magnitude")
+    conv_layer = LIFConv2d(1, 2, 3, tau_s=0.1, theta=0.5, max_spikes=2)
+    add("conv-weight-1e16", lambda: from_nir(_conv_big(conv_layer)), "'conv_0'", "magnitude")
+    add("weight-int", lambda: from_nir(_graph(("fc", _fc(np.full((3, 4), 3, np.int64))),
+                                              ("neuron", _lif()))), errors=(),
+        after=lambda m: (m[0].weight.dtype == torch.float32
+                         and bool((m[0].weight == 3).all())) or pytest.fail(str(m[0].weight)))
+    add("weight-int-runs", lambda: from_nir(_graph(("fc", _fc(np.ones((3, 4), np.int32))),
+                                                   ("neuron", _lif()))), errors=(),
+        after=lambda m: m(torch.zeros(1, 4, 1)).counts.shape == (1, 3) or pytest.fail())
+    add("weight-int-joins-float64", lambda: from_nir(_int_first(two.double())), errors=(),
+        after=lambda m: [layer.weight.dtype for layer in m] == [torch.float64] * 2
+        or pytest.fail(str([layer.weight.dtype for layer in m])))
+    add("weight-int-2-25-float32", lambda: from_nir(_graph(
+        ("fc", _fc(np.full((3, 4), 2**25, np.int64))), ("neuron", _lif()))), "'fc'",
+        "33554432", "2**24")
+    add("weight-int-2-25-float64", lambda: from_nir(_graph(
+        ("fc", _fc(np.full((3, 4), 2**25, np.int64))), ("neuron", _lif())),
+        dtype=torch.float64), errors=(),
+        after=lambda m: m[0].weight[0, 0].item() == 2**25 or pytest.fail())
+    add("weight-int-beyond-range", lambda: from_nir(_graph(
+        ("fc", _fc(np.full((3, 4), 2**40, np.int64))), ("neuron", _lif())),
+        dtype=torch.float64), "'fc'", "magnitude")
+    add("dt-subnormal", lambda: from_nir(_good(metadata={"max_spikes": 2, "dt": 1e-320})),
+        "'neuron'", "dt=1e-320", "tau_s=0.1")
+    add("dt-huge", lambda: from_nir(_good(metadata={"max_spikes": 2, "dt": 1e10})),
+        "'neuron'", "dt=10000000000.0")
+    add("dt-in-range", lambda: from_nir(_good(metadata={"max_spikes": 2, "dt": 1e-3})),
+        errors=(), after=lambda m: m[0].params.dt == 1e-3 or pytest.fail())
+
     # and what is allowed: a new file, and replacing batsnn's own NIR file when asked
     add("save-new", lambda: save_nir(net, f("new.nir")), errors=(),
         after=lambda p: assert_batsnn_nir(p))
     add("save-overwrite-own", lambda: save_nir(net, good, overwrite=True), errors=(),
         after=lambda p: assert_batsnn_nir(p))
     return cases
+
+
+def _conv_big(conv) -> nir.NIRGraph:
+    g = to_nir(conv, input_shape=(1, 6, 6))
+    g.nodes["conv_0"].weight[0, 0, 0, 0] = 1e16
+    return g
+
+
+def _int_first(net) -> nir.NIRGraph:
+    """``net``'s graph with the first layer's weights replaced by integers."""
+    g = to_nir(net)
+    g.nodes["linear_0"].weight = np.ones(g.nodes["linear_0"].weight.shape, np.int64)
+    return g
 
 
 def assert_batsnn_nir(path: Path) -> None:

@@ -13,9 +13,10 @@ from batsnn.encoding import discretize, ttfs_encode
 from batsnn.functional import lif_conv2d, lif_linear, spike_flatten, spike_pool2d
 from batsnn.losses import (count_predict, spike_count_class_loss, spike_count_loss,
                            spike_time_loss, ttfs_cross_entropy, ttfs_predict)
-from batsnn.metrics import decision_times, label_spike_share, layer_activity, prediction_by
+from batsnn.metrics import (EvalStats, decision_times, label_spike_share, layer_activity,
+                            prediction_by, spike_train_error)
 from batsnn.nn import Flatten, LIFConv2d, LIFLinear, SpikePool2d
-from batsnn.spikes import check_spike_times
+from batsnn.spikes import SpikeTrains, check_spike_times
 from tests.hostile.harness import LibCase, check_lib
 
 INF, NAN = math.inf, math.nan
@@ -324,6 +325,182 @@ CASES = [
         _x(), torch.full((1, 3), LIFParams(**KW).max_weight, dtype=torch.float64), **KW),
         (), after=lambda r: int(r.counts.sum()) == 2 * KW["max_spikes"]
         or pytest.fail(str(r.counts))),
+]
+
+
+# the spikes of a burst (preamble of the range findings): two neurons, two spikes each
+_A_X = torch.tensor([[[0.01], [0.02], [0.03]]], dtype=torch.float64)
+_A_W = torch.full((2, 3), 2.0, dtype=torch.float64)
+_A = dict(tau_s=0.13, theta=0.2, max_spikes=5)
+# an output layer: neuron 0 spiked once, neuron 1 twice
+_B_T = torch.tensor([[[0.01, INF], [0.02, 0.03]]])
+_B_C = torch.tensor([[1, 2]])
+
+
+def _counts(expected):
+    """An ``after`` check: the result's counts are ``expected``."""
+    def check(r):
+        assert r.counts.tolist() == expected, r.counts.tolist()
+    return check
+
+
+def _equal(expected):
+    def check(r):
+        assert r == expected, r
+    return check
+
+
+CASES += [
+    # --- dt: a time step so small that grid indices are not exact integers
+    LibCase("dt-subnormal", lambda: lif_linear(_A_X, _A_W, **_A, dt=1e-320), (ValueError,),
+            ("dt=1e-320", "tau_s=0.13", "1.3e-10")),
+    LibCase("dt-1e-12", lambda: lif_linear(_A_X, _A_W, **_A, dt=1e-12), (ValueError,),
+            ("dt=1e-12", "[1e-09, 4.5e+06] * tau_s")),
+    LibCase("dt-below-ratio", lambda: LIFParams(**_A, dt=0.99e-9 * 0.13), (ValueError,),
+            ("dt=", "tau_s=0.13")),
+    LibCase("dt-above-ratio", lambda: LIFParams(**_A, dt=4.6e6 * 0.13), (ValueError,),
+            ("dt=", "585000")),
+    LibCase("dt-layer-module", lambda: LIFLinear(3, 2, **_A, dt=1e-300), (ValueError,),
+            ("dt=1e-300",)),
+    LibCase("dt-at-the-lower-bound", lambda: lif_linear(_A_X, _A_W, **_A, dt=1e-9 * 0.13), (),
+            after=_counts([[2, 2]])),
+    LibCase("dt-none", lambda: lif_linear(_A_X, _A_W, **_A, dt=None), (),
+            after=_counts([[2, 2]])),
+    LibCase("discretize-dt-subnormal", lambda: discretize(torch.tensor([0.1]), 1e-320),
+            (ValueError,), ("dt=1e-320", "[1e-18, 4.5e+12]")),
+    LibCase("discretize-dt-huge", lambda: discretize(torch.tensor([0.1]), 1e300),
+            (ValueError,), ("dt=1e+300",)),
+    LibCase("discretize-index-2-53", lambda: discretize(
+        torch.tensor([[0.01, 1e3, INF]], dtype=torch.float64), 1e-13), (ValueError,),
+        ("times", "1000.0", "2**53", "dt=1e-13")),
+    LibCase("discretize-index-float32", lambda: discretize(torch.tensor([1e30]), 1e-9),
+            (ValueError,), ("times", "2**53")),
+    LibCase("discretize-index-below", lambda: discretize(
+        torch.tensor([1e3, INF], dtype=torch.float64), 1e-12), (),
+        after=lambda r: r[1] == INF and r[0] > 1e3 or pytest.fail(str(r))),
+    LibCase("ttfs-dt-subnormal", lambda: ttfs_encode(torch.rand(2, 3), dt=1e-320),
+            (ValueError,), ("dt=1e-320",)),
+    LibCase("ttfs-dt-index", lambda: ttfs_encode(torch.rand(2, 3), t_window=1e6, dt=1e-12),
+            (ValueError,), ("t_window=1000000.0", "2**53")),
+    LibCase("ttfs-dt-bound-ok", lambda: ttfs_encode(torch.full((1, 1), 0.5), t_window=1e-3,
+                                                      dt=1e-18), (),
+            after=lambda r: r.item() > 0 or pytest.fail(str(r))),
+    # --- input times beyond 4.5e6 tau_s
+    LibCase("times-1e15", lambda: lif_linear(_A_X + 1e15, _A_W, **_A), (ValueError,),
+            ("input_times[0, 0, 0]", "1000000000000000.0", "4.5e+06 * tau_s", "585000")),
+    LibCase("times-1e30-float32", lambda: lif_linear((_A_X + 1e30).float(), _A_W.float(),
+                                                     **_A), (ValueError,),
+            ("input_times", "4.5e+06 * tau_s")),
+    LibCase("times-one-late-spike", lambda: lif_linear(
+        torch.tensor([[[0.01, 6e5], [0.02, INF], [0.03, INF]]], dtype=torch.float64), _A_W,
+        **_A), (ValueError,), ("input_times[0, 0, 1]",)),
+    LibCase("times-conv-1e15", lambda: lif_conv2d(
+        torch.full((1, 1, 2, 2, 1), 1e15), torch.ones(1, 1, 2, 2), **_A), (ValueError,),
+        ("input_times[0, 0, 0, 0, 0]", "4.5e+06")),
+    LibCase("times-module", lambda: LIFLinear(3, 2, **_A, dtype=torch.float64)(_A_X + 1e15),
+            (ValueError,), ("input_times",)),
+    LibCase("times-at-the-bound", lambda: lif_linear(
+        torch.tensor([[[0.01], [0.02], [4.5e6 * 0.13]]], dtype=torch.float64), _A_W, **_A),
+        (), after=lambda r: int(r.counts.sum()) >= 2 or pytest.fail(str(r.counts))),
+    # --- loss targets beyond the dtype's range
+    LibCase("class-target-1e308", lambda: spike_count_class_loss(
+        _B_T, _B_C, torch.tensor([0]), target_true=1e308, target_false=3), (ValueError,),
+        ("target_true=1e+308", "float32")),
+    LibCase("class-target-false-1e20", lambda: spike_count_class_loss(
+        _B_T, _B_C, torch.tensor([0]), target_false=1e20), (ValueError,),
+        ("target_false=1e+20", "float32")),
+    LibCase("class-target-1e160-float64", lambda: spike_count_class_loss(
+        _B_T.double(), _B_C, torch.tensor([0]), target_true=1e160), (ValueError,),
+        ("target_true", "float64")),
+    LibCase("class-target-1e19-float64", lambda: spike_count_class_loss(
+        _B_T.double(), _B_C, torch.tensor([0]), target_true=1e19), (),
+        after=lambda r: math.isfinite(r.item()) or pytest.fail(str(r))),
+    LibCase("count-targets-1e300", lambda: spike_count_loss(
+        _B_T, _B_C, torch.tensor([[1e300, 1.0]], dtype=torch.float64)), (ValueError,),
+        ("targets[0, 0]", "1e+300", "float32")),
+    LibCase("count-targets-1e20-float32", lambda: spike_count_loss(
+        _B_T, _B_C, torch.tensor([[1.0, 1e20]])), (ValueError,), ("targets[0, 1]", "float32")),
+    LibCase("count-targets-int-2-62", lambda: spike_count_loss(
+        _B_T, _B_C, torch.tensor([[2**62, 1]])), (),
+        after=lambda r: math.isfinite(r.item()) or pytest.fail(str(r))),
+    LibCase("time-targets-1e308", lambda: spike_time_loss(
+        _B_T, torch.full((1, 2, 2), 1e308, dtype=torch.float64)), (ValueError,),
+        ("target_times[0, 0, 0]", "1e+308", "float32")),
+    LibCase("time-targets-1e200-float64", lambda: spike_time_loss(
+        _B_T.double(), torch.full((1, 2, 2), 1e200, dtype=torch.float64)), (ValueError,),
+        ("target_times", "float64")),
+    LibCase("time-targets-float64-for-float32", lambda: spike_time_loss(
+        _B_T, torch.full((1, 2, 2), 0.5, dtype=torch.float64)), (),
+        after=lambda r: r.dtype == torch.float32 or pytest.fail(str(r.dtype))),
+    # --- tau_loss
+    LibCase("ce-tau-loss-1e-300", lambda: ttfs_cross_entropy(
+        _B_T, torch.tensor([0]), tau_loss=1e-300), (ValueError,),
+        ("tau_loss=1e-300", "[1e-09, 1e+06]")),
+    LibCase("ce-tau-loss-1e-12", lambda: ttfs_cross_entropy(
+        _B_T, torch.tensor([0]), tau_loss=1e-12), (ValueError,), ("tau_loss",)),
+    LibCase("ce-tau-loss-1e300", lambda: ttfs_cross_entropy(
+        _B_T, torch.tensor([0]), tau_loss=1e300), (ValueError,), ("tau_loss=1e+300",)),
+    LibCase("ce-times-overflow", lambda: ttfs_cross_entropy(
+        torch.tensor([[[1e30], [3e38]]]), torch.tensor([0]), tau_loss=1e-3), (ValueError,),
+        ("times", "tau_loss=0.001", "float32")),
+    LibCase("ce-tau-loss-at-the-bound", lambda: ttfs_cross_entropy(
+        _B_T, torch.tensor([0]), tau_loss=1e-9), (),
+        after=lambda r: math.isfinite(r.item()) or pytest.fail(str(r))),
+    # --- counts that disagree with times
+    LibCase("count-loss-counts-disagree", lambda: spike_count_loss(
+        _B_T, torch.tensor([[2, 2]]), torch.tensor([[1.0, 1.0]])), (ValueError,),
+        ("counts[0, 0] = 2", "holds 1 finite")),
+    LibCase("count-loss-counts-too-few", lambda: spike_count_loss(
+        _B_T, torch.tensor([[1, 1]]), torch.tensor([[1.0, 1.0]])), (ValueError,),
+        ("counts[0, 1] = 1", "holds 2 finite")),
+    LibCase("class-loss-counts-zero", lambda: spike_count_class_loss(
+        _B_T, torch.tensor([[0, 0]]), torch.tensor([1])), (ValueError,),
+        ("counts[0, 0] = 0",)),
+    LibCase("class-loss-counts-agree", lambda: spike_count_class_loss(
+        _B_T, _B_C, torch.tensor([1]), target_true=2, target_false=1), (),
+        after=lambda r: r.item() == 0.0 or pytest.fail(str(r))),
+    # --- layer_activity: negative or fractional counts
+    LibCase("activity-negative", lambda: layer_activity(torch.tensor([[-1, 2]])),
+            (ValueError,), ("counts[0, 0] = -1", ">= 0")),
+    LibCase("activity-negative-last", lambda: layer_activity(torch.tensor([[1, 2], [3, -4]])),
+            (ValueError,), ("counts[1, 1] = -4",)),
+    LibCase("activity-fraction", lambda: layer_activity(torch.tensor([[1.5, 2]])),
+            (TypeError,), ("counts", "float32")),
+    LibCase("activity-bool", lambda: layer_activity(torch.tensor([[True, False]])),
+            (TypeError,), ("counts", "bool")),
+    LibCase("activity-ok", lambda: layer_activity(torch.tensor([[0, 2], [1, 0]])), (),
+            after=lambda r: r[0] == 3.0 and r[1].tolist() == [True, True]
+            or pytest.fail(str(r))),
+    # --- spike_train_error: pairs, shapes and kinds
+    LibCase("train-error-shapes", lambda: spike_train_error((_B_T, _B_C),
+                                                            (_B_T[:, :1], _B_C[:, :1])),
+            (ValueError,), ("differ in shape", "(1, 2, 2)", "(1, 1, 2)")),
+    LibCase("train-error-int", lambda: spike_train_error((_B_T, _B_C), 3), (TypeError,),
+            ("disc", "int")),
+    LibCase("train-error-triple", lambda: spike_train_error((_B_T, _B_C, _B_C),
+                                                            (_B_T, _B_C)),
+            (TypeError,), ("cont", "tuple of 3")),
+    LibCase("train-error-counts-list", lambda: spike_train_error((_B_T, [1, 2]),
+                                                                 (_B_T, _B_C)),
+            (TypeError,), ("cont counts", "list")),
+    LibCase("train-error-counts-disagree", lambda: spike_train_error((_B_T, _B_C),
+                                                                     (_B_T, _B_C + 1)),
+            (ValueError,), ("disc counts", "disagree")),
+    LibCase("train-error-times-nan", lambda: spike_train_error(
+        (torch.full((1, 2, 2), NAN), _B_C), (_B_T, _B_C)), (ValueError,),
+        ("cont times", "NaN")),
+    LibCase("eval-stats-target-str", lambda: EvalStats(None, "count", "a"), (TypeError,),
+            ("target", "'a'")),
+    LibCase("eval-stats-target-nan", lambda: EvalStats(None, "count", NAN), (ValueError,),
+            ("target", "nan")),
+    LibCase("eval-stats-target-zero", lambda: EvalStats(None, "count", 0), (ValueError,),
+            ("target", "> 0")),
+    LibCase("train-error-pairs", lambda: spike_train_error((_B_T, _B_C), (_B_T, _B_C)), (),
+            after=lambda r: r["matched_spikes"] == 3 and r["mse_ms2"] == 0.0
+            or pytest.fail(str(r))),
+    LibCase("train-error-spike-trains", lambda: spike_train_error(
+        SpikeTrains(_B_T, _B_C), SpikeTrains(_B_T + 0.001, _B_C)), (),
+        after=lambda r: abs(r["rmse_ms"] - 1.0) < 1e-3 or pytest.fail(str(r))),
 ]
 
 

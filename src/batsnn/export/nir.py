@@ -76,7 +76,7 @@ from torch import nn
 
 from batsnn.fileio import atomic_write, check_new_file, describe_path, one_line, printable
 from batsnn.nn import Flatten, LIFConv2d, LIFLinear, SpikePool2d, SpikingSequential
-from batsnn.params import LIFParams
+from batsnn.params import WEIGHT_RATIO_MAX, LIFParams
 
 __all__ = ["EXPORTERS", "FORMAT", "IMPORTERS", "TIME_UNITS", "check_nir_path",
            "cuba_lif_constants", "from_nir", "is_batsnn_nir_file", "save_nir", "to_nir"]
@@ -399,6 +399,9 @@ class _ImportContext:
     t_max: float | None
     dtype: torch.dtype | None
     shape: tuple[int, ...] | None
+    #: the dtype integer weights become: ``dtype``, else that of the graph's float weights
+    #: (float64 if any is), else float32
+    int_dtype: torch.dtype = torch.float32
 
 
 def _q(name) -> str:
@@ -527,34 +530,52 @@ def _neuron(name: str, node, n: int, ctx: _ImportContext) -> LIFParams:
 
 
 def _import_weight(where: str, weight) -> np.ndarray:
-    """A node's weight as a numpy array of float32 or float64 (integers converted when exact),
-    finite and non-empty, or a ValueError naming ``where``."""
+    """A node's weight as a numpy array of float32, float64 or integers (converted by
+    :func:`_weight_tensor`), finite and non-empty, or a ValueError naming ``where``."""
     w = np.asarray(weight)
-    if w.dtype.kind in "iu":
-        f = w.astype(np.float64)
-        if w.size and not np.array_equal(f.astype(w.dtype), w):
-            raise ValueError(f"{where}: integer weights beyond 2**53 are not exact as float64")
-        w = f
-    elif w.dtype not in (np.float32, np.float64):
+    if w.dtype.kind not in "iu" and w.dtype not in (np.float32, np.float64):
         raise ValueError(f"{where}: weight has dtype {w.dtype}; batsnn's layers hold float32 "
                          "or float64 weights")
     if w.size == 0:
         raise ValueError(f"{where}: weight is empty (shape {w.shape})")
-    bad = int(w.size - np.count_nonzero(np.isfinite(w)))
-    if bad:
-        raise ValueError(f"{where}: weight holds {bad} NaN or infinite values")
+    if w.dtype.kind == "f":
+        bad = int(w.size - np.count_nonzero(np.isfinite(w)))
+        if bad:
+            raise ValueError(f"{where}: weight holds {bad} NaN or infinite values")
     return w
 
 
-def _weight_tensor(where: str, w: np.ndarray, ctx: _ImportContext) -> torch.Tensor:
-    """The layer weight tensor of ``w`` (the file's dtype, or ``ctx.dtype``, in which it must
-    stay finite)."""
-    weight = torch.from_numpy(np.array(w, copy=True))
+#: Integers of at most this magnitude are exact in each float dtype.
+_EXACT_INT = {torch.float32: 2**24, torch.float64: 2**53}
+
+
+def _weight_tensor(where: str, w: np.ndarray, ctx: _ImportContext,
+                   params: LIFParams) -> torch.Tensor:
+    """The layer weight tensor of ``w``: the file's float dtype, or ``ctx.dtype``, in which it
+    must stay finite; integer weights become ``ctx.int_dtype`` when every one is exact there
+    (magnitude at most 2**24 in float32, 2**53 in float64). Its magnitudes
+    must be at most ``params.max_weight`` (docs/model.md section 7)."""
+    if w.dtype.kind in "iu":
+        dtype = ctx.int_dtype
+        top = max(abs(int(w.min())), abs(int(w.max())))
+        if top > _EXACT_INT[dtype]:
+            raise ValueError(f"{where}: integer weight of magnitude {top} is not exact in "
+                             f"{dtype} (integers of magnitude up to 2**24 are exact in float32, "
+                             "up to 2**53 in float64; pass dtype=torch.float64 or store float "
+                             "weights)")
+        weight = torch.from_numpy(w.astype(np.float64)).to(dtype)
+    else:
+        weight = torch.from_numpy(np.array(w, copy=True))
     if ctx.dtype is not None:
         weight = weight.to(ctx.dtype)
         if not bool(torch.isfinite(weight).all()):
             raise ValueError(f"{where}: weight overflows {ctx.dtype} (largest |w| = "
                              f"{float(np.abs(w).max())!r})")
+    top = float(weight.abs().max())
+    if top > params.max_weight:
+        raise ValueError(f"{where}: weight holds a magnitude {top:g}, beyond the |weight| <= "
+                         f"{WEIGHT_RATIO_MAX:g} * theta / tau_s = {params.max_weight:g} that "
+                         "batsnn supports (docs/model.md section 7)")
     return weight
 
 
@@ -580,7 +601,7 @@ def _import_dense(chain: list, i: int, ctx: _ImportContext) -> tuple[nn.Module, 
         raise ValueError(f"{kind} {_q(name)} takes {n_in} inputs but receives shape {ctx.shape}")
     lif_name, lif = chain[i + 1]
     params = _neuron(lif_name, lif, n_out, ctx)
-    weight = _weight_tensor(f"{kind} {_q(name)}", w, ctx)
+    weight = _weight_tensor(f"{kind} {_q(name)}", w, ctx, params)
     layer = LIFLinear(n_in, n_out, tau_s=params.tau_s, theta=params.theta,
                       max_spikes=params.max_spikes, t_max=params.t_max, dt=params.dt or None,
                       reset_at=params.reset_at, dtype=weight.dtype)
@@ -653,7 +674,7 @@ def _import_conv(chain: list, i: int, ctx: _ImportContext) -> tuple[nn.Module, i
                          f"{type(nxt[1]).__name__} {_q(nxt[0])}")
     lif_name, lif = chain[i + 1]
     params = _neuron(lif_name, lif, c_out * ho * wo, ctx)
-    weight = _weight_tensor(where, w, ctx)
+    weight = _weight_tensor(where, w, ctx, params)
     layer = LIFConv2d(c_in, c_out, (kh, kw), stride=(sy, sx), padding=(py, px),
                       tau_s=params.tau_s, theta=params.theta, max_spikes=params.max_spikes,
                       t_max=params.t_max, dt=params.dt or None, reset_at=params.reset_at,
@@ -890,7 +911,10 @@ def from_nir(graph_or_path, *, time_unit: str | None = None, max_spikes: int | N
             graphs batsnn did not write).
         t_max: simulation horizon in seconds for every layer, overriding the metadata
             (default: the metadata's, else ``inf``).
-        dtype: weight dtype (default: the file's, float32 or float64).
+        dtype: weight dtype (default: the file's, float32 or float64). Integer weights
+            become ``dtype``, by default float64 if the graph holds float64 weights, else
+            float32; each must be exact there (magnitude at most 2**24 in float32, 2**53 in
+            float64).
 
     Returns:
         :class:`~batsnn.nn.SpikingSequential` of :class:`~batsnn.nn.LIFLinear`,
@@ -904,7 +928,9 @@ def from_nir(graph_or_path, *, time_unit: str | None = None, max_spikes: int | N
             read, an unsupported node type, a non-zero bias, a dilation, groups or pooling
             (stride, padding, kernel) batsnn has not, per-neuron differing constants, a reset
             or threshold batsnn cannot represent, NaN or infinite weights or constants,
-            weights that are not float32/float64 (float16, complex, ...), a ``max_spikes``
+            weights that are not float32/float64 or integers exact in ``dtype`` (float16,
+            complex, ...), weights beyond the layer's ``LIFParams.max_weight``, a ``dt``
+            outside its range (``LIFParams``), a ``max_spikes``
             that is not an integer >= 1 (metadata or argument), a graph that is not a chain
             (cycles, missing or dangling edges), shapes that disagree.
     """
@@ -928,6 +954,16 @@ def from_nir(graph_or_path, *, time_unit: str | None = None, max_spikes: int | N
                     f"{type(graph_or_path).__name__}")
 
 
+def _float_weight_dtype(chain: list) -> torch.dtype:
+    """float64 if a node of ``chain`` holds float64 weights, else float32: the dtype in which
+    a graph's integer weights join its float ones."""
+    for _, node in chain:
+        w = getattr(node, "weight", None)
+        if isinstance(w, np.ndarray) and w.dtype == np.float64:
+            return torch.float64
+    return torch.float32
+
+
 def _build(graph, time_unit, max_spikes, t_max, dtype) -> SpikingSequential:
     """The network of ``graph`` (see :func:`from_nir`); ValueErrors name the node."""
     meta = _meta(graph)
@@ -941,6 +977,7 @@ def _build(graph, time_unit, max_spikes, t_max, dtype) -> SpikingSequential:
     ctx = _ImportContext(scale=scale, max_spikes=max_spikes, t_max=t_max, dtype=dtype,
                          shape=None)
     chain = _chain(graph)
+    ctx.int_dtype = dtype or _float_weight_dtype(chain)
     ctx.shape = _shape(f"Input node {_q(chain[0][0])}", chain[0][1].input_type, "input")
     layers, i = [], 1
     while i < len(chain) - 1:
