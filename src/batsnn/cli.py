@@ -51,6 +51,7 @@ class _Parser(argparse.ArgumentParser):
 def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
     """Options shared by ``train`` and ``sweep`` (they set :class:`TrainConfig` fields)."""
     from batsnn.experiments.config import DT_MODES, PRESETS
+    from batsnn.experiments.timestep import modes_help
 
     p.add_argument("--preset", choices=sorted(PRESETS), help="reference experiment settings")
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (a run's "
@@ -78,15 +79,8 @@ def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> Non
     p.add_argument("--augment", choices=("elastic", "none"),
                    help="training-batch augmentation (the conv presets: elastic)")
     p.add_argument("--dt-mode", choices=DT_MODES,
-                   help="the time step of training; evaluation always runs at --dt: fixed "
-                        "(default: train at dt), continuous (exact time), continuous-margin "
-                        "(exact time, every layer's t_max shortened by (layers + 1) * dt), "
-                        "fine (the finer step --dt-fine), finetune (exact time for "
-                        "--dt-warmup-epochs, then dt), anneal (dt growing to its value over "
-                        "--dt-warmup-epochs), dither (dt, each training sample's input "
-                        "moved by a random fraction of a step before the grid), consistent "
-                        "(dt, with resets at the emitted grid times in training and "
-                        "evaluation: the consistent discrete model)")
+                   help="the time step of training; evaluation always runs at --dt: "
+                        + modes_help())
     p.add_argument("--dt-warmup-epochs", type=int,
                    help="epochs before training reaches dt (finetune, anneal)")
     p.add_argument("--dt-fine", type=float, help="the training step of --dt-mode fine (s)")

@@ -112,3 +112,14 @@ def test_the_training_grid_follows_the_mode_and_restores_evaluation():
     grid.train_at(2)
     assert grid.dt == pytest.approx(0.02 / 3)
     assert {m.params.dt for m in model.modules() if hasattr(m, "params")} == {grid.dt}
+
+
+def test_the_command_lines_help_lists_every_mode_from_its_class():
+    """``--dt-mode``'s help is made from the mode classes: a new mode needs no edit there."""
+    from batsnn.experiments.timestep import DT_MODES, dt_mode, modes_help
+
+    text = modes_help()
+    for name in DT_MODES:
+        mode = dt_mode(name)
+        assert mode.help, f"{name} has no help line"
+        assert f"{name} ({mode.help})" in text

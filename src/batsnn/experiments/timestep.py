@@ -46,6 +46,8 @@ class DtMode:
 
     #: the ``dt_mode`` setting naming the mode
     name: ClassVar[str] = ""
+    #: one line for ``--help``: what the mode trains at
+    help: ClassVar[str] = ""
     #: when a spike's reset is applied on the grid (:class:`~batsnn.params.LIFParams`)
     reset_at: ClassVar[str] = "crossing"
 
@@ -99,12 +101,14 @@ class Fixed(DtMode):
     """``"fixed"``: train at ``dt`` throughout (the seed's scheme)."""
 
     name = "fixed"
+    help = "default: train at dt"
 
 
 class Continuous(DtMode):
     """``"continuous"``: train in exact time throughout."""
 
     name = "continuous"
+    help = "exact time"
 
     def grid_epoch_dt(self, cfg, epoch):
         """Exact time."""
@@ -118,6 +122,7 @@ class ContinuousMargin(Continuous):
     window)."""
 
     name = "continuous-margin"
+    help = "exact time, every layer's t_max shortened by (layers + 1) * dt"
 
     def grid_margin(self, cfg):
         """``(L + 1) * cfg.dt``."""
@@ -137,6 +142,7 @@ class Fine(DtMode):
     """``"fine"``: train on the finer grid ``dt_fine`` throughout."""
 
     name = "fine"
+    help = "the finer step --dt-fine"
 
     def grid_epoch_dt(self, cfg, epoch):
         """``cfg.dt_fine``."""
@@ -171,6 +177,7 @@ class Finetune(_WarmUp):
     """``"finetune"``: exact time for the first ``dt_warmup_epochs`` epochs, then ``dt``."""
 
     name = "finetune"
+    help = "exact time for --dt-warmup-epochs, then dt"
 
     def warmup_dt(self, cfg, epoch):
         """Exact time."""
@@ -182,6 +189,7 @@ class Anneal(_WarmUp):
     ``dt``."""
 
     name = "anneal"
+    help = "dt growing to its value over --dt-warmup-epochs"
 
     def warmup_dt(self, cfg, epoch):
         """``cfg.dt * epoch / (W + 1)``."""
@@ -199,6 +207,8 @@ class Dither(DtMode):
     sawtooth of ``t``."""
 
     name = "dither"
+    help = ("dt, each training sample's input moved by a random fraction of a step "
+            "before the grid")
 
     def grid_shifts(self, cfg, *, epoch, batch, n, rank):
         """Uniform in ``[0, cfg.dt)``, drawn from the run's seed, the ``epoch``, the
@@ -215,11 +225,18 @@ class Consistent(DtMode):
     the gradient describes that network."""
 
     name = "consistent"
+    help = ("dt, with resets at the emitted grid times in training and evaluation: "
+            "the consistent discrete model")
     reset_at = "emitted"
 
 
 #: every mode's name, in the order of definition
 DT_MODES: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def modes_help() -> str:
+    """Every mode with its one-line help, for the command line's ``--dt-mode``."""
+    return ", ".join(f"{name} ({cls.help})" for name, cls in _REGISTRY.items())
 _INSTANCES = {name: cls() for name, cls in _REGISTRY.items()}
 
 
