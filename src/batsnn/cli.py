@@ -111,6 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from batsnn import metrics as M
     from batsnn.experiments import distributed
     from batsnn.experiments.config import resolve_config
+    from batsnn.experiments.model import NetworkTooLarge
     from batsnn.experiments.rundir import RunDir, hold_out_dir, new_run_dir
     from batsnn.experiments.train import train
 
@@ -130,7 +131,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         # rank 0 writes the run directory: it alone holds it
         with (hold_out_dir(cfg.out, "train", resume=args.resume) if ctx.is_main
               else contextlib.nullcontext()):
-            summary = train(cfg, resume=args.resume, quiet=args.quiet)
+            try:
+                summary = train(cfg, resume=args.resume, quiet=args.quiet)
+            except NetworkTooLarge as e:  # found once the data is known: name the file
+                if args.config is None:
+                    raise
+                raise NetworkTooLarge(f"config file '{printable(args.config)}' (with the "
+                                      f"options given): {e}") from None
     if not ctx.is_main:
         return 0
     spikes = ", ".join(f"{summary[k]:.1f}"
@@ -163,14 +170,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """``batsnn sweep``: the base settings, dt list and seeds 1..N to :func:`run_sweep`."""
     from batsnn.experiments.config import resolve_config
     from batsnn.experiments.rundir import hold_out_dir
-    from batsnn.experiments.sweep import MAX_SEEDS, run_sweep
+    from batsnn.experiments.scheduler import MAX_JOBS
+    from batsnn.experiments.sweep import MAX_SEEDS, check_grid, check_sweep_dir, run_sweep
 
     if args.seeds < 1 or args.seeds > MAX_SEEDS:
         raise ValueError(f"--seeds must be >= 1 and <= {MAX_SEEDS}, got {args.seeds}")
-    if args.jobs < 0:
-        raise ValueError(f"--jobs must be >= 0 (0: automatic), got {args.jobs}")
+    if not 0 <= args.jobs <= MAX_JOBS:
+        raise ValueError(f"--jobs must be >= 0 (0: automatic) and <= {MAX_JOBS}, got "
+                         f"{args.jobs}")
+    if args.jobs_per_gpu is not None and not 1 <= args.jobs_per_gpu <= MAX_JOBS:
+        raise ValueError(f"--jobs-per-gpu must be >= 1 and <= {MAX_JOBS}, got "
+                         f"{args.jobs_per_gpu}")
     if not args.out:
         raise ValueError("--out DIR is required for a sweep")
+    if args.report_only:  # the grid first: its errors hold for any --out
+        check_grid(args.dt, list(range(1, args.seeds + 1)))
+        check_sweep_dir(args.out, "--out")
     base = resolve_config(args.preset, args.config,
                           **config_overrides(args, skip=("dt", "seed", "out")))
     with hold_out_dir(args.out, "sweep", resume=True):

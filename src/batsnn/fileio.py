@@ -209,9 +209,10 @@ def check_new_file(path: str | os.PathLike, what: str, *, overwrite: bool = Fals
 
     - the path is not empty and does not end in a path separator;
     - its directory exists and is a directory (:func:`describe_path` says what it is else);
-    - that directory is not a batsnn output directory (:func:`output_dir_marker`): a run's
-      or a sweep's directory holds batsnn's own files only (``config.json``, ``best.pt``,
-      ``last.pt``, ``metrics.csv``, ...);
+    - neither that directory nor any directory above it is a batsnn output directory
+      (:func:`output_dir_marker`): a run's or a sweep's directory, subdirectories included,
+      holds batsnn's own files only (``config.json``, ``best.pt``, ``last.pt``,
+      ``metrics.csv``, ...);
     - nothing at the path is a symbolic link (broken or not): batsnn never writes through one;
     - anything else at the path is refused (a directory, a FIFO, a device: described);
     - an existing regular file is replaced only when ``overwrite`` is true **and**
@@ -238,11 +239,12 @@ def check_new_file(path: str | os.PathLike, what: str, *, overwrite: bool = Fals
     if not parent.is_dir():
         raise ValueError(f"{what} {shown} cannot be written: its directory "
                          f"{printable(parent)} {describe_path(parent)}")
-    marker = output_dir_marker(parent)
-    if marker is not None:
-        raise ValueError(f"{what} {shown} lies in the batsnn output directory "
-                         f"{printable(parent)} (marked by {marker.name}), which holds batsnn's "
-                         "own files only; write it elsewhere")
+    for d in (parent, *parent.resolve().parents):  # the directory and every one above it
+        marker = output_dir_marker(d)
+        if marker is not None:
+            raise ValueError(f"{what} {shown} lies in the batsnn output directory "
+                             f"{printable(d)} (marked by {marker.name}), which holds "
+                             "batsnn's own files only; write it elsewhere")
     if os.path.islink(p):
         raise ValueError(f"{what} {shown} is a symbolic link; batsnn does not write through "
                          "links: give the real path")

@@ -153,6 +153,20 @@ def make_cli_cases(root: Path, run: Path) -> list[CliCase]:
     (d / "sweep.json").write_text(json.dumps({"batsnn_run": "sweep"}))
     add("out-into-sweep", export(run, d / "net.nir"), "batsnn output directory",
         "sweep.json", after=_absent(d / "net.nir"))
+    # ... nor into any directory below one
+    sub = Path(r) / "sub"
+    sub.mkdir()
+    add("out-under-run", export(r, sub / "x.nir"), "batsnn output directory", "config.json",
+        after=_absent(sub / "x.nir"))
+    (sub / "deeper").mkdir()
+    add("out-two-below-run", export(run, sub / "deeper" / "x.nir"), "batsnn output directory",
+        str(r), after=_absent(sub / "deeper" / "x.nir"))
+    d = case_dir("out-under-sweep")
+    (d / "sweep.json").write_text(json.dumps({"batsnn_run": "sweep"}))
+    (d / "runs" / "dt0_seed1").mkdir(parents=True)
+    add("out-under-sweep", export(run, d / "runs" / "dt0_seed1" / "net.nir"),
+        "batsnn output directory", "sweep.json",
+        after=_absent(d / "runs" / "dt0_seed1" / "net.nir"))
     d = case_dir("out-control-chars")
     (d / "a\x1b[31mb").mkdir()
     add("out-control-chars", export(run, d / "a\x1b[31mb"), "is a directory", "\\x1b")
@@ -218,6 +232,25 @@ def make_cli_cases(root: Path, run: Path) -> list[CliCase]:
     wider["network"][0]["features"] = 13
     wider["hidden"] = [13]
     config_case("network-mismatch", json.dumps(wider), "best.pt", "0.weight", "(13, 784)")
+    # config.json edited after training: it must agree with the checkpoint's own settings
+    config_case("tau-edited", json.dumps({**doc, "tau_s": doc["tau_s"] * 2}), "best.pt",
+                "disagrees", "field tau_s", repr(doc["tau_s"] * 2), repr(doc["tau_s"]))
+    config_case("t-max-edited", json.dumps({**doc, "t_max": doc["t_max"] / 2}),
+                "disagrees", "field t_max", repr(doc["t_max"] / 2))
+    config_case("dt-edited", json.dumps({**doc, "dt": 0.001}), "disagrees", "field dt",
+                "0.001")
+    config_case("lr-edited", json.dumps({**doc, "lr": 0.5}), "disagrees", "field lr", "0.5")
+    config_case("theta-edited", json.dumps({**doc, "theta": [7.5, *doc["theta"][1:]]}),
+                "disagrees", "field network", "7.5")
+    # integers longer than Python reads: the file and the field named
+    config_case("features-5000-digits", good_cfg.replace(
+        '"features": 12', '"features": ' + "9" * 5000, 1), "more than 4300 digits",
+        "field network[0].features")
+    config_case("lr-5000-digits",
+                good_cfg.replace('"lr": ', '"lr": -' + "1" * 5000 + ', "x": ', 1),
+                "more than 4300 digits", "field lr")
+    config_case("layers-5000-digits", json.dumps({**doc, "layers": [784, 0]}).replace(
+        "[784, 0]", "[784, " + "7" * 5000 + "]"), "more than 4300 digits", "field layers[1]")
     config_case("fifo", "fifo", "is a named pipe (FIFO)")
     config_case("dir", "dir", "is a directory")
     config_case("link", "link", "is a symbolic link")
@@ -269,6 +302,24 @@ def test_export_cli_cases_as_real_commands(trained_run, tmp_path):
 
 
 # ----------------------------------------------------------------------------- library table
+
+def test_export_of_a_grid_run_warns_in_one_line(trained_run, tmp_path, capsys, monkeypatch):
+    """A run on a time grid exports (dt kept in the metadata); the per-layer warnings that
+    NIR's continuous neuron describes the layers without the grid come as one line."""
+    monkeypatch.delenv("BATSNN_DEBUG", raising=False)
+    r = Path(shutil.copytree(trained_run, tmp_path / "grid-run"))
+    doc = json.loads((r / "config.json").read_text())
+    (r / "config.json").write_text(json.dumps({**doc, "dt": 0.001}))
+    ck = torch.load(r / "best.pt", weights_only=True)
+    ck["config"]["dt"] = 0.001
+    torch.save(ck, r / "best.pt")
+    capsys.readouterr()
+    assert cli.main(["export", "--run", str(r), "--out", str(tmp_path / "g.nir")]) == 0
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("batsnn: warning: layer 0"), err
+    assert "time grid (dt=0.001 s)" in err[0] and "(and 1 more such warnings)" in err[0]
+    assert (tmp_path / "g.nir").is_file()
+
 
 def _lif(n=3, metadata=None, **change):
     k = cuba_lif_constants(LIFParams(tau_s=0.1, theta=0.5, max_spikes=2))
@@ -701,6 +752,11 @@ def test_check_new_file_rules(tmp_path):
     (tmp_path / "config.json").write_text('{"batsnn_run": "train"}')
     with pytest.raises(ValueError, match="batsnn output directory"):
         check_new_file(tmp_path / "a.nir", "out")
+    # and so is any directory below a marked one, however deep
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    for p in (tmp_path / "sub" / "a.nir", tmp_path / "sub" / "deeper" / "a.nir"):
+        with pytest.raises(ValueError, match="batsnn output directory .*config.json"):
+            check_new_file(p, "out")
 
 
 def test_save_nir_writes_through_the_safe_writer(tmp_path, monkeypatch):

@@ -13,6 +13,8 @@ import pytest
 from batsnn import cli
 from batsnn.experiments import distributed as D
 from batsnn.experiments import rundir as R
+from batsnn.experiments import scheduler as SC
+from batsnn.experiments import sweep as S
 from tests.experiments.test_rundir_lock import Holder
 from tests.hostile.harness import (CliCase, LibCase, check_cli_commands, check_cli_in_process,
                                    check_lib)
@@ -196,6 +198,45 @@ def make_cases(root: Path, data_dir: Path, run: Path, held: dict) -> list[CliCas
     add("resume-a-sweep", _train(data_dir, "--out", d, "--resume"),
         "holds a batsnn sweep output, not a train run")
     add("train-again", _train(data_dir, "--out", run), "already holds a run")
+
+    # sweep --report-only: only of a sweep that was started; nothing is created
+    report = ["--report-only"]
+    d = root / "report-nowhere"
+    add("report-missing-out", _sweep(data_dir, "--out", d, *report), "no sweep in --out",
+        str(d), "does not exist", after=_absent(d))
+    d = root / "report-nested" / "deeper"
+    add("report-missing-parent", _sweep(data_dir, "--out", d, *report), "no sweep in --out",
+        after=_absent(root / "report-nested"))
+    d = root / "report-empty"
+    d.mkdir()
+    add("report-empty-dir", _sweep(data_dir, "--out", d, *report), "no sweep in --out",
+        "sweep.json does not exist", after=_unchanged(d, []))
+    d = root / "report-runs-only"
+    (d / "runs").mkdir(parents=True)
+    add("report-no-record", _sweep(data_dir, "--out", d, *report), "no sweep in --out",
+        "sweep.json", after=_unchanged(d, ["runs"]))
+    d = root / "report-record-dir"
+    (d / "sweep.json").mkdir(parents=True)
+    add("report-record-is-dir", _sweep(data_dir, "--out", d, *report), "sweep.json",
+        "is a directory", after=_unchanged(d, ["sweep.json"]))
+    add("report-of-train-run", _sweep(data_dir, "--out", run, *report), "no sweep in --out",
+        after=_unchanged(run, sorted(p.name for p in run.iterdir())))
+    f = root / "report-file"
+    f.write_text("mine")
+    add("report-out-file", _sweep(data_dir, "--out", f, *report), "no sweep in --out",
+        "is a file")
+
+    # sweep --jobs / --jobs-per-gpu: bounded before anything is made
+    for name, extra, words in (
+            ("jobs-huge", ["--jobs", "100000"], ("--jobs must be", "<= 256", "100000")),
+            ("jobs-257", ["--jobs", "257"], ("--jobs must be", "257")),
+            ("jobs-huge-report", ["--jobs", "100000", *report], ("--jobs", "100000")),
+            ("jobs-per-gpu-huge", ["--jobs-per-gpu", "100000"],
+             ("--jobs-per-gpu must be", "<= 256", "100000")),
+            ("jobs-per-gpu-zero", ["--jobs-per-gpu", "0"], ("--jobs-per-gpu must be", "0")),
+            ("jobs-per-gpu-negative", ["--jobs-per-gpu", "-3"], ("--jobs-per-gpu", "-3"))):
+        d = root / f"sweep-{name}"
+        add(f"sweep-{name}", _sweep(data_dir, "--out", d, *extra), *words, after=_absent(d))
     return cases
 
 
@@ -283,6 +324,17 @@ def test_runs_library(tmp_path, held):
                 ("--ddp must be >= 1",)),
         LibCase("launch-dev-null", lambda: D.check_launch(1, "cpu", "/dev/null"),
                 (R.OutDirError,), ("is a device",)),
+        LibCase("plan-jobs-huge", lambda: SC.plan_slots("cpu", jobs=100_000), (ValueError,),
+                ("jobs must be", "<= 256", "100000")),
+        LibCase("plan-jobs-per-gpu-huge",
+                lambda: SC.plan_slots("cuda", jobs_per_gpu=10**6, visible=["0"]),
+                (ValueError,), ("jobs_per_gpu must be", "1000000")),
+        LibCase("sweep-dir-missing", lambda: S.check_sweep_dir(tmp_path / "none"),
+                (ValueError,), ("no sweep in out", "does not exist")),
+        LibCase("sweep-dir-fifo", lambda: S.check_sweep_dir(fifo, "--out"), (ValueError,),
+                ("no sweep in --out", "is a named pipe (FIFO)")),
+        LibCase("sweep-dir-empty", lambda: S.check_sweep_dir(tmp_path), (ValueError,),
+                ("sweep.json does not exist",)),
         LibCase("new-run-dir-ok", lambda: R.new_run_dir("ok", tmp_path / "runs"), (),
                 after=lambda p: p.is_dir() or pytest.fail(str(p))),
     ])

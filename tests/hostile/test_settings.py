@@ -25,6 +25,12 @@ def _train(data_dir, out, *extra):
             "--quiet", "--device", "cpu", "--out", out, *extra]
 
 
+def _absent(path: Path):
+    def check():
+        assert not os.path.lexists(path), f"{path} was created"
+    return check
+
+
 def _deep_list(depth):
     v = []
     for _ in range(depth):
@@ -177,6 +183,31 @@ def make_cases(root: Path, data_dir: Path) -> list[CliCase]:
                              ("spike buffer of 1000000000000000000 x",
                               "more elements than any memory holds")))
 
+    # spike buffers beyond memory: the file, the layer's index and the batch field named
+    def too_large(name, text, *words):
+        f = root / f"mem-{name}.json"
+        f.write_text(text)
+        d = root / f"out-mem-{name}"
+        cases.append(CliCase(f"config-mem-{name}", _train(data_dir, d, "--config", f),
+                             (f"config file '{f}'", *words), after=_absent(d)))
+
+    too_large("max-spikes", _tiny_net('{"type": "linear", "features": 8, "theta": 1, '
+                                      '"max_spikes": 2000000000}'),
+              "network layer 0 (linear)", "max_spikes=2000000000", "GiB")
+    too_large("max-spikes-last", _tiny_net('{"type": "linear", "features": 8, "theta": 1, '
+                                           '"max_spikes": 2}').replace(
+        '"theta": 1, "max_spikes": 2}]', '"theta": 1, "max_spikes": 2000000000}]'),
+              "network layer 1 (linear)", "max_spikes=2000000000")
+    too_large("conv-channels", _tiny_net('{"type": "conv2d", "channels": 100000, "kernel": 3, '
+                                         '"theta": 1, "max_spikes": 2}, {"type": "flatten"}'),
+              "network layer 2 (linear)", "GiB")
+    too_large("batch-2^62", '{"batch_size": %d, "hidden": [8]}' % 2**62,
+              "network layer 0 (linear)", "batch_size", str(2**62))
+    too_large("eval-batch-1e12", '{"eval_batch_size": 1000000000000, "hidden": [8]}',
+              "network layer 0 (linear)", "eval_batch_size", "1000000000000")
+    too_large("both-batches", '{"batch_size": 100000000000, "eval_batch_size": '
+              '1000000000000, "hidden": [8]}', "eval_batch_size", "1000000000000")
+
     # --data-dir and dataset files of the wrong kind
     f = Path(data_dir) / "train-images-idx3-ubyte.gz"
     # (batsnn train makes its --out directory before it reads the dataset: one per case)
@@ -297,6 +328,12 @@ def _lib_cases(tmp: Path) -> list[LibCase]:
                 lambda: Mo.check_fits(C.resolve_config("mnist-count", hidden=[8]), 784, 10,
                                       "cpu", 2**62),
                 (MemoryError,), ("more elements than any memory holds",)),
+        LibCase("check-fits-names-layer",
+                lambda: Mo.check_fits(C.resolve_config("mnist-count", hidden=[8, 8],
+                                                       theta=[1, 1, 1],
+                                                       max_spikes=[2, 2 * 10**9, 2]),
+                                      784, 10, "cpu", 16),
+                (Mo.NetworkTooLarge,), ("network layer 1 (linear)", "max_spikes=2000000000")),
         LibCase("validate-too-large",
                 lambda: C.validate_config(C.TrainConfig(network=[
                     {"type": "linear", "features": HUGE, "theta": 1, "max_spikes": 1},

@@ -95,6 +95,16 @@ def convergence_cases(root: Path) -> list[CliCase]:
         CliCase("conv-std-1e200", _conv(root / "c17", "--means", "1", "--stds", "0,1e200",
                                         *small[4:]), ("stds must be at most", "1e+200")),
         CliCase("conv-repeats-0", _conv(root / "c7", "--repeats", 0), ("repeats must be >= 1",)),
+        # no training at all is refused, as batsnn train refuses it
+        CliCase("conv-epochs-0", _conv(root / "c18", *small[:6], "--epochs", 0),
+                ("epochs must be >= 1", "0"), after=_absent(root / "c18")),
+        CliCase("conv-epochs-neg", _conv(root / "c19", *small[:6], "--epochs", -5),
+                ("epochs must be >= 1", "-5")),
+        # a grid too large to count is named by its size, not by a 300-digit number
+        CliCase("conv-grid-1e-300", _conv(root / "c20", "--stds", "0:1:1e-300"),
+                ("--stds", "about 1e+300 values", "limit of 1000")),
+        CliCase("conv-grid-1e-20", _conv(root / "c21", "--means", "0:1:1e-20"),
+                ("--means", "about 1e+20 values")),
         # seeds as batsnn train takes them
         CliCase("conv-seed-neg", _conv(root / "c8", *small, "--seed", -1),
                 ("seed must be in [0, 4294967295]", "-1"), after=_absent(root / "c8")),
@@ -180,6 +190,20 @@ def dterr_cases(root: Path) -> list[CliCase]:
                 ("d-nested", "holds no batsnn output")),
         CliCase("dterr-depth-0", _dterr(root / "d13", "--depths", "0", "--dt", "1e-3"),
                 ("depths must be integers >= 1",)),
+        # depths bounded before anything runs (a stack per depth, each as deep as its depth)
+        CliCase("dterr-depth-huge", _dterr(root / "d14", "--depths", "1,2,100000", *small[2:]),
+                ("depths must be integers >= 1 and <= 1000", "100000"),
+                after=_absent(root / "d14")),
+        CliCase("dterr-depth-1001", _dterr(root / "d15", "--depths", "1001", *small[2:]),
+                ("depths", "1001"), after=_absent(root / "d15")),
+        CliCase("dterr-depths-many", _dterr(root / "d16", "--depths",
+                                            ",".join(map(str, range(1, 102))), *small[2:]),
+                ("depths: 101 distinct values", "limit of 100"), after=_absent(root / "d16")),
+        CliCase("dterr-depths-bad-count", _dterr(root / "d17", "--depths", "5000,0,7",
+                                                 *small[2:]), ("5000", "and 1 more")),
+        CliCase("dterr-width-1e11", _dterr(root / "d18", "--depths", "1", "--dt", "1e-3",
+                                           "--width", 10**11), ("GiB", "--width"),
+                after=_absent(root / "d18")),
     ]
 
 
@@ -329,6 +353,15 @@ def lib_cases(root: Path) -> list[LibCase]:
         return lambda: D.run_discretization_error(**(args | kw))
 
     return [
+        LibCase("dterr-depth-beyond-limit", dterr(depths=[1, D.MAX_DEPTH + 1]),
+                words=("depths must be integers >= 1 and <= 1000", "1001")),
+        LibCase("dterr-depths-too-many", dterr(depths=list(range(1, D.MAX_DEPTHS + 2))),
+                words=("101 distinct values",)),
+        LibCase("dterr-depth-float", dterr(depths=[2.0]), words=("depths", "2.0")),
+        LibCase("conv-epochs-0", lambda: conv(**(small | dict(epochs=0))),
+                words=("epochs must be >= 1", "0")),
+        LibCase("grid-uncountable", lambda: cv.parse_grid("0:1:1e-300"),
+                words=("about 1e+300 values",)),
         LibCase("grid-too-large", lambda: cv.parse_grid("0:1e7:1"),
                 words=("10000000 values", "limit of 1000")),
         LibCase("grid-list-too-long", lambda: conv(means=tuple(range(2000))),

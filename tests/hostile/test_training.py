@@ -126,6 +126,21 @@ def _corrupted(run_dir: Path, root: Path, name: str, mutate) -> Path:
     return d
 
 
+def _untouched(d: Path):
+    """A check that no file of ``d`` is added, removed or rewritten from now on (content
+    and modification time)."""
+    def snapshot():
+        return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(d.iterdir())}
+
+    before = snapshot()
+
+    def check():
+        after = snapshot()
+        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        assert not changed, f"{d}: {changed} changed by a refused resume"
+    return check
+
+
 def cli_cases(run_dir: Path, data_dir: Path, root: Path) -> list[CliCase]:
     """Every optimizer-state case as ``batsnn train --resume`` of the corrupted run, and one
     untouched run that resumes."""
@@ -133,7 +148,22 @@ def cli_cases(run_dir: Path, data_dir: Path, root: Path) -> list[CliCase]:
     for name, mutate, words in OPTIMIZER_CASES:
         d = _corrupted(run_dir, root, name, mutate)
         cases.append(CliCase(name, _train(data_dir, "--out", d, "--epochs", "2", "--resume"),
-                             (str(d / "last.pt"), "optimizer state with", *words)))
+                             (str(d / "last.pt"), "optimizer state with", *words),
+                             after=_untouched(d)))
+    # the run's other files, edited, are not rewritten from last.pt before every check passed
+    for name, mutate, words in (c for c in OPTIMIZER_CASES
+                                if c[0] in ("exp-avg-nan", "exp-avg-sq-negative", "lr-inf")):
+        d = _corrupted(run_dir, root, f"{name}-edited-files", mutate)
+        (d / "metrics.csv").write_text("epoch,test_accuracy\n")
+        (d / "summary.json").unlink()
+        cases.append(CliCase(f"{name}-edited-files",
+                             _train(data_dir, "--out", d, "--epochs", "2", "--resume"),
+                             (str(d / "last.pt"), *words), after=_untouched(d)))
+    d = root / "other-settings"
+    shutil.copytree(run_dir, d)
+    cases.append(CliCase("other-settings", _train(data_dir, "--out", d, "--epochs", "2",
+                                                  "--resume", "--lr", "0.5"),
+                         ("settings differ", "last.pt", "lr"), after=_untouched(d)))
     d = root / "intact"
     shutil.copytree(run_dir, d)
     cases.append(CliCase("intact", _train(data_dir, "--out", d, "--epochs", "2", "--resume"),

@@ -38,8 +38,8 @@ from batsnn.fileio import printable
 from batsnn.nn import LIFLinear
 from batsnn.params import RESET_AT, LIFParams
 
-__all__ = ["CSV_NAME", "DEPTH", "DT", "LAYER", "MAX_DTS", "MAX_SAMPLES",
-           "run_discretization_error"]
+__all__ = ["CSV_NAME", "DEPTH", "DT", "LAYER", "MAX_DEPTH", "MAX_DEPTHS", "MAX_DTS",
+           "MAX_SAMPLES", "run_discretization_error"]
 
 CSV_NAME = "discretization_error.csv"
 #: the columns that identify a row (the others are :func:`batsnn.metrics.spike_train_error`'s)
@@ -48,6 +48,10 @@ DEPTH, LAYER, DT = "depth", "layer", "dt"
 MAX_SAMPLES = 100_000
 #: at most this many time steps
 MAX_DTS = 1000
+#: the deepest stack and the most distinct depths of a run (the stacks of every depth run one
+#: after the other, each as deep as its depth); the width is bounded by the memory estimate
+MAX_DEPTH = 1000
+MAX_DEPTHS = 100
 #: settings added after results were first written: a result without them had these values
 ADDED_SETTINGS = {"reset_at": "crossing"}
 
@@ -169,8 +173,14 @@ def _check_stack(depths, width, samples, theta,
     and spike trains estimated against the machine's memory before anything is
     allocated."""
     depths = list(depths)
-    if not depths or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in depths):
-        raise ValueError(f"depths must be integers >= 1, got {depths}")
+    bad = [d for d in depths if not _is_int(d) or not 1 <= d <= MAX_DEPTH]
+    if not depths or bad:
+        raise ValueError(f"depths must be integers >= 1 and <= {MAX_DEPTH}, got "
+                         f"{printable(repr(bad[0]) if bad else '[]', 80)}"
+                         + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
+    if len(set(depths)) > MAX_DEPTHS:
+        raise ValueError(f"depths: {len(set(depths))} distinct values, more than the limit "
+                         f"of {MAX_DEPTHS}")
     for name, v in (("width", width), ("max_spikes", max_spikes)):
         if not _is_int(v) or v < 1:
             raise ValueError(f"{name} must be an int >= 1, got {v!r}")

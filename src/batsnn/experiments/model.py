@@ -489,7 +489,8 @@ def build_model(cfg, n_inputs: int, n_classes: int) -> SpikingSequential:
 
 
 def check_fits(cfg, n_inputs: int, n_classes: int, device, batch_size: int) -> None:
-    """Raise ``MemoryError`` naming the sizes when the network of a run's settings cannot fit
+    """Raise ``MemoryError`` (:class:`NetworkTooLarge`) naming the sizes, and the index and
+    type of the layer in ``cfg.network``, when the network of a run's settings cannot fit
     in ``device``'s memory, before anything is allocated.
 
     Estimated from the shapes alone: the weights (float32) with their gradients and Adam's
@@ -504,19 +505,28 @@ def check_fits(cfg, n_inputs: int, n_classes: int, device, batch_size: int) -> N
     with torch.device("meta"):
         model = build_model(cfg, n_inputs, n_classes)
     slots = 1  # TTFS input: one spike time per input neuron
-    for layer in model:
+    for i, layer in enumerate(model):
         if isinstance(layer, LIFLinear):
-            for what, shape in (("input", (batch_size, layer.in_features, slots)),
-                                ("output", (batch_size, layer.out_features, layer.max_spikes))):
-                if math.prod(shape) > INT_MAX:  # more elements than a tensor can have
-                    raise MemoryError(
-                        f"a layer's {what} spike buffer of {' x '.join(map(str, shape))} "
-                        "(batch x neurons x spikes) has more elements than any memory holds: "
-                        "lower the batch size, max_spikes or the layer width")
-            x = torch.empty((1, 1, 1), device=device).expand(batch_size, layer.in_features,
-                                                             slots)
-            check_memory(x, layer.out_features, layer.params)
+            try:
+                _check_buffers(layer, slots, device, batch_size)
+            except MemoryError as e:
+                kind = printable(cfg.network[i].get("type"), 40)
+                raise NetworkTooLarge(f"network layer {i} ({kind}): {e}") from None
             slots = layer.max_spikes
+
+
+def _check_buffers(layer: LIFLinear, slots: int, device: torch.device, batch_size: int) -> None:
+    """``MemoryError`` naming the sizes when the spike buffers of ``layer`` (``slots``
+    input spike times per neuron) for ``batch_size`` samples cannot fit on ``device``."""
+    for what, shape in (("input", (batch_size, layer.in_features, slots)),
+                        ("output", (batch_size, layer.out_features, layer.max_spikes))):
+        if math.prod(shape) > INT_MAX:  # more elements than a tensor can have
+            raise MemoryError(
+                f"a layer's {what} spike buffer of {' x '.join(map(str, shape))} "
+                "(batch x neurons x spikes) has more elements than any memory holds: "
+                "lower the batch size, max_spikes or the layer width")
+    x = torch.empty((1, 1, 1), device=device).expand(batch_size, layer.in_features, slots)
+    check_memory(x, layer.out_features, layer.params)
 
 
 def dense_network(hidden: Sequence[int], theta: Sequence[float],

@@ -56,6 +56,7 @@ import pickle
 import random
 import re
 import stat
+import sys
 import tempfile
 import threading
 import time
@@ -151,8 +152,40 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 def read_json(path: str | os.PathLike):
     """The JSON value in ``path`` (strict and of bounded nesting: :func:`batsnn.fileio.loads_json`;
-    ``ValueError`` naming the file)."""
-    return loads_json(Path(path).read_text(encoding="utf-8"), str(path))
+    ``ValueError`` naming the file, and the field of an integer too long for Python to
+    read, ``sys.get_int_max_str_digits()``)."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        return loads_json(text, str(path))
+    except ValueError as e:
+        if "integer string conversion" not in str(e):
+            raise
+        raise ValueError(f"{printable(path)} holds an integer of more than "
+                         f"{sys.get_int_max_str_digits()} digits (field "
+                         f"{printable(_long_int_field(text), 120)})") from None
+
+
+class _LongInt:
+    """Stands for an integer too long to convert while :func:`_long_int_field` looks for it."""
+
+
+def _long_int_field(text: str) -> str:
+    """Where the first integer of more than ``sys.get_int_max_str_digits()`` digits lies in
+    the JSON ``text`` (already known to nest boundedly), as ``name[0].field``."""
+    limit = sys.get_int_max_str_digits()
+    doc = json.loads(text, parse_int=lambda v: _LongInt() if len(v.lstrip("-")) > limit
+                     else int(v))
+    stack = [(doc, "")]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, _LongInt):
+            return where or "the top level"
+        if isinstance(value, dict):
+            stack += [(v, f"{where}.{k}" if where else str(k)) for k, v in
+                      reversed(value.items())]
+        elif isinstance(value, list):
+            stack += [(v, f"{where}[{i}]") for i, v in reversed(list(enumerate(value)))]
+    return "unknown"
 
 
 def write_csv(path: str | os.PathLike, rows: list[dict]) -> None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -81,6 +83,28 @@ def _check_state(model: torch.nn.Module, state, ck_path: Path, cfg_path: Path) -
                              "(the run diverged)")
 
 
+def _check_same_settings(cfg, ck: dict, ck_path: Path, cfg_path: Path) -> None:
+    """The settings a checkpoint was trained with (its ``config``) must be those of the
+    run's ``config.json`` in every field fixed for a run's life
+    (:data:`~batsnn.experiments.config.RESUME_FIELDS`): an edited ``config.json`` never
+    changes the exported network."""
+    from batsnn.experiments.config import RESUME_FIELDS, config_from_dict
+
+    try:
+        saved = config_from_dict(ck["config"]).to_dict()
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"checkpoint {printable(ck_path)} holds invalid settings: "
+                         f"{printable(one_line(e))}") from None
+    now = cfg.to_dict()
+    for k in RESUME_FIELDS:
+        if saved.get(k) != now.get(k):
+            raise ValueError(f"{printable(cfg_path)} disagrees with checkpoint "
+                             f"{printable(ck_path)}: field {k} is "
+                             f"{printable(repr(now.get(k)), 120)} in the config but "
+                             f"{printable(repr(saved.get(k)), 120)} in the checkpoint; "
+                             "restore the run's config.json")
+
+
 def load_run_model(run_dir: str | os.PathLike, checkpoint: str = "best") -> tuple:
     """The trained network of a ``batsnn train`` run directory: ``(cfg, model, ck)``.
 
@@ -90,7 +114,9 @@ def load_run_model(run_dir: str | os.PathLike, checkpoint: str = "best") -> tupl
     (:func:`batsnn.experiments.rundir.load_checkpoint`), on the CPU; ``cfg`` is the run's
     :class:`~batsnn.experiments.config.TrainConfig` and ``ck`` the checkpoint's dict
     (``ck["epoch"]``: the epoch it was written after). The checkpoint must hold exactly the
-    network's parameters (names, shapes, dtypes) with finite values.
+    network's parameters (names, shapes, dtypes) with finite values, and must have been
+    trained with the settings of ``config.json`` (every field of
+    :data:`~batsnn.experiments.config.RESUME_FIELDS`).
 
     Args:
         run_dir: the run directory (``config.json`` and ``best.pt``/``last.pt``).
@@ -129,6 +155,7 @@ def load_run_model(run_dir: str | os.PathLike, checkpoint: str = "best") -> tupl
         raise ValueError(f"{printable(cfg_path)}: {printable(one_line(e))}") from None
     ck = load_checkpoint(ck_path)
     _check_state(model, ck.get("model"), ck_path, cfg_path)
+    _check_same_settings(cfg, ck, ck_path, cfg_path)
     model.load_state_dict(ck["model"])
     return cfg, model, ck
 
@@ -186,8 +213,16 @@ def main(args: argparse.Namespace) -> int:
     """Run ``batsnn export`` for parsed ``args``; returns the exit status (0)."""
     force = getattr(args, "force", False)
     check_nir_path(args.out, "--out", overwrite=force, force_hint="--force")
-    path = export_run(args.run, args.out, checkpoint=args.checkpoint,
-                      time_unit=args.time_unit, overwrite=force)
+    # the exporter warns once per layer (e.g. a layer on a time grid, which NIR's continuous
+    # neuron describes without it); the command reports them as one line
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        path = export_run(args.run, args.out, checkpoint=args.checkpoint,
+                          time_unit=args.time_unit, overwrite=force)
+    notes = list(dict.fromkeys(one_line(w.message) for w in caught))
+    if notes:
+        more = f" (and {len(notes) - 1} more such warnings)" if len(notes) > 1 else ""
+        print(f"batsnn: warning: {printable(notes[0], 400)}{more}", file=sys.stderr)
     print(f"wrote {printable(path)} (NIR graph, time unit {args.time_unit}) from "
           f"{printable(args.run)} ({args.checkpoint}.pt)")
     return 0

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Slot", "SlotPlan", "plan_slots", "run_on_slots", "visible_gpus"]
+__all__ = ["MAX_JOBS", "Slot", "SlotPlan", "plan_slots", "run_on_slots", "visible_gpus"]
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,13 @@ def visible_gpus() -> list[str]:
     return ids[:n]
 
 
+#: the most trainings at once, in all or per GPU (each holds processes and open files)
+MAX_JOBS = 256
+
+
 def _positive(name: str, v) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_JOBS:
+        raise ValueError(f"{name} must be an int >= 1 and <= {MAX_JOBS}, got {v!r}")
     return v
 
 
@@ -105,8 +109,8 @@ def plan_slots(device: torch.device | str, *, jobs: int = 0,
             repeated GPU index, or both ``jobs`` and ``jobs_per_gpu``.
     """
     device = torch.device(device)
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
-        raise ValueError(f"jobs must be an int >= 0, got {jobs!r}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or not 0 <= jobs <= MAX_JOBS:
+        raise ValueError(f"jobs must be an int >= 0 and <= {MAX_JOBS}, got {jobs!r}")
     if jobs_per_gpu is not None:
         _positive("jobs_per_gpu", jobs_per_gpu)
     base_device = base_device or str(device)

@@ -52,6 +52,7 @@ from batsnn.experiments.train import sync_run_files
 from batsnn.fileio import describe_path, one_line, printable
 
 __all__ = ["DT", "EPOCHS", "EPOCH_METRICS", "MAX_RUNS", "MAX_SEEDS", "N_SEEDS", "ROW_METRICS",
+           "check_grid", "check_sweep_dir",
            "RUN_DIR", "SEED", "SWEEP_FILE", "SWEEP_SETTINGS", "SettingsMismatch", "check_dts",
            "epoch_rows", "epoch_stats", "mean_key", "read_metrics", "run_name", "run_sweep",
            "std_key", "summary_rows", "sweep_rows"]
@@ -381,8 +382,10 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
 
     Raises:
         ValueError: bad ``dts`` (negative, not finite, two mapping to the same run
-            directory), ``seeds`` or ``jobs``, more than :data:`MAX_RUNS` runs, or a run's
-            ``summary.json`` or ``metrics.csv`` that cannot be read (the message names it).
+            directory), ``seeds`` or ``jobs``, more than :data:`MAX_RUNS` runs, no sweep in
+            ``out`` with ``report_only`` (:func:`check_sweep_dir`: nothing is created), or a
+            run's ``summary.json`` or ``metrics.csv`` that cannot be read (the message names
+            it).
         SettingsMismatch: ``out`` holds a sweep, or a run, with other settings (the message
             lists the differences).
         batsnn.experiments.rundir.OutDirError: ``out`` is unusable or holds files this sweep
@@ -390,9 +393,11 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
         batsnn.experiments.rundir.CheckpointError: a run's checkpoint is corrupt or not
             batsnn's.
     """
-    dts, seeds = _check_grid(dts, seeds)
+    dts, seeds = check_grid(dts, seeds)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
         raise ValueError(f"jobs must be an int >= 0, got {jobs!r}")
+    if report_only:
+        check_sweep_dir(out)
     base = validate_config(dataclasses.replace(base, network=[dict(s) for s in base.network]))
     out = Path(out)
     # a report trains nothing, so it needs no device: one made on a machine without the GPU
@@ -430,7 +435,22 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
         return rows
 
 
-def _check_grid(dts, seeds) -> tuple[list[float], list[int]]:
+def check_sweep_dir(out: str | os.PathLike, what: str = "out") -> Path:
+    """``out`` as a :class:`~pathlib.Path` if it is a directory holding a sweep (its
+    :data:`SWEEP_FILE` a regular file), as a report of the finished runs needs; a
+    ``ValueError`` naming ``what`` and the path (and what is there) otherwise. Nothing is
+    created."""
+    out = Path(out)
+    record = out / SWEEP_FILE
+    if not out.is_dir() or os.path.islink(record) or not record.is_file():
+        where = (f"{printable(out)} {describe_path(out)}" if not out.is_dir()
+                 else f"{printable(record)} {describe_path(record)}")
+        raise ValueError(f"no sweep in {what} {printable(out)} ({where}): a report is made "
+                         "from the runs of a sweep that was started there")
+    return out
+
+
+def check_grid(dts, seeds) -> tuple[list[float], list[int]]:
     """The distinct time steps (:func:`check_dts`) and seeds, checked, at most
     :data:`MAX_RUNS` runs in all."""
     dts = check_dts(dts)

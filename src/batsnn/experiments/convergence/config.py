@@ -117,7 +117,7 @@ class ConvergenceConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
                 raise TypeError(f"{name} must be an int, got {v!r}")
-        for name, low in (("repeats", 1), ("epochs", 0), ("chunk_cells", 1), ("max_spikes", 1)):
+        for name, low in (("repeats", 1), ("epochs", 1), ("chunk_cells", 1), ("max_spikes", 1)):
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)!r}")
         self.seed = check_seed(self.seed)
@@ -188,7 +188,8 @@ def parse_grid(text: str) -> list[float]:
                 raise ValueError
             n = (stop - start) / step - 1e-9  # may be inf: 0:1e308:1e-308
             if n > MAX_GRID_VALUES:
-                size = f"{math.ceil(n)}" if math.isfinite(n) else "too many"
+                size = (f"{math.ceil(n)}" if n < 1e15 else f"about {n:.3g}"
+                        if math.isfinite(n) else "too many")
                 raise GridTooLarge(f"grid {text!r} has {size} values, more than the limit of "
                                    f"{MAX_GRID_VALUES}")
             n = math.ceil(n)

@@ -86,6 +86,62 @@ def _kind(dtype, base) -> str:
     return f"variable-length {base}" if base is not None else str(dtype)
 
 
+def _checked_datasets(f, name: str, h5py) -> tuple:
+    """The datasets ``spikes/times``, ``spikes/units`` and ``labels`` of open HDF5 file
+    ``f`` (shown as ``name``), their shapes and types checked, and the float type of the
+    times: ``(times, units, labels, time_type)``."""
+    ds = {}
+    for key in ("spikes/times", "spikes/units", "labels"):
+        obj = f.get(key)
+        if not isinstance(obj, h5py.Dataset):
+            have = ", ".join(printable(k, 40) for k in list(f.keys())[:10])
+            raise ValueError(f"{name} has no dataset '{key}' (keys: {have or 'none'}); "
+                             f"is it an SHD/SSC file?")
+        ds[key] = obj
+    times_ds, units_ds, labels_ds = ds["spikes/times"], ds["spikes/units"], ds["labels"]
+    if labels_ds.ndim != 1:
+        raise ValueError(f"{name}: 'labels' must be 1-D, got shape {labels_ds.shape}")
+    n = labels_ds.shape[0]
+    if n > MAX_SAMPLES:
+        raise ValueError(f"{name} declares {n} samples, more than the {MAX_SAMPLES} "
+                         f"batsnn reads")
+    for key, d in (("spikes/times", times_ds), ("spikes/units", units_ds)):
+        if d.shape != (n,):
+            raise ValueError(f"{name}: '{key}' has shape {d.shape}, expected ({n},) "
+                             f"like 'labels'")
+    if not np.issubdtype(labels_ds.dtype, np.integer):
+        raise ValueError(f"{name}: 'labels' must be integers, got {labels_ds.dtype}")
+    t_base = h5py.check_vlen_dtype(times_ds.dtype)
+    u_base = h5py.check_vlen_dtype(units_ds.dtype)
+    if t_base is None or not np.issubdtype(t_base, np.floating):
+        raise ValueError(f"{name}: 'spikes/times' must hold variable-length float "
+                         f"arrays, got {_kind(times_ds.dtype, t_base)}")
+    if u_base is None or not np.issubdtype(u_base, np.integer):
+        raise ValueError(f"{name}: 'spikes/units' must hold variable-length integer "
+                         f"arrays, got {_kind(units_ds.dtype, u_base)}")
+    return times_ds, units_ds, labels_ds, t_base
+
+
+def _read_events(times_ds, units_ds, name: str, max_events: int) -> tuple[list, list]:
+    """Every sample's spike times and units, read 4096 samples at a time: each sample as
+    many times as units, at most ``max_events`` events in all (checked chunk by chunk,
+    before the next is read)."""
+    times, units, total = [], [], 0
+    for a in range(0, times_ds.shape[0], 4096):
+        t_chunk, u_chunk = times_ds[a:a + 4096], units_ds[a:a + 4096]
+        for i, (t, u) in enumerate(zip(t_chunk, u_chunk)):
+            if len(t) != len(u):
+                raise ValueError(f"{name}: sample {a + i} has {len(t)} times but "
+                                 f"{len(u)} units")
+            total += len(t)
+        if total > max_events:
+            raise ValueError(f"{name} holds more than {max_events} events, more than "
+                             f"batsnn reads on this machine")
+        times.extend(t_chunk)
+        units.extend(u_chunk)
+    return times, units
+
+
 def read_heidelberg_file(path: str | os.PathLike, *, n_classes: int,
                          max_events: int | None = None):
     """Read one SHD/SSC HDF5 file (``.h5`` or ``.h5.gz``) into an
@@ -117,49 +173,10 @@ def read_heidelberg_file(path: str | os.PathLike, *, n_classes: int,
         raise ValueError(f"{name} cannot be read as HDF5 ({printable(one_line(e))})") from None
     try:
         with f:
-            ds = {}
-            for key in ("spikes/times", "spikes/units", "labels"):
-                obj = f.get(key)
-                if not isinstance(obj, h5py.Dataset):
-                    have = ", ".join(printable(k, 40) for k in list(f.keys())[:10])
-                    raise ValueError(f"{name} has no dataset '{key}' (keys: {have or 'none'}); "
-                                     f"is it an SHD/SSC file?")
-                ds[key] = obj
-            times_ds, units_ds, labels_ds = ds["spikes/times"], ds["spikes/units"], ds["labels"]
-            if labels_ds.ndim != 1:
-                raise ValueError(f"{name}: 'labels' must be 1-D, got shape {labels_ds.shape}")
+            times_ds, units_ds, labels_ds, t_base = _checked_datasets(f, name, h5py)
             n = labels_ds.shape[0]
-            if n > MAX_SAMPLES:
-                raise ValueError(f"{name} declares {n} samples, more than the {MAX_SAMPLES} "
-                                 f"batsnn reads")
-            for key, d in (("spikes/times", times_ds), ("spikes/units", units_ds)):
-                if d.shape != (n,):
-                    raise ValueError(f"{name}: '{key}' has shape {d.shape}, expected ({n},) "
-                                     f"like 'labels'")
-            if not np.issubdtype(labels_ds.dtype, np.integer):
-                raise ValueError(f"{name}: 'labels' must be integers, got {labels_ds.dtype}")
-            t_base = h5py.check_vlen_dtype(times_ds.dtype)
-            u_base = h5py.check_vlen_dtype(units_ds.dtype)
-            if t_base is None or not np.issubdtype(t_base, np.floating):
-                raise ValueError(f"{name}: 'spikes/times' must hold variable-length float "
-                                 f"arrays, got {_kind(times_ds.dtype, t_base)}")
-            if u_base is None or not np.issubdtype(u_base, np.integer):
-                raise ValueError(f"{name}: 'spikes/units' must hold variable-length integer "
-                                 f"arrays, got {_kind(units_ds.dtype, u_base)}")
             labels = labels_ds[()]
-            times, units, total = [], [], 0
-            for a in range(0, n, 4096):
-                t_chunk, u_chunk = times_ds[a:a + 4096], units_ds[a:a + 4096]
-                for i, (t, u) in enumerate(zip(t_chunk, u_chunk)):
-                    if len(t) != len(u):
-                        raise ValueError(f"{name}: sample {a + i} has {len(t)} times but "
-                                         f"{len(u)} units")
-                    total += len(t)
-                if total > max_events:
-                    raise ValueError(f"{name} holds more than {max_events} events, more than "
-                                     f"batsnn reads on this machine")
-                times.extend(t_chunk)
-                units.extend(u_chunk)
+            times, units = _read_events(times_ds, units_ds, name, max_events)
     except (OSError, KeyError, RuntimeError, TypeError) as e:
         raise ValueError(f"{name} is corrupt ({printable(one_line(e))})") from None
     offsets = np.zeros(n + 1, dtype=np.int64)

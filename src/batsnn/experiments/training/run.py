@@ -27,7 +27,7 @@ import torch
 import batsnn
 from batsnn.experiments import distributed
 from batsnn.experiments.config import TrainConfig, config_document, resolve_device
-from batsnn.experiments.model import build_model, layer_shapes
+from batsnn.experiments.model import NetworkTooLarge, build_model, layer_shapes
 from batsnn.experiments.rundir import (MARKER, RunDir, hold_out_dir, load_run_checkpoint,
                                        new_run_dir, write_json)
 from batsnn.experiments.sources import DataSource, open_source
@@ -118,7 +118,12 @@ def _train_in(cfg: TrainConfig, ctx, run: RunDir, resume: bool, quiet: bool,
         source = open_source(cfg)
     test = source.split("test", ctx.shard(source.n_test, "test samples"))  # this process's
     # MemoryError naming the sizes before anything is allocated or written
-    source.check_fits(ctx.device, max(cfg.batch_size, cfg.eval_batch_size))
+    batch = max(cfg.batch_size, cfg.eval_batch_size)
+    try:
+        source.check_fits(ctx.device, batch)
+    except MemoryError as e:
+        which = "batch_size" if cfg.batch_size >= cfg.eval_batch_size else "eval_batch_size"
+        raise NetworkTooLarge(f"{e} (batch {batch}: {which})") from None
     state = _new_state(cfg, source, ctx.device, run)
     if ck is not None:
         _resume_state(state, ck, run.last)
