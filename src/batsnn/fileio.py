@@ -70,9 +70,10 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
 
 
 def printable(text, limit: int = 200) -> str:
-    """``text`` (any value, turned into ``str``) safe to show on a terminal: control
-    characters (C0 but tab, DEL, C1) and other unprintable characters are written as Python
-    escapes (``\\x1b``), and a text longer than ``limit`` characters is cut with ``...``."""
+    """``text`` (any value, turned into ``str``) safe to show on a terminal: every
+    unprintable character (the C0 controls, tab and newline included, DEL, the C1 controls,
+    ...) is written as its Python escape (``\\x1b``, ``\\t``), and a text longer than
+    ``limit`` characters is cut to ``limit`` characters and ``...``."""
     text = str(text)
     if len(text) > limit:
         text = text[:limit] + "..."
