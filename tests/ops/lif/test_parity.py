@@ -47,7 +47,7 @@ def triton_interpreter(request):
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     checks = _interpreter_checks(request.session)
     res = subprocess.run([sys.executable, "-m", "tests.ops.lif.parity", "triton", *checks],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=3000)
     lines = [json.loads(s) for s in res.stdout.splitlines() if s.startswith("{")]
     assert lines, f"no results (exit {res.returncode}):\n{res.stdout[-2000:]}{res.stderr[-3000:]}"
     return {line["id"]: line for line in lines}
