@@ -23,7 +23,8 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["MAX_NESTING", "OUTPUT_MARKER", "atomic_write", "check_nesting", "check_new_file",
-           "describe_path", "loads_json", "one_line", "output_dir_marker", "printable"]
+           "describe_path", "loads_json", "one_line", "output_dir_marker", "output_kind",
+           "printable"]
 
 #: the deepest nesting of lists and tables batsnn reads from any JSON or TOML file
 MAX_NESTING = 64
@@ -182,22 +183,31 @@ _MARKED_FILES = ("config.json", "sweep.json")
 _MARKED_FILE_LIMIT = 1 << 20  # a marked config is a few kB; larger files are not read
 
 
-def output_dir_marker(directory: str | os.PathLike) -> Path | None:
+def output_kind(directory: str | os.PathLike,
+                limit: int | None = None) -> tuple[Path, str] | tuple[None, None]:
     """The file that marks ``directory`` as batsnn output (its ``config.json`` or
-    ``sweep.json``, a regular file of at most 1 MiB holding a JSON object with the field
-    :data:`OUTPUT_MARKER`), or ``None``. Links, unreadable and malformed files mark nothing."""
+    ``sweep.json``: a regular file, not a link, holding a JSON object whose field
+    :data:`OUTPUT_MARKER` is a string) and that field, the kind of output; ``(None, None)``
+    when none does. Unreadable and malformed files, and with ``limit`` files larger than
+    ``limit`` bytes, mark nothing."""
     for name in _MARKED_FILES:
         f = Path(directory) / name
         try:
             st = os.lstat(f)
-            if not stat.S_ISREG(st.st_mode) or st.st_size > _MARKED_FILE_LIMIT:
+            if not stat.S_ISREG(st.st_mode) or (limit is not None and st.st_size > limit):
                 continue
             doc = loads_json(f.read_text(encoding="utf-8"), str(f))
         except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
             continue
         if isinstance(doc, dict) and isinstance(doc.get(OUTPUT_MARKER), str):
-            return f
-    return None
+            return f, doc[OUTPUT_MARKER]
+    return None, None
+
+
+def output_dir_marker(directory: str | os.PathLike) -> Path | None:
+    """The file that marks ``directory`` as batsnn output (:func:`output_kind`, files of at
+    most 1 MiB read), or ``None``."""
+    return output_kind(directory, _MARKED_FILE_LIMIT)[0]
 
 
 def check_new_file(path: str | os.PathLike, what: str, *, overwrite: bool = False,

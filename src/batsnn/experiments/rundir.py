@@ -69,7 +69,8 @@ import numpy as np
 import torch
 
 from batsnn import metrics as M
-from batsnn.fileio import atomic_write, describe_path, loads_json, one_line, printable
+from batsnn.fileio import (OUTPUT_MARKER, atomic_write, describe_path, loads_json, one_line,
+                           output_kind, printable)
 from batsnn.metrics import EPOCHS_COMPLETED
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "LOCK_FILE", "MARKER", "OutDirBusy",
@@ -81,7 +82,7 @@ __all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "LOCK_FILE", "MARKER", "OutDi
 #: the field of ``config.json`` (``sweep.json`` for sweeps) that marks a directory written by
 #: batsnn; its value is the kind of output: ``train``, ``sweep``, ``convergence`` or
 #: ``discretization-error``
-MARKER = "batsnn_run"
+MARKER = OUTPUT_MARKER
 #: version of the checkpoint layout written by :class:`batsnn.experiments.train.RunRecorder`
 CHECKPOINT_FORMAT = 2
 #: the lock file inside an output directory held by :func:`hold_out_dir` (it records the
@@ -208,17 +209,9 @@ def read_csv(path: str | os.PathLike) -> list[dict]:
 
 def run_kind(path: str | os.PathLike) -> str | None:
     """The kind of batsnn output in directory ``path`` (the :data:`MARKER` field of its
-    ``config.json`` or ``sweep.json``), or ``None`` when it holds none."""
-    for name in ("config.json", "sweep.json"):
-        f = Path(path) / name
-        if f.is_file() and not f.is_symlink():
-            try:
-                doc = read_json(f)
-            except (OSError, ValueError):
-                continue
-            if isinstance(doc, dict) and isinstance(doc.get(MARKER), str):
-                return doc[MARKER]
-    return None
+    ``config.json`` or ``sweep.json``, :func:`batsnn.fileio.output_kind`), or ``None`` when
+    it holds none."""
+    return output_kind(path)[1]
 
 
 def dir_entries(path: str | os.PathLike) -> list[str]:
