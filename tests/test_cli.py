@@ -55,6 +55,7 @@ def test_train_end_to_end(data_dir, tmp_path, capsys):
     assert ck["epoch"] == 2 and set(ck) >= {"model", "optimizer", "rng", "history"}
 
 
+@pytest.mark.slow
 def test_same_seed_same_result(data_dir, tmp_path):
     for name in ("a", "b"):
         assert cli.main(["train", *TINY, "--data-dir", str(data_dir), "--epochs", "1",
@@ -185,6 +186,7 @@ def test_config_file_naming_another_preset_is_an_error(tmp_path, capsys):
         capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_sweep_and_discretization_error_commands(data_dir, tmp_path):
     out = tmp_path / "sweep"
     args = ["sweep", *TINY, "--epochs", "1", "--data-dir", str(data_dir), "--dt", "0,0.004",
@@ -199,6 +201,7 @@ def test_sweep_and_discretization_error_commands(data_dir, tmp_path):
     assert len(_rows(tmp_path / "dterr" / "discretization_error.csv")) == 1
 
 
+@pytest.mark.slow
 def test_conv_preset_through_train_sweep_and_discretization_error(data_dir, tmp_path):
     """The conv presets are accepted by every command (here with a small conv network in a
     config file); --augment sets the setting."""
@@ -320,6 +323,7 @@ def test_errors_are_one_escaped_line(monkeypatch, capsys):
         "batsnn: error: unrecognized arguments: --\\x1b[5m (see batsnn --help)"]
 
 
+@pytest.mark.slow
 def test_runs_without_out_get_directories_of_their_own(data_dir, tmp_path, monkeypatch, capsys):
     from batsnn.experiments import rundir
 
@@ -337,6 +341,7 @@ def test_runs_without_out_get_directories_of_their_own(data_dir, tmp_path, monke
     assert not any((r / ".batsnn-lock").exists() for r in runs)
 
 
+@pytest.mark.slow
 def test_two_real_processes_on_one_out_one_trains(data_dir, tmp_path):
     """Two ``batsnn train`` commands started together on the same new ``--out``: one trains,
     the other is refused with one line (the directory is in use, or, if the first was done

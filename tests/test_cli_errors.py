@@ -266,6 +266,7 @@ def _run_commands(cases, env_root: Path) -> list[tuple[Case, subprocess.Complete
         return list(pool.map(run, cases))
 
 
+@pytest.mark.slow
 def test_representative_cases_as_real_commands(data_dir, trained_run, tmp_path):
     cases = [c for c in make_cases(tmp_path, data_dir, trained_run)
              if c.id in SUBPROCESS_DEFAULT]

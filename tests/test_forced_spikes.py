@@ -16,6 +16,7 @@ def _run(data_dir, out, **kw):
     T.train(cfg, quiet=True)
 
 
+@pytest.mark.slow
 def test_forced_spikes_of_consistent_and_seed_runs(data_dir, tmp_path, capsys):
     script = analysis_script("forced_spikes")
     _run(data_dir, tmp_path / "consistent", dt_mode="consistent")

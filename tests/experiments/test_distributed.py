@@ -265,6 +265,7 @@ def assert_rows_close(rows, ref, rel):
             assert a == pytest.approx(b, rel=rel, abs=rel, nan_ok=True), (k, a, b)
 
 
+@pytest.mark.slow
 @needs_gloo
 def test_ddp_gloo_two_processes_reach_the_weights_of_one_process(two_processes, data_dir):
     """float64: 2 processes x 7 samples (DDP, gloo) equal one process x 14 samples, the last

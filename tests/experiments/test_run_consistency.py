@@ -202,6 +202,7 @@ def test_a_sweep_continues_only_runs_it_started(finished_sweep, data_dir, tmp_pa
         S.run_sweep(base, [0], [1], out, jobs=1, log=lambda line: None)
 
 
+@pytest.mark.slow
 def test_a_stopped_sweep_run_is_continued_and_said_so(data_dir, tmp_path, monkeypatch):
     base = resolve_config("mnist-count", **TINY, data_dir=str(data_dir), epochs=2)
     S.run_sweep(base, [0], [1], tmp_path / "straight", jobs=1, log=lambda line: None)

@@ -374,6 +374,7 @@ def test_dt_mode_settings_are_checked():
         resolve_config("mnist-count", dt=0.01, dt_warmup_epochs=-1)
 
 
+@pytest.mark.slow
 def test_finetune_trains_in_exact_time_then_on_the_grid_and_always_evaluates_on_it(
         data_dir, tmp_path, monkeypatch):
     """dt_mode finetune: epoch 1 trains in exact time (inputs and every layer), epoch 2 at
@@ -429,6 +430,7 @@ def test_finetune_trains_in_exact_time_then_on_the_grid_and_always_evaluates_on_
     assert read_csv(tmp_path / "fixed" / "metrics.csv")[0][M.TRAIN_LOSS] != rows[0][M.TRAIN_LOSS]
 
 
+@pytest.mark.slow
 def test_anneal_run_resumes_exactly(data_dir, tmp_path):
     """A resumed run trains each later epoch at the time step of its own schedule."""
     base = dict(**{**TINY, "theta": [0.2, 0.4]}, data_dir=str(data_dir), dt=0.004,
@@ -566,6 +568,7 @@ def test_a_moved_input_moves_every_spike_in_exact_time():
                               atol=2e-5)
 
 
+@pytest.mark.slow
 def test_dither_trains_on_moved_inputs_and_evaluates_on_the_plain_grid(
         data_dir, tmp_path, monkeypatch):
     """Every training step encodes its batch with the batch's shifts (seed, epoch, batch);

@@ -360,6 +360,7 @@ def test_conv_graph_layout():
     assert list(g.nodes["output"].output_type["output"]) == [5]
 
 
+@pytest.mark.slow
 def test_independent_simulator_reproduces_conv_spike_counts():
     """The conv 3x3x4 -> pool 2 -> flatten -> dense 5 net on 3 draws of 8 TTFS inputs:
     batsnn's exact counts against the clock-driven NIR simulation (Conv2d as torch's

@@ -18,10 +18,9 @@ from tests.ops.lif import parity
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 
 
-#: The interpreter's checks of the default run: one parity case per layer type (dense,
-#: convolution) and the pooling kernel; every other case and check runs under ``-m slow``
-#: (the interpreter spends seconds on each).
-TRITON_DEFAULT = ("dense-grid_forced-small-f32", "conv-grid_forced-small-f64", "extra-pool")
+#: Triton's interpreter spends seconds on each check and over a minute to start, so every
+#: interpreted case runs under ``-m slow`` (``.ci/run`` runs it after the default run); on a
+#: GPU ``-m cuda`` runs the compiled kernels.
 
 
 def _interpreter_checks(session) -> list[str]:
@@ -62,7 +61,7 @@ def _interpreted(results, cid):
 
 #: (backend, case) pairs: every case of a synapse the backend has kernels for
 PAIRS = [pytest.param(b, cid, marks=[pytest.mark.cuda] if b == "cuda" else
-                      [pytest.mark.slow] if b == "triton" and cid not in TRITON_DEFAULT else [],
+                      [pytest.mark.slow] if b == "triton" else [],
                       id=f"{b}-{cid}")
          for b in parity.BACKENDS for cid in parity.case_ids(backend=b)]
 
@@ -76,7 +75,7 @@ def test_backend_matches_reference(backend, cid, request):
 
 
 @pytest.mark.parametrize("extra", [
-    pytest.param(e, marks=[] if f"extra-{e}" in TRITON_DEFAULT else [pytest.mark.slow])
+    pytest.param(e, marks=[pytest.mark.slow])
     for e in parity.TRITON_EXTRAS])
 def test_triton_kernels_in_interpreter(extra, triton_interpreter):
     """The GPU backend's own sort, inference mode, and the layer with its own sort."""
@@ -128,6 +127,7 @@ def test_cpu_grid_bounds():
     parity.check_grid_bounds(cpu)
 
 
+@pytest.mark.slow
 def test_float32_slack_is_the_references_own_conditioning():
     """The float32 slack of :func:`parity.compare` is the float64 reference's own change
     under float32 rounding of its inputs: large on the conv case whose gradient runs
@@ -146,11 +146,3 @@ def test_float32_slack_is_the_references_own_conditioning():
         with pytest.raises(AssertionError, match="grad input_times"):
             parity.compare(name, ref, ref._replace(g_in=bad.reshape(ref.g_in.shape)),
                            torch.float32)
-
-
-def test_interpreter_default_checks_exist():
-    """The default run's interpreter checks name real cases and checks (a misspelt one
-    would silently drop out of the default run)."""
-    known = set(parity.case_ids(backend="triton"))
-    known |= {f"extra-{e}" for e in parity.TRITON_EXTRAS}
-    assert TRITON_DEFAULT and set(TRITON_DEFAULT) <= known, set(TRITON_DEFAULT) - known
