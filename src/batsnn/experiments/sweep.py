@@ -351,6 +351,17 @@ def summary_rows(rows: list[dict], dts: Sequence[float]) -> list[dict]:
     return out
 
 
+def _plan_line(n_dts: int, n_seeds: int, finished_already: int, todo: list, resumed: list,
+               plan) -> str:
+    """The sweep's first progress line: runs finished already, to train, and continued."""
+    line = (f"sweep: {n_dts} dt x {n_seeds} seeds, {finished_already} finished already, "
+            f"{len(todo)} to train with {plan.description}")
+    if resumed:
+        line += (f"; {len(resumed)} of them continue stopped runs that this sweep started "
+                 f"(listed in {SWEEP_FILE}): {', '.join(resumed)}")
+    return line
+
+
 def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
               out: str | os.PathLike, *, jobs: int = 0, report_only: bool = False,
               quiet: bool = False, command: str | None = None,
@@ -418,12 +429,7 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
         write_json(out / SWEEP_FILE, record)
         t0 = time.perf_counter()
         if plan is not None:
-            line = (f"sweep: {len(dts)} dt x {len(seeds)} seeds, {finished_already} finished "
-                    f"already, {len(todo)} to train with {plan.description}")
-            if resumed:
-                line += (f"; {len(resumed)} of them continue stopped runs that this sweep started "
-                         f"(listed in {SWEEP_FILE}): {', '.join(resumed)}")
-            log(line)
+            log(_plan_line(len(dts), len(seeds), finished_already, todo, resumed, plan))
             _train_runs(todo, plan, quiet, log)
         rows = sweep_rows(out, dts, seeds)
         if plan is None:
