@@ -4,7 +4,8 @@ its implementation for image datasets.
 A :class:`DataSource` hands out labelled samples as spike times, by split (``"train"``,
 ``"test"``) and sample index, without the loop knowing what they were: images encoded to
 spike times (:class:`ImageSource`, the datasets of :mod:`batsnn.experiments.data`) or
-event streams that already are spike times (a later implementation). What the loop asks:
+event streams that already are spike times
+(:class:`~batsnn.experiments.event_source.EventSource`). What the loop asks:
 
 - sizes: ``n_train``, ``n_test``, ``n_classes``, ``n_inputs`` (input neurons per sample)
   and ``input_shape`` (those neurons as the network takes them, e.g. ``(784,)`` or
@@ -20,25 +21,34 @@ event streams that already are spike times (a later implementation). What the lo
   batch index only, so a resumed run sees the same;
 - ``check_fits(device, batch_size)``: ``MemoryError`` before anything is allocated when
   the run's network and its input spikes cannot fit;
-- ``keep_on(device)``: hold the training split where the steps run.
+- ``keep_on(device)``: hold the training split where the steps run;
+- ``facts()``: what the run records about its input in ``config.json`` (or ``None``), and
+  ``notice()``: a line the run log shows once (or ``None``).
 
 :class:`Split` is a view of some samples of one split (evaluation walks through it).
+
+Each kind of data is a :class:`DataKind` (its dataset names, classes, options, the settings
+only it reads, and how to open it), listed in :func:`data_kinds`; :func:`open_source` and
+the settings' checks (:mod:`batsnn.experiments.config`) find a dataset's kind there.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import torch
 
 from batsnn.encoding import discretize, ttfs_encode
 from batsnn.experiments.augment import batch_grid, deform_by_grid
-from batsnn.experiments.data import Dataset, load_dataset
+from batsnn.experiments.data import DATASETS, Dataset, canonical_name, load_dataset
 from batsnn.experiments.model import check_fits, network_input_shape
+from batsnn.fileio import printable
 from batsnn.spikes import mark_valid
 
-__all__ = ["SPLITS", "DataSource", "ImageSource", "Split", "encode_images", "open_source"]
+__all__ = ["IMAGE_KIND", "SPLITS", "DataKind", "DataSource", "ImageSource", "Split",
+           "data_kind", "data_kinds", "dataset_names", "encode_images", "open_source"]
 
 #: the splits of a data source
 SPLITS = ("train", "test")
@@ -100,6 +110,16 @@ class DataSource(abc.ABC):
 
     def keep_on(self, device) -> None:
         """Hold the training split on ``device`` (the default: leave it where it is)."""
+
+    def facts(self) -> dict | None:
+        """What the run records about its input besides the settings (plain values, for
+        ``config.json``), or ``None`` (the default: nothing)."""
+        return None
+
+    def notice(self) -> str | None:
+        """A line the run log shows once when it starts, about something lost or changed in
+        the input (e.g. spikes beyond a cap), or ``None`` (the default: nothing)."""
+        return None
 
     def split(self, split: str, rows=None) -> "Split":
         """The samples ``rows`` (a slice or an index tensor; ``None``: all) of ``split``."""
@@ -188,16 +208,94 @@ class ImageSource(DataSource):
         self._y["train"] = self._y["train"].to(device)
 
 
-def open_source(cfg: Any) -> DataSource:
-    """The data source of a run's settings: ``cfg.dataset`` from ``cfg.data_dir``, its first
-    ``cfg.train_samples``/``cfg.test_samples`` samples.
+class DataKind(NamedTuple):
+    """A kind of data a run can train on.
 
-    Raises:
-        batsnn.experiments.data.DatasetNotFound: the data is not there.
-        ValueError: more samples asked for than the dataset has.
+    Attributes:
+        name: e.g. ``"images"``, ``"events"``.
+        canonical: ``name -> canonical dataset name``, or ``None`` when the name is not a
+            dataset of this kind (aliases included).
+        names: the canonical dataset names, for messages and help.
+        n_classes: ``(dataset, options) -> number of classes`` (without reading any data).
+        check_options: ``(dataset, options) -> options``: the ``dataset_options`` setting
+            checked for this dataset (``ValueError``/``TypeError`` naming the option).
+        settings: the :class:`~batsnn.experiments.config.TrainConfig` fields only this kind
+            reads; another kind's run must leave them at their defaults.
+        open: ``cfg -> DataSource``, the run's data.
     """
+
+    name: str
+    canonical: Callable[[str], str | None]
+    names: tuple[str, ...]
+    n_classes: Callable[[str, Mapping], int]
+    check_options: Callable[[str, Mapping], dict]
+    settings: tuple[str, ...]
+    open: Callable[[Any], DataSource]
+
+
+def _image_name(name: str) -> str | None:
+    try:
+        return canonical_name(name)
+    except ValueError:
+        return None
+
+
+def _no_options(dataset: str, options: Mapping) -> dict:
+    if options:
+        raise ValueError(f"dataset_options: {dataset} takes no options, got "
+                         f"{printable(', '.join(map(str, options)))}")
+    return {}
+
+
+def _open_images(cfg: Any) -> DataSource:
     ds = load_dataset(cfg.dataset, cfg.data_dir).subset(cfg.train_samples, cfg.test_samples)
     return ImageSource(ds, cfg)
+
+
+#: images encoded to one spike per pixel (:class:`ImageSource`)
+IMAGE_KIND = DataKind("images", _image_name, tuple(DATASETS),
+                      lambda name, options: DATASETS[name][0], _no_options, ("augment",),
+                      _open_images)
+
+
+def data_kinds() -> tuple[DataKind, ...]:
+    """Every kind of data, in the order names are looked up."""
+    from batsnn.experiments.event_source import EVENT_KIND
+
+    return (IMAGE_KIND, EVENT_KIND)
+
+
+def dataset_names() -> tuple[str, ...]:
+    """The canonical names of every dataset a run can train on."""
+    return tuple(n for kind in data_kinds() for n in kind.names)
+
+
+def data_kind(name: str) -> tuple[DataKind, str]:
+    """The kind of the dataset ``name`` and its canonical name; ``ValueError`` listing
+    every dataset for an unknown name."""
+    if not isinstance(name, str):
+        raise TypeError(f"dataset must be str, got {type(name).__name__}")
+    for kind in data_kinds():
+        key = kind.canonical(name)
+        if key is not None:
+            return kind, key
+    raise ValueError(f"unknown dataset {printable(repr(name))}; choose from "
+                     f"{', '.join(dataset_names())}")
+
+
+def open_source(cfg: Any) -> DataSource:
+    """The data source of a run's settings: ``cfg.dataset`` (read from ``cfg.data_dir``, or
+    generated), its first ``cfg.train_samples``/``cfg.test_samples`` samples, as its kind
+    opens it (:func:`data_kind`: images, event streams).
+
+    Raises:
+        batsnn.experiments.data.DatasetNotFound, FileNotFoundError: the data is not there.
+        ValueError: more samples asked for than the dataset has; a bad dataset file.
+        MemoryError: the data as spike trains cannot fit in memory (the message names the
+            sizes).
+    """
+    kind, _ = data_kind(cfg.dataset)
+    return kind.open(cfg)
 
 
 def encode_images(images: torch.Tensor, cfg: Any, device, dt=...,
