@@ -575,6 +575,7 @@ def _merge(sources: list[tuple[str, Mapping]]) -> TrainConfig:
     network = None
     pending: dict = {}
     net_label = ""  # where the network's size was last set
+    where: dict[str, str] = {}  # where each setting was last set
     for label, src in sources:
         src = _checked(label, src)
         if "network" in src or any(k in src for k in SHORTHANDS):
@@ -586,6 +587,7 @@ def _merge(sources: list[tuple[str, Mapping]]) -> TrainConfig:
             if k in src:
                 pending[k] = src.pop(k)
         values.update(src)
+        where.update(dict.fromkeys(src, label))
     if network is None:
         network = _default_network()
     if pending:
@@ -603,6 +605,9 @@ def _merge(sources: list[tuple[str, Mapping]]) -> TrainConfig:
         return validate_config(TrainConfig(**values, network=network))
     except NetworkTooLarge as e:
         raise NetworkTooLarge(f"{net_label}: {e}" if net_label else str(e)) from None
+    except _CrossCheck as e:  # a setting that does not fit another: name where it was set
+        label = where.get(e.setting, "")
+        raise ValueError(f"{label}: {e}" if label else str(e)) from None
 
 
 def resolve_config(preset: str | None = None, file: str | os.PathLike | None = None,
@@ -672,7 +677,6 @@ def validate_config(cfg: TrainConfig) -> TrainConfig:
     for name in _FIELDS:
         setattr(cfg, name, check_setting(name, getattr(cfg, name)))
     kind, _ = data_kind(cfg.dataset)
-    cfg.dataset_options = kind.check_options(cfg.dataset, cfg.dataset_options)
     _check_kind_settings(cfg, kind)
     check_weights_fit(min_weights(cfg.network, kind.n_classes(cfg.dataset,
                                                               cfg.dataset_options)), "cpu")
@@ -685,19 +689,33 @@ def validate_config(cfg: TrainConfig) -> TrainConfig:
 _DEFAULTS = TrainConfig()
 
 
+class _CrossCheck(ValueError):
+    """A setting that does not fit another one (``setting`` names it, so that a config file
+    that set it can be named)."""
+
+    def __init__(self, message: str, setting: str):
+        super().__init__(message)
+        self.setting = setting
+
+
 def _check_kind_settings(cfg: TrainConfig, kind) -> None:
-    """The settings of other kinds of data at their defaults; the input's time window
-    non-empty."""
+    """``dataset_options`` checked for the dataset; the settings of other kinds of data at
+    their defaults; the input's time window non-empty."""
+    try:
+        cfg.dataset_options = kind.check_options(cfg.dataset, cfg.dataset_options)
+    except (ValueError, TypeError) as e:
+        raise _CrossCheck(str(e), "dataset_options") from None
     for other in data_kinds():
         if other.name == kind.name:
             continue
         for name in other.settings:
             if getattr(cfg, name) != getattr(_DEFAULTS, name):
-                raise ValueError(f"{name} {_shown(getattr(cfg, name))} applies to {other.name} "
-                                 f"({', '.join(other.names)}), not to dataset {cfg.dataset}")
+                raise _CrossCheck(f"{name} {_shown(getattr(cfg, name))} applies to "
+                                  f"{other.name} ({', '.join(other.names)}), not to dataset "
+                                  f"{cfg.dataset}", name)
     if cfg.input_t_stop is not None and cfg.input_t_stop <= cfg.input_t_start:
-        raise ValueError(f"input_t_stop must be > input_t_start ({cfg.input_t_start!r}), got "
-                         f"{cfg.input_t_stop!r}")
+        raise _CrossCheck(f"input_t_stop must be > input_t_start ({cfg.input_t_start!r}), "
+                          f"got {cfg.input_t_stop!r}", "input_t_stop")
 
 
 def config_document(cfg: TrainConfig, **run_info) -> dict:
