@@ -37,8 +37,8 @@ from batsnn.experiments.datasets import (EVENT_DATASETS, EventDataset, batch_spi
                                          yin_yang)
 from batsnn.experiments.datasets.events import machine_memory
 from batsnn.experiments.datasets.heidelberg import HEIDELBERG
+from batsnn.experiments.datasource import DataKind, DataSource
 from batsnn.experiments.model import LAYER_TYPES, check_fits, device_memory
-from batsnn.experiments.sources import DataKind, DataSource
 from batsnn.fileio import one_line, printable
 from batsnn.spikes import mark_valid
 
