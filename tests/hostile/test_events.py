@@ -113,6 +113,11 @@ def make_cases(root: Path) -> list[CliCase]:
           words=("cannot be read as HDF5",))
     train("train-unknown-dataset", "--dataset", "n-mnist-2",
           words=("unknown dataset 'n-mnist-2'",))
+    # a preset trained on events, for the study that feeds images
+    cases.append(CliCase("dterr-event-preset", ["discretization-error", "--preset", "randman",
+                                                "--dt", "1e-3", "--out", root / "dterr"],
+                         ("discretization-error feeds images", "preset randman",
+                          "pass --dataset")))
     # settings files
     config("options-unknown", {**TINY_RANDMAN, "dataset_options": {"n_chanels": 3}},
            "dataset_options: randman takes", "n_chanels")
