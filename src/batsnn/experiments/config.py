@@ -215,8 +215,8 @@ PRESETS["randman"] = dict(
 # ("The Heidelberg spiking data sets for the systematic evaluation of spiking neural
 # networks", IEEE TNNLS), the paper that published both; SSC, with 35 classes and nine
 # times the samples, gets 256 (twice SHD's: batsnn's choice). The input is cropped to its
-# first second (input_t_stop 1.0 s: the samples last about 0.6-1.4 s) with tau_s 10 ms and a
-# horizon of 1.2 s. Thresholds, spike buffers, learning rate, batch size and epochs are
+# first second (input_t_stop 1.0 s; the spoken digits last about a second) with tau_s 10 ms
+# and a horizon of 1.2 s. Thresholds, spike buffers, learning rate, batch size and epochs are
 # starting points chosen for this preset, not measured on the published data.
 PRESETS["shd"] = dict(
     dataset="shd",
@@ -257,10 +257,11 @@ RUN_INFO_KEYS = (MARKER, "batsnn_version", "layers", "n_classes", "resolved_devi
 
 #: settings that must not change when a run is resumed
 RESUME_FIELDS = ("dataset", "dataset_options", "input_max_spikes", "input_t_start",
-                 "input_t_stop", "input_time_scale", "input_dtype", "network", "tau_s", "t_max", "t_window", "loss", "target_true",
-                 "target_false", "tau_loss", "init", "batch_size", "lr", "lr_decay",
-                 "lr_decay_every", "lr_min", "dt", "augment", "dt_mode", "dt_warmup_epochs",
-                 "dt_fine", "seed", "train_samples", "test_samples")
+                 "input_t_stop", "input_time_scale", "input_dtype", "network", "tau_s",
+                 "t_max", "t_window", "loss", "target_true", "target_false", "tau_loss",
+                 "init", "batch_size", "lr", "lr_decay", "lr_decay_every", "lr_min", "dt",
+                 "augment", "dt_mode", "dt_warmup_epochs", "dt_fine", "seed", "train_samples",
+                 "test_samples")
 
 #: seeds are ints in [0, SEED_MAX]
 SEED_MAX = 2**32 - 1
