@@ -290,3 +290,12 @@ def test_dataset_aliases_are_canonical():
     assert C.resolve_config(dataset="yinyang").dataset == "yin-yang"
     assert C.resolve_config(dataset="N_MNIST").dataset == "nmnist"
     assert C.resolve_config(dataset="fmnist").dataset == "fashion-mnist"
+
+
+def test_keep_on_moves_only_the_training_split():
+    src = E.EventSource(_dataset(), _cfg(), "tiny")
+    src.keep_on("meta")  # a device that allocates nothing
+    assert src.labels("train", slice(0, 2)).device.type == "meta"
+    assert src.inputs("train", slice(0, 2), "meta", dt=None).device.type == "meta"
+    assert src.labels("test", slice(0, 2)).device.type == "cpu"
+    assert src.labels("test", slice(0, 2), "meta").device.type == "meta"
