@@ -143,3 +143,37 @@ def test_event_inputs_are_float32_on_the_runs_device(tmp_path):
     src = open_source(_config(tmp_path / "x"))
     x = src.inputs("train", torch.arange(4), "cpu", dt=1e-3)
     assert x.dtype == torch.float32 and x.shape == (4, 8, 1)
+
+
+@pytest.fixture(scope="module")
+def nmnist_dir(tmp_path_factory):
+    """A few N-MNIST files in the published layout: 10 train / 10 test samples (one per
+    digit) of 300 events over 0.3 s, each digit's events in its own band of rows."""
+    import numpy as np
+
+    from batsnn.experiments.datasets.nmnist import write_nmnist_file
+
+    d = tmp_path_factory.mktemp("nmnist")
+    rng = np.random.default_rng(0)
+    for split in ("Train", "Test"):
+        for digit in range(10):
+            folder = d / split / str(digit)
+            folder.mkdir(parents=True, exist_ok=True)
+            t = np.sort(rng.integers(0, 300_000, 300))
+            write_nmnist_file(folder / f"{digit:05d}.bin", t, rng.integers(0, 34, 300),
+                              rng.integers(3 * digit, 3 * digit + 4, 300),
+                              rng.integers(0, 2, 300))
+    return d
+
+
+@pytest.mark.slow  # about a minute on a 2-core CPU: the conv layers' kernels
+def test_nmnist_conv_trains_on_maps(nmnist_dir, tmp_path):
+    cfg = resolve_config("nmnist-conv", data_dir=str(nmnist_dir), out=str(tmp_path / "conv"),
+                         epochs=1, batch_size=5, eval_batch_size=5, device="cpu", dt=1e-3,
+                         input_max_spikes=2)
+    summary = train(cfg, quiet=True, log=lambda line: None)
+    assert summary[M.EPOCHS_COMPLETED] == 1
+    doc = _config_json(tmp_path / "conv")
+    assert doc["input_shape"] == [2, 34, 34]
+    assert doc["layers"][0] == 2312 and doc["layers"][1] == [15, 30, 30]
+    assert doc["data_facts"]["train"]["slots"] == 2
