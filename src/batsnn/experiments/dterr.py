@@ -241,12 +241,17 @@ def _error_rows(depth: int, dt: float, reference: list, outs: list) -> list[dict
 def _preset_error(preset, dts, out, *, seed, samples, dataset, data_dir, device, reset_at,
                   log):
     """:func:`run_discretization_error` of a preset's network (see the module docstring)."""
-    from batsnn.experiments.data import DATASETS, canonical_name
     from batsnn.experiments.model import build_network, network_input_shape
+    from batsnn.experiments.sources import IMAGE_KIND, data_kind
 
     cfg = resolve_config(preset, device=device)
+    kind, _ = data_kind(cfg.dataset)
+    if dataset is None and kind is not IMAGE_KIND:
+        raise ValueError(f"discretization-error feeds images to a preset's network, and preset "
+                         f"{preset} trains on {cfg.dataset} ({kind.name}): pass --dataset (an "
+                         "image dataset, or random)")
     dataset = dataset or cfg.dataset
-    n_classes = DATASETS[canonical_name(cfg.dataset)][0]
+    n_classes = kind.n_classes(cfg.dataset, cfg.dataset_options)
     dev = resolve_device(cfg.device)
     out = Path(out)
     settings = {"preset": preset, "dts": dts, "seed": seed, "samples": samples,

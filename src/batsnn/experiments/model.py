@@ -476,19 +476,24 @@ def build_network(layers: Sequence[Mapping], input_shape: Sequence[int], n_class
     return SpikingSequential(*modules)
 
 
-def build_model(cfg, n_inputs: int, n_classes: int) -> SpikingSequential:
+def build_model(cfg, n_inputs: int, n_classes: int,
+                input_shape: Sequence[int] | None = None) -> SpikingSequential:
     """The network of a run's settings (a :class:`~batsnn.experiments.config.TrainConfig`, or
-    anything with ``network``, ``tau_s``, ``t_max``, ``init`` and ``dt``) for images of
-    ``n_inputs`` pixels, taken flat or as maps (:func:`network_input_shape`); weights drawn
-    from the current torch RNG. The layers reset as the run's ``dt_mode`` says
+    anything with ``network``, ``tau_s``, ``t_max``, ``init`` and ``dt``) for inputs of
+    ``input_shape`` (default: images of ``n_inputs`` pixels, taken flat or as maps,
+    :func:`network_input_shape`); weights drawn from the current torch RNG. The layers
+    reset as the run's ``dt_mode`` says
     (:attr:`~batsnn.experiments.timestep.DtMode.reset_at`)."""
     reset_at = dt_mode(getattr(cfg, "dt_mode", "fixed")).reset_at
-    return build_network(cfg.network, network_input_shape(cfg.network, n_inputs), n_classes,
+    if input_shape is None:
+        input_shape = network_input_shape(cfg.network, n_inputs)
+    return build_network(cfg.network, tuple(input_shape), n_classes,
                          tau_s=cfg.tau_s, t_max=cfg.t_max, init=cfg.init, dt=cfg.dt,
                          reset_at=reset_at)
 
 
-def check_fits(cfg, n_inputs: int, n_classes: int, device, batch_size: int) -> None:
+def check_fits(cfg, n_inputs: int, n_classes: int, device, batch_size: int, *,
+               input_shape: Sequence[int] | None = None, input_slots: int = 1) -> None:
     """Raise ``MemoryError`` (:class:`NetworkTooLarge`) naming the sizes, and the index and
     type of the layer in ``cfg.network``, when the network of a run's settings cannot fit
     in ``device``'s memory, before anything is allocated.
@@ -497,14 +502,17 @@ def check_fits(cfg, n_inputs: int, n_classes: int, device, batch_size: int) -> N
     two moments (4 copies, :func:`check_weights_fit`, counted before anything is built), and
     every LIF layer's spike buffers for ``batch_size`` samples
     (:func:`batsnn.functional.check_memory`, which raises the same ``MemoryError`` that the
-    layer would raise in its first call).
+    layer would raise in its first call). The input is ``input_shape`` neurons (default:
+    images of ``n_inputs`` pixels, :func:`network_input_shape`) of ``input_slots`` spike
+    times each (TTFS images: 1; event streams: the largest count of one channel).
     """
     device = torch.device(device)
-    check_weights_fit(network_weights(cfg.network, network_input_shape(cfg.network, n_inputs),
-                                      n_classes), device, copies=4)
+    if input_shape is None:
+        input_shape = network_input_shape(cfg.network, n_inputs)
+    check_weights_fit(network_weights(cfg.network, input_shape, n_classes), device, copies=4)
     with torch.device("meta"):
-        model = build_model(cfg, n_inputs, n_classes)
-    slots = 1  # TTFS input: one spike time per input neuron
+        model = build_model(cfg, n_inputs, n_classes, input_shape)
+    slots = int(input_slots)
     for i, layer in enumerate(model):
         if isinstance(layer, LIFLinear):
             try:

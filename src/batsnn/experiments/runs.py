@@ -105,6 +105,20 @@ def _check_same_settings(cfg, ck: dict, ck_path: Path, cfg_path: Path) -> None:
                              "restore the run's config.json")
 
 
+def _input_shape(doc: dict) -> tuple | None:
+    """The input shape a run's ``config.json`` records (runs before it was recorded: ``None``,
+    the shape then follows from the layer sizes)."""
+    shape = doc.get("input_shape")
+    if shape is None:
+        return None
+    if (not isinstance(shape, list) or not shape
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 2**31
+                       for v in shape)):
+        raise ValueError(f"input_shape must be a list of positive integers, got "
+                         f"{printable(repr(shape))}")
+    return tuple(shape)
+
+
 def load_run_model(run_dir: str | os.PathLike, checkpoint: str = "best") -> tuple:
     """The trained network of a ``batsnn train`` run directory: ``(cfg, model, ck)``.
 
@@ -150,7 +164,7 @@ def load_run_model(run_dir: str | os.PathLike, checkpoint: str = "best") -> tupl
     try:
         cfg = config_from_dict(doc)
         with torch.random.fork_rng(devices=[]):  # build_model draws weights: keep caller's RNG
-            model = build_model(cfg, sizes[0], sizes[-1])
+            model = build_model(cfg, sizes[0], sizes[-1], _input_shape(doc))
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
         raise ValueError(f"{printable(cfg_path)}: {printable(one_line(e))}") from None
     ck = load_checkpoint(ck_path)

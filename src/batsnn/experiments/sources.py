@@ -1,139 +1,32 @@
-"""Where a run's samples come from: the data-source interface the training loop uses, and
-its implementation for image datasets.
+"""Where a run's samples come from: the data sources of images (:class:`ImageSource`) and
+the kinds of data a run can read (:func:`data_kinds`: images here, event streams in
+:mod:`batsnn.experiments.event_source`), which :func:`open_source` and the settings'
+checks (:mod:`batsnn.experiments.config`) look a dataset up in.
 
-A :class:`DataSource` hands out labelled samples as spike times, by split (``"train"``,
-``"test"``) and sample index, without the loop knowing what they were: images encoded to
-spike times (:class:`ImageSource`, the datasets of :mod:`batsnn.experiments.data`) or
-event streams that already are spike times (a later implementation). What the loop asks:
-
-- sizes: ``n_train``, ``n_test``, ``n_classes``, ``n_inputs`` (input neurons per sample)
-  and ``input_shape`` (those neurons as the network takes them, e.g. ``(784,)`` or
-  ``(1, 28, 28)``); ``origin`` says where the data was read from (recorded in the run's
-  ``config.json``);
-- ``inputs(split, idx, device, dt=, shift=, draw=)``: spike times ``(B, *input_shape, S)``
-  float32 on ``device`` on the grid ``dt``, each sample moved later by its ``shift`` (the
-  time-step mode's, :mod:`batsnn.experiments.timestep`) and transformed by the
-  training batch's ``draw``;
-- ``labels(split, idx, device)``: ``(B,)`` int64;
-- ``batch_draw(epoch, batch)``: the random transformation of one training batch (a CPU
-  tensor, or ``None``): data augmentation, drawn from the run's seed, the epoch and the
-  batch index only, so a resumed run sees the same;
-- ``check_fits(device, batch_size)``: ``MemoryError`` before anything is allocated when
-  the run's network and its input spikes cannot fit;
-- ``keep_on(device)``: hold the training split where the steps run.
-
-:class:`Split` is a view of some samples of one split (evaluation walks through it).
+The interface every source implements, :class:`DataSource` (with :class:`Split` and
+:class:`DataKind`), is defined in :mod:`batsnn.experiments.datasource` and exported here
+too. A new kind of data is one module defining its source and its :class:`DataKind`, and
+one entry in :func:`data_kinds`.
 """
 
 from __future__ import annotations
 
-import abc
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from batsnn.encoding import discretize, ttfs_encode
 from batsnn.experiments.augment import batch_grid, deform_by_grid
-from batsnn.experiments.data import Dataset, load_dataset
+from batsnn.experiments.data import DATASETS, Dataset, canonical_name, load_dataset
+from batsnn.experiments.datasource import SPLITS, DataKind, DataSource, Split
+from batsnn.experiments.event_source import EVENT_KIND
 from batsnn.experiments.model import check_fits, network_input_shape
+from batsnn.fileio import printable
 from batsnn.spikes import mark_valid
 
-__all__ = ["SPLITS", "DataSource", "ImageSource", "Split", "encode_images", "open_source"]
-
-#: the splits of a data source
-SPLITS = ("train", "test")
-
-
-class DataSource(abc.ABC):
-    """Labelled samples as spike times (see the module docstring).
-
-    Attributes:
-        n_classes: number of classes (labels lie in ``[0, n_classes)``).
-        n_inputs: input neurons per sample.
-        input_shape: those neurons as the network takes them (without batch and spike axes).
-        origin: where the data was read from (a directory, a file).
-    """
-
-    n_classes: int
-    n_inputs: int
-    input_shape: tuple[int, ...]
-    origin: str
-
-    @property
-    def n_train(self) -> int:
-        """Number of training samples."""
-        return self.size("train")
-
-    @property
-    def n_test(self) -> int:
-        """Number of test samples."""
-        return self.size("test")
-
-    @abc.abstractmethod
-    def size(self, split: str) -> int:
-        """Number of samples in ``split``."""
-
-    @abc.abstractmethod
-    def inputs(self, split: str, idx, device, *, dt: float | None,
-               shift: torch.Tensor | None = None,
-               draw: torch.Tensor | None = None) -> torch.Tensor:
-        """Spike times ``(B, *input_shape, S)`` float32 on ``device`` of the samples ``idx``
-        (an index tensor or a slice) of ``split``, on the grid ``dt`` (``None``: exact
-        time), each moved later by ``shift`` ``(B,)`` seconds (or not, ``None``) and
-        transformed by ``draw`` (:meth:`batch_draw`; ``None``: as they are)."""
-
-    @abc.abstractmethod
-    def labels(self, split: str, idx, device=None) -> torch.Tensor:
-        """The labels ``(B,)`` int64 of the samples ``idx`` of ``split`` (on ``device``, or
-        where they are held)."""
-
-    def batch_draw(self, *, epoch: int, batch: int) -> torch.Tensor | None:
-        """The random transformation of training batch ``batch`` of ``epoch`` (a CPU
-        tensor, the same for the same seed, epoch and batch), or ``None`` (the default:
-        samples are used as they are)."""
-        return None
-
-    @abc.abstractmethod
-    def check_fits(self, device, batch_size: int) -> None:
-        """Raise ``MemoryError`` naming the sizes when the run's network, its optimizer
-        state and the spike buffers of ``batch_size`` samples cannot fit on ``device``."""
-
-    def keep_on(self, device) -> None:
-        """Hold the training split on ``device`` (the default: leave it where it is)."""
-
-    def split(self, split: str, rows=None) -> "Split":
-        """The samples ``rows`` (a slice or an index tensor; ``None``: all) of ``split``."""
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-        all_rows = torch.arange(self.size(split))
-        return Split(self, split, all_rows if rows is None else all_rows[rows])
-
-
-class Split:
-    """Some samples of one split of a :class:`DataSource`; slicing gives a smaller view.
-
-    Attributes:
-        source, name, rows: the source, the split's name and the samples' indices ``(N,)``.
-    """
-
-    def __init__(self, source: DataSource, name: str, rows: torch.Tensor):
-        self.source, self.name, self.rows = source, name, rows
-
-    def __len__(self) -> int:
-        return int(self.rows.shape[0])
-
-    def __getitem__(self, rows) -> "Split":
-        return Split(self.source, self.name, self.rows[rows])
-
-    @property
-    def labels(self) -> torch.Tensor:
-        """The samples' labels ``(N,)`` int64."""
-        return self.source.labels(self.name, self.rows)
-
-    def inputs(self, device, dt: float | None) -> torch.Tensor:
-        """The samples' spike times on the grid ``dt`` (:meth:`DataSource.inputs`)."""
-        return self.source.inputs(self.name, self.rows, device, dt=dt)
-
+__all__ = ["IMAGE_KIND", "SPLITS", "DataKind", "DataSource", "ImageSource", "Split",
+           "data_kind", "data_kinds", "dataset_names", "encode_images", "open_source"]
 
 class ImageSource(DataSource):
     """Images of a :class:`batsnn.experiments.data.Dataset` (uint8), encoded to one spike
@@ -188,16 +81,67 @@ class ImageSource(DataSource):
         self._y["train"] = self._y["train"].to(device)
 
 
-def open_source(cfg: Any) -> DataSource:
-    """The data source of a run's settings: ``cfg.dataset`` from ``cfg.data_dir``, its first
-    ``cfg.train_samples``/``cfg.test_samples`` samples.
+def _image_name(name: str) -> str | None:
+    try:
+        return canonical_name(name)
+    except ValueError:
+        return None
 
-    Raises:
-        batsnn.experiments.data.DatasetNotFound: the data is not there.
-        ValueError: more samples asked for than the dataset has.
-    """
+
+def _no_options(dataset: str, options: Mapping) -> dict:
+    if options:
+        raise ValueError(f"dataset_options: {dataset} takes no options, got "
+                         f"{printable(', '.join(map(str, options)))}")
+    return {}
+
+
+def _open_images(cfg: Any) -> DataSource:
     ds = load_dataset(cfg.dataset, cfg.data_dir).subset(cfg.train_samples, cfg.test_samples)
     return ImageSource(ds, cfg)
+
+
+#: images encoded to one spike per pixel (:class:`ImageSource`)
+IMAGE_KIND = DataKind("images", _image_name, tuple(DATASETS),
+                      lambda name, options: DATASETS[name][0], _no_options, ("augment",),
+                      _open_images)
+
+
+def data_kinds() -> tuple[DataKind, ...]:
+    """Every kind of data, in the order names are looked up."""
+    return (IMAGE_KIND, EVENT_KIND)
+
+
+def dataset_names() -> tuple[str, ...]:
+    """The canonical names of every dataset a run can train on."""
+    return tuple(n for kind in data_kinds() for n in kind.names)
+
+
+def data_kind(name: str) -> tuple[DataKind, str]:
+    """The kind of the dataset ``name`` and its canonical name; ``ValueError`` listing
+    every dataset for an unknown name."""
+    if not isinstance(name, str):
+        raise TypeError(f"dataset must be str, got {type(name).__name__}")
+    for kind in data_kinds():
+        key = kind.canonical(name)
+        if key is not None:
+            return kind, key
+    raise ValueError(f"unknown dataset {printable(repr(name))}; choose from "
+                     f"{', '.join(dataset_names())}")
+
+
+def open_source(cfg: Any) -> DataSource:
+    """The data source of a run's settings: ``cfg.dataset`` (read from ``cfg.data_dir``, or
+    generated), its first ``cfg.train_samples``/``cfg.test_samples`` samples, as its kind
+    opens it (:func:`data_kind`: images, event streams).
+
+    Raises:
+        batsnn.experiments.data.DatasetNotFound, FileNotFoundError: the data is not there.
+        ValueError: more samples asked for than the dataset has; a bad dataset file.
+        MemoryError: the data as spike trains cannot fit in memory (the message names the
+            sizes).
+    """
+    kind, _ = data_kind(cfg.dataset)
+    return kind.open(cfg)
 
 
 def encode_images(images: torch.Tensor, cfg: Any, device, dt=...,

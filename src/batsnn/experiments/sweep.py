@@ -74,7 +74,9 @@ SWEEP_FILE = "sweep.json"
 SWEEP_SETTINGS = tuple(k for k in RESUME_FIELDS if k not in ("dt", "seed"))
 #: sweep settings added after sweep records were first written: a record without them
 #: was made with their defaults
-ADDED_SETTINGS = ("dt_mode", "dt_warmup_epochs", "dt_fine")
+ADDED_SETTINGS = ("dt_mode", "dt_warmup_epochs", "dt_fine", "dataset_options",
+                  "input_max_spikes", "input_t_start", "input_t_stop", "input_time_scale",
+                  "input_dtype")
 #: at most this many seeds per sweep
 MAX_SEEDS = 10_000
 #: at most this many (dt, seed) runs per sweep

@@ -34,11 +34,21 @@ from batsnn.experiments.datasets.tonic_adapter import from_tonic
 from batsnn.fileio import printable
 
 __all__ = ["EVENT_DATASETS", "BatchTooLarge", "EventBatch", "EventDataset", "EventSplit",
-           "batch_spike_trains", "format_info", "from_tonic", "info", "iterate_batches",
-           "load_event_dataset", "randman", "yin_yang"]
+           "batch_spike_trains", "event_dataset_name", "format_info", "from_tonic", "info",
+           "iterate_batches", "load_event_dataset", "randman", "yin_yang"]
 
 #: names accepted by :func:`load_event_dataset`; the last two need no files
 EVENT_DATASETS = ("shd", "ssc", "nmnist", "yin-yang", "randman")
+_ALIASES = {"yinyang": "yin-yang", "n-mnist": "nmnist"}
+
+
+def event_dataset_name(name: str) -> str | None:
+    """The canonical name (one of :data:`EVENT_DATASETS`) of an event dataset's name,
+    case and ``_``/``-`` ignored, aliases ``yinyang`` and ``n-mnist`` included; ``None``
+    when ``name`` is none of them."""
+    key = str(name).lower().replace("_", "-")
+    key = _ALIASES.get(key, key)
+    return key if key in EVENT_DATASETS else None
 
 
 def load_event_dataset(name: str, data_dir: str | os.PathLike | None = None,
@@ -51,13 +61,12 @@ def load_event_dataset(name: str, data_dir: str | os.PathLike | None = None,
         ValueError: an unknown name, or no ``data_dir`` for a dataset that needs files.
         FileNotFoundError: a file is missing (the message says where it is published).
     """
-    key = str(name).lower().replace("_", "-")
-    key = {"yinyang": "yin-yang", "n-mnist": "nmnist"}.get(key, key)
+    key = event_dataset_name(name)
     if key == "yin-yang":
         return yin_yang(**options)
     if key == "randman":
         return randman(**options)
-    if key not in EVENT_DATASETS:
+    if key is None:
         raise ValueError(f"unknown event dataset {printable(name)!r}; choose from "
                          f"{', '.join(EVENT_DATASETS)}")
     if data_dir is None:

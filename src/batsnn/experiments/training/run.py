@@ -163,7 +163,7 @@ def _checkpoint(cfg: TrainConfig, ctx, run: RunDir, resume: bool) -> dict | None
 def _new_state(cfg: TrainConfig, source: DataSource, device, run: RunDir) -> TrainState:
     """The seeded network, its optimizer and learning-rate schedule, as a fresh state."""
     seed_everything(cfg.seed)
-    model = build_model(cfg, source.n_inputs, source.n_classes).to(device)
+    model = build_model(cfg, source.n_inputs, source.n_classes, source.input_shape).to(device)
     graphed = cfg.cuda_graph and device.type == "cuda"
     opt = make_optimizer(model, cfg.lr, device, graphed)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(cfg))
@@ -185,18 +185,22 @@ def _resume_state(state: TrainState, ck: dict, path) -> None:
 
 def _write_run_config(cfg: TrainConfig, source: DataSource, ctx, run: RunDir,
                       ck: dict | None, quiet: bool, log: Callable[[str], Any]) -> None:
-    """Write ``config.json`` (settings and run facts) and, when resuming, the run's other
-    files from the checkpoint (rank 0); tell what runs (without ``quiet``)."""
+    """Write ``config.json`` (settings and run facts: the input's shape and the source's
+    facts, :meth:`~batsnn.experiments.sources.DataSource.facts`) and, when resuming, the
+    run's other files from the checkpoint (rank 0); tell what runs (without ``quiet``) and
+    the source's notice (:meth:`~batsnn.experiments.sources.DataSource.notice`, always)."""
     shapes = layer_shapes(cfg.network, source.input_shape, source.n_classes, tau_s=cfg.tau_s,
                           t_max=cfg.t_max, init=cfg.init, dt=cfg.dt)
     sizes = [source.n_inputs] + [s[0] if len(s) == 1 else list(s) for s in shapes]
     effective = distributed.effective_batch_size(cfg.batch_size, ctx)
+    facts = source.facts()
     if ctx.is_main:
         write_json(run.config, config_document(
             cfg, **{MARKER: "train"}, batsnn_version=batsnn.__version__, layers=sizes,
             n_classes=source.n_classes, resolved_device=str(ctx.device),
             data_source=source.origin, world_size=ctx.world_size,
-            effective_batch_size=effective))
+            effective_batch_size=effective, input_shape=list(source.input_shape),
+            **({} if facts is None else {"data_facts": facts})))
         if ck is not None:  # the checkpoint is the source of truth of the run's other files
             sync_run_files(run, ck)
     if not quiet:
@@ -205,6 +209,9 @@ def _write_run_config(cfg: TrainConfig, source: DataSource, ctx, run: RunDir,
             f"train / {source.n_test} test samples, device {ctx.device}"
             + (f" x {ctx.world_size} processes (effective batch {effective})"
                if ctx.distributed else "") + f"; writing to {run.path}")
+    notice = source.notice()
+    if notice is not None:  # told even when quiet (rank 0 only: the others' log is silent)
+        log(notice)
 
 
 def _device_order(n: int, seed: int, device, epoch: int) -> torch.Tensor:

@@ -1,0 +1,179 @@
+"""Event streams end to end: tiny training runs on generated Randman (every time-step mode,
+resume), on a small file in the SHD layout (the input cap's drops in the log and in
+config.json), ``batsnn train``/``sweep``/``data info`` on event data."""
+
+import json
+
+import pytest
+import torch
+
+from batsnn import cli
+from batsnn import metrics as M
+from batsnn.experiments.config import DT_MODES, resolve_config
+from batsnn.experiments.rundir import read_csv
+from batsnn.experiments.train import train
+
+#: a tiny Randman: 3 classes, 8 channels, 48 train / 6 test samples
+TINY = dict(dataset="randman", dataset_options={"n_classes": 3, "n_channels": 8,
+                                                "samples_per_class": 20},
+            hidden=[8], theta=[0.01, 0.05], max_spikes=[4, 6], tau_s=0.01, t_max=0.3,
+            batch_size=16, eval_batch_size=32, epochs=1, device="cpu")
+
+#: what each mode needs besides dt
+MODE_SETTINGS = {"fine": {"dt_fine": 0.5e-3}, "finetune": {"dt_warmup_epochs": 1},
+                 "anneal": {"dt_warmup_epochs": 1}}
+
+
+def _config(out, **kw):
+    return resolve_config(**{**TINY, "out": str(out), **kw})
+
+
+def _config_json(run) -> dict:
+    return json.loads((run / "config.json").read_text())
+
+
+@pytest.mark.parametrize("mode", DT_MODES)
+def test_every_dt_mode_trains_on_events(mode, tmp_path):
+    cfg = _config(tmp_path / mode, dt=1e-3, dt_mode=mode, epochs=2,
+                  **MODE_SETTINGS.get(mode, {}))
+    summary = train(cfg, quiet=True, log=lambda line: None)
+    assert summary[M.EPOCHS_COMPLETED] == 2
+    assert 0.0 <= summary[M.TEST_ACCURACY] <= 1.0
+    assert summary["spikes_per_sample_l1"] > 0  # the hidden layer saw the events
+
+
+def test_randman_run_records_its_input_and_resumes(tmp_path):
+    lines = []
+    cfg = _config(tmp_path / "run", epochs=2)
+    full = train(cfg, quiet=True, log=lines.append)
+    doc = _config_json(tmp_path / "run")
+    assert doc["dataset"] == "randman" and doc["input_shape"] == [8]
+    assert doc["layers"] == [8, 8, 3]
+    assert doc["data_facts"]["train"] == {
+        "samples": 48, "channels": 8, "slots": 1, "spikes": 48 * 8, "dropped": 0,
+        "cropped": 0, "largest_per_channel": 1, "dtype": "torch.float32"}
+    assert doc["data_source"].startswith("Randman, 3 classes, 8 channels")
+    assert lines == []  # nothing dropped: nothing to tell in a quiet run
+    # one epoch, then resumed to two: the same rows as the uninterrupted run
+    part = _config(tmp_path / "part", epochs=1)
+    train(part, quiet=True, log=lambda line: None)
+    resumed = train(_config(tmp_path / "part", epochs=2), resume=True, quiet=True,
+                    log=lines.append)
+    assert lines[0].startswith("resuming")
+    for key in (M.TEST_ACCURACY, M.TRAIN_LOSS, "spikes_per_sample_l1"):
+        assert resumed[key] == full[key], key
+    assert len(read_csv(tmp_path / "part" / "metrics.csv")) == 2
+
+
+def test_resume_refuses_changed_input_settings(tmp_path):
+    train(_config(tmp_path / "run"), quiet=True, log=lambda line: None)
+    with pytest.raises(ValueError, match="input_max_spikes None -> 1"):
+        train(_config(tmp_path / "run", epochs=2, input_max_spikes=1), resume=True,
+              quiet=True)
+
+
+@pytest.fixture(scope="module")
+def shd_dir(tmp_path_factory):
+    """A small file pair in the SHD layout (12 train / 6 test samples of ~5000 events)."""
+    pytest.importorskip("h5py")
+    from batsnn.experiments.datasets.heidelberg import write_synthetic_shd
+
+    d = tmp_path_factory.mktemp("shd")
+    write_synthetic_shd(d, n_train=12, n_test=6)
+    return d
+
+
+def test_shd_file_run_reports_dropped_spikes(shd_dir, tmp_path):
+    lines = []
+    cfg = resolve_config("shd", data_dir=str(shd_dir), out=str(tmp_path / "shd"), epochs=1,
+                         hidden=[16], batch_size=6, device="cpu", input_max_spikes=3)
+    summary = train(cfg, quiet=True, log=lines.append)
+    assert summary[M.EPOCHS_COMPLETED] == 1
+    doc = _config_json(tmp_path / "shd")
+    facts = doc["data_facts"]
+    assert doc["input_shape"] == [700] and doc["layers"] == [700, 16, 20]
+    assert facts["train"]["slots"] == 3 and facts["train"]["largest_per_channel"] > 3
+    assert facts["train"]["dropped"] > 0 and facts["test"]["dropped"] > 0
+    assert facts["train"]["cropped"] >= 0 and facts["train"]["samples"] == 12
+    # told once, in the log, even in a quiet run
+    told = [ln for ln in lines if "input_max_spikes 3" in ln]
+    assert len(told) == 1 and f"train {facts['train']['dropped']:,} of" in told[0]
+    assert doc["data_source"] == str(shd_dir)
+
+
+def test_cli_train_and_data_info_on_events(shd_dir, tmp_path, capsys):
+    settings = tmp_path / "tiny.json"
+    settings.write_text(json.dumps(TINY))
+    out = tmp_path / "cli"
+    rc = cli.main(["train", "--config", str(settings), "--out", str(out), "--quiet",
+                   "--input-max-spikes", "1", "--dt", "0.001"])
+    assert rc == 0, capsys.readouterr().err
+    assert "test accuracy" in capsys.readouterr().out
+    doc = _config_json(out)
+    assert doc["input_max_spikes"] == 1 and doc["dt"] == 0.001
+    # the run's config.json reproduces the run's settings
+    again = resolve_config(file=out / "config.json", out=str(out))
+    assert again.to_dict() == resolve_config(**TINY, input_max_spikes=1, dt=0.001,
+                                             out=str(out)).to_dict()
+
+    assert cli.main(["data", "info", "yinyang"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("yin-yang: 3 classes, 5 channels (5,)")
+    assert "train: 5000 samples" in text and "test: 1000 samples" in text
+    assert cli.main(["data", "info", "shd", "--data-dir", str(shd_dir)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("shd: 20 classes, 700 channels (700,)")
+    assert "train: 12 samples" in text and "most in one channel" in text
+
+
+@pytest.mark.slow  # a sweep of two runs, its tables and plots
+def test_sweep_over_dt_on_events(tmp_path):
+    from batsnn.experiments.sweep import run_sweep
+
+    base = resolve_config(**TINY)
+    rows = run_sweep(base, [0, 1e-3], [1], tmp_path / "sweep", jobs=1, quiet=True,
+                     log=lambda line: None)
+    assert len(rows) == 2
+    assert [float(r["dt"]) for r in read_csv(tmp_path / "sweep" / "sweep.csv")] == [0.0, 0.001]
+
+
+def test_event_inputs_are_float32_on_the_runs_device(tmp_path):
+    from batsnn.experiments.sources import open_source
+
+    src = open_source(_config(tmp_path / "x"))
+    x = src.inputs("train", torch.arange(4), "cpu", dt=1e-3)
+    assert x.dtype == torch.float32 and x.shape == (4, 8, 1)
+
+
+@pytest.fixture(scope="module")
+def nmnist_dir(tmp_path_factory):
+    """A few N-MNIST files in the published layout: 10 train / 10 test samples (one per
+    digit) of 300 events over 0.3 s, each digit's events in its own band of rows."""
+    import numpy as np
+
+    from batsnn.experiments.datasets.nmnist import write_nmnist_file
+
+    d = tmp_path_factory.mktemp("nmnist")
+    rng = np.random.default_rng(0)
+    for split in ("Train", "Test"):
+        for digit in range(10):
+            folder = d / split / str(digit)
+            folder.mkdir(parents=True, exist_ok=True)
+            t = np.sort(rng.integers(0, 300_000, 300))
+            write_nmnist_file(folder / f"{digit:05d}.bin", t, rng.integers(0, 34, 300),
+                              rng.integers(3 * digit, 3 * digit + 4, 300),
+                              rng.integers(0, 2, 300))
+    return d
+
+
+@pytest.mark.slow  # about a minute on a 2-core CPU: the conv layers' kernels
+def test_nmnist_conv_trains_on_maps(nmnist_dir, tmp_path):
+    cfg = resolve_config("nmnist-conv", data_dir=str(nmnist_dir), out=str(tmp_path / "conv"),
+                         epochs=1, batch_size=5, eval_batch_size=5, device="cpu", dt=1e-3,
+                         input_max_spikes=2)
+    summary = train(cfg, quiet=True, log=lambda line: None)
+    assert summary[M.EPOCHS_COMPLETED] == 1
+    doc = _config_json(tmp_path / "conv")
+    assert doc["input_shape"] == [2, 34, 34]
+    assert doc["layers"][0] == 2312 and doc["layers"][1] == [15, 30, 30]
+    assert doc["data_facts"]["train"]["slots"] == 2
