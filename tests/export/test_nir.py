@@ -3,6 +3,7 @@
 functions. Slow tests: a trained MNIST network against the simulator and against peers."""
 
 import argparse
+import json
 import math
 import os
 import subprocess
@@ -635,3 +636,26 @@ def test_trained_mnist_network_in_norse(mnist):
     hidden, agree, acc_b, acc_p = _agreement("Norse (0.1 ms)", mnist,
                                              [c.long() for c in counts])
     assert agree >= 0.98 and hidden >= 0.95 and abs(acc_b - acc_p) <= 0.01
+
+
+def test_a_conv_run_is_loaded_and_exported(data_dir, tmp_path):
+    """A conv run's ``config.json`` lists its hidden layers' maps (``[C, H, W]``): the run
+    loads (:func:`load_run_model`) with its checkpoint's weights and exports to NIR."""
+    from batsnn.experiments.config import resolve_config
+    from batsnn.experiments.runs import load_run_model
+    from batsnn.experiments.train import train
+
+    net = [{"type": "conv2d", "channels": 2, "kernel": 5, "theta": 0.5, "max_spikes": 3},
+           {"type": "pool2d", "kernel": 2}, {"type": "flatten"},
+           {"type": "linear", "theta": 1.0, "max_spikes": 3}]
+    run = tmp_path / "conv"
+    cfg = resolve_config("mnist-conv", dataset="fashion-mnist", data_dir=str(data_dir),
+                         network=net, epochs=1, batch_size=20, train_samples=40,
+                         test_samples=20, device="cpu", out=str(run), cuda_graph=False)
+    train(cfg, quiet=True, log=lambda *a: None)
+    layers = json.loads((run / "config.json").read_text())["layers"]
+    assert layers[0] == 784 and layers[-1] == 10 and isinstance(layers[1], list)
+    _, model, ck = load_run_model(run)
+    assert torch.equal(model[0].weight.detach(), ck["model"]["0.weight"])
+    model2 = from_nir(export_run(run, tmp_path / "conv.nir"))
+    assert torch.equal(model2[0].weight.detach(), ck["model"]["0.weight"])

@@ -42,16 +42,25 @@ def _run_file(run: Path, name: str) -> Path:
     return p
 
 
-def _layer_sizes(doc, cfg_path: Path) -> list[int]:
-    """The ``layers`` field of a run's config (input, ..., classes): ints >= 1."""
+def _layer_sizes(doc, cfg_path: Path) -> list:
+    """The ``layers`` field of a run's config (input, ..., classes): the input and class
+    counts ints >= 1, each layer between an int (neurons) or a list of ints >= 1 (the maps
+    ``[C, H, W]`` of a conv or pool layer)."""
     sizes = doc.get("layers") if isinstance(doc, dict) else None
     if sizes is None:
         raise ValueError(f"{printable(cfg_path)} has no field 'layers' (input, ..., classes): "
                          "not a batsnn train run's config")
-    if not isinstance(sizes, list) or len(sizes) < 2 or any(
-            isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
+
+    def count(v) -> bool:
+        return not isinstance(v, bool) and isinstance(v, int) and v >= 1
+
+    if (not isinstance(sizes, list) or len(sizes) < 2 or not count(sizes[0])
+            or not count(sizes[-1])
+            or not all(count(s) or (isinstance(s, list) and s and all(map(count, s)))
+                       for s in sizes[1:-1])):
         raise ValueError(f"{printable(cfg_path)}: field 'layers' must be a list of at least two "
-                         f"ints >= 1 (input, ..., classes), got {printable(repr(sizes), 80)}")
+                         "entries (input, ..., classes): ints >= 1, a hidden layer's maps as a "
+                         f"list of ints >= 1, got {printable(repr(sizes), 80)}")
     return sizes
 
 
@@ -141,8 +150,14 @@ def load_run_model(run_dir: str | os.PathLike, checkpoint: str = "best") -> tupl
             file, is corrupt or does not match (the message names the file, and the field
             or parameter).
     """
+    return _load(run_dir, checkpoint)[:3]
+
+
+def _load(run_dir, checkpoint: str) -> tuple:
+    """:func:`load_run_model`'s ``(cfg, model, ck)`` and the input shape per sample the
+    network takes (``(N,)``, or ``(C, H, W)`` maps)."""
     from batsnn.experiments.config import config_from_dict
-    from batsnn.experiments.model import build_model
+    from batsnn.experiments.model import build_model, network_input_shape
     from batsnn.experiments.rundir import load_checkpoint, read_json
 
     if not isinstance(checkpoint, str) or checkpoint not in CHECKPOINTS:
@@ -163,15 +178,16 @@ def load_run_model(run_dir: str | os.PathLike, checkpoint: str = "best") -> tupl
     sizes = _layer_sizes(doc, cfg_path)
     try:
         cfg = config_from_dict(doc)
+        shape = _input_shape(doc) or network_input_shape(cfg.network, sizes[0])
         with torch.random.fork_rng(devices=[]):  # build_model draws weights: keep caller's RNG
-            model = build_model(cfg, sizes[0], sizes[-1], _input_shape(doc))
+            model = build_model(cfg, sizes[0], sizes[-1], shape)
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
         raise ValueError(f"{printable(cfg_path)}: {printable(one_line(e))}") from None
     ck = load_checkpoint(ck_path)
     _check_state(model, ck.get("model"), ck_path, cfg_path)
     _check_same_settings(cfg, ck, ck_path, cfg_path)
     model.load_state_dict(ck["model"])
-    return cfg, model, ck
+    return cfg, model, ck, tuple(shape)
 
 
 def export_run(run_dir: str | os.PathLike, out_path: str | os.PathLike, *,
@@ -202,8 +218,10 @@ def export_run(run_dir: str | os.PathLike, out_path: str | os.PathLike, *,
         ImportError: ``nir`` is not installed.
     """
     check_nir_path(out_path, "out_path", overwrite=overwrite)
-    _, model, _ = load_run_model(run_dir, checkpoint)
-    return save_nir(model, out_path, overwrite=overwrite, time_unit=time_unit)
+    _, model, _, shape = _load(run_dir, checkpoint)
+    # a network reading maps (a conv or pool first layer) is exported with their shape
+    kw = {"input_shape": shape} if len(shape) == 3 else {}
+    return save_nir(model, out_path, overwrite=overwrite, time_unit=time_unit, **kw)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
