@@ -92,7 +92,7 @@ def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> Non
     p.add_argument("--input-t-start", type=float, metavar="S",
                    help="event streams: drop events before S seconds")
     p.add_argument("--input-t-stop", type=float, metavar="S",
-                   help="event streams: drop events at or after S seconds")
+                   help="event streams: drop events at or after S seconds (inf: keep them all)")
     p.add_argument("--input-time-scale", type=float, metavar="F",
                    help="event streams: multiply the kept times (from --input-t-start) by F")
     p.add_argument("--out", help="output directory (new, empty, or a batsnn run of the same "

@@ -2,6 +2,7 @@
 input cap and its counted drops, cropping and scaling, the grid rule, shifts, maps, the
 memory refusal) and the event settings of TrainConfig."""
 
+import math
 from fractions import Fraction
 from math import floor
 
@@ -171,9 +172,38 @@ def test_memory_refusal_names_the_sizes():
     assert isinstance(e.value, MemoryError) and isinstance(e.value, ValueError)
     with pytest.raises(E.InputTooLarge):
         E.EventSource(ds, _cfg(), "tiny", max_bytes=100)
-    # the cap shrinks it under the limit
-    need = 7 * N_CH * 1 * 4
+    # the cap shrinks it under the limit; the events' working memory counts too
+    need = 7 * N_CH * 1 * 4 + int(ds["train"].offsets[7]) * E.EVENT_WORK_BYTES
     assert E.dense_split(ds, "train", max_spikes=1, max_bytes=need).times.shape == (7, N_CH, 1)
+    with pytest.raises(E.InputTooLarge, match="events"):
+        E.dense_split(ds, "train", max_spikes=1, max_bytes=need - 1)
+
+
+def test_both_splits_share_one_memory_limit():
+    ds = _dataset(n_train=2, n_test=7)
+    train = E.dense_split(ds, "train")
+    test = E.dense_split(ds, "test")
+    work = {s: int(ds[s].offsets[-1]) * E.EVENT_WORK_BYTES for s in ("train", "test")}
+    held = train.times.numel() * 4  # the train split, held while the test split is built
+    both = max(held + work["train"], held + test.times.numel() * 4 + work["test"])
+    assert both > held + work["train"]  # the test split decides the limit
+    E.EventSource(ds, _cfg(), "tiny", max_bytes=both)  # fits
+    with pytest.raises(E.InputTooLarge, match="test split"):
+        E.EventSource(ds, _cfg(), "tiny", max_bytes=both - 1)
+
+
+def test_inputs_left_out_are_refused_or_reported():
+    ds = _dataset()
+    with pytest.raises(ValueError, match=r"no input spike of the train split .* widen"):
+        E.dense_split(ds, "train", t_start=1e6)
+    with pytest.raises(ValueError, match=r"input_time_scale 1e\+308.*beyond torch.float32"):
+        E.dense_split(ds, "train", time_scale=1e308)
+    top = float(ds["train"].times.max())
+    src = E.EventSource(ds, _cfg(input_t_stop=top / 2), "tiny")
+    assert "input events outside [input_t_start, input_t_stop)" in src.notice()
+    assert src.facts()["train"]["cropped"] > 0
+    with pytest.raises(ValueError, match=r"input_time_scale 1000000000.0.*beyond 4.5e\+06 \* tau_s"):
+        E.EventSource(ds, _cfg(input_time_scale=1e9), "tiny")
 
 
 def test_check_fits_counts_the_input_slots(monkeypatch):
@@ -299,3 +329,20 @@ def test_keep_on_moves_only_the_training_split():
     assert src.inputs("train", slice(0, 2), "meta", dt=None).device.type == "meta"
     assert src.labels("test", slice(0, 2)).device.type == "cpu"
     assert src.labels("test", slice(0, 2), "meta").device.type == "meta"
+
+
+def test_input_t_stop_inf_is_no_end():
+    assert C.resolve_config("shd", input_t_stop=math.inf).input_t_stop is None
+    assert C.resolve_config("shd").input_t_stop == 1.0
+
+
+def test_generators_bound_their_sizes_before_allocating():
+    from batsnn.experiments.datasets import randman, yin_yang
+
+    with pytest.raises(ValueError, match=r"n_classes \* samples_per_class \* n_channels = 10 \* "
+                                         r"1000000 \* 1000"):
+        randman(samples_per_class=10**6, n_channels=1000)
+    with pytest.raises(ValueError, match=r"samples_per_class \* n_channels \* frequencies"):
+        randman(n_classes=1, samples_per_class=10**5, n_channels=100, alpha=1.0)
+    with pytest.raises(ValueError, match=r"sizes\['train'\] must be <= 20,000,000"):
+        yin_yang(sizes={"train": 10**9})

@@ -70,7 +70,7 @@ class TrainConfig:
             ones are dropped, counted and reported); ``None``: all of them.
         input_t_start, input_t_stop: event streams: keep the events with
             ``input_t_start <= t < input_t_stop`` (s, the dataset's time; ``input_t_stop``
-            ``None``: no end); the others are counted.
+            ``None`` or inf: no end); the others are counted.
         input_time_scale: event streams: kept times become
             ``(t - input_t_start) * input_time_scale`` seconds.
         input_dtype: event streams: ``"float32"``, or ``"float64"`` to hold the times of a
@@ -396,7 +396,9 @@ _CHECKS = {
     "dataset_options": lambda n, v: _options(n, v),
     "input_max_spikes": lambda n, v: _int(n, v, low=1, optional=True),
     "input_t_start": lambda n, v: _real(n, v, low=0),
-    "input_t_stop": lambda n, v: _real(n, v, above=0, optional=True),
+    # inf (e.g. ``--input-t-stop inf``) is no end, as null: a preset's crop can be undone
+    "input_t_stop": lambda n, v: (None if isinstance(v, float) and v == math.inf
+                                  else _real(n, v, above=0, optional=True)),
     "input_time_scale": lambda n, v: _real(n, v, **_POS),
     "input_dtype": lambda n, v: _choice(n, v, ("float32", "float64"),
                                         "'float32' or 'float64'"),

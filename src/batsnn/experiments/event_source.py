@@ -35,7 +35,7 @@ from batsnn.encoding import discretize
 from batsnn.experiments.datasets import (EVENT_DATASETS, EventDataset, batch_spike_trains,
                                          event_dataset_name, load_event_dataset, randman,
                                          yin_yang)
-from batsnn.experiments.datasets.events import machine_memory
+from batsnn.experiments.datasets.events import check_batch_settings, machine_memory
 from batsnn.experiments.datasets.heidelberg import HEIDELBERG
 from batsnn.experiments.datasource import DataKind, DataSource
 from batsnn.experiments.model import LAYER_TYPES, check_fits, device_memory
@@ -55,6 +55,17 @@ EVENT_SETTINGS = ("input_max_spikes", "input_t_start", "input_t_stop", "input_ti
 
 _GENERATORS = {"yin-yang": yin_yang, "randman": randman}
 _FILE_OPTIONS = {"shd": ("max_events",), "ssc": ("max_events",), "nmnist": ()}
+
+
+#: working memory per event while a split is made dense (its sort keys, ranks and indices)
+EVENT_WORK_BYTES = 128
+
+
+def split_memory_limit() -> int | None:
+    """The memory the dense splits of one run may take together: half this machine's
+    (``None`` where unknown)."""
+    memory = machine_memory()
+    return memory // 2 if memory else None
 
 
 class InputTooLarge(ValueError, MemoryError):
@@ -131,6 +142,7 @@ def dense_split(dataset: EventDataset, split: str, samples: int | None = None, *
         InputTooLarge: the tensor would exceed ``max_bytes`` (default: half this machine's
             memory); the message names the sizes and the settings that shrink it.
     """
+    check_batch_settings(max_spikes, t_start, t_stop, time_scale, max_bytes)
     sp = dataset[split]
     n = len(sp) if samples is None else samples
     if not 1 <= n <= len(sp):
@@ -147,18 +159,28 @@ def dense_split(dataset: EventDataset, split: str, samples: int | None = None, *
     if group.size:  # events are in (sample, channel, time) order: groups are runs
         bounds = np.flatnonzero(group[1:] != group[:-1]) + 1
         largest = int(np.diff(np.concatenate(([0], bounds, [group.size]))).max())
+    if not group.size:
+        raise ValueError(f"no input spike of the {split} split of {dataset.name} (its first {n} "
+                         f"samples) lies in [input_t_start, input_t_stop) = [{t_start!r}, "
+                         f"{t_stop!r}): widen that window")
+    top = (float(times[keep].max()) - t_start) * time_scale
+    if not top <= torch.finfo(dtype).max:
+        raise ValueError(f"input_time_scale {time_scale!r}: the {split} split's latest kept "
+                         f"event becomes {top:g} s, beyond {dtype} (at most "
+                         f"{torch.finfo(dtype).max:g})")
     slots = max(1, largest if max_spikes is None else min(max_spikes, largest))
     item = torch.empty((), dtype=dtype).element_size()
     need = n * dataset.n_channels * slots * item
-    limit = max_bytes
-    if limit is None:
-        memory = machine_memory()
-        limit = memory // 2 if memory else None
-    if limit is not None and need > limit:
+    # the event arrays of the batching (keys, ranks, indices: measured at about 110 bytes per
+    # event) live beside the result while it is built
+    work = end * EVENT_WORK_BYTES
+    limit = split_memory_limit() if max_bytes is None else max_bytes
+    if limit is not None and need + work > limit:
         raise InputTooLarge(
             f"the {split} split of {dataset.name} as spike trains, {n} samples x "
-            f"{dataset.n_channels} channels x {slots} spike slots of {dtype}, needs "
-            f"{need / 2**20:.1f} MiB, more than the {limit / 2**20:.1f} MiB allowed: lower "
+            f"{dataset.n_channels} channels x {slots} spike slots of {dtype} "
+            f"({need / 2**20:.1f} MiB) built from {end:,} events ({work / 2**20:.1f} MiB "
+            f"while it is built), needs more than the {limit / 2**20:.1f} MiB allowed: lower "
             f"input_max_spikes, {split}_samples or input_t_stop")
     b = batch_spike_trains(dataset, split, np.arange(n), max_spikes=slots, t_start=t_start,
                            t_stop=t_stop, time_scale=time_scale, dtype=dtype,
@@ -204,15 +226,36 @@ class EventSource(DataSource):
         self.dense: dict[str, DenseSplit] = {}
         self._times: dict[str, torch.Tensor] = {}
         self._labels: dict[str, torch.Tensor] = {}
+        left = split_memory_limit() if max_bytes is None else max_bytes  # both splits together
         for split, n in (("train", cfg.train_samples), ("test", cfg.test_samples)):
             keep64 = cfg.input_dtype == "float64" and dataset[split].times.dtype == np.float64
             d = dense_split(dataset, split, n, max_spikes=cfg.input_max_spikes,
                             t_start=cfg.input_t_start, t_stop=cfg.input_t_stop,
                             time_scale=cfg.input_time_scale,
                             dtype=torch.float64 if keep64 else torch.float32,
-                            max_bytes=max_bytes)
+                            max_bytes=left)
+            if left is not None:
+                left -= d.times.numel() * d.times.element_size()
             self.dense[split] = d
             self._times[split], self._labels[split] = d.times, d.labels
+        self._check_time_range()
+
+    def _check_time_range(self) -> None:
+        """The latest input time must lie within the range batsnn supports for the network's
+        smallest ``tau_s`` (:attr:`batsnn.params.LIFParams.max_time`), named by setting."""
+        from batsnn.params import TIME_RATIO_MAX
+
+        taus = [float(layer["tau_s"]) for layer in self.cfg.network if "tau_s" in layer]
+        tau = min([float(self.cfg.tau_s), *taus])
+        for split, t in self._times.items():
+            finite = t[torch.isfinite(t)]
+            top = float(finite.max()) if finite.numel() else 0.0
+            if top > TIME_RATIO_MAX * tau:
+                raise ValueError(
+                    f"input_time_scale {self.cfg.input_time_scale!r}: the {split} split's "
+                    f"latest input time is {top:g} s, beyond {TIME_RATIO_MAX:g} * tau_s = "
+                    f"{TIME_RATIO_MAX * tau:g} s, the range batsnn supports (docs/model.md "
+                    "section 7)")
 
     @property
     def slots(self) -> int:
@@ -281,15 +324,26 @@ class EventSource(DataSource):
                 for split, d in self.dense.items()}
 
     def notice(self) -> str | None:
-        """One line when spikes were dropped by ``input_max_spikes`` (else ``None``)."""
+        """One line when input events were left out: spikes dropped by ``input_max_spikes``,
+        events cropped by ``input_t_start``/``input_t_stop`` (else ``None``)."""
+        lines = []
         dropped = {s: d for s, d in self.dense.items() if d.dropped}
-        if not dropped:
-            return None
-        parts = [f"{s} {d.dropped:,} of {d.dropped + d.spikes:,} "
-                 f"({100 * d.dropped / (d.dropped + d.spikes):.2f}%, largest count "
-                 f"{d.largest})" for s, d in dropped.items()]
-        return (f"input_max_spikes {self.cfg.input_max_spikes}: input spikes beyond "
-                f"{self.cfg.input_max_spikes} per channel are dropped: " + "; ".join(parts))
+        if dropped:
+            parts = [f"{s} {d.dropped:,} of {d.dropped + d.spikes:,} "
+                     f"({100 * d.dropped / (d.dropped + d.spikes):.2f}%, largest count "
+                     f"{d.largest})" for s, d in dropped.items()]
+            lines.append(f"input_max_spikes {self.cfg.input_max_spikes}: input spikes beyond "
+                         f"{self.cfg.input_max_spikes} per channel are dropped: "
+                         + "; ".join(parts))
+        cropped = {s: d for s, d in self.dense.items() if d.cropped}
+        if cropped:
+            total = {s: d.cropped + d.dropped + d.spikes for s, d in cropped.items()}
+            parts = [f"{s} {d.cropped:,} of {total[s]:,} ({100 * d.cropped / total[s]:.2f}%)"
+                     for s, d in cropped.items()]
+            lines.append(f"input events outside [input_t_start, input_t_stop) = "
+                         f"[{self.cfg.input_t_start!r}, {self.cfg.input_t_stop!r}) are left "
+                         "out: " + "; ".join(parts))
+        return "; ".join(lines) or None
 
 
 def open_events(cfg: Any) -> EventSource:

@@ -29,7 +29,7 @@ from batsnn.fileio import printable
 from batsnn.spikes import SpikeTrains
 
 __all__ = ["BatchTooLarge", "EventBatch", "EventDataset", "EventSplit", "batch_events",
-           "batch_spike_trains", "check_split", "format_info", "info", "iterate_batches",
+           "batch_spike_trains", "check_batch_settings", "check_split", "format_info", "info", "iterate_batches",
            "machine_memory", "split_from_samples"]
 
 
@@ -232,7 +232,9 @@ class EventBatch(NamedTuple):
     cropped: torch.Tensor
 
 
-def _check_settings(max_spikes, t_start, t_stop, time_scale, max_bytes):
+def check_batch_settings(max_spikes, t_start, t_stop, time_scale, max_bytes) -> None:
+    """Raise ``ValueError`` naming the first bad setting of :func:`batch_spike_trains`
+    (``max_spikes``, ``t_start``, ``t_stop``, ``time_scale``, ``max_bytes``)."""
     if max_spikes is not None and (isinstance(max_spikes, bool)
                                    or not isinstance(max_spikes, (int, np.integer))
                                    or max_spikes < 1):
@@ -348,7 +350,7 @@ def batch_spike_trains(dataset: EventDataset, split: str | EventSplit, index, *,
         :class:`EventBatch`: spike times ascending per channel, ``+inf`` padded, counts,
         labels, and the numbers of dropped and cropped events per sample.
     """
-    _check_settings(max_spikes, t_start, t_stop, time_scale, max_bytes)
+    check_batch_settings(max_spikes, t_start, t_stop, time_scale, max_bytes)
     sp = dataset[split] if isinstance(split, str) else split
     if dtype is not None and dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")

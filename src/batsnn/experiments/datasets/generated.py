@@ -12,8 +12,12 @@ import numpy as np
 
 from batsnn.experiments.datasets.events import EventDataset, split_from_samples
 
-__all__ = ["YIN_YANG_SEEDS", "YIN_YANG_SIZES", "randman", "randman_manifold", "yin_yang",
+__all__ = ["MAX_GENERATED_SPIKES", "YIN_YANG_SEEDS", "YIN_YANG_SIZES", "randman", "randman_manifold", "yin_yang",
            "yin_yang_class", "yin_yang_points"]
+
+#: the most spikes (or manifold values) a generator makes: sizes are checked against it
+#: before anything is allocated
+MAX_GENERATED_SPIKES = 100_000_000
 
 #: published sizes and seeds (Kriener, Göltz & Petrovici 2021, README of
 #: github.com/lkriener/yin_yang_data_set): train 5000 / seed 42, validation 1000 / seed 41,
@@ -116,6 +120,9 @@ def yin_yang(*, sizes: dict | None = None, seeds: dict | None = None, r_big: flo
     splits = {}
     for split in ("train", "valid", "test"):
         _positive_int(f"sizes[{split!r}]", sizes[split])
+        if sizes[split] > MAX_GENERATED_SPIKES // n_ch:
+            raise ValueError(f"sizes[{split!r}] must be <= {MAX_GENERATED_SPIKES // n_ch:,}, got "
+                             f"{sizes[split]!r}")
         xy, cls = yin_yang_points(sizes[split], seeds[split], r_big, r_small)
         u = xy / (2 * r_big)  # (x, y) scaled to [0, 1]
         v = np.concatenate([u, 1.0 - u], axis=1)  # (x, y, 1 - x, 1 - y)
@@ -183,6 +190,17 @@ def randman(*, n_classes: int = 10, n_channels: int = 100, dim: int = 2, alpha: 
         _positive_int(name, v)
     _positive("alpha", alpha)
     _positive("duration", duration)
+    # sizes bounded before anything is allocated: the spikes, and the manifold's evaluation
+    # (samples x channels x frequencies floats per class and axis)
+    n_freq = int(min(math.ceil(1e-3 ** (-1.0 / alpha)), 1000))
+    if n_classes * samples_per_class * n_channels > MAX_GENERATED_SPIKES:
+        raise ValueError(f"n_classes * samples_per_class * n_channels = {n_classes} * "
+                         f"{samples_per_class} * {n_channels} spikes is more than the "
+                         f"{MAX_GENERATED_SPIKES:,} batsnn generates")
+    if samples_per_class * n_channels * n_freq > MAX_GENERATED_SPIKES:
+        raise ValueError(f"samples_per_class * n_channels * frequencies = {samples_per_class} * "
+                         f"{n_channels} * {n_freq} (alpha {alpha!r}) is more than the "
+                         f"{MAX_GENERATED_SPIKES:,} values batsnn evaluates per manifold")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     if len(fractions) != 3 or any(not isinstance(f, (int, float)) or not 0 <= f <= 1

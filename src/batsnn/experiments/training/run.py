@@ -122,6 +122,8 @@ def _train_in(cfg: TrainConfig, ctx, run: RunDir, resume: bool, quiet: bool,
     try:
         source.check_fits(ctx.device, batch)
     except MemoryError as e:
+        if isinstance(e, ValueError):  # a data source's input that cannot fit: its own words
+            raise
         which = "batch_size" if cfg.batch_size >= cfg.eval_batch_size else "eval_batch_size"
         raise NetworkTooLarge(f"{e} (batch {batch}: {which})") from None
     state = _new_state(cfg, source, ctx.device, run)
