@@ -1,8 +1,9 @@
 """Train a dense batsnn network on Yin-Yang or Randman and print one JSON line per seed.
 
 The network is a stack of ``LIFLinear`` layers trained with Adam on the spike-count loss
-(``count``) or the TTFS cross-entropy (``ttfs``), the learning rate halved every
-``--lr-step`` epochs. After every epoch the validation and test accuracies are measured,
+(``count``) or the TTFS cross-entropy (``ttfs``), the learning rate multiplied by
+``--lr-gamma`` (default 0.5) every ``--lr-step`` epochs or annealed along a cosine to 0
+(``--lr-schedule cosine``), the gradient norm optionally clipped (``--clip``). After every epoch the validation and test accuracies are measured,
 decoded by spike count (ties to the lowest index, as ``count_predict``) and by spike count
 with ties going to the earliest first spike; each line reports the final epoch's test
 accuracy and the test accuracy of the epoch with the best validation accuracy (model
@@ -94,7 +95,10 @@ def run(seed: int, data, n_in: int, n_out: int, args) -> dict:
     torch.manual_seed(seed)
     net = build(n_in, n_out, args.layers, args)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, args.lr_step, args.lr_gamma)
+    if args.lr_schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, args.epochs)
+    else:
+        sched = torch.optim.lr_scheduler.StepLR(opt, args.lr_step, args.lr_gamma)
     (xtr, ytr), (xva, yva), (xte, yte) = data["train"], data["valid"], data["test"]
     gen = torch.Generator().manual_seed(seed)
     valid, test, start = [], [], time.perf_counter()
@@ -113,6 +117,8 @@ def run(seed: int, data, n_in: int, n_out: int, args) -> dict:
                                           t_max=args.t_max)
             opt.zero_grad()
             loss.backward()
+            if args.clip:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip)
             opt.step()
         sched.step()
         net.eval()
@@ -147,7 +153,13 @@ def main(argv=None):
     p.add_argument("--t-bias", type=float, default=0.9)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--lr-step", type=int, default=10**9)
-    p.add_argument("--lr-gamma", type=float, default=1.0)
+    p.add_argument("--lr-gamma", type=float, default=0.5,
+                   help="factor applied to the learning rate every --lr-step epochs")
+    p.add_argument("--lr-schedule", choices=("step", "cosine"), default="step",
+                   help="step: times --lr-gamma every --lr-step epochs; cosine: from --lr down "
+                        "to 0 over --epochs")
+    p.add_argument("--clip", type=float, default=0.0,
+                   help="largest gradient norm per step (0: no clipping)")
     p.add_argument("--batch", type=int, default=50)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seeds", default="1")
