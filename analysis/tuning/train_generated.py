@@ -3,18 +3,22 @@
 The network is a stack of ``LIFLinear`` layers trained with Adam on the spike-count loss
 (``count``) or the TTFS cross-entropy (``ttfs``), the learning rate multiplied by
 ``--lr-gamma`` (default 0.5) every ``--lr-step`` epochs or annealed along a cosine to 0
-(``--lr-schedule cosine``), the gradient norm optionally clipped (``--clip``). After every epoch the validation and test accuracies are measured,
-decoded by spike count (ties to the lowest index, as ``count_predict``) and by spike count
-with ties going to the earliest first spike; each line reports the final epoch's test
-accuracy and the test accuracy of the epoch with the best validation accuracy (model
-selection never reads the test set).
+(``--lr-schedule cosine``), the gradient norm optionally clipped (``--clip``). After every
+epoch the validation and test accuracies are measured, decoded by spike count (ties to the
+lowest index, as ``count_predict``) and by spike count with ties going to the earliest first
+spike (the ``_tie_break`` keys); each line reports the final epoch's test accuracy and the
+test accuracy of the epoch with the best validation accuracy (model selection never reads
+the test set). A layer's ``init`` is the ``(low, high)`` range of its uniform weights.
 
-Yin-Yang (published splits, first-spike encoding with the bias spike, tau_s = 1 s)::
+Yin-Yang (published splits, first-spike encoding with the bias spike, tau_s = 1 s); the
+hidden threshold 0.3 and the output weights drawn from [0, 0.1] keep every output neuron
+spiking at the start (with the default [-1, 1] some seeds begin with silent output neurons
+and stay near the shallow-network accuracy)::
 
     PYTHONPATH=src NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 python analysis/tuning/train_generated.py \
-        --layers '[{"features": 300, "theta": 0.2, "max_spikes": 10},
-                   {"theta": 1.0, "max_spikes": 20}]' \
-        --lr 5e-3 --lr-step 10 --epochs 40 --batch 50 --seeds 1,2,3,4,5
+        --layers '[{"features": 300, "theta": 0.3, "max_spikes": 10},
+                   {"theta": 1.0, "max_spikes": 20, "init": [0, 0.1]}]' \
+        --lr 5e-3 --lr-step 20 --epochs 60 --batch 50 --seeds 1,2,3,4,5
 
 Randman (10 classes, 20 channels, manifold dimension 1, alpha 1, 1000 samples per class,
 0.1 s; tau_s = 10 ms)::
