@@ -26,7 +26,7 @@ Randman (10 classes, 20 channels, manifold dimension 1, alpha 1, 1000 samples pe
     ... --task randman --rm-channels 20 --rm-dim 1 --rm-alpha 1 --tau-s 0.01 \
         --layers '[{"features": 128, "theta": 0.005, "max_spikes": 10},
                    {"theta": 0.05, "max_spikes": 20}]' \
-        --lr 5e-3 --lr-step 20 --epochs 60 --seeds 1,2,3
+        --lr 5e-3 --lr-gamma 1 --epochs 60 --seeds 1,2,3
 """
 
 from __future__ import annotations

@@ -185,22 +185,26 @@ PRESETS["emnist-count"] = {**copy.deepcopy(PRESETS["mnist-count"]), "dataset": "
 PRESETS["fmnist-conv"] = {**copy.deepcopy(PRESETS["mnist-conv"]), "dataset": "fashion-mnist"}
 
 # Event streams (batsnn.experiments.event_source).
-# yinyang: the best Yin-Yang settings measured with analysis/tuning/train_generated.py (its
-# first command: 5 inputs, x, y, 1 - x, 1 - y and the bias spike, tau_s 1 s -> 300 hidden,
-# theta 0.2, 10 spikes -> 3, theta 1.0, 20 spikes; count loss 15/3; Adam 5e-3 halved every
-# 10 epochs; batch 50; 40 epochs): 94.2% test accuracy. That measurement had no horizon
-# (t_max infinite); a run needs a finite one: 20 s, 18 tau_s after the last input spike
-# (2 s), is this preset's choice, not measured.
+# yinyang: the Yin-Yang settings with the best validation accuracy measured with
+# analysis/tuning/train_generated.py (its first command: 5 inputs, x, y, 1 - x, 1 - y and the
+# bias spike, tau_s 1 s -> 300 hidden, theta 0.3, 10 spikes -> 3, theta 1.0, 20 spikes,
+# output weights drawn from [0, 0.1] so that every output neuron spikes from the start;
+# count loss 15/3; Adam 5e-3 halved every 20 epochs; batch 50; 60 epochs): test accuracy
+# 95.36 +- 0.66% over seeds 1-5 at the last epoch, decided by spike count (the validation
+# split chose the settings; the test split was read once per setting). That measurement had
+# no horizon (t_max infinite); a run needs a finite one: 20 s, 18 tau_s after the last input
+# spike (2 s).
 PRESETS["yinyang"] = dict(
     dataset="yin-yang",
-    network=[{"type": "linear", "features": 300, "theta": 0.2, "max_spikes": 10},
-             {"type": "linear", "theta": 1.0, "max_spikes": 20}],
+    network=[{"type": "linear", "features": 300, "theta": 0.3, "max_spikes": 10},
+             {"type": "linear", "theta": 1.0, "max_spikes": 20, "init": [0.0, 0.1]}],
     tau_s=1.0, t_max=20.0, loss="count", target_true=15, target_false=3, batch_size=50,
-    lr=0.005, lr_decay=0.5, lr_decay_every=10, epochs=40)
+    lr=0.005, lr_decay=0.5, lr_decay_every=20, epochs=60)
 # randman: the second command of analysis/tuning/train_generated.py (Randman with 10
 # classes, 20 channels, manifold dimension 1, alpha 1, 1000 samples per class, 0.1 s;
 # tau_s 10 ms -> 128 hidden, theta 0.005, 10 spikes -> 10, theta 0.05, 20 spikes; count
-# loss 15/3; Adam 5e-3 halved every 20 epochs; batch 50; 60 epochs): 96.8% test accuracy.
+# loss 15/3; Adam at a constant 5e-3; batch 50; 60 epochs): 96.83 +- 0.46% test accuracy
+# over seeds 1-3 at the last epoch.
 # Its horizon was infinite too; 0.5 s (40 tau_s after the last input, 0.1 s) is this
 # preset's choice, not measured.
 PRESETS["randman"] = dict(
@@ -209,7 +213,7 @@ PRESETS["randman"] = dict(
     network=[{"type": "linear", "features": 128, "theta": 0.005, "max_spikes": 10},
              {"type": "linear", "theta": 0.05, "max_spikes": 20}],
     tau_s=0.01, t_max=0.5, loss="count", target_true=15, target_false=3, batch_size=50,
-    lr=0.005, lr_decay=0.5, lr_decay_every=20, epochs=60)
+    lr=0.005, epochs=60)
 # shd / ssc: feed-forward, 700 channels -> one hidden layer -> 20 / 35 classes. 128 hidden
 # neurons: the size of the one-hidden-layer feed-forward networks of Cramer et al. 2020
 # ("The Heidelberg spiking data sets for the systematic evaluation of spiking neural
