@@ -15,7 +15,7 @@ from batsnn.experiments.rundir import (CHECKPOINT_FORMAT, RunDir, rng_state, sav
                                        write_csv, write_json)
 from batsnn.experiments.training.loop import TrainState, check_finite, summary_of
 
-__all__ = ["EpochLog", "ProgressBar", "RunPlots", "RunRecorder", "epoch_line"]
+__all__ = ["EpochLog", "ProgressBar", "RunPlots", "RunRecorder", "epoch_line", "revival_line"]
 
 
 class ProgressBar:
@@ -154,7 +154,8 @@ class RunPlots:
 
 
 class EpochLog:
-    """Logs one line per epoch (accuracy, loss, spikes per layer, latency, time).
+    """Logs one line per epoch (accuracy, loss, spikes per layer, latency, time), and one
+    more when the epoch's training steps revived silent neurons (:func:`revival_line`).
 
     Args:
         log: called with each line (:func:`epoch_line`); ``print`` by default.
@@ -164,12 +165,27 @@ class EpochLog:
         self.log = log
 
     def on_epoch_end(self, state: TrainState) -> None:
-        """Pass the epoch's line (:func:`epoch_line` of ``state.row``) to ``log``.
+        """Pass the epoch's line (:func:`epoch_line` of ``state.row``) to ``log``, then its
+        :func:`revival_line` if it has one.
 
         Args:
             state: the loop's state after the epoch.
         """
         self.log(epoch_line(state.row))
+        line = revival_line(state.row)
+        if line is not None:
+            self.log(line)
+
+
+def revival_line(row: dict) -> str | None:
+    """The line telling how many silent neurons an epoch's steps revived
+    (:data:`batsnn.metrics.REVIVED_NEURONS`); ``None`` when none were (or the run does not
+    revive)."""
+    n = row.get(M.REVIVED_NEURONS, 0)
+    if not n:
+        return None
+    return (f"epoch {row[M.EPOCH]}: {n} silent neuron bump{'s' if n != 1 else ''} (a neuron "
+            "without spikes for a whole batch, its input weights raised by revive_bump)")
 
 
 def epoch_line(row: dict) -> str:

@@ -4,7 +4,9 @@ source, the network, optimizer and schedule, a resumed checkpoint, then
 
 :func:`train` is :func:`fit` with the run's data, model, optimizer and schedule, and these
 callbacks: the training grid (:class:`~batsnn.experiments.training.grid.TrainingGrid`), the
-CUDA-graph step's recapture (on a GPU), :class:`ProgressBar` (without ``quiet``),
+CUDA-graph step's recapture (on a GPU) and its count of revived neurons
+(:mod:`~batsnn.experiments.training.revive`, a column of the epoch's row when the run revives
+any), :class:`ProgressBar` (without ``quiet``),
 :class:`RunRecorder` (checkpoints, ``metrics.csv``, ``summary.json``), :class:`RunPlots`,
 :class:`EpochLog` (without ``quiet``), then the caller's. Every file is written atomically
 after each complete epoch, so an interrupted run loses only the epoch in progress and
@@ -140,9 +142,10 @@ def _train_in(cfg: TrainConfig, ctx, run: RunDir, resume: bool, quiet: bool,
         fit(state, epochs=cfg.epochs, step=step,
             batches=distributed.shard_batches(order_of, cfg.batch_size, ctx.rank,
                                               ctx.world_size),
-            evaluate=lambda st: evaluate(st.model, cfg, test, test.labels, ctx.device, quiet,
-                                         reduce=lambda s: distributed.reduce_eval_stats(
-                                             s, ctx)),
+            evaluate=lambda st: {**step.epoch_metrics(),
+                                 **evaluate(st.model, cfg, test, test.labels, ctx.device,
+                                            quiet, reduce=lambda s:
+                                            distributed.reduce_eval_stats(s, ctx))},
             callbacks=[grid, step, *own, *callbacks])
     finally:  # a graph holding NCCL collectives must go before its process group can
         step.release()
@@ -221,13 +224,14 @@ def _make_step(state: TrainState, source: DataSource, grid: TrainingGrid,
     graphed = cfg.cuda_graph and device.type == "cuda"
     # several processes: DDP, or under CUDA graphs an all-reduce of the gradients in the step
     net, average = distributed.data_parallel(state.model, ctx, graphed=graphed)
+    all_sum = ctx.all_sum if ctx.distributed else None  # silent neurons over processes
     if graphed and source.n_train >= cfg.batch_size * ctx.world_size:
         step = GraphedTrainStep(state, net, source, grid, order_of, cfg.batch_size,
-                                average, ctx.rank, log)
+                                average, ctx.rank, log, all_sum=all_sum)
         if state.epoch < cfg.epochs:  # outside the epochs' timing
             step.prepare(state.epoch + 1)
     else:
-        step = TrainStep(state, net, source, grid, average, ctx.rank)
+        step = TrainStep(state, net, source, grid, average, ctx.rank, all_sum)
     return step
 
 
