@@ -4,7 +4,7 @@ much, which layers), on the device without host synchronisation; a silenced labe
 stays silent without it and comes back with it; the runner counts the bumps per epoch,
 resumes exactly, and records them under a CUDA graph as in eager steps."""
 
-import copy
+import json
 import math
 
 import pytest
@@ -17,7 +17,7 @@ from batsnn.experiments import train as T
 from batsnn.experiments.config import resolve_config
 from batsnn.experiments.model import build_model
 from batsnn.experiments.rundir import read_csv
-from batsnn.experiments.training.callbacks import revival_line
+from batsnn.experiments.training.callbacks import epoch_line
 from batsnn.experiments.training.grid import TrainingGrid
 from batsnn.experiments.training.loop import TrainState, fit
 from batsnn.experiments.training.revive import (Reviver, bump_silent, covered_layers,
@@ -285,12 +285,17 @@ def test_a_run_counts_and_logs_the_bumps_of_each_epoch(data_dir, tmp_path):
     rows = read_csv(tmp_path / "run" / "metrics.csv")
     counts = [int(r[M.REVIVED_NEURONS]) for r in rows]
     assert counts[0] > 0  # weights all negative: everything starts silent
-    told = [ln for ln in lines if "silent neuron bump" in ln]
-    assert len(told) == sum(c > 0 for c in counts)
-    assert told[0].startswith(f"epoch 1: {counts[0]} silent neuron bumps")
-    assert revival_line({M.EPOCH: 3, M.REVIVED_NEURONS: 0}) is None
-    assert revival_line({M.EPOCH: 3}) is None
-    assert "1 silent neuron bump (" in revival_line({M.EPOCH: 3, M.REVIVED_NEURONS: 1})
+    epochs = [ln for ln in lines if ln.startswith("epoch ")]
+    assert len(epochs) == 2  # one line per epoch, telling the bumps when there were any
+    for ln, c in zip(epochs, counts):
+        assert (f"; revived silent neurons: {c} bumps (" in ln) == (c > 0)
+    row = {k: float(v) for k, v in rows[0].items()}
+    assert "revived" not in epoch_line({**row, M.REVIVED_NEURONS: 0})
+    assert "revived" not in epoch_line({k: v for k, v in row.items()
+                                        if k != M.REVIVED_NEURONS})
+    assert epoch_line({**row, M.REVIVED_NEURONS: 1}).endswith(
+        "; revived silent neurons: 1 bump (a neuron without spikes for a whole batch, its "
+        "input weights raised by revive_bump)")
     # without the remedy the column is not there
     plain = resolve_config("mnist-count", **TINY, data_dir=str(data_dir), epochs=1,
                            revive="none", out=str(tmp_path / "plain"))
@@ -321,3 +326,65 @@ def test_revival_under_cuda_graphs_matches_eager(data_dir, tmp_path):
             0.05 * int(b[M.REVIVED_NEURONS]) + 2
         assert float(a[M.TRAIN_LOSS]) == pytest.approx(float(b[M.TRAIN_LOSS]), rel=0.05)
         assert abs(float(a[M.TEST_ACCURACY]) - float(b[M.TEST_ACCURACY])) <= 0.1
+
+
+# ----------------------------------------------------------------------------- settings
+
+def test_settings_defaults_presets_and_the_command_line():
+    from batsnn import cli
+    from batsnn.experiments.config import PRESETS, TrainConfig
+
+    assert (TrainConfig().revive, TrainConfig().revive_bump) == ("none", 0.001)
+    on = {name for name in PRESETS if resolve_config(name).revive == "output"}
+    assert on == {"mnist-count", "fmnist-count", "emnist-count", "mnist-conv", "fmnist-conv"}
+    assert resolve_config("mnist-ttfs").revive == "none"
+    assert all(resolve_config(n).revive_bump == TrainConfig().revive_bump for n in PRESETS)
+    args = cli.build_parser().parse_args(["train", "--revive", "all", "--revive-bump", "0.02"])
+    cfg = resolve_config("mnist-ttfs", **cli.config_overrides(args))
+    assert (cfg.revive, cfg.revive_bump) == ("all", 0.02)
+    args = cli.build_parser().parse_args(["train"])
+    assert resolve_config("fmnist-count", **cli.config_overrides(args)).revive == "output"
+
+
+def test_a_run_record_without_the_settings_keeps_them_off_whatever_its_preset(tmp_path):
+    """A run's config.json written before ``revive`` existed names a preset that now turns it
+    on: read back, it gives the settings the run had (off); a plain settings file naming
+    the same preset gets the preset's."""
+    from batsnn.experiments.config import read_config_file
+    from batsnn.experiments.rundir import MARKER
+
+    cfg = resolve_config("fmnist-count", train_samples=10)
+    old = {k: v for k, v in cfg.to_dict().items() if k not in ("revive", "revive_bump")}
+    (tmp_path / "config.json").write_text(json.dumps({**old, MARKER: "train"}))
+    assert read_config_file(tmp_path / "config.json")["revive"] == "none"
+    again = resolve_config(file=tmp_path / "config.json")
+    assert (again.revive, again.preset, again.train_samples) == ("none", "fmnist-count", 10)
+    assert resolve_config("fmnist-count", file=tmp_path / "config.json").revive == "none"
+    (tmp_path / "plain.json").write_text(json.dumps({"preset": "fmnist-count"}))
+    assert resolve_config(file=tmp_path / "plain.json").revive == "output"
+    # a record written now keeps what it ran with
+    (tmp_path / "new.json").write_text(json.dumps({**cfg.to_dict(), MARKER: "train"}))
+    assert resolve_config(file=tmp_path / "new.json").revive == "output"
+
+
+def test_a_sweep_recorded_before_revive_continues_with_it_off(data_dir, tmp_path):
+    from batsnn.experiments import sweep as S
+    from batsnn.experiments.common import SettingsMismatch
+    from batsnn.experiments.rundir import read_json
+
+    out = tmp_path / "sweep"
+    base = resolve_config("mnist-count", **TINY, data_dir=str(data_dir), epochs=1,
+                          train_samples=20, test_samples=10, revive="none")
+    S.run_sweep(base, [0], [1], out, jobs=1, log=lambda line: None)
+    record = read_json(out / S.SWEEP_FILE)
+    assert record["settings"]["revive"] == "none"
+    for k in ("revive", "revive_bump"):
+        del record["settings"][k]
+    (out / S.SWEEP_FILE).write_text(json.dumps(record))
+    lines = []
+    S.run_sweep(base, [0], [1], out, jobs=1, log=lines.append)
+    assert "1 finished already, 0 to train" in lines[0]
+    on = resolve_config("mnist-count", **TINY, data_dir=str(data_dir), epochs=1,
+                        train_samples=20, test_samples=10)
+    with pytest.raises(SettingsMismatch, match="revive 'none' -> 'output'"):
+        S.run_sweep(on, [0], [1], out, jobs=1, log=lambda line: None)

@@ -15,7 +15,7 @@ from batsnn.experiments.rundir import (CHECKPOINT_FORMAT, RunDir, rng_state, sav
                                        write_csv, write_json)
 from batsnn.experiments.training.loop import TrainState, check_finite, summary_of
 
-__all__ = ["EpochLog", "ProgressBar", "RunPlots", "RunRecorder", "epoch_line", "revival_line"]
+__all__ = ["EpochLog", "ProgressBar", "RunPlots", "RunRecorder", "epoch_line"]
 
 
 class ProgressBar:
@@ -154,8 +154,8 @@ class RunPlots:
 
 
 class EpochLog:
-    """Logs one line per epoch (accuracy, loss, spikes per layer, latency, time), and one
-    more when the epoch's training steps revived silent neurons (:func:`revival_line`).
+    """Logs one line per epoch (accuracy, loss, spikes per layer, latency, time, and the
+    silent neurons revived when there were any: :func:`epoch_line`).
 
     Args:
         log: called with each line (:func:`epoch_line`); ``print`` by default.
@@ -165,34 +165,30 @@ class EpochLog:
         self.log = log
 
     def on_epoch_end(self, state: TrainState) -> None:
-        """Pass the epoch's line (:func:`epoch_line` of ``state.row``) to ``log``, then its
-        :func:`revival_line` if it has one.
+        """Pass the epoch's line (:func:`epoch_line` of ``state.row``) to ``log``.
 
         Args:
             state: the loop's state after the epoch.
         """
         self.log(epoch_line(state.row))
-        line = revival_line(state.row)
-        if line is not None:
-            self.log(line)
-
-
-def revival_line(row: dict) -> str | None:
-    """The line telling how many silent neurons an epoch's steps revived
-    (:data:`batsnn.metrics.REVIVED_NEURONS`); ``None`` when none were (or the run does not
-    revive)."""
-    n = row.get(M.REVIVED_NEURONS, 0)
-    if not n:
-        return None
-    return (f"epoch {row[M.EPOCH]}: {n} silent neuron bump{'s' if n != 1 else ''} (a neuron "
-            "without spikes for a whole batch, its input weights raised by revive_bump)")
 
 
 def epoch_line(row: dict) -> str:
-    """One line describing an epoch's metrics row."""
+    """One line describing an epoch's metrics row; it ends with the number of silent-neuron
+    bumps (:data:`batsnn.metrics.REVIVED_NEURONS`) when the epoch's steps made any."""
     spikes = ", ".join(f"{row[k]:.0f}" for k in M.layer_keys(row, M.SPIKES_PER_SAMPLE))
     return (f"epoch {row[M.EPOCH]}: test accuracy {100 * row[M.TEST_ACCURACY]:.2f}% "
             f"(train {100 * row[M.TRAIN_ACCURACY]:.2f}%), loss {row[M.TEST_LOSS]:.3f}, "
             f"spikes/sample per layer [{spikes}], label spikes by 50 ms "
             f"{100 * row[M.label_share_key(50)]:.0f}%, decision at "
-            f"{row[M.DECISION_TIME_MS]:.1f} ms, {row[M.EPOCH_SECONDS]:.1f} s")
+            f"{row[M.DECISION_TIME_MS]:.1f} ms, {row[M.EPOCH_SECONDS]:.1f} s"
+            + _revived(row))
+
+
+def _revived(row: dict) -> str:
+    """The end of an epoch's line telling its silent-neuron bumps (empty when none)."""
+    n = row.get(M.REVIVED_NEURONS, 0)
+    if not n:
+        return ""
+    return (f"; revived silent neurons: {n} bump{'s' if n != 1 else ''} (a neuron without "
+            "spikes for a whole batch, its input weights raised by revive_bump)")
