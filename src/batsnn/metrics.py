@@ -49,10 +49,11 @@ from batsnn.spikes import SpikeTrains, check_counts, check_spike_times, check_te
 
 __all__ = [
     "ACCURACY", "BEST_TEST_ACCURACY", "DECISION_TIME_MS", "EPOCH", "EPOCHS_COMPLETED",
-    "EPOCH_SECONDS", "LABEL_SHARE_KEYS", "LATENCY_MS", "LOSS", "LR", "REVIVED_NEURONS",
-    "SILENT_LABELS_PCT", "SILENT_NEURONS_PCT", "SPIKES_PER_SAMPLE", "TEST_ACCURACY", "TEST_LOSS",
-    "TRAIN_ACCURACY", "TRAIN_LOSS", "TRAIN_SECONDS", "MSE_MS2", "RMSE_MS", "MATCHED_SPIKES",
-    "COUNT_CHANGED_SHARE", "SPIKES_CONTINUOUS", "SPIKES_DISCRETE", "READOUT_MS", "READOUT_KEYS", "EvalStats",
+    "EPOCH_SECONDS", "LABEL_SHARE_KEYS", "LATENCY_MS", "LOSS", "LR", "SILENT_LABELS_PCT",
+    "SILENT_NEURONS_PCT", "SPIKES_PER_SAMPLE", "TEST_ACCURACY", "TEST_LOSS", "TRAIN_ACCURACY",
+    "TRAIN_LOSS", "TRAIN_SECONDS", "MSE_MS2", "RMSE_MS", "MATCHED_SPIKES", "COUNT_CHANGED_SHARE",
+    "SPIKES_CONTINUOUS", "SPIKES_DISCRETE", "READOUT_MS", "READOUT_KEYS", "EvalStats",
+    "REVIVED_NEURONS",
     "decision_times", "label_share_key", "label_spike_share", "layer_activity", "layer_key",
     "layer_keys", "layer_of", "prediction_by", "readout_accuracy_key", "spike_train_error",
 ]

@@ -44,7 +44,8 @@ from batsnn.fileio import check_nesting, one_line, printable
 __all__ = ["DT_MODES", "LATER_SETTINGS", "MAX_CONFIG_BYTES", "PRESETS", "RESUME_FIELDS",
            "RUN_INFO_KEYS", "SEED_MAX", "SHORTHANDS", "TrainConfig", "check_setting",
            "config_document", "config_from_dict", "later_defaults", "read_config_file",
-           "resolve_config", "resolve_device", "settings_difference", "training_margin", "validate_config"]
+           "resolve_config", "resolve_device", "settings_difference", "training_margin",
+           "validate_config"]
 
 
 def _default_network() -> list[dict]:
