@@ -51,6 +51,7 @@ class _Parser(argparse.ArgumentParser):
 def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
     """Options shared by ``train`` and ``sweep`` (they set :class:`TrainConfig` fields)."""
     from batsnn.experiments.config import DT_MODES, PRESETS
+    from batsnn.experiments.training.revive import REVIVE_MODES
     from batsnn.experiments.timestep import modes_help
 
     p.add_argument("--preset", choices=sorted(PRESETS), help="reference experiment settings")
@@ -95,6 +96,13 @@ def add_train_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> Non
                    help="event streams: drop events at or after S seconds (inf: keep them all)")
     p.add_argument("--input-time-scale", type=float, metavar="F",
                    help="event streams: multiply the kept times (from --input-t-start) by F")
+    p.add_argument("--revive", choices=REVIVE_MODES,
+                   help="after each step, raise the input weights of the neurons silent over "
+                        "the whole batch: none, output (the label neurons; the *-count and "
+                        "conv presets) or all (every spiking layer)")
+    p.add_argument("--revive-bump", type=float,
+                   help="what --revive adds to each input weight of a silent neuron "
+                        "(weight units, > 0)")
     p.add_argument("--out", help="output directory (new, empty, or a batsnn run of the same "
                    "kind: nothing else is overwritten)")
     if not sweep:  # a sweep always continues the runs it started itself
@@ -107,7 +115,7 @@ CONFIG_OPTIONS = ("dataset", "data_dir", "epochs", "batch_size", "eval_batch_siz
                   "seed", "device", "train_samples", "test_samples", "hidden", "theta",
                   "max_spikes", "tau_s", "t_max", "out", "cuda_graph", "augment", "dt_mode",
                   "dt_warmup_epochs", "dt_fine", "input_max_spikes", "input_t_start",
-                  "input_t_stop", "input_time_scale")
+                  "input_t_stop", "input_time_scale", "revive", "revive_bump")
 
 
 def config_overrides(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict:

@@ -23,6 +23,9 @@ The metric schema is defined here once. Every table batsnn writes (``metrics.csv
 ``LR``                         learning rate after the epoch's scheduler step
 ``TRAIN_SECONDS``              wall time of the epoch's training pass (s)
 ``EPOCH_SECONDS``              wall time of the epoch including evaluation (s)
+``REVIVED_NEURONS``            silent neurons bumped in the epoch's training steps, counted
+                               once per (step, layer, neuron) (runs with ``revive`` only,
+                               :mod:`batsnn.experiments.training.revive`)
 ``BEST_TEST_ACCURACY``         best test accuracy so far (summary only)
 ``EPOCHS_COMPLETED``           epochs done (summary only)
 =============================  ==============================================================
@@ -50,6 +53,7 @@ __all__ = [
     "SILENT_NEURONS_PCT", "SPIKES_PER_SAMPLE", "TEST_ACCURACY", "TEST_LOSS", "TRAIN_ACCURACY",
     "TRAIN_LOSS", "TRAIN_SECONDS", "MSE_MS2", "RMSE_MS", "MATCHED_SPIKES", "COUNT_CHANGED_SHARE",
     "SPIKES_CONTINUOUS", "SPIKES_DISCRETE", "READOUT_MS", "READOUT_KEYS", "EvalStats",
+    "REVIVED_NEURONS",
     "decision_times", "label_share_key", "label_spike_share", "layer_activity", "layer_key",
     "layer_keys", "layer_of", "prediction_by", "readout_accuracy_key", "spike_train_error",
 ]
@@ -71,6 +75,7 @@ EPOCHS_COMPLETED = "epochs_completed"
 LR = "lr"
 TRAIN_SECONDS = "train_seconds"
 EPOCH_SECONDS = "epoch_seconds"
+REVIVED_NEURONS = "revived_neurons"
 SILENT_LABELS_PCT = "silent_labels_pct"
 DECISION_TIME_MS = "decision_time_ms"
 #: per-layer metric families: the column of layer ``l`` is ``layer_key(family, l)``

@@ -43,3 +43,28 @@ def test_an_old_config_reproduces_its_run(data_dir, tmp_path):
     assert (cfg.dt_mode, cfg.dt, cfg.epochs) == ("dither", 0.004, 1)
     train(cfg, quiet=True)
     assert _untimed(tmp_path / "again" / "metrics.csv") == _untimed(FIXTURE / "metrics.csv")
+
+
+def test_an_old_run_resumed_from_its_preset_continues_as_it_ran(data_dir, tmp_path):
+    """The run predates ``revive``, which its preset now turns on: resumed with the preset's
+    settings (not its config.json), it continues with the remedy off, as it ran, says so,
+    and reaches the uninterrupted run's metrics."""
+    import dataclasses
+    import json
+
+    from batsnn.experiments.config import TrainConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("config.json", "metrics.csv", "last.pt"):
+        shutil.copy(FIXTURE / name, run / name)
+    doc = json.loads((FIXTURE / "config.json").read_text())
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset", "out", "data_dir"}
+    cfg = resolve_config("mnist-count", **{k: v for k, v in doc.items() if k in fields},
+                         data_dir=str(data_dir), out=str(run), epochs=2)
+    assert cfg.revive == "output"  # the preset's, today
+    lines = []
+    train(cfg, resume=True, quiet=True, log=lines.append)
+    assert cfg.revive == "none"
+    assert any("continues with revive 'none'" in line for line in lines), lines
+    assert _untimed(run / "metrics.csv") == _untimed(FIXTURE / "two-epochs-metrics.csv")

@@ -39,12 +39,14 @@ from batsnn.experiments.model import (INT_MAX, NetworkTooLarge, check_network,
 from batsnn.experiments.rundir import MARKER
 from batsnn.experiments.sources import data_kind, data_kinds
 from batsnn.experiments.timestep import DT_MODES, dt_mode
+from batsnn.experiments.training.revive import REVIVE_MODES
 from batsnn.fileio import check_nesting, one_line, printable
 
-__all__ = ["DT_MODES", "MAX_CONFIG_BYTES", "PRESETS", "RESUME_FIELDS",
+__all__ = ["DT_MODES", "LATER_SETTINGS", "MAX_CONFIG_BYTES", "PRESETS", "RESUME_FIELDS",
            "RUN_INFO_KEYS", "SEED_MAX", "SHORTHANDS", "TrainConfig", "check_setting",
-           "config_document", "config_from_dict", "read_config_file", "resolve_config",
-           "resolve_device", "settings_difference", "training_margin", "validate_config"]
+           "config_document", "config_from_dict", "later_defaults", "read_config_file",
+           "resolve_config", "resolve_device", "settings_difference", "training_margin",
+           "validate_config"]
 
 
 def _default_network() -> list[dict]:
@@ -94,6 +96,14 @@ class TrainConfig:
             (epochs before training at ``dt``) and ``dt_fine`` (a finer training step) it
             needs. In exact time (``dt`` unset) every mode trains in exact time, so a sweep
             over ``dt`` can include ``dt = 0``.
+        revive, revive_bump: reviving silent neurons during training
+            (:mod:`batsnn.experiments.training.revive`): after every optimizer step, each
+            neuron that ``revive`` covers and that emitted no spike for any sample of the
+            batch gets ``revive_bump`` (weight units, > 0) added to every input weight.
+            ``revive`` is one of :data:`REVIVE_MODES`: ``"none"`` (the default, and what a
+            run's ``config.json`` that predates the setting ran with), ``"output"`` (the
+            last layer's neurons) or ``"all"`` (every spiking layer's; a convolution's
+            output channels).
         seed: seeds weights, data order and every RNG.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; cuda_graph: replay each training
             step as one CUDA graph on a GPU.
@@ -131,6 +141,8 @@ class TrainConfig:
     dt_mode: str = "fixed"
     dt_warmup_epochs: int = 0
     dt_fine: float | None = None
+    revive: str = "none"
+    revive_bump: float = 0.001
     seed: int = 1
     device: str = "auto"
     cuda_graph: bool = True
@@ -144,6 +156,15 @@ class TrainConfig:
         """The settings as a JSON-able dict (a deep copy)."""
         return dataclasses.asdict(self)
 
+
+#: The spike-count presets revive silent output neurons: with ``target_false`` > 0 every
+#: output neuron is trained to spike for every sample, so a healthy one is never silent over
+#: a whole batch, while one that fell silent gets no gradient and its class is never predicted
+#: again (some seeds of the time-step study ended so, about 10 points of accuracy lost). The
+#: rule: after each step, a label neuron silent for the whole batch gets revive_bump added to
+#: every input weight (:mod:`batsnn.experiments.training.revive`). Hidden neurons may be
+#: silent for a batch by design (sparse codes), so they are left alone.
+_REVIVE_OUTPUT = dict(revive="output", revive_bump=0.001)
 
 #: The reference experiments of model.md section 5 and the event-stream experiments, as
 #: settings over the defaults (the source of every number is given beside each).
@@ -159,14 +180,14 @@ PRESETS: dict[str, dict] = {
         network=[{"type": "linear", "features": 800, "theta": 0.2, "max_spikes": 30},
                  {"type": "linear", "theta": 1.3, "max_spikes": 30}],
         loss="count", target_true=15, target_false=3, batch_size=50, lr=0.003, epochs=100,
-        t_max=0.2),
+        t_max=0.2, **_REVIVE_OUTPUT),
     "fmnist-count": dict(
         dataset="fashion-mnist",
         network=[{"type": "linear", "features": 400, "theta": 0.13, "max_spikes": 5},
                  {"type": "linear", "features": 400, "theta": 0.45, "max_spikes": 5},
                  {"type": "linear", "theta": 0.7, "max_spikes": 20}],
         loss="count", target_true=15, target_false=3, batch_size=5, lr=0.0005, lr_decay=0.5,
-        lr_decay_every=10, lr_min=1e-4, epochs=100, t_max=0.2),
+        lr_decay_every=10, lr_min=1e-4, epochs=100, t_max=0.2, **_REVIVE_OUTPUT),
     "mnist-conv": dict(
         dataset="mnist",
         network=[{"type": "conv2d", "channels": 15, "kernel": 5, "theta": 0.04, "max_spikes": 1},
@@ -177,7 +198,8 @@ PRESETS: dict[str, dict] = {
                  {"type": "linear", "features": 300, "theta": 0.6, "max_spikes": 10},
                  {"type": "linear", "theta": 0.3, "max_spikes": 30}],
         loss="count", target_true=30, target_false=3, batch_size=20, lr=0.003, lr_decay=0.5,
-        lr_decay_every=10, lr_min=1e-4, epochs=100, t_max=0.2, augment="elastic"),
+        lr_decay_every=10, lr_min=1e-4, epochs=100, t_max=0.2, augment="elastic",
+        **_REVIVE_OUTPUT),
 }
 # EMNIST balanced: the MNIST network and training, 47 output neurons from the dataset
 PRESETS["emnist-count"] = {**copy.deepcopy(PRESETS["mnist-count"]), "dataset": "emnist-balanced"}
@@ -264,8 +286,15 @@ RESUME_FIELDS = ("dataset", "dataset_options", "input_max_spikes", "input_t_star
                  "input_t_stop", "input_time_scale", "input_dtype", "network", "tau_s",
                  "t_max", "t_window", "loss", "target_true", "target_false", "tau_loss",
                  "init", "batch_size", "lr", "lr_decay", "lr_decay_every", "lr_min", "dt",
-                 "augment", "dt_mode", "dt_warmup_epochs", "dt_fine", "seed", "train_samples",
-                 "test_samples")
+                 "augment", "dt_mode", "dt_warmup_epochs", "dt_fine", "revive", "revive_bump",
+                 "seed", "train_samples", "test_samples")
+
+#: settings batsnn gained after runs were first recorded, whose preset values differ from
+#: what runs did before they existed: a run's ``config.json`` (or a sweep's record) written
+#: before them ran with their defaults, which reading it restores (a preset it names would
+#: otherwise set them); keep each preset's ``revive_bump`` equal to the default, so that
+#: ``revive="none"`` alone matches such a record
+LATER_SETTINGS = ("revive", "revive_bump")
 
 #: seeds are ints in [0, SEED_MAX]
 SEED_MAX = 2**32 - 1
@@ -427,6 +456,8 @@ _CHECKS = {
     "dt_mode": lambda n, v: _choice(n, v, DT_MODES, ", ".join(repr(m) for m in DT_MODES)),
     "dt_warmup_epochs": lambda n, v: _int(n, v, low=0),
     "dt_fine": lambda n, v: _real(n, v, above=0, optional=True),
+    "revive": lambda n, v: _choice(n, v, REVIVE_MODES, ", ".join(map(repr, REVIVE_MODES))),
+    "revive_bump": lambda n, v: _real(n, v, **_POS),
     "seed": lambda n, v: _int(n, v, low=0, high=SEED_MAX),
     "device": _device,
     "cuda_graph": _bool,
@@ -533,7 +564,11 @@ def read_config_file(path: str | os.PathLike) -> dict:
     dict; the run facts of a run's ``config.json`` (:data:`RUN_INFO_KEYS`) are dropped.
     Raises ``ValueError`` naming the file for a missing, unreadable or malformed file (not a
     regular file, larger than :data:`MAX_CONFIG_BYTES`, not UTF-8, not JSON/TOML, nested
-    more than :data:`~batsnn.fileio.MAX_NESTING` levels, not a table of settings)."""
+    more than :data:`~batsnn.fileio.MAX_NESTING` levels, not a table of settings).
+
+    A run's ``config.json`` (it holds the run marker) records every setting of the batsnn
+    that wrote it: one of :data:`LATER_SETTINGS` it lacks is returned with its default, the
+    value the run trained with, so that the preset it names does not change the run."""
     name = _file_label(path)
     if not os.fspath(path):
         raise ValueError(f"{name}: the path is empty")
@@ -546,7 +581,15 @@ def read_config_file(path: str | os.PathLike) -> dict:
     data = _parse_settings(text, name, toml=path.suffix == ".toml")
     if not isinstance(data, dict):
         raise ValueError(f"{name} must hold a table of settings, got {type(data).__name__}")
+    if MARKER in data:  # a run's record: settings added since it was written had defaults
+        data = {**later_defaults(), **data}
     return {k: v for k, v in data.items() if k not in RUN_INFO_KEYS}
+
+
+def later_defaults() -> dict:
+    """The defaults of :data:`LATER_SETTINGS`, what records written before them ran with."""
+    defaults = TrainConfig()
+    return {k: getattr(defaults, k) for k in LATER_SETTINGS}
 
 
 def _preset_values(name: str) -> dict:

@@ -40,7 +40,7 @@ import batsnn
 from batsnn import metrics as M
 from batsnn.experiments.common import SettingsMismatch, check_size
 from batsnn.experiments.config import (RESUME_FIELDS, TrainConfig, check_setting,
-                                       config_from_dict, resolve_device,
+                                       config_from_dict, later_defaults, resolve_device,
                                        settings_difference,
                                        validate_config)
 from batsnn.experiments.rundir import (MARKER, OutDirError, RunDir, atomic_write,
@@ -164,7 +164,8 @@ def _sweep_record(out: Path, base: TrainConfig) -> dict:
             and all(isinstance(r, str) for r in record["runs"])):
         raise OutDirError(f"{path} is not a batsnn sweep record")
     # settings that batsnn gained after the record was written had their defaults then
-    stored = {**{k: getattr(TrainConfig(), k) for k in ADDED_SETTINGS}, **record["settings"]}
+    stored = {**{k: getattr(TrainConfig(), k) for k in ADDED_SETTINGS}, **later_defaults(),
+              **record["settings"]}
     diff = settings_difference(stored, want, SWEEP_SETTINGS)
     if diff:
         raise SettingsMismatch(f"{out} holds a sweep with other settings: " + ", ".join(diff)

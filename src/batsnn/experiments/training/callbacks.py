@@ -154,7 +154,8 @@ class RunPlots:
 
 
 class EpochLog:
-    """Logs one line per epoch (accuracy, loss, spikes per layer, latency, time).
+    """Logs one line per epoch (accuracy, loss, spikes per layer, latency, time, and the
+    silent neurons revived when there were any: :func:`epoch_line`).
 
     Args:
         log: called with each line (:func:`epoch_line`); ``print`` by default.
@@ -173,10 +174,21 @@ class EpochLog:
 
 
 def epoch_line(row: dict) -> str:
-    """One line describing an epoch's metrics row."""
+    """One line describing an epoch's metrics row; it ends with the number of silent-neuron
+    bumps (:data:`batsnn.metrics.REVIVED_NEURONS`) when the epoch's steps made any."""
     spikes = ", ".join(f"{row[k]:.0f}" for k in M.layer_keys(row, M.SPIKES_PER_SAMPLE))
     return (f"epoch {row[M.EPOCH]}: test accuracy {100 * row[M.TEST_ACCURACY]:.2f}% "
             f"(train {100 * row[M.TRAIN_ACCURACY]:.2f}%), loss {row[M.TEST_LOSS]:.3f}, "
             f"spikes/sample per layer [{spikes}], label spikes by 50 ms "
             f"{100 * row[M.label_share_key(50)]:.0f}%, decision at "
-            f"{row[M.DECISION_TIME_MS]:.1f} ms, {row[M.EPOCH_SECONDS]:.1f} s")
+            f"{row[M.DECISION_TIME_MS]:.1f} ms, {row[M.EPOCH_SECONDS]:.1f} s"
+            + _revived(row))
+
+
+def _revived(row: dict) -> str:
+    """The end of an epoch's line telling its silent-neuron bumps (empty when none)."""
+    n = row.get(M.REVIVED_NEURONS, 0)
+    if not n:
+        return ""
+    return (f"; revived silent neurons: {n} bump{'s' if n != 1 else ''} (a neuron without "
+            "spikes for a whole batch, its input weights raised by revive_bump)")

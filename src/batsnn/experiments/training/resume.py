@@ -11,7 +11,8 @@ import numbers
 import torch
 
 from batsnn import metrics as M
-from batsnn.experiments.config import TrainConfig, config_from_dict, settings_difference
+from batsnn.experiments.config import (LATER_SETTINGS, TrainConfig, config_from_dict,
+                                       settings_difference)
 from batsnn.experiments.rundir import (CheckpointError, RunDir, load_run_checkpoint,
                                        save_checkpoint, set_rng_state, write_csv, write_json)
 from batsnn.experiments.training.loop import summary_of
@@ -26,18 +27,28 @@ def best_epoch(history: list[dict]) -> int:
     return accs.index(max(accs)) + 1
 
 
-def check_resumable(saved: dict, cfg: TrainConfig, path) -> None:
+def check_resumable(saved: dict, cfg: TrainConfig, path) -> list[str]:
     """Raise unless the settings ``saved`` in checkpoint ``path`` equal ``cfg`` in every
     field of :data:`~batsnn.experiments.config.RESUME_FIELDS`: ``CheckpointError`` when they
-    are not valid settings, ``ValueError`` listing the differences otherwise."""
+    are not valid settings, ``ValueError`` listing the differences otherwise.
+
+    A run started before one of :data:`~batsnn.experiments.config.LATER_SETTINGS` existed
+    (its checkpoint lacks it) continues as it ran: that field of ``cfg`` is set, in place,
+    to the value the run trained with (the default), whatever a preset says now. Returns
+    the names of the fields so set (empty when none was)."""
     try:
         before = config_from_dict(saved).to_dict()
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"checkpoint '{path}' holds invalid settings: {e}") from None
+    kept = [k for k in LATER_SETTINGS
+            if k not in saved and getattr(cfg, k) != before[k]]
+    for k in kept:
+        setattr(cfg, k, before[k])
     diff = settings_difference(before, cfg.to_dict())
     if diff:
         raise ValueError(f"--resume: settings differ from the run's checkpoint {path}: "
                          + ", ".join(diff))
+    return kept
 
 
 def _number(v) -> float | None:

@@ -4,7 +4,9 @@ source, the network, optimizer and schedule, a resumed checkpoint, then
 
 :func:`train` is :func:`fit` with the run's data, model, optimizer and schedule, and these
 callbacks: the training grid (:class:`~batsnn.experiments.training.grid.TrainingGrid`), the
-CUDA-graph step's recapture (on a GPU), :class:`ProgressBar` (without ``quiet``),
+CUDA-graph step's recapture (on a GPU) and its count of revived neurons
+(:mod:`~batsnn.experiments.training.revive`, a column of the epoch's row when the run revives
+any), :class:`ProgressBar` (without ``quiet``),
 :class:`RunRecorder` (checkpoints, ``metrics.csv``, ``summary.json``), :class:`RunPlots`,
 :class:`EpochLog` (without ``quiet``), then the caller's. Every file is written atomically
 after each complete epoch, so an interrupted run loses only the epoch in progress and
@@ -113,7 +115,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, quiet: bool = False,
 def _train_in(cfg: TrainConfig, ctx, run: RunDir, resume: bool, quiet: bool,
               log: Callable[[str], Any], callbacks: Iterable) -> dict:
     """:func:`train` in its held run directory ``run``."""
-    ck = _checkpoint(cfg, ctx, run, resume)
+    ck = _checkpoint(cfg, ctx, run, resume, log)
     with ctx.main_first():
         source = open_source(cfg)
     test = source.split("test", ctx.shard(source.n_test, "test samples"))  # this process's
@@ -142,9 +144,10 @@ def _train_in(cfg: TrainConfig, ctx, run: RunDir, resume: bool, quiet: bool,
         fit(state, epochs=cfg.epochs, step=step,
             batches=distributed.shard_batches(order_of, cfg.batch_size, ctx.rank,
                                               ctx.world_size),
-            evaluate=lambda st: evaluate(st.model, cfg, test, test.labels, ctx.device, quiet,
-                                         reduce=lambda s: distributed.reduce_eval_stats(
-                                             s, ctx)),
+            evaluate=lambda st: {**step.epoch_metrics(),
+                                 **evaluate(st.model, cfg, test, test.labels, ctx.device,
+                                            quiet, reduce=lambda s:
+                                            distributed.reduce_eval_stats(s, ctx))},
             callbacks=[grid, step, *own, *callbacks])
     finally:  # a graph holding NCCL collectives must go before its process group can
         step.release()
@@ -152,12 +155,17 @@ def _train_in(cfg: TrainConfig, ctx, run: RunDir, resume: bool, quiet: bool,
     return summary_of(state.history) if state.history else {}
 
 
-def _checkpoint(cfg: TrainConfig, ctx, run: RunDir, resume: bool) -> dict | None:
-    """The checked checkpoint to continue from (read by every process), if any."""
+def _checkpoint(cfg: TrainConfig, ctx, run: RunDir, resume: bool,
+                log: Callable[[str], Any]) -> dict | None:
+    """The checked checkpoint to continue from (read by every process), if any; settings
+    the run predates keep the values it ran with (said in one line)."""
     ck = None
     if resume and run.has_checkpoint():
         ck = load_run_checkpoint(run.last)
-        check_resumable(ck["config"], cfg, run.last)
+        kept = check_resumable(ck["config"], cfg, run.last)
+        if kept:
+            log("the run started before " + ", ".join(kept) + " existed: it continues with "
+                + ", ".join(f"{k} {getattr(cfg, k)!r}" for k in kept) + ", as it ran")
         distributed.check_resume_world_size(run.config, ctx.world_size)
     return ck
 
@@ -230,13 +238,14 @@ def _make_step(state: TrainState, source: DataSource, grid: TrainingGrid,
     graphed = cfg.cuda_graph and device.type == "cuda"
     # several processes: DDP, or under CUDA graphs an all-reduce of the gradients in the step
     net, average = distributed.data_parallel(state.model, ctx, graphed=graphed)
+    all_sum = ctx.all_sum if ctx.distributed else None  # silent neurons over processes
     if graphed and source.n_train >= cfg.batch_size * ctx.world_size:
         step = GraphedTrainStep(state, net, source, grid, order_of, cfg.batch_size,
-                                average, ctx.rank, log)
+                                average, ctx.rank, log, all_sum=all_sum)
         if state.epoch < cfg.epochs:  # outside the epochs' timing
             step.prepare(state.epoch + 1)
     else:
-        step = TrainStep(state, net, source, grid, average, ctx.rank)
+        step = TrainStep(state, net, source, grid, average, ctx.rank, all_sum)
     return step
 
 

@@ -21,6 +21,7 @@ from batsnn.experiments.sources import DataSource
 from batsnn.experiments.training.evaluation import loss_and_prediction
 from batsnn.experiments.training.grid import TrainingGrid
 from batsnn.experiments.training.loop import TrainState
+from batsnn.experiments.training.revive import Reviver
 from batsnn.experiments.timestep import dt_mode
 
 __all__ = ["GraphedTrainStep", "TrainStep", "make_optimizer", "optimizer_mode"]
@@ -66,16 +67,23 @@ class TrainStep:
         grid: the time step training runs at now (``grid.dt``).
         average_gradients: called between the backward pass and the optimizer step.
         rank: this process's rank (its input shifts differ from the other processes').
+        all_sum: sums a device tensor over processes, inside the step (the spike counts of
+            the remedy for silent neurons, ``config.revive``); ``None`` in one process.
+
+    After each optimizer step the neurons that ``config.revive`` covers and that were silent
+    over the whole batch get ``config.revive_bump`` added to their input weights
+    (:class:`~batsnn.experiments.training.revive.Reviver`, ``self.reviver``).
     """
 
     def __init__(self, state: TrainState, net: torch.nn.Module, source: DataSource,
                  grid: TrainingGrid, average_gradients: Callable[[], None] = lambda: None,
-                 rank: int = 0):
+                 rank: int = 0, all_sum: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.state, self.net, self.source, self.grid = state, net, source, grid
         self.cfg = state.config
         self.mode = dt_mode(self.cfg.dt_mode)
         self.average_gradients, self.rank = average_gradients, rank
         self.layout = (False, False)  # which batch inputs there are: (draw, shift)
+        self.reviver = Reviver(state.model, self.cfg.revive, self.cfg.revive_bump, all_sum)
 
     def batch_inputs(self, n: int) -> tuple[torch.Tensor, ...]:
         """The current batch's random draw and input shifts (those the run has), on the
@@ -88,7 +96,8 @@ class TrainStep:
                      if a is not None)
 
     def compute(self, idx: torch.Tensor, *extra: torch.Tensor, weight: float = 1.0) -> None:
-        """Forward, loss (times ``weight``), backward and optimizer step on the training
+        """Forward, loss (times ``weight``), backward, optimizer step and the silent neurons'
+        bump (``self.reviver``; a placeholder's spikes do not count) on the training
         samples ``idx`` with the batch inputs ``extra`` (:meth:`batch_inputs`); adds the
         batch's loss sum and correct predictions to the state's counters on the device
         (nothing for a placeholder, ``weight`` 0). Free of host synchronisation: a CUDA
@@ -103,6 +112,7 @@ class TrainStep:
         (loss if weight == 1.0 else loss * weight).backward()
         self.average_gradients()
         st.optimizer.step()
+        self.reviver.after_step(counted=bool(weight))
         if weight:  # accumulated on the device: no host synchronisation inside the epoch
             st.loss_sum.add_(loss.detach() * idx.shape[0])
             st.correct.add_((pred == y).sum())
@@ -117,10 +127,18 @@ class TrainStep:
         self.compute(shard.idx, *extra, weight=shard.weight)
 
     def on_epoch_start(self, state: TrainState) -> None:
-        """A callback: nothing to prepare for an eager step."""
+        """A callback: the epoch's count of revived neurons starts at zero."""
+        self.reviver.reset_count()
+
+    def epoch_metrics(self) -> dict:
+        """The epoch's training-step metrics for its row: the count of revived neurons when
+        the run revives any (:meth:`Reviver.epoch_metrics
+        <batsnn.experiments.training.revive.Reviver.epoch_metrics>`), else nothing."""
+        return self.reviver.epoch_metrics() if self.reviver.layers else {}
 
     def release(self) -> None:
-        """Nothing to let go of."""
+        """Take the reviver's hooks off the model."""
+        self.reviver.remove()
 
 
 class GraphedTrainStep(TrainStep):
@@ -146,13 +164,16 @@ class GraphedTrainStep(TrainStep):
             recorded into the graph).
         rank: this process's rank (its input shifts differ from the other processes').
         log: where the capture time is told, one line (``None``: nowhere).
+        all_sum: sums a device tensor over processes (recorded into the graph), as for
+            :class:`TrainStep`.
     """
 
     def __init__(self, state: TrainState, net: torch.nn.Module, source: DataSource,
                  grid: TrainingGrid, order_of: Callable[[int], torch.Tensor],
                  batch_size: int, average_gradients: Callable[[], None] = lambda: None,
-                 rank: int = 0, log: Callable[[str], Any] | None = None):
-        super().__init__(state, net, source, grid, average_gradients, rank)
+                 rank: int = 0, log: Callable[[str], Any] | None = None,
+                 all_sum: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        super().__init__(state, net, source, grid, average_gradients, rank, all_sum)
         self.order_of, self.batch_size, self.log = order_of, batch_size, log
         self.graph, self.graph_dt = None, None
 
@@ -166,19 +187,22 @@ class GraphedTrainStep(TrainStep):
         st = self.state
         self.graph = None
         t0 = time.perf_counter()
-        counters = (st.loss_sum.clone(), st.correct.clone())
+        counters = (st.loss_sum, st.correct, self.reviver.revived)
+        saved = [c.clone() for c in counters]
         self.graph = GraphedStep(self.compute, self.order_of(epoch)[:self.batch_size],
                                  *self.batch_inputs(self.batch_size),
                                  state=(st.model, st.optimizer))
-        st.loss_sum.copy_(counters[0])
-        st.correct.copy_(counters[1])
+        for c, v in zip(counters, saved):
+            c.copy_(v)
         self.graph_dt = self.grid.dt
         if self.log is not None:
             self.log(f"training step captured as a CUDA graph in "
                      f"{time.perf_counter() - t0:.1f} s")
 
     def on_epoch_start(self, state: TrainState) -> None:
-        """Record the step again when the epoch's time step differs."""
+        """Zero the epoch's count of revived neurons; record the step again when the
+        epoch's time step differs."""
+        super().on_epoch_start(state)
         self.prepare(state.epoch)
 
     def run(self, shard, extra: tuple) -> None:
@@ -189,5 +213,7 @@ class GraphedTrainStep(TrainStep):
             super().run(shard, extra)
 
     def release(self) -> None:
-        """Drop the graph (one holding NCCL collectives must go before its process group)."""
+        """Drop the graph (one holding NCCL collectives must go before its process group) and
+        the reviver's hooks."""
         self.graph = None
+        super().release()
