@@ -59,7 +59,8 @@ def test_an_old_run_resumed_from_its_preset_continues_as_it_ran(data_dir, tmp_pa
     for name in ("config.json", "metrics.csv", "last.pt"):
         shutil.copy(FIXTURE / name, run / name)
     doc = json.loads((FIXTURE / "config.json").read_text())
-    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset", "out", "data_dir"}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset", "out", "data_dir",
+                                                                  "epochs"}
     cfg = resolve_config("mnist-count", **{k: v for k, v in doc.items() if k in fields},
                          data_dir=str(data_dir), out=str(run), epochs=2)
     assert cfg.revive == "output"  # the preset's, today
