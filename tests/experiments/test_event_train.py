@@ -197,3 +197,17 @@ def test_graphed_event_run_matches_eager_run(dt, mode, tmp_path):
     assert [r[M.EPOCH] for r in ra] == [r[M.EPOCH] for r in rb] == ["1", "2"]
     for x, y in zip(ra, rb):
         assert abs(float(x[M.TEST_ACCURACY]) - float(y[M.TEST_ACCURACY])) <= 0.2
+
+
+def test_an_input_too_large_keeps_its_own_message(tmp_path, monkeypatch):
+    """A source's input that cannot fit is told in its own words (naming its settings), not
+    as a network too large for the batch size."""
+    from batsnn.experiments import event_source as E
+
+    def refuse(self, device, batch_size):
+        raise E.InputTooLarge("the training split needs more: lower input_max_spikes")
+
+    monkeypatch.setattr(E.EventSource, "check_fits", refuse)
+    with pytest.raises(E.InputTooLarge) as e:
+        train(_config(tmp_path / "run"), quiet=True, log=lambda *a: None)
+    assert str(e.value) == "the training split needs more: lower input_max_spikes"

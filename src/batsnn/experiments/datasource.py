@@ -41,10 +41,16 @@ from typing import Any, NamedTuple
 
 import torch
 
-__all__ = ["SPLITS", "DataKind", "DataSource", "Split"]
+__all__ = ["SPLITS", "DataKind", "DataSource", "InputTooLarge", "Split"]
 
 #: the splits of a data source
 SPLITS = ("train", "test")
+
+
+class InputTooLarge(ValueError, MemoryError):
+    """A data source's input (e.g. a split as dense spike trains) cannot fit in memory,
+    found before anything is allocated; the message names the sizes and the settings that
+    shrink it: a setting to change (``ValueError``) about memory (``MemoryError``)."""
 
 
 class DataSource(abc.ABC):

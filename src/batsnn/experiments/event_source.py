@@ -37,7 +37,7 @@ from batsnn.experiments.datasets import (EVENT_DATASETS, EventDataset, batch_spi
                                          yin_yang)
 from batsnn.experiments.datasets.events import check_batch_settings, machine_memory
 from batsnn.experiments.datasets.heidelberg import HEIDELBERG
-from batsnn.experiments.datasource import DataKind, DataSource
+from batsnn.experiments.datasource import DataKind, DataSource, InputTooLarge
 from batsnn.experiments.model import LAYER_TYPES, check_fits, device_memory
 from batsnn.fileio import one_line, printable
 from batsnn.spikes import mark_valid
@@ -66,12 +66,6 @@ def split_memory_limit() -> int | None:
     (``None`` where unknown)."""
     memory = machine_memory()
     return memory // 2 if memory else None
-
-
-class InputTooLarge(ValueError, MemoryError):
-    """A split as dense spike trains cannot fit in memory (found before anything is
-    allocated; the message names the sizes): a setting to change (``ValueError``) about
-    memory (``MemoryError``)."""
 
 
 def _option_names(dataset: str) -> tuple[str, ...]:

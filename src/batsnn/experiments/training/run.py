@@ -32,6 +32,7 @@ from batsnn.experiments.config import TrainConfig, config_document, resolve_devi
 from batsnn.experiments.model import NetworkTooLarge, build_model, layer_shapes
 from batsnn.experiments.rundir import (MARKER, RunDir, hold_out_dir, load_run_checkpoint,
                                        new_run_dir, write_json)
+from batsnn.experiments.datasource import InputTooLarge
 from batsnn.experiments.sources import DataSource, open_source
 from batsnn.experiments.training.callbacks import EpochLog, ProgressBar, RunPlots, RunRecorder
 from batsnn.experiments.training.evaluation import evaluate
@@ -123,9 +124,9 @@ def _train_in(cfg: TrainConfig, ctx, run: RunDir, resume: bool, quiet: bool,
     batch = max(cfg.batch_size, cfg.eval_batch_size)
     try:
         source.check_fits(ctx.device, batch)
+    except InputTooLarge:  # the data source's input, in its own words
+        raise
     except MemoryError as e:
-        if isinstance(e, ValueError):  # a data source's input that cannot fit: its own words
-            raise
         which = "batch_size" if cfg.batch_size >= cfg.eval_batch_size else "eval_batch_size"
         raise NetworkTooLarge(f"{e} (batch {batch}: {which})") from None
     state = _new_state(cfg, source, ctx.device, run)
