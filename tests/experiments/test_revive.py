@@ -385,7 +385,18 @@ def test_a_sweep_recorded_before_revive_continues_with_it_off(data_dir, tmp_path
     lines = []
     S.run_sweep(base, [0], [1], out, jobs=1, log=lines.append)
     assert "1 finished already, 0 to train" in lines[0]
-    on = resolve_config("mnist-count", **TINY, data_dir=str(data_dir), epochs=1,
+    # continued with its preset, which turns the remedy on now: it keeps it off, as its
+    # runs trained, and says so (one more epoch trains the existing run on)
+    on = resolve_config("mnist-count", **TINY, data_dir=str(data_dir), epochs=2,
                         train_samples=20, test_samples=10)
+    assert on.revive == "output"
+    lines = []
+    S.run_sweep(on, [0], [1], out, jobs=1, log=lines.append)
+    assert any("continues with revive 'none'" in line for line in lines), lines
+    run = next((out / "runs").iterdir())
+    assert read_json(run / "config.json")["revive"] == "none"
+    # a sweep that recorded the setting is compared as before: another value is refused
+    other = tmp_path / "other"
+    S.run_sweep(base, [0], [1], other, jobs=1, log=lambda line: None)
     with pytest.raises(SettingsMismatch, match="revive 'none' -> 'output'"):
-        S.run_sweep(on, [0], [1], out, jobs=1, log=lambda line: None)
+        S.run_sweep(on, [0], [1], other, jobs=1, log=lambda line: None)

@@ -39,8 +39,9 @@ import numpy as np
 import batsnn
 from batsnn import metrics as M
 from batsnn.experiments.common import SettingsMismatch, check_size
-from batsnn.experiments.config import (RESUME_FIELDS, TrainConfig, check_setting,
-                                       config_from_dict, later_defaults, resolve_device,
+from batsnn.experiments.config import (LATER_SETTINGS, RESUME_FIELDS, TrainConfig,
+                                       check_setting, config_from_dict, later_defaults,
+                                       resolve_device,
                                        settings_difference,
                                        validate_config)
 from batsnn.experiments.rundir import (MARKER, OutDirError, RunDir, atomic_write,
@@ -145,8 +146,11 @@ def _sweep_settings(cfg: TrainConfig) -> dict:
     return {k: d[k] for k in (*SWEEP_SETTINGS, "epochs")}
 
 
-def _sweep_record(out: Path, base: TrainConfig) -> dict:
-    """The sweep's record (``sweep.json``): read and compared with ``base``, or a new one."""
+def _sweep_record(out: Path, base: TrainConfig, log: Callable[[str], Any]) -> dict:
+    """The sweep's record (``sweep.json``): read and compared with ``base``, or a new one.
+    A sweep recorded before one of :data:`~batsnn.experiments.config.LATER_SETTINGS`
+    existed continues with the value its runs trained with: ``base`` is set so, in place,
+    and ``log`` says it."""
     path = out / SWEEP_FILE
     want = _sweep_settings(base)
     if not path.is_file():
@@ -166,6 +170,15 @@ def _sweep_record(out: Path, base: TrainConfig) -> dict:
     # settings that batsnn gained after the record was written had their defaults then
     stored = {**{k: getattr(TrainConfig(), k) for k in ADDED_SETTINGS}, **later_defaults(),
               **record["settings"]}
+    kept = [k for k in LATER_SETTINGS
+            if k not in record["settings"] and getattr(base, k) != stored[k]]
+    if kept:
+        for k in kept:
+            setattr(base, k, stored[k])
+        want = _sweep_settings(base)
+        log(f"the sweep in {printable(out)} started before " + ", ".join(kept) + " existed: "
+            "it continues with " + ", ".join(f"{k} {stored[k]!r}" for k in kept) + ", as its "
+            "runs trained")
     diff = settings_difference(stored, want, SWEEP_SETTINGS)
     if diff:
         raise SettingsMismatch(f"{out} holds a sweep with other settings: " + ", ".join(diff)
@@ -422,7 +435,7 @@ def run_sweep(base: TrainConfig, dts: Sequence[float], seeds: Sequence[int],
 
     # the sweep directory: new, empty, or a sweep with the same settings; one writer
     with hold_out_dir(out, "sweep", resume=True):
-        record = _sweep_record(out, base)
+        record = _sweep_record(out, base, log)
         runs_dir = make_subdir(out, "runs")
         _refuse_strangers(runs_dir, record)
         todo, resumed, finished_already = _runs_to_train(runs_dir, base, dts, seeds, record, plan)
