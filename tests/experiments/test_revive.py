@@ -12,21 +12,15 @@ import torch
 
 import batsnn
 from batsnn import metrics as M
-from batsnn.experiments import graphs
 from batsnn.experiments import train as T
 from batsnn.experiments.config import resolve_config
-from batsnn.experiments.model import build_model
 from batsnn.experiments.rundir import read_csv
 from batsnn.experiments.training.callbacks import epoch_line
-from batsnn.experiments.training.grid import TrainingGrid
-from batsnn.experiments.training.loop import TrainState, fit
 from batsnn.experiments.training.revive import (Reviver, bump_silent, covered_layers,
                                                 silent_neurons, spike_totals)
-from batsnn.experiments.training.step import GraphedTrainStep, TrainStep
 from batsnn.losses import count_predict, spike_count_class_loss
 from batsnn.nn import Flatten, LIFConv2d, LIFLinear, SpikePool2d, SpikingSequential
-from tests.experiments.test_sources import SpikeTimes
-from tests.experiments.test_step import StandInGraph
+from tests.experiments.test_step import run_steps
 from tests.experiments.test_train import TINY, resumed_equals_uninterrupted
 
 
@@ -226,40 +220,18 @@ def test_a_silenced_label_neuron_stays_silent_without_the_remedy_and_returns_wit
 
 
 def _graph_run(graphed, monkeypatch, revive="output"):
-    """:func:`tests.experiments.test_step._run`'s tiny run with a silenced label neuron."""
+    """:func:`tests.experiments.test_step.run_steps`' tiny run (2 epochs) with a silenced
+    label neuron."""
     cfg = resolve_config("mnist-count", hidden=[8], theta=[0.2, 0.05], max_spikes=[4, 6],
                          init=[-0.2, 1.0], batch_size=6, target_true=4, target_false=1,
                          revive=revive, revive_bump=0.05)
-    src = SpikeTimes(n_train=27)
-    torch.manual_seed(0)
-    model = build_model(cfg, src.n_inputs, src.n_classes)
-    with torch.no_grad():
-        model[1].weight[0] = -2.0
-    state = TrainState(model, torch.optim.Adam(model.parameters(), lr=0.01), "cpu",
-                       config=cfg)
-    grid = TrainingGrid(model, cfg)
-    grid.train_at(1)
 
-    def order_of(epoch):
-        return torch.randperm(27, generator=torch.Generator().manual_seed(epoch))
+    def silence(model):
+        with torch.no_grad():
+            model[1].weight[0] = -2.0
 
-    if graphed:
-        monkeypatch.setattr(graphs, "GraphedStep", StandInGraph)
-        StandInGraph.made = []
-        step = GraphedTrainStep(state, model, src, grid, order_of, 6)
-        step.prepare(1)
-    else:
-        step = TrainStep(state, model, src, grid)
-    from batsnn.experiments.distributed import Shard
-
-    def batches(epoch):
-        order = order_of(epoch)
-        return [Shard(order[i:i + 6], len(order[i:i + 6]) / 6, len(order[i:i + 6]),
-                      len(order[i:i + 6]) == 6) for i in range(0, 27, 6)]
-
-    fit(state, epochs=2, batches=batches, step=step, callbacks=[grid, step],
-        evaluate=lambda st: step.epoch_metrics())
-    step.release()
+    state, _ = run_steps(cfg, graphed, monkeypatch, 2, edit_model=silence,
+                         evaluate=lambda step: step.epoch_metrics())
     return state
 
 

@@ -44,9 +44,20 @@ def _run(graphed, mode, monkeypatch, epochs=3):
                          init=[-0.2, 1.0], batch_size=6, dt=0.004, dt_mode=mode,
                          dt_warmup_epochs=2 if mode == "anneal" else 0, target_true=4,
                          target_false=1)
+    return run_steps(cfg, graphed, monkeypatch, epochs)
+
+
+def run_steps(cfg, graphed, monkeypatch, epochs, *, edit_model=None, evaluate=None):
+    """``epochs`` epochs of ``cfg``'s network on 27 samples of :class:`SpikeTimes` in
+    batches of 6 (the last one of 3, eager), with the eager step or (``graphed``) the
+    CUDA-graph step whose graph is :class:`StandInGraph`; ``edit_model(model)`` runs on the
+    seeded network before training, ``evaluate(step)`` gives each epoch's metrics.
+    Returns the final state and the step's log lines."""
     src = SpikeTimes(n_train=27)
     torch.manual_seed(0)
     model = build_model(cfg, src.n_inputs, src.n_classes)
+    if edit_model is not None:
+        edit_model(model)
     state = TrainState(model, torch.optim.Adam(model.parameters(), lr=0.01), "cpu",
                        config=cfg)
     grid = TrainingGrid(model, cfg)
@@ -69,7 +80,8 @@ def _run(graphed, mode, monkeypatch, epochs=3):
         return [Shard(order[i:i + 6], len(order[i:i + 6]) / 6, len(order[i:i + 6]),
                       len(order[i:i + 6]) == 6) for i in range(0, 27, 6)]
 
-    fit(state, epochs=epochs, batches=batches, step=step, callbacks=[grid, step])
+    fit(state, epochs=epochs, batches=batches, step=step, callbacks=[grid, step],
+        evaluate=None if evaluate is None else (lambda st: evaluate(step)))
     step.release()
     return state, lines
 
