@@ -44,7 +44,8 @@ from batsnn.fileio import check_nesting, one_line, printable
 
 __all__ = ["DT_MODES", "LATER_SETTINGS", "MAX_CONFIG_BYTES", "PRESETS", "RESUME_FIELDS",
            "RUN_INFO_KEYS", "SEED_MAX", "SHORTHANDS", "TrainConfig", "check_setting",
-           "config_document", "config_from_dict", "later_defaults", "read_config_file",
+           "config_document", "config_from_dict", "keep_earlier_settings", "later_defaults",
+           "read_config_file",
            "resolve_config", "resolve_device", "settings_difference", "training_margin",
            "validate_config"]
 
@@ -590,6 +591,19 @@ def later_defaults() -> dict:
     """The defaults of :data:`LATER_SETTINGS`, what records written before them ran with."""
     defaults = TrainConfig()
     return {k: getattr(defaults, k) for k in LATER_SETTINGS}
+
+
+def keep_earlier_settings(recorded: Mapping, cfg: TrainConfig) -> list[str]:
+    """For settings ``recorded`` (a run checkpoint's or a sweep record's) written before one
+    of :data:`LATER_SETTINGS` existed: set that field of ``cfg``, in place, to the value the
+    record's runs trained with (its default), whatever a preset says now. Returns the names
+    of the fields changed (empty when none was)."""
+    defaults = later_defaults()
+    kept = [k for k in LATER_SETTINGS
+            if k not in recorded and getattr(cfg, k) != defaults[k]]
+    for k in kept:
+        setattr(cfg, k, defaults[k])
+    return kept
 
 
 def _preset_values(name: str) -> dict:

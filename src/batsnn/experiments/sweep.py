@@ -39,10 +39,9 @@ import numpy as np
 import batsnn
 from batsnn import metrics as M
 from batsnn.experiments.common import SettingsMismatch, check_size
-from batsnn.experiments.config import (LATER_SETTINGS, RESUME_FIELDS, TrainConfig,
-                                       check_setting, config_from_dict, later_defaults,
-                                       resolve_device,
-                                       settings_difference,
+from batsnn.experiments.config import (RESUME_FIELDS, TrainConfig, check_setting,
+                                       config_from_dict, keep_earlier_settings,
+                                       later_defaults, resolve_device, settings_difference,
                                        validate_config)
 from batsnn.experiments.rundir import (MARKER, OutDirError, RunDir, atomic_write,
                                        load_run_checkpoint, make_subdir,
@@ -170,11 +169,8 @@ def _sweep_record(out: Path, base: TrainConfig, log: Callable[[str], Any]) -> di
     # settings that batsnn gained after the record was written had their defaults then
     stored = {**{k: getattr(TrainConfig(), k) for k in ADDED_SETTINGS}, **later_defaults(),
               **record["settings"]}
-    kept = [k for k in LATER_SETTINGS
-            if k not in record["settings"] and getattr(base, k) != stored[k]]
+    kept = keep_earlier_settings(record["settings"], base)
     if kept:
-        for k in kept:
-            setattr(base, k, stored[k])
         want = _sweep_settings(base)
         log(f"the sweep in {printable(out)} started before " + ", ".join(kept) + " existed: "
             "it continues with " + ", ".join(f"{k} {stored[k]!r}" for k in kept) + ", as its "

@@ -11,7 +11,7 @@ import numbers
 import torch
 
 from batsnn import metrics as M
-from batsnn.experiments.config import (LATER_SETTINGS, TrainConfig, config_from_dict,
+from batsnn.experiments.config import (TrainConfig, config_from_dict, keep_earlier_settings,
                                        settings_difference)
 from batsnn.experiments.rundir import (CheckpointError, RunDir, load_run_checkpoint,
                                        save_checkpoint, set_rng_state, write_csv, write_json)
@@ -40,10 +40,7 @@ def check_resumable(saved: dict, cfg: TrainConfig, path) -> list[str]:
         before = config_from_dict(saved).to_dict()
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"checkpoint '{path}' holds invalid settings: {e}") from None
-    kept = [k for k in LATER_SETTINGS
-            if k not in saved and getattr(cfg, k) != before[k]]
-    for k in kept:
-        setattr(cfg, k, before[k])
+    kept = keep_earlier_settings(saved, cfg)
     diff = settings_difference(before, cfg.to_dict())
     if diff:
         raise ValueError(f"--resume: settings differ from the run's checkpoint {path}: "
