@@ -347,3 +347,11 @@ def test_generators_bound_their_sizes_before_allocating():
         randman(n_classes=1, samples_per_class=10**5, n_channels=100, alpha=1.0)
     with pytest.raises(ValueError, match=r"sizes\['train'\] must be <= 20,000,000"):
         yin_yang(sizes={"train": 10**9})
+
+
+def test_dense_split_latest_is_the_latest_kept_time():
+    ds = _dataset()
+    for kw in ({}, {"max_spikes": 1}, {"t_stop": 0.02, "time_scale": 3.0}):
+        d = E.dense_split(ds, "train", **kw)
+        t = d.times
+        assert d.latest == float(t[torch.isfinite(t)].max()), kw

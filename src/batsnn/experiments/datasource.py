@@ -41,10 +41,25 @@ from typing import Any, NamedTuple
 
 import torch
 
-__all__ = ["SPLITS", "DataKind", "DataSource", "InputTooLarge", "Split"]
+from batsnn.encoding import discretize
+
+__all__ = ["SPLITS", "DataKind", "DataSource", "InputTooLarge", "Split", "shifted_on_grid"]
 
 #: the splits of a data source
 SPLITS = ("train", "test")
+
+
+def shifted_on_grid(times: torch.Tensor, dt: float,
+                    shift: torch.Tensor | None = None) -> torch.Tensor:
+    """Spike times ``(B, ..., S)`` in seconds, each sample's moved later by its ``shift``
+    (``(B,)`` seconds; ``None``: not moved), put on the grid ``dt``
+    (:func:`batsnn.encoding.discretize`) in float64 and rounded once to float32: the input
+    rule of every data source on a grid, so that a time's cell is found from the exact sum."""
+    t = times.to(torch.float64)
+    if shift is not None:
+        t = t + shift.to(device=t.device, dtype=torch.float64).reshape(
+            -1, *([1] * (t.dim() - 1)))
+    return discretize(t, dt).to(torch.float32)
 
 
 class InputTooLarge(ValueError, MemoryError):

@@ -31,13 +31,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from batsnn.encoding import discretize
 from batsnn.experiments.datasets import (EVENT_DATASETS, EventDataset, batch_spike_trains,
                                          event_dataset_name, load_event_dataset, randman,
                                          yin_yang)
 from batsnn.experiments.datasets.events import check_batch_settings, machine_memory
 from batsnn.experiments.datasets.heidelberg import HEIDELBERG
-from batsnn.experiments.datasource import DataKind, DataSource, InputTooLarge
+from batsnn.experiments.datasource import (DataKind, DataSource, InputTooLarge,
+                                          shifted_on_grid)
 from batsnn.experiments.model import LAYER_TYPES, check_fits, device_memory
 from batsnn.fileio import one_line, printable
 from batsnn.spikes import mark_valid
@@ -109,6 +109,7 @@ class DenseSplit(NamedTuple):
         dropped: the spikes beyond the cap ``S`` (left out, counted).
         cropped: the events outside ``[t_start, t_stop)`` (left out, counted).
         largest: the largest number of spikes of one channel of one sample, before the cap.
+        latest: the latest spike time kept (seconds, as held in ``times``; 0 without any).
     """
 
     times: torch.Tensor
@@ -117,6 +118,7 @@ class DenseSplit(NamedTuple):
     dropped: int
     cropped: int
     largest: int
+    latest: float
 
 
 def dense_split(dataset: EventDataset, split: str, samples: int | None = None, *,
@@ -179,8 +181,12 @@ def dense_split(dataset: EventDataset, split: str, samples: int | None = None, *
     b = batch_spike_trains(dataset, split, np.arange(n), max_spikes=slots, t_start=t_start,
                            t_stop=t_stop, time_scale=time_scale, dtype=dtype,
                            max_bytes=max(need, 1))
-    return DenseSplit(b.trains.times, b.labels, int(b.trains.counts.sum()),
-                      int(b.dropped.sum()), int(b.cropped.sum()), largest)
+    times, counts = b.trains.times, b.trains.counts
+    # each channel's last kept spike (ascending, +inf padded): at slot count - 1
+    last = times.gather(-1, (counts - 1).clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    latest = float(last[counts > 0].max()) if bool((counts > 0).any()) else 0.0
+    return DenseSplit(times, b.labels, int(counts.sum()), int(b.dropped.sum()),
+                      int(b.cropped.sum()), largest, latest)
 
 
 def event_input_shape(network, dataset: EventDataset) -> tuple[int, ...]:
@@ -241,9 +247,8 @@ class EventSource(DataSource):
 
         taus = [float(layer["tau_s"]) for layer in self.cfg.network if "tau_s" in layer]
         tau = min([float(self.cfg.tau_s), *taus])
-        for split, t in self._times.items():
-            finite = t[torch.isfinite(t)]
-            top = float(finite.max()) if finite.numel() else 0.0
+        for split, d in self.dense.items():
+            top = d.latest
             if top > TIME_RATIO_MAX * tau:
                 raise ValueError(
                     f"input_time_scale {self.cfg.input_time_scale!r}: the {split} split's "
@@ -271,12 +276,7 @@ class EventSource(DataSource):
         if draw is not None:
             raise ValueError("event streams take no augmentation draw (augment 'none')")
         t = self._times[split][idx].to(device, non_blocking=True)
-        if dt:
-            t = t.to(torch.float64)
-            if shift is not None:
-                t = t + shift.to(device=t.device, dtype=torch.float64).reshape(-1, 1, 1)
-            t = discretize(t, dt)
-        t = t.to(torch.float32)
+        t = shifted_on_grid(t, dt, shift) if dt else t.to(torch.float32)
         return mark_valid(t.reshape(t.shape[0], *self.input_shape, t.shape[-1]))
 
     def labels(self, split, idx, device=None):

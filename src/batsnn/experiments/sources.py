@@ -16,10 +16,11 @@ from typing import Any
 
 import torch
 
-from batsnn.encoding import discretize, ttfs_encode
+from batsnn.encoding import ttfs_encode
 from batsnn.experiments.augment import batch_grid, deform_by_grid
 from batsnn.experiments.data import DATASETS, Dataset, canonical_name, load_dataset
-from batsnn.experiments.datasource import SPLITS, DataKind, DataSource, Split
+from batsnn.experiments.datasource import (SPLITS, DataKind, DataSource, Split,
+                                          shifted_on_grid)
 from batsnn.experiments.event_source import EVENT_KIND
 from batsnn.experiments.model import check_fits, network_input_shape
 from batsnn.fileio import printable
@@ -163,10 +164,9 @@ def encode_images(images: torch.Tensor, cfg: Any, device, dt=...,
         t = ttfs_encode(x, t_window=cfg.t_window, x_max=255.0, dt=dt, dtype=torch.float32,
                         validate=False)
     else:  # the cell is found in float64, the grid point rounded once to float32
-        t = ttfs_encode(x, t_window=cfg.t_window, x_max=255.0, dtype=torch.float32,
-                        validate=False).to(torch.float64)
-        t = mark_valid(discretize(t + shift.to(torch.float64).reshape(-1, 1, 1), dt)
-                       .to(torch.float32))
+        t = mark_valid(shifted_on_grid(ttfs_encode(x, t_window=cfg.t_window, x_max=255.0,
+                                                   dtype=torch.float32, validate=False),
+                                       dt, shift))
     shape = network_input_shape(cfg.network, x.shape[1])
     # the maps of a conv network: the same (valid) times, so the same mark
     return t if len(shape) == 1 else mark_valid(t.reshape(x.shape[0], *shape, t.shape[-1]))

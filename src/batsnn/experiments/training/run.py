@@ -29,10 +29,10 @@ import torch
 import batsnn
 from batsnn.experiments import distributed
 from batsnn.experiments.config import TrainConfig, config_document, resolve_device
+from batsnn.experiments.datasource import InputTooLarge
 from batsnn.experiments.model import NetworkTooLarge, build_model, layer_shapes
 from batsnn.experiments.rundir import (MARKER, RunDir, hold_out_dir, load_run_checkpoint,
                                        new_run_dir, write_json)
-from batsnn.experiments.datasource import InputTooLarge
 from batsnn.experiments.sources import DataSource, open_source
 from batsnn.experiments.training.callbacks import EpochLog, ProgressBar, RunPlots, RunRecorder
 from batsnn.experiments.training.evaluation import evaluate
