@@ -101,3 +101,54 @@ def test_trains_of_any_rank_are_checked_naming_the_full_index():
         check_spike_times("maps", bad)
     with pytest.raises(ValueError, match=r"maps must have shape \(batch, \*neurons, spikes\)"):
         check_spike_times("maps", torch.zeros(3, dtype=torch.float64))
+
+
+def _first_defect_reference(t: torch.Tensor, max_time: float):
+    """Plain-Python twin of the compiled scan: per sample the first (kind, n, s)."""
+    found = []
+    for b in range(t.shape[0]):
+        hit = None
+        for n in range(t.shape[1]):
+            prev = -math.inf
+            for s in range(t.shape[2]):
+                v = float(t[b, n, s])
+                kind = (1 if math.isnan(v) else 2 if v < 0 else 3 if v < prev
+                        else 4 if max_time < v < math.inf else 0)
+                if kind and hit is None:
+                    hit = (kind, n, s)
+                if not math.isnan(v):
+                    prev = v
+        found.append(hit)
+    return found
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_scans_agree_with_plain_references(dtype):
+    """The compiled time scan, the weight magnitude and the count comparison against plain
+    loops / torch on random trains with planted defects of every kind."""
+    from batsnn.spikes import _count_mismatch, scan_times, weight_abs_max
+    g = torch.Generator().manual_seed(3)
+    for trial in range(40):
+        t = torch.rand(4, 5, 6, generator=g, dtype=dtype).sort(-1).values * 2
+        t[t > 1.5] = math.inf
+        for _ in range(trial % 4):
+            b, n, s = (int(torch.randint(k, (1,), generator=g)) for k in t.shape)
+            t[b, n, s] = (math.nan, -0.5, 0.0, 1.8, -0.0)[trial % 5]
+        bad = np.zeros((4, 3), np.int64)
+        scan_times(t.numpy(), bad, 1.6)
+        got = [tuple(int(x) for x in row) if row[0] else None for row in bad]
+        assert got == _first_defect_reference(t, 1.6), trial
+        counts = torch.isfinite(t).sum(-1)
+        if trial % 3:
+            counts[trial % 4, trial % 5] += 1
+        first = np.empty(4, np.int64)
+        _count_mismatch(t.numpy(), counts.numpy(), first)
+        want = [int(torch.nonzero(torch.isfinite(t[b]).sum(-1) != counts[b])[0])
+                if (torch.isfinite(t[b]).sum(-1) != counts[b]).any() else -1 for b in range(4)]
+        assert first.tolist() == want
+        w = torch.randn(3, 7, generator=g, dtype=dtype)
+        if trial % 4 == 1:
+            w[trial % 3, trial % 7] = (math.nan, -math.inf)[(trial // 4) % 2]
+        ref = w.abs().max().item()
+        got_w = weight_abs_max(w)
+        assert (math.isnan(got_w) and math.isnan(ref)) or got_w == ref

@@ -218,7 +218,8 @@ def spike_count_class_loss(times: torch.Tensor, counts: torch.Tensor, labels: to
                              f"{str(times.dtype).removeprefix('torch.')} (the dtype of times)")
     _check_labels(labels, counts.shape[1], times)
     targets = count_targets(labels, counts.shape[1], target_true, target_false, times.dtype)
-    return spike_count_loss(times, counts, targets, reduction=reduction)
+    # The targets are built here, finite and within the bound checked above.
+    return _reduce(_CountLossFunction.apply(times, counts, targets), reduction)
 
 
 def count_predict(counts: torch.Tensor) -> torch.Tensor:

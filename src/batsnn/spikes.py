@@ -43,29 +43,25 @@ def scan_times(times, bad, max_time):
     n_batch, n_neurons, n_slots = times.shape
     for b in numba.prange(n_batch):
         for n in range(n_neurons):
-            prev = -np.inf
+            prev = 0.0
             for s in range(n_slots):
                 v = times[b, n, s]
-                if math.isnan(v):
-                    if bad[b, 0] == 0:
+                # Valid (the common case): >= 0, ascending, at most max_time or +inf. NaN
+                # and every defect fail this test.
+                if v >= prev and (v <= max_time or v == np.inf):
+                    prev = v
+                    continue
+                if bad[b, 0] == 0:
+                    bad[b, 1] = n
+                    bad[b, 2] = s
+                    if math.isnan(v):
                         bad[b, 0] = 1
-                        bad[b, 1] = n
-                        bad[b, 2] = s
-                elif v < 0.0:
-                    if bad[b, 0] == 0:
+                    elif v < 0.0:
                         bad[b, 0] = 2
-                        bad[b, 1] = n
-                        bad[b, 2] = s
-                elif v < prev:
-                    if bad[b, 0] == 0:
+                    elif v < prev:
                         bad[b, 0] = 3
-                        bad[b, 1] = n
-                        bad[b, 2] = s
-                elif max_time < v < np.inf:
-                    if bad[b, 0] == 0:
+                    else:
                         bad[b, 0] = 4
-                        bad[b, 1] = n
-                        bad[b, 2] = s
                 if v == v:
                     prev = v
 
@@ -74,15 +70,30 @@ def scan_times(times, bad, max_time):
 def _abs_max_rows(w, out):
     """``out[r]``: the largest ``|w[r, i]|`` of row ``r``, NaN if the row holds a NaN."""
     for r in numba.prange(w.shape[0]):
-        m = 0.0
+        m = abs(w[r, 0])  # of w's dtype: a float64 accumulator would not vectorise
+        nan = False
         for i in range(w.shape[1]):
+            # Branch-free, so that the loop vectorises; a NaN is flagged apart.
             v = abs(w[r, i])
-            if math.isnan(v):
-                m = math.nan
+            nan |= v != v
+            m = max(m, v)
+        out[r] = math.nan if nan else m
+
+
+@numba.njit(parallel=True, cache=True)
+def _count_mismatch(times, counts, first):
+    """``first[b]``: the first neuron of sample ``b`` whose count in ``counts (B, N)``
+    differs from its number of finite entries in ``times (B, N, S)``; -1 if none."""
+    n_batch, n_neurons, n_slots = times.shape
+    for b in numba.prange(n_batch):
+        first[b] = -1
+        for n in range(n_neurons):
+            found = 0
+            for s in range(n_slots):
+                found += math.isfinite(times[b, n, s])
+            if found != counts[b, n]:
+                first[b] = n
                 break
-            if v > m:
-                m = v
-        out[r] = m
 
 
 def weight_abs_max(w: torch.Tensor) -> float:
@@ -250,9 +261,15 @@ def check_counts(counts, times: torch.Tensor, name: str = "counts", *,
     if counts.device != times.device:
         raise ValueError(f"{name} is on {counts.device} but times is on {times.device}")
     if values and counts.device.type == "cpu" and counts.numel():
-        found = torch.isfinite(times.detach()).sum(-1)
-        if not torch.equal(found, counts.to(found.dtype)):
-            idx = tuple(torch.nonzero(found != counts)[0].tolist())
+        n_batch, n_slots = times.shape[0], times.shape[-1]
+        t = times.detach().reshape(n_batch, -1, n_slots).contiguous().numpy()
+        first = np.empty(n_batch, np.int64)
+        _count_mismatch(t, counts.detach().reshape(n_batch, -1).to(torch.int64).numpy(), first)
+        if (first >= 0).any():
+            b = int(np.argmax(first >= 0))
+            idx = (b, *np.unravel_index(int(first[b]), tuple(counts.shape[1:])))
+            idx = tuple(int(i) for i in idx)
+            found = int(torch.isfinite(times.detach()[idx]).sum())
             raise ValueError(f"{name} disagree with times: {name}[{', '.join(map(str, idx))}] = "
-                             f"{int(counts[idx])} but times{list(idx)} holds {int(found[idx])} "
+                             f"{int(counts[idx])} but times{list(idx)} holds {found} "
                              "finite spike times")
