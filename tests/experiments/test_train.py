@@ -645,3 +645,46 @@ def test_the_names_of_the_one_module_runner_are_still_here():
         assert name in T.__all__, name
         assert name == "DT_MODES" or callable(getattr(T, name)), name
     from batsnn.experiments.train import TrainState, fit, train  # noqa: F401
+
+
+def test_plots_are_drawn_first_last_and_at_most_a_share_of_the_time(monkeypatch, tmp_path):
+    """RunPlots draws after epoch 1, after the last epoch, after an epoch that stops
+    training, and in between only once 1/share times the last drawing's cost has passed."""
+    from batsnn.experiments import plots
+    from batsnn.experiments.rundir import RunDir
+    from batsnn.experiments.training import callbacks
+
+    clock = [0.0]
+    drawn = []
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: clock[0])
+
+    def fake_draw(*args):
+        clock[0] += 1.0  # each figure "takes" 1 s: a drawing of three takes 3 s
+        drawn.append(state.epoch)
+
+    for name in ("learning_curves", "spikes_per_layer", "raster"):
+        monkeypatch.setattr(plots, name, fake_draw)
+    state, *_ = tiny_problem()
+    inputs = batsnn.ttfs_encode(torch.rand(2, 6))
+    rp = callbacks.RunPlots(RunDir(tmp_path / "run"), inputs, torch.tensor([0, 1]),
+                            last_epoch=6, share=0.5)
+    seen = []
+    for epoch, wait in ((1, 0.0), (2, 1.0), (3, 4.0), (4, 2.0), (5, 0.0), (6, 0.0)):
+        state.epoch = epoch
+        clock[0] += wait
+        rp.on_epoch_end(state)
+        seen.append(epoch in drawn)
+    # 1: the first; then 3 s / 0.5 = 6 s must pass: 2 (1 s) and 3 (5 s) no, 4 (7 s) yes;
+    # 5 (0 s after 4) no; 6: the last
+    assert seen == [True, False, False, True, False, True]
+    state.epoch, state.stop = 2, True
+    rp.on_epoch_end(state)
+    assert drawn[-1] == 2  # a stop draws
+    every = callbacks.RunPlots(RunDir(tmp_path / "run2"), inputs, torch.tensor([0, 1]))
+    state.stop = False
+    assert every.due(state)
+    every.on_epoch_end(state)
+    assert every.due(state)  # without last_epoch: after every epoch
+    for bad in (0, 1.5, True, "0.1"):
+        with pytest.raises(ValueError, match="share"):
+            callbacks.RunPlots(RunDir(tmp_path / "run3"), inputs, torch.tensor([0]), share=bad)

@@ -4,6 +4,7 @@ and one log line per epoch."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -121,28 +122,52 @@ class RunRecorder:
 
 class RunPlots:
     """Draws ``learning_curves.png``, ``spikes_per_layer.png`` and ``raster.png`` (the spike
-    trains of every layer for ``inputs``, encoded spike times of a few samples) after each
-    epoch.
+    trains of every layer for ``inputs``, encoded spike times of a few samples) after the
+    first epoch, after the last (``last_epoch``, or one that stops training), and in between
+    whenever the time since the last drawing is at least ``1 / share`` times what that
+    drawing took: drawing takes about 1.6 s on a 2-core CPU, so short epochs (small
+    datasets, a GPU) would otherwise spend most of a run on plots. The metrics are written
+    after every epoch regardless; a run interrupted between drawings has plots a few epochs
+    old, and ``--resume`` redraws them.
 
     Args:
-        run_dir: the run directory the PNG files are written into (replaced each epoch).
+        run_dir: the run directory the PNG files are written into (replaced on each drawing).
         inputs: spike times ``(B, *input_shape, S)`` of a few samples, as the network
             takes them, on the model's device.
         labels: their class labels ``(B,)``, marked on the raster's last layer.
+        last_epoch: the run's last epoch (always drawn); ``None``: draw after every epoch.
+        share: the largest share of the run's time that drawing may take, in ``(0, 1]``.
     """
 
-    def __init__(self, run_dir: RunDir, inputs: torch.Tensor, labels: torch.Tensor):
+    def __init__(self, run_dir: RunDir, inputs: torch.Tensor, labels: torch.Tensor,
+                 last_epoch: int | None = None, share: float = 0.1):
+        if isinstance(share, bool) or not (isinstance(share, (int, float)) and 0 < share <= 1):
+            raise ValueError(f"share must be a number in (0, 1], got {share!r}")
         self.run, self.inputs, self.labels = run_dir, inputs, labels
+        self.last_epoch, self.share = last_epoch, float(share)
+        self._drawn_at = None  # perf_counter at the end of the last drawing
+        self._cost = 0.0  # seconds that drawing took
+
+    def due(self, state: TrainState) -> bool:
+        """Whether :meth:`on_epoch_end` draws after ``state``'s epoch."""
+        if (self._drawn_at is None or self.last_epoch is None or state.stop
+                or state.epoch >= self.last_epoch):
+            return True
+        return time.perf_counter() - self._drawn_at >= self._cost / self.share
 
     def on_epoch_end(self, state: TrainState) -> None:
-        """Redraw the three plots from ``state.history`` and from the spike trains of
-        ``state.model`` (run in eval mode, without gradients) on the stored inputs.
+        """Redraw the three plots, when :meth:`due`, from ``state.history`` and from the
+        spike trains of ``state.model`` (run in eval mode, without gradients) on the stored
+        inputs.
 
         Args:
             state: the loop's state after the epoch.
         """
+        if not self.due(state):
+            return
         from batsnn.experiments import plots
 
+        t0 = time.perf_counter()
         plots.learning_curves(state.history, self.run.file("learning_curves.png"))
         plots.spikes_per_layer(state.history, self.run.file("spikes_per_layer.png"))
         with torch.no_grad():
@@ -151,6 +176,8 @@ class RunPlots:
         # maps (conv, pool layers) are drawn as their neurons in C order
         outs = [batsnn.SpikeTrains(o.times.flatten(1, -2), o.counts.flatten(1)) for o in outs]
         plots.raster(outs, self.labels, self.run.file("raster.png"))
+        self._drawn_at = time.perf_counter()
+        self._cost = self._drawn_at - t0
 
 
 class EpochLog:

@@ -259,7 +259,8 @@ def _run_callbacks(state: TrainState, source: DataSource, ctx, quiet: bool,
     if ctx.is_main:
         shown = source.split("test", slice(0, 3))
         own = [RunRecorder(run, cfg.to_dict()),
-               RunPlots(run, shown.inputs(state.device, cfg.dt), shown.labels)]
+               RunPlots(run, shown.inputs(state.device, cfg.dt), shown.labels,
+                        last_epoch=cfg.epochs)]
     if not quiet:
         own = [ProgressBar(distributed.steps_per_epoch(source.n_train, cfg.batch_size, ctx)),
                *own, EpochLog(log)]
