@@ -3,12 +3,13 @@
 Each measurement trains a preset with ``batsnn.experiments.train.train`` for ``--epochs``
 epochs and reports, per epoch, the training pass's wall time, samples per second and the
 test accuracy (``metrics.csv``), beside the run's input facts (spike slots, dropped spikes).
-``shd`` reads SHD-format files: with no ``--data-dir`` it writes a synthetic pair of SHD's
-sizes (8,156 training and 2,264 test samples, 700 channels, SHD's spike statistics:
-:func:`batsnn.experiments.datasets.heidelberg.write_synthetic_shd`) into a temporary
-directory first (needs ``h5py``). ``yinyang`` and ``randman`` are generated.
+``shd`` and ``ssc`` read SHD / SSC-format files: with no ``--data-dir`` a synthetic set is
+written to a temporary directory first (700 channels, SHD-like spike counts; 8,156 training
+samples, an SHD-sized epoch, for both: :func:`batsnn.experiments.datasets.heidelberg.
+write_synthetic_shd` and ``write_synthetic_ssc``; needs ``h5py``). ``yinyang`` and
+``randman`` are generated.
 
-    python benchmarks/bench_events.py --device cuda --presets shd,randman,yinyang --epochs 2
+    python benchmarks/bench_events.py --device cuda --presets shd,ssc,randman,yinyang --epochs 2
     python benchmarks/bench_events.py --device cpu --presets randman --epochs 1
 """
 
@@ -55,11 +56,11 @@ def bench(preset: str, device: str, epochs: int, data_dir: str | None, work: Pat
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--presets", default="shd,randman,yinyang",
+    p.add_argument("--presets", default="shd,ssc,randman,yinyang",
                    help="comma-separated event presets")
     p.add_argument("--epochs", type=int, default=2, help="epochs per measurement")
-    p.add_argument("--data-dir", help="directory with shd_train.h5 and shd_test.h5 (default: "
-                   "synthetic files of SHD's sizes, written to a temporary directory)")
+    p.add_argument("--data-dir", help="directory with the dataset's files (default for shd and "
+                   "ssc: synthetic files with SHD's sizes, written to a temporary directory)")
     p.add_argument("--no-cuda-graph", action="store_true", help="eager steps on a GPU")
     args = p.parse_args(argv)
     info = {"batsnn": batsnn.__version__, "torch": torch.__version__,
@@ -68,16 +69,16 @@ def main(argv=None):
         info["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     with tempfile.TemporaryDirectory(prefix="batsnn-bench-events-") as tmp:
         work = Path(tmp)
-        data_dir = args.data_dir
         for preset in args.presets.split(","):
-            if preset == "shd" and data_dir is None:
-                from batsnn.experiments.datasets.heidelberg import write_synthetic_shd
+            data_dir = args.data_dir
+            if preset in ("shd", "ssc") and data_dir is None:
+                from batsnn.experiments.datasets import heidelberg
 
-                (work / "shd").mkdir()
+                (work / preset).mkdir()
                 t0 = time.perf_counter()
-                write_synthetic_shd(work / "shd")
-                data_dir = str(work / "shd")
-                info["synthetic_shd_written_s"] = round(time.perf_counter() - t0, 1)
+                getattr(heidelberg, f"write_synthetic_{preset}")(work / preset)
+                data_dir = str(work / preset)
+                info[f"synthetic_{preset}_written_s"] = round(time.perf_counter() - t0, 1)
             res = bench(preset, args.device, args.epochs,
                         data_dir if preset in ("shd", "ssc", "nmnist", "nmnist-conv") else None,
                         work, not args.no_cuda_graph)

@@ -15,7 +15,8 @@ from batsnn.experiments.datasets.heidelberg import (H5PY_MISSING, load_heidelber
                                                     read_heidelberg_file,
                                                     synthetic_shd_samples,
                                                     write_heidelberg_file,
-                                                    write_synthetic_shd)
+                                                    write_synthetic_shd,
+                                                    write_synthetic_ssc)
 
 
 def write_raw(path, times, units, labels, t_dtype=np.float32, extra=True):
@@ -132,3 +133,17 @@ def test_synthetic_shd_files(tmp_path):
     i = info(ds)["splits"]
     assert i["train"]["samples"] == 40 and i["test"]["samples"] == 20
     assert 0.3 < i["train"]["duration_s"]["min"] and i["train"]["duration_s"]["max"] < 1.1
+
+
+def test_synthetic_ssc_files(tmp_path):
+    """SSC's three files and 35 classes, read back by the SSC loader; split k drawn with
+    seed + k as for SHD."""
+    paths = write_synthetic_ssc(tmp_path, n_train=70, n_valid=35, n_test=35, seed=5)
+    assert [p.name for p in paths] == ["ssc_train.h5", "ssc_valid.h5", "ssc_test.h5"]
+    ds = load_heidelberg("ssc", tmp_path)
+    assert [len(ds[s].labels) for s in ("train", "valid", "test")] == [70, 35, 35]
+    assert sorted(set(ds["train"].labels.tolist())) == list(range(35))
+    valid = synthetic_shd_samples(35, seed=6, n_classes=35)
+    assert sum(len(t) for t in valid[0]) == ds["valid"].times.size
+    with pytest.raises(ValueError, match="expected a directory"):
+        write_synthetic_ssc(tmp_path / "ssc_train.h5")

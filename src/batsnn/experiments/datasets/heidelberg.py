@@ -30,7 +30,8 @@ from batsnn.experiments.datasets.events import (EventDataset, check_split, machi
 from batsnn.fileio import atomic_write, describe_path, one_line, printable
 
 __all__ = ["HEIDELBERG", "H5PY_MISSING", "load_heidelberg", "read_heidelberg_file",
-           "synthetic_shd_samples", "write_heidelberg_file", "write_synthetic_shd"]
+           "synthetic_shd_samples", "write_heidelberg_file", "write_synthetic_shd",
+           "write_synthetic_ssc"]
 
 #: name -> (classes, splits and their published file stems)
 HEIDELBERG = {
@@ -302,12 +303,31 @@ def write_synthetic_shd(directory: str | os.PathLike, *, n_train: int = 8156,
     :func:`synthetic_shd_samples` into ``directory`` (default sizes: SHD's 8,156 / 2,264),
     for tests and benchmarks of the SHD path without the published files. Returns the
     paths written."""
+    return _write_synthetic(directory, (("shd_train", n_train), ("shd_test", n_test)), 20,
+                            seed, compress)
+
+
+def write_synthetic_ssc(directory: str | os.PathLike, *, n_train: int = 8156,
+                        n_valid: int = 2264, n_test: int = 2264, seed: int = 0,
+                        compress: bool = False) -> list:
+    """Write ``ssc_train.h5``, ``ssc_valid.h5`` and ``ssc_test.h5`` (``.h5.gz`` with
+    ``compress``) of :func:`synthetic_shd_samples` with SSC's 35 classes into ``directory``,
+    for tests and benchmarks of the SSC path without the published files. The default
+    sizes are SHD's (8,156 training samples: an SHD-sized epoch), not SSC's 75,466 / 9,981
+    / 20,382. Returns the paths written."""
+    return _write_synthetic(directory, (("ssc_train", n_train), ("ssc_valid", n_valid),
+                                        ("ssc_test", n_test)), 35, seed, compress)
+
+
+def _write_synthetic(directory, splits, n_classes: int, seed: int, compress: bool) -> list:
+    """One file per ``(stem, samples)`` of ``splits``, split ``k`` drawn with seed
+    ``seed + k``."""
     d = Path(directory)
     if not d.is_dir():
         raise ValueError(f"{printable(d)} {describe_path(d)}, expected a directory")
     paths = []
-    for k, (stem, n) in enumerate((("shd_train", n_train), ("shd_test", n_test))):
+    for k, (stem, n) in enumerate(splits):
         p = d / (stem + (".h5.gz" if compress else ".h5"))
-        write_heidelberg_file(p, *synthetic_shd_samples(n, seed=seed + k))
+        write_heidelberg_file(p, *synthetic_shd_samples(n, seed=seed + k, n_classes=n_classes))
         paths.append(p)
     return paths
