@@ -124,3 +124,25 @@ def test_load_event_dataset_by_name_passes_options():
     assert len(y["train"]) == 4
     with pytest.raises(TypeError, match="nmnist takes no options"):
         load_event_dataset("nmnist", ".", max_events=3)
+
+
+def test_generated_sets_are_made_once_per_process_and_handed_out_as_copies(monkeypatch):
+    """load_event_dataset generates a set once per options (the last two kept) and gives
+    each caller its own copy: editing one leaves the next caller's intact."""
+    import batsnn.experiments.datasets as D
+
+    made = []
+    real = D.randman
+    monkeypatch.setattr(D, "randman", lambda **kw: made.append(kw) or real(**kw))
+    monkeypatch.setattr(D, "_GENERATED", type(D._GENERATED)())
+    opts = dict(n_classes=2, n_channels=3, dim=1, samples_per_class=10, seed=11)
+    a = load_event_dataset("randman", **opts)
+    b = load_event_dataset("randman", **opts)
+    assert len(made) == 1 and a is not b
+    a["train"].times[:] = -1.0
+    assert np.array_equal(b["train"].times, real(**opts)["train"].times)
+    load_event_dataset("randman", **{**opts, "seed": 12})
+    load_event_dataset("yin-yang", sizes={"train": 6, "valid": 3, "test": 3})  # unhashable
+    load_event_dataset("randman", **{**opts, "seed": 13})
+    load_event_dataset("randman", **opts)  # pushed out by seeds 12 and 13: made again
+    assert [m["seed"] for m in made] == [11, 12, 13, 11]

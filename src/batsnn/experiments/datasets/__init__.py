@@ -22,7 +22,9 @@ and ``info(ds)`` / ``format_info(info(ds))`` describe a dataset.
 
 from __future__ import annotations
 
+import copy
 import os
+from collections import OrderedDict
 
 from batsnn.experiments.datasets.events import (BatchTooLarge, EventBatch, EventDataset,
                                                 EventSplit, batch_spike_trains, format_info,
@@ -62,10 +64,8 @@ def load_event_dataset(name: str, data_dir: str | os.PathLike | None = None,
         FileNotFoundError: a file is missing (the message says where it is published).
     """
     key = event_dataset_name(name)
-    if key == "yin-yang":
-        return yin_yang(**options)
-    if key == "randman":
-        return randman(**options)
+    if key in ("yin-yang", "randman"):
+        return _generated(key, options)
     if key is None:
         raise ValueError(f"unknown event dataset {printable(name)!r}; choose from "
                          f"{', '.join(EVENT_DATASETS)}")
@@ -76,3 +76,28 @@ def load_event_dataset(name: str, data_dir: str | os.PathLike | None = None,
             raise TypeError(f"nmnist takes no options, got {', '.join(options)}")
         return load_nmnist(data_dir)
     return load_heidelberg(key, data_dir, **options)
+
+
+#: the last generated datasets of this process, by name and options (a sweep trains its runs
+#: one after another in one process and would otherwise generate the same set for each run)
+_GENERATED: OrderedDict = OrderedDict()
+_GENERATED_KEEP = 2
+
+
+def _generated(key: str, options: dict) -> EventDataset:
+    """Yin-Yang or Randman with ``options``: generated once per process and options, each
+    caller given its own copy (generation is deterministic, so a copy equals a new set)."""
+    try:
+        cache_key = (key, tuple(sorted(options.items())))
+        hash(cache_key)
+    except TypeError:  # unhashable option values: the generator names the bad one
+        cache_key = None
+    if cache_key is None or cache_key not in _GENERATED:
+        ds = (yin_yang if key == "yin-yang" else randman)(**options)
+        if cache_key is None:
+            return ds
+        _GENERATED[cache_key] = ds
+        while len(_GENERATED) > _GENERATED_KEEP:
+            _GENERATED.popitem(last=False)
+    _GENERATED.move_to_end(cache_key)
+    return copy.deepcopy(_GENERATED[cache_key])
