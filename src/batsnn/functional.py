@@ -13,8 +13,8 @@ from batsnn.params import LIFParams
 from batsnn.spikes import (SpikeTrains, check_counts, check_spike_times, check_tensor,
                            mark_valid, marked_valid)
 
-__all__ = ["LIFParams", "SpikeTrains", "lif_conv2d", "lif_linear", "spike_flatten",
-           "spike_pool2d"]
+__all__ = ["LIFParams", "SpikeTrains", "lif_conv2d", "lif_linear", "spike_delay",
+           "spike_flatten", "spike_pool2d"]
 
 
 def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float | None = None,
@@ -225,6 +225,60 @@ def spike_flatten(times: torch.Tensor, counts: torch.Tensor) -> SpikeTrains:
     if marked_valid(times):
         mark_valid(out)
     return SpikeTrains(out, counts.reshape(counts.shape[0], -1))
+
+
+def spike_delay(times: torch.Tensor, counts: torch.Tensor, delay: torch.Tensor) -> SpikeTrains:
+    """Axonal delays: every spike of channel ``c`` (axis 1 of ``times``) moved later by
+    ``delay[c]`` seconds.
+
+    One delay per channel keeps each train ascending, so nothing is re-sorted and the counts
+    are unchanged. The output is the plain sum ``times + delay`` at the finite entries
+    (``+inf`` padding stays ``+inf``), so its gradient is exact: each spike's time gradient
+    passes unchanged to the input time, and ``dL/d delay[c]`` is the sum of the time
+    gradients of channel ``c``'s spikes (padding entries contribute nothing). A delayed spike
+    at or after the next layer's ``t_max`` is past that layer's horizon; on a grid the next
+    layer puts the delayed times on its grid by the usual rule.
+
+    Args:
+        times: ``(B, C, ..., S)`` spike times (ascending, ``+inf``-padded), float32 or
+            float64; ``C`` channels on axis 1 (the neurons of a dense layer, the maps of a
+            convolution).
+        counts: ``(B, C, ...)`` integer spikes per neuron (the finite entries of ``times``).
+        delay: ``(C,)`` delays in seconds, finite and ``>= 0``, of ``times``' dtype and
+            device (the values are checked on the CPU; on a GPU they are not inspected, as
+            weights are not: that check would synchronise the host in every forward).
+
+    Returns:
+        :class:`SpikeTrains` of the same shapes as the input.
+
+    Raises:
+        TypeError, ValueError: naming the argument and, for a bad delay, its index and value.
+    """
+    check_tensor("times", times, ndim=None)
+    check_counts(counts, times, values=False)
+    if not isinstance(delay, torch.Tensor):
+        raise TypeError(f"delay must be a torch.Tensor, got {type(delay).__name__}")
+    if delay.dtype != times.dtype:
+        raise TypeError(f"delay dtype {delay.dtype} does not match times dtype {times.dtype}")
+    if delay.device != times.device:
+        raise ValueError(f"delay is on {delay.device} but times is on {times.device}")
+    if times.dim() < 3:
+        raise ValueError(f"times must be (B, C, ..., S) with at least 3 axes, got shape "
+                         f"{tuple(times.shape)}")
+    if delay.shape != (times.shape[1],):
+        raise ValueError(f"delay must have shape (C,) = ({times.shape[1]},) for times of shape "
+                         f"{tuple(times.shape)}, got {tuple(delay.shape)}")
+    if delay.device.type == "cpu" and delay.numel():
+        d = delay.detach()
+        bad = ~torch.isfinite(d) | (d < 0)
+        if bool(bad.any()):
+            i = int(torch.nonzero(bad)[0])
+            raise ValueError(f"delay must hold finite numbers >= 0 (seconds), got delay[{i}] = "
+                             f"{d[i].item()!r}")
+    check_spike_times("times", times)
+    shift = delay.reshape((1, -1) + (1,) * (times.dim() - 2))
+    out = torch.where(torch.isfinite(times), times + shift, times)
+    return SpikeTrains(mark_valid(out), counts)
 
 
 _UNSET = {"tau_s": None, "theta": None, "delta_theta": None, "max_spikes": None,

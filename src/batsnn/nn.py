@@ -8,12 +8,13 @@ import numbers
 import torch
 from torch import nn
 
-from batsnn.functional import device_memory, lif_conv2d, lif_linear, spike_flatten, spike_pool2d
+from batsnn.functional import (device_memory, lif_conv2d, lif_linear, spike_delay, spike_flatten,
+                               spike_pool2d)
 from batsnn.ops.lif.synapse import PAIR_MAX, pair
 from batsnn.params import LIFParams
 from batsnn.spikes import SpikeTrains
 
-__all__ = ["Flatten", "LIFConv2d", "LIFLinear", "SpikePool2d", "SpikingSequential"]
+__all__ = ["Flatten", "LIFConv2d", "LIFLinear", "SpikeDelay", "SpikePool2d", "SpikingSequential"]
 
 
 def _size(name: str, value) -> int:
@@ -251,6 +252,59 @@ class SpikePool2d(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}"
+
+
+class SpikeDelay(nn.Module):
+    """A learnable axonal delay per channel (seconds), added to every spike of the channel;
+    see :func:`batsnn.functional.spike_delay` (exact gradients to the delays and to the
+    input times).
+
+    The delays used are ``delay.clamp(0, max_delay)``: a delay that training pushes below 0
+    or above ``max_delay`` acts as the bound (and gets no gradient while it stays outside).
+
+    Args:
+        channels: ``C``, the channels on axis 1 of the input (neurons, or maps).
+        init: ``(low, high)``: initial delays drawn uniformly from it (default ``(0, 0)``:
+            the layer starts as the identity), ``0 <= low <= high``.
+        max_delay: the largest delay in seconds (default: none).
+        dtype, device: of the delays (float32 or float64; the input's).
+
+    Shape:
+        forward takes :class:`SpikeTrains` (or spike times) ``(B, C, ..., S)`` and returns
+        :class:`SpikeTrains` of the same shapes.
+    """
+
+    #: no spikes of its own: :meth:`SpikingSequential.forward_all` leaves its output out
+    reshapes_only = True
+
+    def __init__(self, channels: int, *, init=(0.0, 0.0), max_delay: float = math.inf,
+                 dtype=None, device=None):
+        super().__init__()
+        self.channels = _size("channels", channels)
+        dtype = _weight_dtype(dtype)
+        self.init = _init_range(init, dtype)
+        if isinstance(max_delay, bool) or not isinstance(max_delay, numbers.Real) \
+                or math.isnan(max_delay) or max_delay <= 0:
+            raise ValueError(f"max_delay must be a number > 0 (seconds; inf: none), got "
+                             f"{max_delay!r}")
+        self.max_delay = float(max_delay)
+        if self.init[0] < 0 or self.init[1] > self.max_delay:
+            raise ValueError(f"init must lie in [0, max_delay = {self.max_delay:g}], got "
+                             f"{init!r}")
+        self.delay = nn.Parameter(_empty_weight((self.channels,), device, dtype))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Draw the delays uniformly from ``init``."""
+        with torch.no_grad():
+            self.delay.uniform_(*self.init)
+
+    def forward(self, x) -> SpikeTrains:
+        x = _trains(x)
+        return spike_delay(x.times, x.counts, self.delay.clamp(0.0, self.max_delay))
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, init={self.init}, max_delay={self.max_delay}"
 
 
 class Flatten(nn.Module):

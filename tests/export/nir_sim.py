@@ -27,6 +27,12 @@ most ``h`` late: errors are O(h). batsnn's own fields that NIR lacks (``max_spik
 neuron stops after K spikes; ``t_max``: no spike after it) are read from each CubaLIF node's
 metadata, in seconds, and converted with the graph's ``time_unit``.
 
+A ``Delay`` node (NIR: ``O(t) = I(t - tau)``, one ``tau`` per neuron) may stand first in a
+layer's synapse chain: each spike of its source neuron ``j`` (an input or the previous
+CubaLIF) then arrives ``tau_j`` later: input spikes are moved before they are binned; a
+hidden spike emitted at step ``k`` is delivered at step ``k + round(tau_j / h)`` (exact when
+the delays are multiples of ``h``).
+
 Propagator over ``h`` without input (``a_s = exp(-h/tau_syn)``, ``a_m = exp(-h/tau_mem)``)::
 
     I(h) = a_s I
@@ -75,9 +81,10 @@ def _synapse(nodes):
 
 
 def _layers(graph):
-    """[(weight (out, in) or None, None, CubaLIF node, synapse function)] along the
-    chain: the dense matrix where the synapse is one Linear / Affine node, else None (the
-    simulator then composes the matrix from the synapse function)."""
+    """[(weight (out, in) or None, delays (in,) or None, CubaLIF node, synapse function)]
+    along the chain: the dense matrix where the synapse is one Linear / Affine node, else
+    None (the simulator then composes the matrix from the synapse function); the delays of
+    a Delay node that opens the layer's synapse chain."""
     succ = dict(graph.edges)
     k = next(n for n, v in graph.nodes.items() if isinstance(v, nir.Input))
     chain = []
@@ -88,13 +95,17 @@ def _layers(graph):
     out, syn = [], []
     for node in chain[:-1]:
         if isinstance(node, nir.CubaLIF):
+            delay = None
+            if syn and isinstance(syn[0], nir.Delay):
+                delay, syn = np.asarray(syn[0].delay, dtype=np.float64).reshape(-1), syn[1:]
+            assert not any(isinstance(x, nir.Delay) for x in syn), "Delay must come first"
             assert syn, "a CubaLIF without synapse nodes before it"
             for s in syn:
                 b = getattr(s, "bias", None)
                 assert b is None or not np.any(np.asarray(b)), \
                     "the simulator handles zero bias only"
             dense = len(syn) == 1 and isinstance(syn[0], (nir.Linear, nir.Affine))
-            out.append((np.asarray(syn[0].weight) if dense else None, None, node,
+            out.append((np.asarray(syn[0].weight) if dense else None, delay, node,
                         _synapse(syn)))
             syn = []
         else:
@@ -120,7 +131,7 @@ def simulate(graph, input_times: torch.Tensor, *, h: float, t_end: float,
     input_times = input_times.reshape(B, -1, input_times.shape[-1])
     layers = []
     prev_shape = in_shape
-    for w, b, lif, syn in _layers(graph):
+    for w, delay, lif, syn in _layers(graph):
         f = {k: torch.as_tensor(np.asarray(getattr(lif, k), dtype=np.float64),
                                 dtype=dtype).reshape(-1)
              for k in ("tau_syn", "tau_mem", "r", "w_in", "v_leak", "v_threshold", "v_reset")}
@@ -134,6 +145,8 @@ def simulate(graph, input_times: torch.Tensor, *, h: float, t_end: float,
         n = f["tau_syn"].numel()
         layers.append(dict(
             W=None if w is None else torch.as_tensor(w, dtype=dtype), syn=syn,
+            delay_steps=None if delay is None else np.rint(delay / h).astype(np.int64),
+            pending={},
             in_shape=prev_shape, a_s=a_s, a_m=a_m,
             jump=f["w_in"] / f["tau_syn"], **f, K=k_max, t_max=t_max,
             v_rest=f["v_leak"] * (1 - a_m), r_gain=f["r"] * gain,
@@ -145,6 +158,9 @@ def simulate(graph, input_times: torch.Tensor, *, h: float, t_end: float,
     n_steps = int(round(t_end / h))
     # input events sorted by grid bin: a spike at t in (t_{k-1}, t_k] arrives at step k
     t = input_times.to(torch.float64)
+    first_delay = _layers(graph)[0][1]
+    if first_delay is not None:  # the first layer's delays move the input spikes
+        t = t + torch.as_tensor(first_delay, dtype=torch.float64)[None, :, None]
     ok = torch.isfinite(t) & (t <= n_steps * h)
     b_idx, i_idx, _ = ok.nonzero(as_tuple=True)
     # (a time within 1e-9 h after a grid point counts as on it: k h / h may round above k)
@@ -172,8 +188,16 @@ def simulate(graph, input_times: torch.Tensor, *, h: float, t_end: float,
                 if hi > lo:
                     L["I"].index_put_((b_idx[lo:hi],), L["jump_t"][i_idx[lo:hi]],
                                       accumulate=True)
-            elif z is not None:
-                L["I"] += z.to(L["W"].dtype) @ L["jump_t"]
+            else:
+                if z is not None and L["delay_steps"] is not None:  # spikes to come
+                    for m in np.unique(L["delay_steps"]):
+                        part = z & torch.as_tensor(L["delay_steps"] == m)[None, :]
+                        L["pending"][k + int(m)] = L["pending"].get(k + int(m), 0) | part
+                    z = L["pending"].pop(k, None)
+                elif L["delay_steps"] is not None:
+                    z = L["pending"].pop(k, None)
+                if z is not None:
+                    L["I"] += z.to(L["W"].dtype) @ L["jump_t"]
             fire = L["v"] > L["v_threshold"]
             if tk <= L["t_max"] and bool(fire.any()):
                 fire &= L["count"] < L["K"]

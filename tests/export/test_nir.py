@@ -24,7 +24,7 @@ from batsnn.experiments.rundir import load_checkpoint  # noqa: E402
 from batsnn.experiments.runs import export_run  # noqa: E402
 from batsnn.export.nir import cuba_lif_constants  # noqa: E402
 from batsnn.nn import (  # noqa: E402
-    Flatten, LIFConv2d, LIFLinear, SpikePool2d, SpikingSequential)
+    Flatten, LIFConv2d, LIFLinear, SpikeDelay, SpikePool2d, SpikingSequential)
 from batsnn.params import LIFParams  # noqa: E402
 
 UNITS = {"s": 1.0, "ms": 1e3}
@@ -659,3 +659,95 @@ def test_a_conv_run_is_loaded_and_exported(data_dir, tmp_path):
     assert torch.equal(model[0].weight.detach(), ck["model"]["0.weight"])
     model2 = from_nir(export_run(run, tmp_path / "conv.nir"))
     assert torch.equal(model2[0].weight.detach(), ck["model"]["0.weight"])
+
+
+# ----------------------------------------------------------------------------- delays
+
+def _delayed_net(dtype, h=1e-5):
+    """Delay(20) -> LIF 20-30 -> Delay(30) -> LIF 30-5, delays whole multiples of ``h`` (the
+    simulator's step) in [0, 3 ms]."""
+    torch.manual_seed(3)
+    net = _net(dtype)
+    d_in = SpikeDelay(20, init=(0.0, 0.003), max_delay=0.004, dtype=dtype)
+    d_hid = SpikeDelay(30, init=(0.0, 0.003), dtype=dtype)
+    with torch.no_grad():
+        for d in (d_in, d_hid):
+            d.delay.copy_(torch.round(d.delay / h) * h)
+    return SpikingSequential(d_in, net[0], d_hid, net[1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("unit", ["s", "ms"])
+def test_delays_round_trip(dtype, unit):
+    model = _delayed_net(dtype)
+    g = to_nir(model, time_unit=unit)
+    assert list(g.nodes) == ["input", "delay_0", "linear_1", "lif_1", "delay_2", "linear_3",
+                             "lif_3", "output"]
+    assert g.nodes["delay_0"].metadata["max_delay"] == 0.004
+    np.testing.assert_allclose(g.nodes["delay_2"].delay,
+                               model[2].delay.detach().numpy() * UNITS[unit], rtol=1e-6)
+    back = from_nir(g)
+    assert [type(m).__name__ for m in back] == ["SpikeDelay", "LIFLinear", "SpikeDelay",
+                                                "LIFLinear"]
+    assert back[0].max_delay == 0.004 and back[2].max_delay == math.inf
+    for a, b in zip(model.parameters(), back.parameters()):
+        assert a.dtype == b.dtype
+        if unit == "s":
+            assert torch.equal(a, b)
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=0)
+
+
+def test_independent_simulator_reproduces_delayed_spike_counts():
+    """The delayed 20-30-5 network against the clock-driven NIR simulation (h = 10 us),
+    the delays moving input and hidden spikes: counts agree as for the network without
+    delays (>= 97% per layer), and the delays change the counts (so they are exercised)."""
+    model = _delayed_net(torch.float64)
+    t_in = _ttfs(8, 20, t_window=0.025, dtype=torch.float64, gen=torch.Generator().manual_seed(5))
+    outs = model.forward_all(t_in)
+    plain = SpikingSequential(model[1], model[3]).forward_all(t_in)
+    assert not torch.equal(outs[0].counts, plain[0].counts) or \
+        not torch.equal(outs[1].counts, plain[1].counts)
+    res = nir_sim.simulate(to_nir(model), t_in, h=1e-5, t_end=0.05)
+    for i, (o, r) in enumerate(zip(outs, res)):
+        assert o.counts.double().mean() >= 2.0, f"layer {i}: too few spikes to test"
+        agree = (o.counts == r["counts"]).double().mean().item()
+        assert agree >= 0.97, f"layer {i}: counts agree on {agree:.1%} of neurons"
+
+
+def test_delays_after_maps_export_per_position_and_import_back():
+    torch.manual_seed(0)
+    conv = LIFConv2d(1, 2, 3, tau_s=0.01, theta=0.2, max_spikes=3)
+    model = SpikingSequential(conv, SpikeDelay(2, init=(0.001, 0.002)), Flatten(),
+                              LIFLinear(2 * 8 * 8, 3, tau_s=0.01, theta=0.2, max_spikes=3))
+    g = to_nir(model, input_shape=(1, 10, 10))
+    d = g.nodes["delay_1"].delay
+    assert d.shape == (2, 8, 8) and np.all(d == d[:, :1, :1])
+    back = from_nir(g)
+    assert torch.equal(back[1].delay, model[1].delay)
+
+
+@pytest.mark.parametrize("delay, meta, match", [
+    (np.array([0.0, -1e-3, 0.0, 0.0]), {}, r"Delay 'dl': delays must be finite and >= 0, got "
+                                           r"-0.001"),
+    (np.array([0.0, np.nan, 0.0, 0.0]), {}, r"Delay 'dl': delays must be finite"),
+    (np.full(4, 0.002), {"max_delay": 0.0}, r"max_delay=0.0 s must be > 0"),
+    (np.zeros(4, dtype=np.int64), {}, r"Delay 'dl': delay must be a float32 or float64"),
+    (np.full(4, 0.002), {"max_delay": 0.001}, r"max_delay=0.001 s must be > 0 and hold"),
+    (np.full(4, 0.002), {"max_delay": "x"}, r"metadata max_delay must be"),
+])
+def test_delay_import_errors_name_the_node(delay, meta, match):
+    g = _graph(("dl", nir.Delay(delay=delay, metadata=meta)),
+               ("fc", nir.Linear(weight=np.ones((3, 4)))), ("neuron", _lif()))
+    with pytest.raises(ValueError, match=match):
+        from_nir(g)
+
+
+def test_delays_that_differ_within_a_map_are_refused():
+    model = SpikingSequential(LIFConv2d(1, 2, 3, tau_s=0.01, theta=0.2, max_spikes=3),
+                              SpikeDelay(2), Flatten(),
+                              LIFLinear(2 * 8 * 8, 3, tau_s=0.01, theta=0.2, max_spikes=3))
+    g = to_nir(model, input_shape=(1, 10, 10))
+    g.nodes["delay_1"].delay[0, 3, 3] = 0.001
+    with pytest.raises(ValueError, match="differ between positions of one channel"):
+        from_nir(g)

@@ -43,7 +43,9 @@ A :class:`~batsnn.nn.LIFConv2d` becomes ``nir.Conv2d`` (``input_shape`` ``(H, W)
 :class:`~batsnn.nn.SpikePool2d` of kernel ``k`` becomes ``nir.SumPool2d(k, stride k, padding
 0)`` (the sum of a window's spike impulses, fed to linear synapses, is the union of its spike
 trains); a spike-train :class:`~batsnn.nn.Flatten` becomes ``nir.Flatten`` of all per-sample
-axes (``start_dim=0``, ``end_dim=-1``: NIR shapes carry no batch axis).
+axes (``start_dim=0``, ``end_dim=-1``: NIR shapes carry no batch axis). A
+:class:`~batsnn.nn.SpikeDelay` becomes ``nir.Delay`` (``O(t) = I(t - tau)``): its delays in
+use, in the graph's time unit, one per neuron (a map's delay repeated over its positions).
 
 The exporter and importer are tables (:data:`EXPORTERS`, :data:`IMPORTERS`): a new layer type
 adds one entry to each.
@@ -75,7 +77,7 @@ import torch
 from torch import nn
 
 from batsnn.fileio import atomic_write, check_new_file, describe_path, one_line, printable
-from batsnn.nn import Flatten, LIFConv2d, LIFLinear, SpikePool2d, SpikingSequential
+from batsnn.nn import Flatten, LIFConv2d, LIFLinear, SpikeDelay, SpikePool2d, SpikingSequential
 from batsnn.params import WEIGHT_RATIO_MAX, LIFParams
 
 __all__ = ["EXPORTERS", "FORMAT", "IMPORTERS", "TIME_UNITS", "check_nir_path",
@@ -242,12 +244,33 @@ def _export_flatten(layer: Flatten, where: str, ctx: _ExportContext) -> None:
     ctx.shape = (int(np.prod(ctx.shape)),)
 
 
+def _export_spike_delay(layer: SpikeDelay, where: str, ctx: _ExportContext) -> None:
+    """``nir.Delay`` with the delays in use (``delay.clamp(0, max_delay)``) in the graph's
+    time unit, one per neuron of the per-sample shape (a map's delay repeated over its
+    positions); ``max_delay`` (seconds) in the node's metadata."""
+    if ctx.shape is None:
+        ctx.shape = (layer.channels,)
+    if ctx.shape[0] != layer.channels:
+        raise ValueError(f"{where} (SpikeDelay) delays {layer.channels} channels but receives "
+                         f"shape {ctx.shape}")
+    d = layer.delay.detach().clamp(0.0, layer.max_delay).cpu().numpy()
+    if not np.all(np.isfinite(d)):
+        raise ValueError(f"{where} (SpikeDelay): delay holds NaN values; a diverged network "
+                         "cannot be exported")
+    scale = _time_scale(ctx.time_unit)
+    d = (d * scale).astype(d.dtype) if scale != 1.0 else d.copy()
+    full = np.broadcast_to(d.reshape((-1,) + (1,) * (len(ctx.shape) - 1)), ctx.shape).copy()
+    ctx.nodes[f"delay_{ctx.index}"] = ctx.nir.Delay(
+        delay=full, metadata={"batsnn_layer": "SpikeDelay", "max_delay": layer.max_delay})
+
+
 #: layer type -> function(layer, description, context) adding the layer's nodes in order
 EXPORTERS: dict[type, Callable[[nn.Module, str, _ExportContext], None]] = {
     LIFLinear: _export_lif_linear,
     LIFConv2d: _export_lif_conv2d,
     SpikePool2d: _export_spike_pool2d,
     Flatten: _export_flatten,
+    SpikeDelay: _export_spike_delay,
 }
 
 
@@ -728,10 +751,44 @@ def _import_flatten(chain: list, i: int, ctx: _ImportContext) -> tuple[nn.Module
     return Flatten(), 1
 
 
+def _import_delay(chain: list, i: int, ctx: _ImportContext) -> tuple[nn.Module, int]:
+    """``Delay`` (finite delays >= 0, equal over each channel's positions) ->
+    :class:`SpikeDelay` (``max_delay`` from the metadata, else none)."""
+    name, node = chain[i]
+    where = f"Delay {_q(name)}"
+    d = np.asarray(node.delay)
+    if d.dtype not in (np.float32, np.float64) or d.ndim < 1 or d.size == 0:
+        raise ValueError(f"{where}: delay must be a float32 or float64 array with one value "
+                         f"per neuron, got {d.dtype} of shape {d.shape}")
+    if not np.all(np.isfinite(d)) or np.any(d < 0):
+        bad = d[~(np.isfinite(d) & (d >= 0))].ravel()[0]
+        raise ValueError(f"{where}: delays must be finite and >= 0, got {float(bad)!r}")
+    if ctx.shape is not None and tuple(d.shape) != tuple(ctx.shape):
+        raise ValueError(f"{where}: delay has shape {d.shape} but it receives shape "
+                         f"{ctx.shape}")
+    per_channel = d.reshape(d.shape[0], -1)
+    if np.any(per_channel != per_channel[:, :1]):
+        raise ValueError(f"{where}: the delays differ between positions of one channel; "
+                         "batsnn's SpikeDelay has one delay per channel")
+    max_delay = _meta_number(where, _meta(node, where), "max_delay", math.inf,
+                             allow_inf=True)
+    seconds = per_channel[:, 0].astype(np.float64) / ctx.scale
+    if max_delay <= 0 or np.any(seconds > max_delay):
+        raise ValueError(f"{where}: metadata max_delay={max_delay!r} s must be > 0 and hold "
+                         f"every delay (the largest is {float(seconds.max())!r} s)")
+    dtype = ctx.dtype or (torch.float64 if d.dtype == np.float64 else torch.float32)
+    layer = SpikeDelay(d.shape[0], max_delay=max_delay, dtype=dtype)
+    with torch.no_grad():
+        layer.delay.copy_(torch.as_tensor(seconds if ctx.scale != 1.0 else per_channel[:, 0],
+                                          dtype=dtype))
+    ctx.shape = tuple(int(x) for x in d.shape)
+    return layer, 1
+
+
 #: NIR node type name -> function(chain, position, context) -> (module, nodes consumed)
 IMPORTERS: dict[str, Callable] = {"Linear": _import_dense, "Affine": _import_dense,
                                   "Conv2d": _import_conv, "SumPool2d": _import_pool,
-                                  "Flatten": _import_flatten}
+                                  "Flatten": _import_flatten, "Delay": _import_delay}
 
 
 def _names(names) -> str:
