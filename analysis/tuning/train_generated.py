@@ -3,7 +3,9 @@
 The network is a stack of ``LIFLinear`` layers trained with Adam on the spike-count loss
 (``count``) or the TTFS cross-entropy (``ttfs``), the learning rate multiplied by
 ``--lr-gamma`` (default 0.5) every ``--lr-step`` epochs or annealed along a cosine to 0
-(``--lr-schedule cosine``), the gradient norm optionally clipped (``--clip``). After every
+(``--lr-schedule cosine``), the gradient norm optionally clipped (``--clip``), silent neurons
+optionally revived after every step as ``batsnn train`` does (``--revive``, ``--revive-bump``:
+:mod:`batsnn.experiments.training.revive`). After every
 epoch the validation and test accuracies are measured, decoded by spike count (ties to the
 lowest index, as ``count_predict``) and by spike count with ties going to the earliest first
 spike (the ``_tie_break`` keys); each line reports the final epoch's test accuracy and the
@@ -40,6 +42,7 @@ import numpy as np
 import torch
 
 from batsnn.experiments.datasets import batch_spike_trains, randman, yin_yang
+from batsnn.experiments.training.revive import REVIVE_MODES, Reviver
 from batsnn.losses import count_predict, spike_count_class_loss, ttfs_cross_entropy, ttfs_predict
 from batsnn.nn import LIFLinear
 
@@ -104,6 +107,7 @@ def run(seed: int, data, n_in: int, n_out: int, args) -> dict:
     else:
         sched = torch.optim.lr_scheduler.StepLR(opt, args.lr_step, args.lr_gamma)
     (xtr, ytr), (xva, yva), (xte, yte) = data["train"], data["valid"], data["test"]
+    reviver = Reviver(net, args.revive, args.revive_bump)
     gen = torch.Generator().manual_seed(seed)
     valid, test, start = [], [], time.perf_counter()
     for _ in range(args.epochs):
@@ -124,12 +128,13 @@ def run(seed: int, data, n_in: int, n_out: int, args) -> dict:
             if args.clip:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip)
             opt.step()
+            reviver.after_step()
         sched.step()
         net.eval()
         valid.append(accuracy(net, xva, yva, args))
         test.append(accuracy(net, xte, yte, args))
     seconds = round(time.perf_counter() - start, 1)
-    out = {"seed": seed, "seconds": seconds}
+    out = {"seed": seed, "seconds": seconds, "revived": int(reviver.revived)}
     for k, tag in ((0, ""), (1, "_tie_break")):
         v, t = [a[k] for a in valid], [a[k] for a in test]
         best = int(np.argmax(v))
@@ -164,6 +169,11 @@ def main(argv=None):
                         "to 0 over --epochs")
     p.add_argument("--clip", type=float, default=0.0,
                    help="largest gradient norm per step (0: no clipping)")
+    p.add_argument("--revive", choices=REVIVE_MODES, default="none",
+                   help="after every step raise the input weights of the neurons silent for "
+                        "the whole batch: none, the output layer's, every layer's")
+    p.add_argument("--revive-bump", type=float, default=0.001,
+                   help="the amount added to each input weight of a silent neuron")
     p.add_argument("--batch", type=int, default=50)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seeds", default="1")

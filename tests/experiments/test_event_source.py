@@ -273,9 +273,10 @@ def test_event_presets_resolve():
     assert rm.dataset_options == {"n_classes": 10, "n_channels": 20, "dim": 1, "alpha": 1.0}
     assert (rm.tau_s, rm.lr, rm.lr_decay, rm.epochs) == (0.01, 0.005, 1.0, 60)
     yy = C.resolve_config("yinyang")
-    assert (yy.tau_s, yy.lr, yy.lr_decay_every, yy.epochs, yy.batch_size) == (1.0, 0.005, 20,
-                                                                              60, 50)
-    assert yy.network[1]["init"] == [0.0, 0.1]
+    assert (yy.tau_s, yy.lr, yy.lr_decay_every, yy.epochs, yy.batch_size) == (1.0, 0.005, 15,
+                                                                              90, 50)
+    assert yy.network[0]["features"] == 500 and yy.network[1]["init"] == [0.0, 0.06]
+    assert (yy.revive, yy.revive_bump) == ("output", 0.001)
     assert C.resolve_config("nmnist-conv").network[0]["type"] == "conv2d"
 
 

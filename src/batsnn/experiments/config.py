@@ -208,21 +208,25 @@ PRESETS["emnist-count"] = {**copy.deepcopy(PRESETS["mnist-count"]), "dataset": "
 PRESETS["fmnist-conv"] = {**copy.deepcopy(PRESETS["mnist-conv"]), "dataset": "fashion-mnist"}
 
 # Event streams (batsnn.experiments.event_source).
-# yinyang: the Yin-Yang settings with the best validation accuracy measured with
-# analysis/tuning/train_generated.py (its first command: 5 inputs, x, y, 1 - x, 1 - y and the
-# bias spike, tau_s 1 s -> 300 hidden, theta 0.3, 10 spikes -> 3, theta 1.0, 20 spikes,
-# output weights drawn from [0, 0.1] so that every output neuron spikes from the start;
-# count loss 15/3; Adam 5e-3 halved every 20 epochs; batch 50; 60 epochs): test accuracy
-# 95.36 +- 0.66% over seeds 1-5 at the last epoch, decided by spike count (the validation
-# split chose the settings; the test split was read once per setting). That measurement had
-# no horizon (t_max infinite); a run needs a finite one: 20 s, 18 tau_s after the last input
-# spike (2 s).
+# yinyang: the Yin-Yang settings chosen by validation accuracy with
+# analysis/tuning/train_generated.py (5 inputs, x, y, 1 - x, 1 - y and the bias spike, tau_s
+# 1 s -> 500 hidden, theta 0.3, 10 spikes -> 3, theta 1.0, 20 spikes, output weights drawn
+# from [0, 0.06] so that every output neuron spikes from the start; silent output neurons
+# revived; count loss 15/3; Adam 5e-3 halved every 15 epochs; batch 50; 90 epochs; horizon
+# 20 s, 18 tau_s after the last input spike (2 s)):
+#     train_generated.py --layers '[{"features": 500, "theta": 0.3, "max_spikes": 10},
+#         {"theta": 1.0, "max_spikes": 20, "init": [0, 0.06]}]' --lr 5e-3 --lr-step 15
+#         --epochs 90 --batch 50 --t-max 20 --revive output --seeds 1,2,3,4,5
+# validation accuracy 97.30 +- 0.35% and test accuracy 96.84 +- 0.54% over seeds 1-5 at the
+# last epoch, decided by spike count (the validation split chose the settings among those
+# tried; the test split was read once, for these). Without reviving, one seed in five lost an
+# output neuron in the first epoch (about 67%).
 PRESETS["yinyang"] = dict(
     dataset="yin-yang",
-    network=[{"type": "linear", "features": 300, "theta": 0.3, "max_spikes": 10},
-             {"type": "linear", "theta": 1.0, "max_spikes": 20, "init": [0.0, 0.1]}],
+    network=[{"type": "linear", "features": 500, "theta": 0.3, "max_spikes": 10},
+             {"type": "linear", "theta": 1.0, "max_spikes": 20, "init": [0.0, 0.06]}],
     tau_s=1.0, t_max=20.0, loss="count", target_true=15, target_false=3, batch_size=50,
-    lr=0.005, lr_decay=0.5, lr_decay_every=20, epochs=60)
+    lr=0.005, lr_decay=0.5, lr_decay_every=15, epochs=90, **_REVIVE_OUTPUT)
 # randman: the second command of analysis/tuning/train_generated.py (Randman with 10
 # classes, 20 channels, manifold dimension 1, alpha 1, 1000 samples per class, 0.1 s;
 # tau_s 10 ms -> 128 hidden, theta 0.005, 10 spikes -> 10, theta 0.05, 20 spikes; count
