@@ -688,3 +688,35 @@ def test_plots_are_drawn_first_last_and_at_most_a_share_of_the_time(monkeypatch,
     for bad in (0, 1.5, True, "0.1"):
         with pytest.raises(ValueError, match="share"):
             callbacks.RunPlots(RunDir(tmp_path / "run3"), inputs, torch.tensor([0]), share=bad)
+
+
+def test_plots_show_the_last_epoch_when_a_later_callback_stops_training(monkeypatch, tmp_path):
+    """finish() draws the last completed epoch if the plots do not show it, once."""
+    from batsnn.experiments import plots
+    from batsnn.experiments.rundir import RunDir
+    from batsnn.experiments.training import callbacks
+
+    clock = [0.0]
+    drawn = []
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: clock[0])
+    def fake_draw(*args):
+        clock[0] += 1.0
+        drawn.append(state.epoch)
+
+    for name in ("learning_curves", "spikes_per_layer", "raster"):
+        monkeypatch.setattr(plots, name, fake_draw)
+    state, *_ = tiny_problem()
+    rp = callbacks.RunPlots(RunDir(tmp_path / "run"), batsnn.ttfs_encode(torch.rand(2, 6)),
+                            torch.tensor([0, 1]), last_epoch=10)
+    rp.finish(state)
+    assert drawn == []  # nothing trained: nothing to draw
+    for epoch in (1, 2):
+        state.epoch = epoch
+        state.history.append({M.EPOCH: epoch})
+        rp.on_epoch_end(state)
+    assert drawn == [1, 1, 1]  # epoch 2 was not due (no time passed)
+    state.epoch = 3  # an epoch abandoned from on_step: not in the history
+    rp.finish(state)
+    assert drawn[3:] == [2, 2, 2] and state.epoch == 3
+    rp.finish(state)
+    assert len(drawn) == 6

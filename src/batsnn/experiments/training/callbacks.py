@@ -147,6 +147,7 @@ class RunPlots:
         self.last_epoch, self.share = last_epoch, float(share)
         self._drawn_at = None  # perf_counter at the end of the last drawing
         self._cost = 0.0  # seconds that drawing took
+        self._drawn_epoch = None  # the epoch the plots show
 
     def due(self, state: TrainState) -> bool:
         """Whether :meth:`on_epoch_end` draws after ``state``'s epoch."""
@@ -178,6 +179,18 @@ class RunPlots:
         plots.raster(outs, self.labels, self.run.file("raster.png"))
         self._drawn_at = time.perf_counter()
         self._cost = self._drawn_at - t0
+        self._drawn_epoch = state.epoch
+
+    def finish(self, state: TrainState) -> None:
+        """After training: draw the last completed epoch if the plots do not show it yet
+        (training stopped by a later callback, before ``last_epoch``)."""
+        if state.history and self._drawn_epoch != state.history[-1].get(M.EPOCH):
+            epoch, state.epoch = state.epoch, state.history[-1][M.EPOCH]
+            try:
+                self._drawn_at = None
+                self.on_epoch_end(state)
+            finally:
+                state.epoch = epoch
 
 
 class EpochLog:

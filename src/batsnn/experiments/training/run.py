@@ -150,6 +150,9 @@ def _train_in(cfg: TrainConfig, ctx, run: RunDir, resume: bool, quiet: bool,
                                             quiet, reduce=lambda s:
                                             distributed.reduce_eval_stats(s, ctx))},
             callbacks=[grid, step, *own, *callbacks])
+        for cb in own:
+            if isinstance(cb, RunPlots):
+                cb.finish(state)
     finally:  # a graph holding NCCL collectives must go before its process group can
         step.release()
         grid.evaluate_at()
