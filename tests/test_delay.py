@@ -79,8 +79,9 @@ def test_silent_channels_and_padding_get_no_gradient():
     t = torch.tensor([[[0.001, INF], [INF, INF]]], dtype=torch.float64)
     delay = torch.tensor([0.002, 0.003], dtype=torch.float64, requires_grad=True)
     out = spike_delay(t, torch.isfinite(t).sum(-1), delay)
-    out.times.masked_fill(~torch.isfinite(out.times), 0.0).sum().backward()
-    assert delay.grad.tolist() == [1.0, 0.0]
+    # an upstream gradient of 1 at every entry, padding included: only spikes pass it on
+    (grad,) = torch.autograd.grad(out.times, delay, torch.ones_like(out.times))
+    assert grad.tolist() == [1.0, 0.0]
     assert out.times[0, 0].tolist() == [0.003, INF] and out.times[0, 1].tolist() == [INF, INF]
 
 
@@ -127,7 +128,10 @@ def test_bad_input_is_refused_naming_it():
         (lambda: spike_delay(t[0], c[0], torch.tensor([0.0])), ValueError, "at least 3 axes"),
         (lambda: spike_delay(torch.tensor([[[0.002], [0.001]]]).flip(-1).expand(1, 2, 2)
                              * torch.tensor([1.0, 0.5]), torch.full((1, 2), 2),
-                             torch.tensor([0.0, 0.0])), ValueError, "times"),
+                             torch.tensor([0.0, 0.0])), ValueError, "must be ascending"),
+        (lambda: spike_delay(t, torch.tensor([[1, 2]]), torch.tensor([0.0, 0.0])), ValueError,
+         r"counts disagree with times: counts\[0, 1\] = 2"),
+        (lambda: SpikeDelay(3)(t), ValueError, r"SpikeDelay\(3\) takes spike trains \(B, 3"),
         (lambda: SpikeDelay(0), ValueError, "channels"),
         (lambda: SpikeDelay(2, max_delay=0), ValueError, "max_delay"),
         (lambda: SpikeDelay(2, max_delay=math.nan), ValueError, "max_delay"),
@@ -150,3 +154,13 @@ def test_cuda_equals_cpu():
     tc = t.cuda()
     gpu = spike_delay(tc, torch.isfinite(tc).sum(-1), delay.cuda())
     assert torch.equal(gpu.times.cpu(), cpu.times)
+
+
+def test_a_delay_layer_last_in_a_network_is_its_output():
+    net = SpikingSequential(LIFLinear(3, 2, tau_s=0.01, theta=0.01, max_spikes=3,
+                                      init=(2.0, 3.0)),
+                            SpikeDelay(2, init=(0.01, 0.01)))
+    x = torch.tensor([[[0.001], [0.002], [0.003]]])
+    outs = net.forward_all(x)
+    assert len(outs) == 2 and torch.equal(outs[-1].times, net(x).times)
+    assert bool(torch.isfinite(outs[-1].times).any())

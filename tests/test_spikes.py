@@ -152,3 +152,18 @@ def test_compiled_scans_agree_with_plain_references(dtype):
         ref = w.abs().max().item()
         got_w = weight_abs_max(w)
         assert (math.isnan(got_w) and math.isnan(ref)) or got_w == ref
+
+
+def test_trains_without_slots_pass_the_count_checks():
+    """S = 0 (no spike slots): counts of zeros agree, others are named."""
+    from batsnn.losses import spike_count_class_loss, spike_count_loss
+
+    t = torch.zeros(2, 3, 0)
+    zero = torch.zeros(2, 3, dtype=torch.int64)
+    assert spike_count_loss(t, zero, torch.zeros(2, 3)).item() == 0.0
+    assert spike_count_class_loss(t, zero, torch.tensor([0, 1])).item() > 0
+    bad = torch.tensor([[0, 1, 0], [0, 0, 0]])
+    with pytest.raises(ValueError, match=r"counts must lie in \[0, S=0\]"):
+        spike_count_loss(t, bad, torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"counts\[0, 1\] = 1 but times\[0, 1\] holds 0"):
+        batsnn.spikes.check_counts(bad, t)

@@ -276,6 +276,7 @@ def spike_delay(times: torch.Tensor, counts: torch.Tensor, delay: torch.Tensor) 
             raise ValueError(f"delay must hold finite numbers >= 0 (seconds), got delay[{i}] = "
                              f"{d[i].item()!r}")
     check_spike_times("times", times)
+    check_counts(counts, times)
     shift = delay.reshape((1, -1) + (1,) * (times.dim() - 2))
     out = torch.where(torch.isfinite(times), times + shift, times)
     return SpikeTrains(mark_valid(out), counts)

@@ -301,6 +301,9 @@ class SpikeDelay(nn.Module):
 
     def forward(self, x) -> SpikeTrains:
         x = _trains(x)
+        if x.times.dim() < 3 or x.times.shape[1] != self.channels:
+            raise ValueError(f"SpikeDelay({self.channels}) takes spike trains (B, "
+                             f"{self.channels}, ..., S), got shape {tuple(x.times.shape)}")
         return spike_delay(x.times, x.counts, self.delay.clamp(0.0, self.max_delay))
 
     def extra_repr(self) -> str:
@@ -338,8 +341,9 @@ class SpikingSequential(nn.Sequential):
         """
         outs = []
         x = input_times
-        for layer in self:
+        last = len(self) - 1
+        for i, layer in enumerate(self):
             x = layer(x)
-            if not getattr(layer, "reshapes_only", False):
+            if not getattr(layer, "reshapes_only", False) or i == last:
                 outs.append(x)
         return outs

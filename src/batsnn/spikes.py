@@ -262,7 +262,8 @@ def check_counts(counts, times: torch.Tensor, name: str = "counts", *,
         raise ValueError(f"{name} is on {counts.device} but times is on {times.device}")
     if values and counts.device.type == "cpu" and counts.numel():
         n_batch, n_slots = times.shape[0], times.shape[-1]
-        t = times.detach().reshape(n_batch, -1, n_slots).contiguous().numpy()
+        t = times.detach().reshape(n_batch, math.prod(times.shape[1:-1]), n_slots)
+        t = t.contiguous().numpy()
         first = np.empty(n_batch, np.int64)
         _count_mismatch(t, counts.detach().reshape(n_batch, -1).to(torch.int64).numpy(), first)
         if (first >= 0).any():

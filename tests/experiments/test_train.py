@@ -688,6 +688,10 @@ def test_plots_are_drawn_first_last_and_at_most_a_share_of_the_time(monkeypatch,
     for bad in (0, 1.5, True, "0.1"):
         with pytest.raises(ValueError, match="share"):
             callbacks.RunPlots(RunDir(tmp_path / "run3"), inputs, torch.tensor([0]), share=bad)
+    for bad in ("10", 0, 2.0, True):
+        with pytest.raises(ValueError, match="last_epoch"):
+            callbacks.RunPlots(RunDir(tmp_path / "run3"), inputs, torch.tensor([0]),
+                               last_epoch=bad)
 
 
 def test_plots_show_the_last_epoch_when_a_later_callback_stops_training(monkeypatch, tmp_path):

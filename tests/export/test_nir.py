@@ -751,3 +751,24 @@ def test_delays_that_differ_within_a_map_are_refused():
     g.nodes["delay_1"].delay[0, 3, 3] = 0.001
     with pytest.raises(ValueError, match="differ between positions of one channel"):
         from_nir(g)
+
+
+def test_delays_at_their_bound_round_trip_in_float32():
+    """A float32 delay at max_delay (or clamped to it on export) lies a few ulps above the
+    float64 bound: imported back; delays that overflow the requested dtype are refused, and
+    an infinite delay is not exported."""
+    for bound in (0.1, 0.3, 0.004):
+        d = SpikeDelay(4, init=(bound, bound), max_delay=bound)
+        with torch.no_grad():
+            d.delay[1] = 2 * bound  # pushed past the bound: exported clamped
+        back = from_nir(to_nir(d))
+        assert torch.equal(back[0].delay, torch.full((4,), bound, dtype=torch.float32))
+    g = _graph(("dl", nir.Delay(delay=np.full(4, 1e300))),
+               ("fc", nir.Linear(weight=np.ones((3, 4)))), ("neuron", _lif()))
+    with pytest.raises(ValueError, match=r"Delay 'dl': the delays overflow torch.float32"):
+        from_nir(g, dtype=torch.float32)
+    d = SpikeDelay(2, dtype=torch.float64)
+    with torch.no_grad():
+        d.delay[1] = math.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        to_nir(d)

@@ -255,8 +255,8 @@ def _export_spike_delay(layer: SpikeDelay, where: str, ctx: _ExportContext) -> N
                          f"shape {ctx.shape}")
     d = layer.delay.detach().clamp(0.0, layer.max_delay).cpu().numpy()
     if not np.all(np.isfinite(d)):
-        raise ValueError(f"{where} (SpikeDelay): delay holds NaN values; a diverged network "
-                         "cannot be exported")
+        raise ValueError(f"{where} (SpikeDelay): delay holds NaN or infinite values; a "
+                         "diverged network cannot be exported")
     scale = _time_scale(ctx.time_unit)
     d = (d * scale).astype(d.dtype) if scale != 1.0 else d.copy()
     full = np.broadcast_to(d.reshape((-1,) + (1,) * (len(ctx.shape) - 1)), ctx.shape).copy()
@@ -773,14 +773,19 @@ def _import_delay(chain: list, i: int, ctx: _ImportContext) -> tuple[nn.Module, 
     max_delay = _meta_number(where, _meta(node, where), "max_delay", math.inf,
                              allow_inf=True)
     seconds = per_channel[:, 0].astype(np.float64) / ctx.scale
-    if max_delay <= 0 or np.any(seconds > max_delay):
+    # a delay at the bound, held in float32, may lie a few ulps above max_delay
+    slack = 1.0 + 8 * float(np.finfo(d.dtype).eps)
+    if max_delay <= 0 or np.any(seconds > max_delay * slack):
         raise ValueError(f"{where}: metadata max_delay={max_delay!r} s must be > 0 and hold "
                          f"every delay (the largest is {float(seconds.max())!r} s)")
     dtype = ctx.dtype or (torch.float64 if d.dtype == np.float64 else torch.float32)
+    value = torch.as_tensor(seconds if ctx.scale != 1.0 else per_channel[:, 0], dtype=dtype)
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(f"{where}: the delays overflow {dtype} (largest "
+                         f"{float(seconds.max())!r} s)")
     layer = SpikeDelay(d.shape[0], max_delay=max_delay, dtype=dtype)
     with torch.no_grad():
-        layer.delay.copy_(torch.as_tensor(seconds if ctx.scale != 1.0 else per_channel[:, 0],
-                                          dtype=dtype))
+        layer.delay.copy_(value)
     ctx.shape = tuple(int(x) for x in d.shape)
     return layer, 1
 
@@ -955,8 +960,8 @@ def from_nir(graph_or_path, *, time_unit: str | None = None, max_spikes: int | N
 
     The graph must be a chain from ``Input`` to ``Output`` of ``Linear`` / ``Affine`` (zero
     bias) / ``Conv2d`` (zero bias, dilation 1, groups 1) nodes each followed by a ``CubaLIF``,
-    ``SumPool2d`` (square kernel, stride = kernel, no padding) and ``Flatten`` (all per-sample
-    axes) nodes, whose CubaLIF constants batsnn can represent: one value per layer, ``v_leak =
+    ``SumPool2d`` (square kernel, stride = kernel, no padding), ``Flatten`` (all per-sample
+    axes) and ``Delay`` (finite delays >= 0, one per channel) nodes, whose CubaLIF constants batsnn can represent: one value per layer, ``v_leak =
     v_reset = 0``, ``tau_mem = 2 tau_syn`` and ``r w_in / tau_syn = tau_mem / c`` (``c`` the
     graph's units per second; see the module docstring).
 
@@ -975,8 +980,9 @@ def from_nir(graph_or_path, *, time_unit: str | None = None, max_spikes: int | N
 
     Returns:
         :class:`~batsnn.nn.SpikingSequential` of :class:`~batsnn.nn.LIFLinear`,
-        :class:`~batsnn.nn.LIFConv2d`, :class:`~batsnn.nn.SpikePool2d` and
-        :class:`~batsnn.nn.Flatten` layers with the graph's weights bit for bit.
+        :class:`~batsnn.nn.LIFConv2d`, :class:`~batsnn.nn.SpikePool2d`,
+        :class:`~batsnn.nn.Flatten` and :class:`~batsnn.nn.SpikeDelay` layers with the
+        graph's weights bit for bit (delays too, in a graph in seconds).
 
     Raises:
         ImportError: ``nir`` is not installed.

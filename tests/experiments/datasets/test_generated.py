@@ -146,3 +146,17 @@ def test_generated_sets_are_made_once_per_process_and_handed_out_as_copies(monke
     load_event_dataset("randman", **{**opts, "seed": 13})
     load_event_dataset("randman", **opts)  # pushed out by seeds 12 and 13: made again
     assert [m["seed"] for m in made] == [11, 12, 13, 11]
+
+
+def test_cached_sets_keep_the_generators_type_checks(monkeypatch):
+    """True == 1 and 2.0 == 2 in Python, but the cache keys hold the types: a bool seed or a
+    float class count is refused whether or not the int one was generated before."""
+    import batsnn.experiments.datasets as D
+
+    monkeypatch.setattr(D, "_GENERATED", type(D._GENERATED)())
+    opts = dict(n_classes=2, n_channels=3, dim=1, samples_per_class=10, seed=1)
+    load_event_dataset("randman", **opts)
+    with pytest.raises((TypeError, ValueError), match="seed"):
+        load_event_dataset("randman", **{**opts, "seed": True})
+    with pytest.raises((TypeError, ValueError), match="n_classes"):
+        load_event_dataset("randman", **{**opts, "n_classes": 2.0})

@@ -147,3 +147,14 @@ def test_synthetic_ssc_files(tmp_path):
     assert sum(len(t) for t in valid[0]) == ds["valid"].times.size
     with pytest.raises(ValueError, match="expected a directory"):
         write_synthetic_ssc(tmp_path / "ssc_train.h5")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for kw, match in (({"n_valid": -1}, "n_valid must be an int >= 1, got -1"),
+                      ({"n_train": "3"}, "n_train must be an int >= 1, got '3'"),
+                      ({"seed": -5}, "seed must be an int >= 0, got -5")):
+        with pytest.raises(ValueError, match=match):
+            write_synthetic_ssc(empty, **kw)
+        with pytest.raises(ValueError, match=match.replace("n_valid", "n_test")
+                           if "n_valid" in match else match):
+            write_synthetic_shd(empty, **({"n_test": -1} if "n_valid" in kw else kw))
+    assert list(empty.iterdir()) == []  # nothing written before the check

@@ -88,7 +88,8 @@ def _generated(key: str, options: dict) -> EventDataset:
     """Yin-Yang or Randman with ``options``: generated once per process and options, each
     caller given its own copy (generation is deterministic, so a copy equals a new set)."""
     try:
-        cache_key = (key, tuple(sorted(options.items())))
+        # the types too: True == 1 and 2.0 == 2, but the generator refuses the bool and float
+        cache_key = (key, tuple(sorted((k, type(v).__name__, v) for k, v in options.items())))
         hash(cache_key)
     except TypeError:  # unhashable option values: the generator names the bad one
         cache_key = None

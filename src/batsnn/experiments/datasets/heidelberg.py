@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import numbers
 import os
 import zlib
 from pathlib import Path
@@ -322,6 +323,13 @@ def write_synthetic_ssc(directory: str | os.PathLike, *, n_train: int = 8156,
 def _write_synthetic(directory, splits, n_classes: int, seed: int, compress: bool) -> list:
     """One file per ``(stem, samples)`` of ``splits``, split ``k`` drawn with seed
     ``seed + k``."""
+    names = {"shd_train": "n_train", "ssc_train": "n_train", "ssc_valid": "n_valid",
+             "shd_test": "n_test", "ssc_test": "n_test"}
+    for stem, n in splits:  # everything checked before the first file is written
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(f"{names[stem]} must be an int >= 1, got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     d = Path(directory)
     if not d.is_dir():
         raise ValueError(f"{printable(d)} {describe_path(d)}, expected a directory")

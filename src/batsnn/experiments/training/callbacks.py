@@ -143,6 +143,9 @@ class RunPlots:
                  last_epoch: int | None = None, share: float = 0.1):
         if isinstance(share, bool) or not (isinstance(share, (int, float)) and 0 < share <= 1):
             raise ValueError(f"share must be a number in (0, 1], got {share!r}")
+        if last_epoch is not None and (isinstance(last_epoch, bool)
+                                       or not isinstance(last_epoch, int) or last_epoch < 1):
+            raise ValueError(f"last_epoch must be None or an int >= 1, got {last_epoch!r}")
         self.run, self.inputs, self.labels = run_dir, inputs, labels
         self.last_epoch, self.share = last_epoch, float(share)
         self._drawn_at = None  # perf_counter at the end of the last drawing
