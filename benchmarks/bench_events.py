@@ -72,11 +72,13 @@ def main(argv=None):
         for preset in args.presets.split(","):
             data_dir = args.data_dir
             if preset in ("shd", "ssc") and data_dir is None:
-                from batsnn.experiments.datasets import heidelberg
+                from batsnn.experiments.datasets.heidelberg import (write_synthetic_shd,
+                                                                    write_synthetic_ssc)
 
                 (work / preset).mkdir()
                 t0 = time.perf_counter()
-                getattr(heidelberg, f"write_synthetic_{preset}")(work / preset)
+                write = {"shd": write_synthetic_shd, "ssc": write_synthetic_ssc}[preset]
+                write(work / preset)
                 data_dir = str(work / preset)
                 info[f"synthetic_{preset}_written_s"] = round(time.perf_counter() - t0, 1)
             res = bench(preset, args.device, args.epochs,

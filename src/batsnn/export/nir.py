@@ -257,8 +257,7 @@ def _export_spike_delay(layer: SpikeDelay, where: str, ctx: _ExportContext) -> N
     if not np.all(np.isfinite(d)):
         raise ValueError(f"{where} (SpikeDelay): delay holds NaN or infinite values; a "
                          "diverged network cannot be exported")
-    scale = _time_scale(ctx.time_unit)
-    d = (d * scale).astype(d.dtype) if scale != 1.0 else d.copy()
+    d = (d * _time_scale(ctx.time_unit)).astype(d.dtype)  # exact for "s" (times 1)
     full = np.broadcast_to(d.reshape((-1,) + (1,) * (len(ctx.shape) - 1)), ctx.shape).copy()
     ctx.nodes[f"delay_{ctx.index}"] = ctx.nir.Delay(
         delay=full, metadata={"batsnn_layer": "SpikeDelay", "max_delay": layer.max_delay})

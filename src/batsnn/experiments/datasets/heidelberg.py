@@ -304,8 +304,8 @@ def write_synthetic_shd(directory: str | os.PathLike, *, n_train: int = 8156,
     :func:`synthetic_shd_samples` into ``directory`` (default sizes: SHD's 8,156 / 2,264),
     for tests and benchmarks of the SHD path without the published files. Returns the
     paths written."""
-    return _write_synthetic(directory, (("shd_train", n_train), ("shd_test", n_test)), 20,
-                            seed, compress)
+    return _write_synthetic(directory, (("shd_train", "n_train", n_train),
+                                        ("shd_test", "n_test", n_test)), 20, seed, compress)
 
 
 def write_synthetic_ssc(directory: str | os.PathLike, *, n_train: int = 8156,
@@ -316,25 +316,24 @@ def write_synthetic_ssc(directory: str | os.PathLike, *, n_train: int = 8156,
     for tests and benchmarks of the SSC path without the published files. The default
     sizes are SHD's (8,156 training samples: an SHD-sized epoch), not SSC's 75,466 / 9,981
     / 20,382. Returns the paths written."""
-    return _write_synthetic(directory, (("ssc_train", n_train), ("ssc_valid", n_valid),
-                                        ("ssc_test", n_test)), 35, seed, compress)
+    return _write_synthetic(directory, (("ssc_train", "n_train", n_train),
+                                        ("ssc_valid", "n_valid", n_valid),
+                                        ("ssc_test", "n_test", n_test)), 35, seed, compress)
 
 
 def _write_synthetic(directory, splits, n_classes: int, seed: int, compress: bool) -> list:
-    """One file per ``(stem, samples)`` of ``splits``, split ``k`` drawn with seed
-    ``seed + k``."""
-    names = {"shd_train": "n_train", "ssc_train": "n_train", "ssc_valid": "n_valid",
-             "shd_test": "n_test", "ssc_test": "n_test"}
-    for stem, n in splits:  # everything checked before the first file is written
+    """One file per ``(stem, argument name, samples)`` of ``splits``, split ``k`` drawn with
+    seed ``seed + k``."""
+    for _, name, n in splits:  # everything checked before the first file is written
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-            raise ValueError(f"{names[stem]} must be an int >= 1, got {n!r}")
+            raise ValueError(f"{name} must be an int >= 1, got {n!r}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     d = Path(directory)
     if not d.is_dir():
         raise ValueError(f"{printable(d)} {describe_path(d)}, expected a directory")
     paths = []
-    for k, (stem, n) in enumerate(splits):
+    for k, (stem, _, n) in enumerate(splits):
         p = d / (stem + (".h5.gz" if compress else ".h5"))
         write_heidelberg_file(p, *synthetic_shd_samples(n, seed=seed + k, n_classes=n_classes))
         paths.append(p)
