@@ -281,6 +281,7 @@ def test_ddp_gloo_two_processes_reach_the_weights_of_one_process(two_processes, 
     assert want_rows[-1][M.TEST_ACCURACY] > 0.1
 
 
+@pytest.mark.slow  # two processes started; test_cli_ddp_failure_in_the_processes_is_one_line runs by default
 @needs_gloo
 def test_distributed_train_resumes_and_equals_one_process(two_processes, single_run):
     """train() in 2 processes (1 epoch, then resumed to 2) against one process with the

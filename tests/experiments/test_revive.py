@@ -341,6 +341,35 @@ def test_a_run_record_without_the_settings_keeps_them_off_whatever_its_preset(tm
     assert resolve_config(file=tmp_path / "new.json").revive == "output"
 
 
+def test_a_sweep_record_without_revive_reads_as_off(tmp_path):
+    """The record of a sweep written before the revive settings existed: a base that turns
+    reviving on is set back to the value its runs trained with (off), and says so; a record
+    that holds the setting refuses another value."""
+    from batsnn.experiments import sweep as S
+    from batsnn.experiments.common import SettingsMismatch
+    from batsnn.experiments.rundir import write_json
+
+    off = resolve_config("mnist-count", **TINY, revive="none")
+    record = S._sweep_record(tmp_path / "new", off, log=lambda line: None)
+    assert record["settings"]["revive"] == "none"
+    old = tmp_path / "old"
+    old.mkdir()
+    write_json(old / S.SWEEP_FILE, {**record, "settings": {
+        k: v for k, v in record["settings"].items() if k not in ("revive", "revive_bump")}})
+    on = resolve_config("mnist-count", **TINY)
+    assert on.revive == "output"
+    lines = []
+    S._sweep_record(old, on, log=lines.append)
+    assert on.revive == "none"
+    assert any("continues with revive 'none'" in line for line in lines), lines
+    recorded = tmp_path / "recorded"
+    recorded.mkdir()
+    write_json(recorded / S.SWEEP_FILE, record)
+    with pytest.raises(SettingsMismatch, match="revive 'none' -> 'output'"):
+        S._sweep_record(recorded, resolve_config("mnist-count", **TINY), log=lambda l: None)
+
+
+@pytest.mark.slow  # four sweeps; test_a_sweep_record_without_revive_reads_as_off runs by default
 def test_a_sweep_recorded_before_revive_continues_with_it_off(data_dir, tmp_path):
     from batsnn.experiments import sweep as S
     from batsnn.experiments.common import SettingsMismatch

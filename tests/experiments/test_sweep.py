@@ -119,6 +119,25 @@ def _check_report(report, cfg, summary, dts, seeds, command):
         assert cells[6 + len(M.READOUT_MS)] == f"{float(s[S.mean_key(M.TRAIN_SECONDS)]):.0f}"
 
 
+def test_sweep_skips_finished_pairs(data_dir, tmp_path):
+    """One (dt, seed) pair trained, its row and report written; run again, nothing trains."""
+    out = tmp_path / "sweep"
+    base = resolve_config("mnist-count", **TINY, data_dir=str(data_dir))
+    lines = []
+    rows = S.run_sweep(base, [0.004], [2], out, jobs=1, quiet=True, log=lines.append)
+    assert "0 finished already, 1 to train" in lines[0]
+    csv_rows = read_csv(out / "sweep.csv")
+    assert [(float(r[S.DT]), int(r[S.SEED])) for r in csv_rows] == [(0.004, 2)]
+    assert float(csv_rows[0][M.TEST_ACCURACY]) == rows[0][M.TEST_ACCURACY]
+    assert float(csv_rows[0]["spikes_per_sample_l1"]) > 0
+    assert (out / "report.md").is_file() and (out / "accuracy_vs_dt.png").is_file()
+    lines.clear()
+    again = S.run_sweep(base, [0.004], [2], out, jobs=1, quiet=True, log=lines.append)
+    assert "1 finished already, 0 to train" in lines[0]
+    assert again[0][M.TEST_ACCURACY] == rows[0][M.TEST_ACCURACY]
+
+
+@pytest.mark.slow  # seven runs; test_sweep_skips_finished_pairs runs by default
 def test_sweep_end_to_end_resume_and_rows_equal_single_runs(data_dir, tmp_path):
     out = tmp_path / "sweep"
     base = resolve_config("mnist-count", **TINY, data_dir=str(data_dir))

@@ -314,6 +314,7 @@ def resumed_equals_uninterrupted(preset, base, tmp_path, epochs):
     return rows[0]
 
 
+@pytest.mark.slow  # conv training twice; the dense resume tests and test_conv_run_augments_training_batches_only run by default
 def test_conv_run_with_augmentation_resumes_exactly(data_dir, tmp_path):
     base = dict(**TINY_CONV, data_dir=str(data_dir), train_samples=30)
     rows = resumed_equals_uninterrupted("mnist-conv", base, tmp_path, 2)
