@@ -211,3 +211,48 @@ def test_an_input_too_large_keeps_its_own_message(tmp_path, monkeypatch):
     with pytest.raises(E.InputTooLarge) as e:
         train(_config(tmp_path / "run"), quiet=True, log=lambda *a: None)
     assert str(e.value) == "the training split needs more: lower input_max_spikes"
+
+
+#: a network with learnable axonal delays on its input channels
+DELAY_NET = [{"type": "delay", "init": [0.0, 0.005], "max_delay": 0.05},
+             {"type": "linear", "features": 8, "theta": 0.002, "max_spikes": 4, "init": [0, 1]},
+             {"type": "linear", "theta": 0.005, "max_spikes": 6, "init": [0, 1]}]
+
+
+def _delay_config(out, epochs):
+    kw = {k: v for k, v in TINY.items() if k not in ("hidden", "theta", "max_spikes", "epochs")}
+    return resolve_config(**kw, network=DELAY_NET, out=str(out), epochs=epochs)
+
+
+def test_the_delays_of_a_run_learn(tmp_path):
+    """A run whose description holds a ``delay`` layer: one epoch moves its delays away
+    from their initial values (the model built with the run's seed), the checkpoint holds
+    them."""
+    from batsnn.experiments.model import build_model
+
+    cfg = _delay_config(tmp_path / "run", 1)
+    train(cfg, quiet=True, log=lambda line: None)
+    assert _config_json(tmp_path / "run")["layers"] == [8, 8, 8, 3]
+    torch.manual_seed(cfg.seed)
+    start = build_model(cfg, 8, 3)[0].delay.detach()
+    assert 0 <= float(start.min()) and 0 < float(start.max()) <= 0.005
+    learned = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["model"]["0.delay"]
+    assert learned.shape == (8,) and not torch.equal(learned, start)
+
+
+@pytest.mark.slow  # three runs; test_the_delays_of_a_run_learn runs by default
+def test_a_network_with_delay_layers_trains_and_resumes(tmp_path):
+    """Learnable axonal delays in a run description: they move in training, are saved in
+    the checkpoint, and a resumed run equals the uninterrupted one."""
+    cfg = _delay_config
+    full = train(cfg(tmp_path / "full", 2), quiet=True, log=lambda line: None)
+    assert _config_json(tmp_path / "full")["layers"] == [8, 8, 8, 3]
+    delays = torch.load(tmp_path / "full" / "last.pt", weights_only=False)["model"]["0.delay"]
+    assert delays.shape == (8,)
+    train(cfg(tmp_path / "part", 1), quiet=True, log=lambda line: None)
+    first = torch.load(tmp_path / "part" / "last.pt", weights_only=False)["model"]["0.delay"]
+    assert not torch.equal(first, delays)  # the delays learn
+    resumed = train(cfg(tmp_path / "part", 2), resume=True, quiet=True,
+                    log=lambda line: None)
+    for key in (M.TEST_ACCURACY, M.TRAIN_LOSS, "spikes_per_sample_l1"):
+        assert resumed[key] == full[key], key

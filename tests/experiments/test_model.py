@@ -54,8 +54,8 @@ def test_presets_build(name, n_in, n_classes, sizes):
 @pytest.mark.parametrize("layers, error, words", [
     ([{"type": "linear", "features": 8, "theta": 0.2, "max_spikes": 3},
       {"type": "conv3d", "channels": 4}], ValueError,
-     "network layer 1 (conv3d): unknown layer type 'conv3d'; known: conv2d, flatten, linear, "
-     "pool2d"),
+     "network layer 1 (conv3d): unknown layer type 'conv3d'; known: conv2d, delay, flatten, "
+     "linear, pool2d"),
     ([{"type": "conv2d", "channels": 4, "theta": 0.2, "max_spikes": 3}], ValueError,
      "network layer 0 (conv2d): missing kernel"),
     ([{"type": "conv2d", "channels": 0, "kernel": 3, "theta": 0.2, "max_spikes": 3}],
@@ -273,3 +273,55 @@ def test_huge_integers_and_escapes_in_layer_specs_are_named():
     with pytest.raises(ValueError, match=r"network layer 0 \(\\x1b\[1m\): unknown layer type "
                        r"'\\x1b\[1m'"):
         Mo.check_network([{"type": "\x1b[1m"}])
+
+
+def test_delay_layers_build_learn_and_count():
+    """``delay`` layers: a SpikeDelay per position with its bounds, the shape kept, one
+    parameter per channel counted; delays start in ``init``; the gradient reaches them."""
+    from batsnn.nn import SpikeDelay
+
+    layers = [{"type": "delay", "init": [0.0, 0.01], "max_delay": 0.02},
+              {"type": "linear", "features": 6, "theta": 0.002, "max_spikes": 4},
+              {"type": "delay"},
+              {"type": "linear", "theta": 0.002, "max_spikes": 4}]
+    assert Mo.layer_shapes(layers, (5,), 3) == [(5,), (6,), (6,), (3,)]
+    torch.manual_seed(0)
+    net = Mo.build_network(layers, (5,), 3, tau_s=0.01, t_max=0.2, init=(0.0, 1.0))
+    d0, d1 = net[0], net[2]
+    assert isinstance(d0, SpikeDelay) and isinstance(d1, SpikeDelay)
+    assert (d0.channels, d0.max_delay, d1.channels, d1.max_delay) == (5, 0.02, 6, math.inf)
+    start = d0.delay.detach().clone()
+    assert 0 <= float(start.min()) and 0 < float(start.max()) <= 0.01
+    assert torch.equal(d1.delay.detach(), torch.zeros(6))
+    assert Mo.network_weights(layers, (5,), 3) == sum(p.numel() for p in net.parameters())
+    assert Mo.min_weights(layers, 3) <= Mo.network_weights(layers, (5,), 3)
+    x = torch.rand(4, 5, 1) * 0.02
+    outs = net.forward_all(batsnn.SpikeTrains(x, torch.ones(4, 5, dtype=torch.int64)))
+    assert len(outs) == 2  # the delays have no spikes of their own
+    assert outs[0].counts.sum() > 0
+    sum(o.times[o.times.isfinite()].sum() for o in outs).backward()
+    assert d0.delay.grad is not None and d0.delay.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("spec, words", [
+    ({"type": "delay", "init": [-0.01, 0.0]}, "init must lie in [0, max_delay = inf]"),
+    ({"type": "delay", "init": [0, 0.5], "max_delay": 0.1},
+     "init must lie in [0, max_delay = 0.1]"),
+    ({"type": "delay", "max_delay": 0}, "max_delay must be a number > 0"),
+    ({"type": "delay", "max_delay": float("nan")}, "max_delay must be a number > 0"),
+    ({"type": "delay", "max_delay": True}, "max_delay must be a number > 0"),
+    ({"type": "delay", "init": [0.02, 0.01]}, "init must be [low, high] with low <= high"),
+    ({"type": "delay", "delays": 3}, "unknown key"),
+])
+def test_bad_delay_specs_name_the_layer_and_key(spec, words):
+    layers = [spec, {"type": "linear", "theta": 0.1, "max_spikes": 2}]
+    with pytest.raises(ValueError) as e:
+        Mo.check_network(layers)
+    assert "network layer 0 (delay)" in str(e.value) and words in str(e.value), str(e.value)
+
+
+def test_a_delay_layer_cannot_end_the_network():
+    with pytest.raises(ValueError, match=r"network layer 1 \(delay\): a delay layer cannot "
+                                         "be the last layer"):
+        Mo.layer_shapes([{"type": "linear", "features": 3, "theta": 0.1, "max_spikes": 2},
+                         {"type": "delay"}], (4,), 3)

@@ -26,6 +26,15 @@ spike trains of each ``kernel x kernel`` window (``(C, H, W)`` to ``(C, H // k, 
 ``linear`` layer needs. A network whose first layer reads maps takes square images as
 ``(1, H, W)`` maps (:func:`network_input_shape`).
 
+``delay`` (a :class:`batsnn.nn.SpikeDelay`) adds a learnable delay per channel (axis 1:
+the neurons of flat input, the channels of maps) to every spike of the channel (axonal
+delays, exact gradients); optional ``init`` (``[low, high]`` in seconds, the initial
+delays drawn uniformly from it; default ``[0, 0]``, the identity; not the run's weight
+``init``) and ``max_delay`` (seconds, > 0; default none): the delays used are clamped to
+``[0, max_delay]``. It keeps the shape of its input and holds one parameter per channel:
+
+    {"type": "delay", "init": [0, 0.05], "max_delay": 0.1}
+
 Other layer types are added with :func:`register_layer_type`; a spec of an unknown type
 raises ``ValueError`` naming its index and type. Every builder maps the input shape
 (neurons per sample, without batch and spike axes, e.g. ``(784,)`` or ``(1, 28, 28)``) to
@@ -44,7 +53,8 @@ import torch
 from batsnn.experiments.timestep import dt_mode
 from batsnn.fileio import printable
 from batsnn.functional import check_memory, device_memory
-from batsnn.nn import Flatten, LIFConv2d, LIFLinear, SpikePool2d, SpikingSequential
+from batsnn.nn import (Flatten, LIFConv2d, LIFLinear, SpikeDelay, SpikePool2d,
+                       SpikingSequential)
 from batsnn.ops.lif.synapse import Conv2d, pair
 from batsnn.params import LIFParams
 
@@ -282,6 +292,41 @@ register_layer_type(LayerType(
     build=lambda spec, in_shape, ctx: Flatten()))
 
 
+# ----------------------------------------------------------------------------- delay
+
+def _delay_bounds(spec: Mapping) -> tuple[tuple[float, float], float]:
+    """A delay spec's ``(init, max_delay)``, checked (``ValueError`` naming the key)."""
+    max_delay = spec.get("max_delay", math.inf)
+    if isinstance(max_delay, bool) or not isinstance(max_delay, numbers.Real) \
+            or math.isnan(max_delay) or max_delay <= 0:
+        raise ValueError(f"max_delay must be a number > 0 (seconds), got "
+                         f"{printable(repr(max_delay))}")
+    init = spec.get("init", (0.0, 0.0))
+    _check_init(init)
+    if init[0] < 0 or init[1] > max_delay:
+        raise ValueError(f"init must lie in [0, max_delay = {float(max_delay):g}] (seconds), "
+                         f"got {printable(repr(init))}")
+    return (float(init[0]), float(init[1])), float(max_delay)
+
+
+def _delay_out(spec: Mapping, in_shape: tuple, ctx: BuildContext) -> tuple:
+    if ctx.is_last:
+        raise ValueError("a delay layer cannot be the last layer (it has no neurons)")
+    return in_shape
+
+
+def _delay_build(spec: Mapping, in_shape: tuple, ctx: BuildContext) -> torch.nn.Module:
+    _delay_out(spec, in_shape, ctx)
+    init, max_delay = _delay_bounds(spec)
+    return SpikeDelay(in_shape[0], init=init, max_delay=max_delay)
+
+
+register_layer_type(LayerType(
+    name="delay", required=frozenset(), optional=frozenset({"init", "max_delay"}),
+    out_shape=_delay_out, build=_delay_build, check=_delay_bounds,
+    weights=lambda spec, in_shape, ctx: in_shape[0]))
+
+
 # ----------------------------------------------------------------------------- networks
 
 def network_input_shape(layers: Sequence[Mapping], n_inputs: int) -> tuple:
@@ -414,7 +459,7 @@ def min_weights(layers: Sequence[Mapping], n_classes: int) -> int:
             width, channels = 1, c
         elif kind == "flatten":
             width = channels
-        elif kind != "pool2d":  # another layer type: its output size is not known here
+        elif kind not in ("pool2d", "delay"):  # another type: its output size is unknown
             width, channels = 1, 1
     return total
 
