@@ -101,6 +101,27 @@ def test_shd_file_run_reports_dropped_spikes(shd_dir, tmp_path):
     assert doc["data_source"] == str(shd_dir)
 
 
+@pytest.mark.parametrize("preset, layers", [("shd", [700, 128, 20]),
+                                            ("shd-delay", [700, 700, 256, 256, 256, 20])])
+def test_shd_presets_fire_in_every_layer_from_the_start(preset, layers, shd_dir, tmp_path):
+    """The SHD presets on a file of SHD's layout: every spiking layer fires in the first
+    epoch (an output layer that never fires gives no gradient at all), the delays learn."""
+    cfg = resolve_config(preset, data_dir=str(shd_dir), out=str(tmp_path / preset), epochs=1,
+                         batch_size=6, device="cpu")
+    summary = train(cfg, quiet=True, log=lambda line: None)
+    assert _config_json(tmp_path / preset)["layers"] == layers
+    n_spiking = sum(1 for spec in cfg.network if spec["type"] == "linear")
+    for i in range(1, n_spiking + 1):
+        assert summary[f"spikes_per_sample_l{i}"] > 0, i
+    if preset == "shd-delay":
+        ck = torch.load(tmp_path / preset / "last.pt", weights_only=False)["model"]
+        torch.manual_seed(cfg.seed)
+        from batsnn.experiments.model import build_model
+        start = build_model(cfg, 700, 20)
+        for k in ("0.delay", "2.delay"):
+            assert not torch.equal(ck[k], start.state_dict()[k]), k
+
+
 def test_cli_train_and_data_info_on_events(shd_dir, tmp_path, capsys):
     settings = tmp_path / "tiny.json"
     settings.write_text(json.dumps(TINY))
