@@ -3,13 +3,13 @@
 Each measurement trains a preset with ``batsnn.experiments.train.train`` for ``--epochs``
 epochs and reports, per epoch, the training pass's wall time, samples per second and the
 test accuracy (``metrics.csv``), beside the run's input facts (spike slots, dropped spikes).
-``shd`` and ``ssc`` read SHD / SSC-format files: with no ``--data-dir`` a synthetic set is
+``shd``, ``shd-delay`` and ``ssc`` read SHD / SSC-format files: with no ``--data-dir`` a synthetic set is
 written to a temporary directory first (700 channels, SHD-like spike counts; 8,156 training
 samples, an SHD-sized epoch, for both: :func:`batsnn.experiments.datasets.heidelberg.
 write_synthetic_shd` and ``write_synthetic_ssc``; needs ``h5py``). ``yinyang`` and
 ``randman`` are generated.
 
-    python benchmarks/bench_events.py --device cuda --presets shd,ssc,randman,yinyang --epochs 2
+    python benchmarks/bench_events.py --device cuda --presets shd,shd-delay,ssc,randman,yinyang
     python benchmarks/bench_events.py --device cpu --presets randman --epochs 1
 """
 
@@ -69,20 +69,24 @@ def main(argv=None):
         info["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     with tempfile.TemporaryDirectory(prefix="batsnn-bench-events-") as tmp:
         work = Path(tmp)
+        written = {}  # dataset -> the synthetic set written for it (shared by its presets)
         for preset in args.presets.split(","):
+            dataset = resolve_config(preset).dataset
             data_dir = args.data_dir
-            if preset in ("shd", "ssc") and data_dir is None:
-                from batsnn.experiments.datasets.heidelberg import (write_synthetic_shd,
-                                                                    write_synthetic_ssc)
+            if dataset in ("shd", "ssc") and data_dir is None:
+                if dataset not in written:
+                    from batsnn.experiments.datasets.heidelberg import (write_synthetic_shd,
+                                                                        write_synthetic_ssc)
 
-                (work / preset).mkdir()
-                t0 = time.perf_counter()
-                write = {"shd": write_synthetic_shd, "ssc": write_synthetic_ssc}[preset]
-                write(work / preset)
-                data_dir = str(work / preset)
-                info[f"synthetic_{preset}_written_s"] = round(time.perf_counter() - t0, 1)
+                    (work / dataset).mkdir()
+                    t0 = time.perf_counter()
+                    write = {"shd": write_synthetic_shd, "ssc": write_synthetic_ssc}[dataset]
+                    write(work / dataset)
+                    written[dataset] = str(work / dataset)
+                    info[f"synthetic_{dataset}_written_s"] = round(time.perf_counter() - t0, 1)
+                data_dir = written[dataset]
             res = bench(preset, args.device, args.epochs,
-                        data_dir if preset in ("shd", "ssc", "nmnist", "nmnist-conv") else None,
+                        data_dir if dataset in ("shd", "ssc", "nmnist") else None,
                         work, not args.no_cuda_graph)
             print(json.dumps({**info, **res}), flush=True)
 
