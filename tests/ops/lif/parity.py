@@ -666,6 +666,51 @@ def check_input_at_horizon(backend: str, device: str = "cpu") -> int:
     return int(counts.sum())
 
 
+def check_tangent_crossing(backend: str, device: str = "cpu") -> int:
+    """A potential that touches ``theta`` without crossing it (``D = 0`` exactly: one input
+    at ``t = 0`` of weight ``4 theta / tau``, ``tau = 1``): the spike at ``tau ln 2`` is
+    emitted, and its time, whose derivative in the weight is infinite, passes no gradient
+    (``X = +inf``) instead of ``inf``/``NaN``; a second neuron (weight 1.5) crosses normally
+    and keeps its finite gradient. Exact time and the seed's grid rule, float64 and float32
+    (the values are exact in both); with resets on the grid the touching neuron does not
+    fire (``V < theta`` at every grid point). Returns the number of spikes."""
+    total = 0
+    x = torch.zeros(1, 1, 1, dtype=torch.float64)
+    for dt, reset_at in ((None, "crossing"), (0.25, "crossing"), (0.25, "emitted")):
+        p = LIFParams(tau_s=0.5, theta=0.25, max_spikes=1, dt=dt, reset_at=reset_at)
+        for dtype in (torch.float64, torch.float32):
+            w = torch.tensor([[1.0], [1.5]], dtype=dtype)
+            grad = torch.ones(1, 2, 1, dtype=dtype)
+            xd = x.to(dtype)
+            if backend == "naive":
+                times, counts, rec = lif_linear_forward_naive(
+                    xd, w, tau_s=p.tau_s, theta=p.theta, delta_theta=p.delta_theta,
+                    max_spikes=1, t_max=p.t_max, dt=p.dt, reset_at=reset_at)
+                g_in, g_w = lif_linear_backward_naive(grad.double(), xd, w, rec, tau_s=p.tau_s,
+                                                      delta_theta=p.delta_theta)
+                g_in = g_in.reshape(1, -1)
+            else:
+                mod, _ = _module(backend)
+                ev = mod.sort_events(xd.to(device), p)
+                out = mod.forward(ev, w.to(device), p, synapse=DENSE, need_aux=True)
+                times, counts = out[0], out[4]
+                g_in, g_w = mod.backward(grad.to(device), out[1:], ev, w.to(device), p,
+                                         synapse=DENSE, need_input=True)
+            label = (backend, dt, reset_at, str(dtype))
+            t_touch = math.log(2.0) if dt is None else 3 * 0.25  # cell 2, emitted at G(3)
+            if reset_at == "emitted":  # V < theta at every grid point: no spike
+                assert counts.cpu().tolist() == [[0, 1]], (label, counts)
+            else:
+                assert counts.cpu().tolist() == [[1, 1]], (label, counts)
+                assert abs(float(times[0, 0, 0]) - t_touch) <= 1e-6 * t_touch, (label, times)
+            g_w, g_in = g_w.cpu().double(), g_in.cpu().double()
+            assert torch.isfinite(g_w).all() and torch.isfinite(g_in).all(), (label, g_w, g_in)
+            assert float(g_w[0, 0]) == 0.0, (label, g_w)  # the touching neuron: no gradient
+            assert float(g_w[1, 0]) < 0.0, (label, g_w)  # the crossing one: earlier with w
+            total += int(counts.sum())
+    return total
+
+
 def _triton_need_aux():
     """Inference mode (no backward buffers) gives the same spikes."""
     from batsnn.ops.lif import cuda
@@ -738,6 +783,7 @@ TRITON_EXTRAS = {
     "grid_bounds": _triton_grid_bounds,
     "last_grid_point": lambda: check_last_grid_point("triton"),
     "input_at_horizon": lambda: check_input_at_horizon("triton"),
+    "tangent_crossing": lambda: check_tangent_crossing("triton"),
     "need_aux": _triton_need_aux,
     "conv_empty_batch": _triton_conv_empty_batch,
     "own_sort-dense-partial_reset-blocks-f32": _triton_own_sort("dense-partial_reset-blocks-f32"),

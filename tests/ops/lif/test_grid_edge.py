@@ -93,12 +93,20 @@ def test_input_at_the_horizon_opens_the_last_window(backend):
     assert parity.check_input_at_horizon(backend) == 1
 
 
+@pytest.mark.parametrize("backend", ["naive", "cpu"])
+def test_a_tangent_crossing_passes_no_gradient(backend):
+    """``D = 0`` (the potential touches theta): the spike is emitted, its gradient is zero,
+    never inf or NaN (such a weight stopped a Randman run at dt = 5 ms with NaN weights)."""
+    assert parity.check_tangent_crossing(backend) == 10
+
+
 @pytest.mark.cuda
 def test_cuda_last_grid_point():
     if not torch.cuda.is_available():
         pytest.skip("no GPU")
     assert parity.check_last_grid_point("cuda", "cuda") > 0
     assert parity.check_input_at_horizon("cuda", "cuda") == 1
+    assert parity.check_tangent_crossing("cuda", "cuda") == 10
 
 
 @pytest.mark.parametrize("synapse", list(parity.SYNAPSES))

@@ -29,6 +29,11 @@ def _sorted_events(times_row: torch.Tensor) -> list[tuple[float, int]]:
     return events
 
 
+def _x_kept(x: float) -> float:
+    """The ``X`` recorded for the backward: ``+inf`` (no gradient) at a tangent crossing."""
+    return x if x > 0.0 else math.inf
+
+
 def lif_linear_forward_naive(input_times, weight, *, tau_s, theta, delta_theta, max_spikes,
                              t_max=math.inf, dt=None, reset_at="crossing"):
     """Reference forward. Returns ``(times, counts, records)``.
@@ -45,7 +50,8 @@ def lif_linear_forward_naive(input_times, weight, *, tau_s, theta, delta_theta, 
     which ``V >= theta``, evaluated from the closed form; a spike forced by the grid (the
     potential stayed at or above ``theta`` through its previous reset: no crossing after
     the last grid point, or none at all under a net inhibitory current) is recorded with
-    ``t_continuous`` its emitted time and ``X = +inf``.
+    ``t_continuous`` its emitted time and ``X = +inf``. So is a tangent crossing (``D = 0``:
+    ``V`` touches ``theta``), whose time has no finite derivative in the inputs.
     """
     on_grid = bool(dt)
     reset_on_grid = on_grid and reset_at == "emitted"
@@ -94,7 +100,7 @@ def lif_linear_forward_naive(input_times, weight, *, tau_s, theta, delta_theta, 
                         k_last = k
                         if k > k_crossing:  # forced: its time does not move, no gradient
                             t_star, x = emitted, math.inf
-                        rec.append((t_star, j, a_sum, b_sum, x, emitted))
+                        rec.append((t_star, j, a_sum, b_sum, _x_kept(x), emitted))
                         times[b, n, len(rec) - 1] = emitted
                         b_sum -= delta_theta / tau * math.exp(emitted / tau)
                         continue
@@ -119,7 +125,7 @@ def lif_linear_forward_naive(input_times, weight, *, tau_s, theta, delta_theta, 
                         if not (emitted > max(tj, last) and emitted <= t_next
                                 and emitted <= t_max):
                             break
-                    rec.append((t_star, j, a_sum, b_sum, x, t_star))
+                    rec.append((t_star, j, a_sum, b_sum, _x_kept(x), t_star))
                     times[b, n, len(rec) - 1] = emitted
                     last = emitted
                     b_sum -= delta_theta / tau * math.exp(t_star / tau)

@@ -233,7 +233,9 @@ def emit(l, a_acc, b_acc, cnt, last, r, lo, hi, pc, e_s, e_x, tau, c, reset, dt,
         if need_aux:  # what the backward needs; skipped for inference
             out_tc[b, n, kk] = t_c
             out_win[b, n, kk] = j
-            out_x[b, n, kk] = x_keep
+            # a tangent crossing (D = 0: V touches theta) has no finite derivative in
+            # the inputs: stored as X = +inf, no gradient, as a spike at the edge of existing
+            out_x[b, n, kk] = x_keep if x_keep > 0.0 else math.inf
         kk += 1
         lower = mark
         bl -= drop

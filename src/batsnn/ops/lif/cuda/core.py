@@ -167,7 +167,8 @@ def emit(a, bb, cnt, lower, hi, go, r_j, j, c, tau, reset, dt, out_base, out_t_p
         tl.store(out_t_ptr + slot, t_e, mask=ok)
         if NEED_AUX:  # what the backward needs; skipped for inference
             tl.store(out_tc_ptr + slot, t_c, mask=ok)
-            tl.store(out_x_ptr + slot, x, mask=ok)
+            # a tangent crossing (D = 0) has no finite derivative: X = +inf, no gradient
+            tl.store(out_x_ptr + slot, tl.where(x > 0.0, x, float("inf")), mask=ok)
             tl.store(out_win_ptr + slot, tl.zeros_like(cnt) + j, mask=ok)
         bb = tl.where(ok, bb - drop, bb)
         cnt += ok.to(tl.int32)
