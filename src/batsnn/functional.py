@@ -115,6 +115,12 @@ def lif_recurrent(input_times: torch.Tensor, weight: torch.Tensor,
     ``weight`` and ``recurrent_weight`` (the BATS gradient, errors flowing backward in time
     through the recurrent spikes).
 
+    With ``dt > 0`` (model.md section 6) each spike is emitted at the grid point after its
+    crossing, the window tests compare grid indices as in :func:`lif_linear`, and a layer
+    spike acts on the layer from its emitted grid time; its own reset is applied at the
+    crossing (``reset_at="crossing"``) or at the emitted time (``"emitted"``, with the
+    spikes the grid forces). Gradients pass straight through the grid.
+
     Runs on the CPU kernels; CUDA tensors are computed by the same kernels on the host and
     the results moved back to their device (no GPU kernel of this layer yet).
 
@@ -124,9 +130,8 @@ def lif_recurrent(input_times: torch.Tensor, weight: torch.Tensor,
         recurrent_weight: ``(N, N)`` weights between the layer's neurons, same dtype and
             device as ``input_times``, finite, of magnitude at most ``params.max_weight``
             (checked on the CPU).
-        tau_s, theta, delta_theta, max_spikes, t_max, reset_at, params: the neuron's
+        tau_s, theta, delta_theta, max_spikes, t_max, dt, reset_at, params: the neuron's
             parameters, as for :func:`lif_linear`.
-        dt: ``None`` or ``0`` only: the layer runs in exact continuous time.
 
     Returns:
         :class:`SpikeTrains` ``(times (B, N, max_spikes), counts (B, N))``.
@@ -134,14 +139,10 @@ def lif_recurrent(input_times: torch.Tensor, weight: torch.Tensor,
     Raises:
         TypeError, ValueError: naming the argument and the offending value, as for
         :func:`lif_linear`, and for a ``recurrent_weight`` of the wrong type, dtype,
-        device or shape, holding NaN or infinite values or too large magnitudes, or a
-        ``dt > 0``.
+        device or shape, holding NaN or infinite values or too large magnitudes.
     """
     p = _params(params, tau_s=tau_s, theta=theta, delta_theta=delta_theta,
                 max_spikes=max_spikes, t_max=t_max, dt=dt, reset_at=reset_at)
-    if p.dt > 0:
-        raise ValueError(f"lif_recurrent runs in continuous time only: dt must be None or 0, "
-                         f"got dt={p.dt!r}")
     check_tensor("input_times", input_times)
     _check_weight_tensor(weight, input_times)
     if weight.dim() != 2 or weight.shape[1] != input_times.shape[1]:

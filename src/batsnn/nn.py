@@ -166,10 +166,9 @@ class LIFRecurrent(_NeuronLayer):
     Args:
         in_features: number of presynaptic neurons ``N_in``.
         out_features: number of neurons ``N`` of the layer.
-        tau_s, theta, delta_theta, max_spikes, t_max, reset_at: the neuron's parameters,
-            held as one frozen :class:`~batsnn.params.LIFParams` (``.params``) as in
-            :class:`LIFLinear`.
-        dt: ``None`` or ``0`` (the layer runs in exact continuous time).
+        tau_s, theta, delta_theta, max_spikes, dt, t_max, reset_at: the neuron's
+            parameters, held as one frozen :class:`~batsnn.params.LIFParams` (``.params``)
+            as in :class:`LIFLinear`.
         init: ``(low, high)`` of the uniform input-weight initialisation (default
             ``(-1, 1)``, BATS'), finite, ``low <= high``.
         recurrent_init: ``(low, high)`` of the uniform initialisation of
@@ -198,9 +197,6 @@ class LIFRecurrent(_NeuronLayer):
                             f"{self_connections!r}")
         self.params = LIFParams(tau_s=tau_s, theta=theta, delta_theta=delta_theta,
                                 max_spikes=max_spikes, t_max=t_max, dt=dt, reset_at=reset_at)
-        if self.params.dt > 0:
-            raise ValueError(f"LIFRecurrent runs in continuous time only: dt must be None or "
-                             f"0, got dt={dt!r}")
         self.in_features = in_features
         self.out_features = out_features
         self.self_connections = self_connections
@@ -235,8 +231,9 @@ class LIFRecurrent(_NeuronLayer):
         p = self.params
         return (f"{self.in_features}, {self.out_features}, tau_s={p.tau_s}, "
                 f"theta={p.theta}, delta_theta={p.delta_theta}, "
-                f"max_spikes={p.max_spikes}, t_max={p.t_max}, "
-                f"self_connections={self.self_connections}")
+                f"max_spikes={p.max_spikes}, dt={self.dt}, t_max={p.t_max}, "
+                + (f"reset_at={p.reset_at!r}, " if p.reset_at != "crossing" else "")
+                + f"self_connections={self.self_connections}")
 
 def _trains(x) -> SpikeTrains:
     """``x`` as :class:`SpikeTrains`: itself, or spike times with their counts (the finite

@@ -79,7 +79,11 @@ CASES = [
             words=("input_times", "NaN")),
     LibCase("x-negative", _rec(x=-_x() - 1), words=("input_times",)),
     # parameters
-    LibCase("dt-positive", _rec(dt=0.001), words=("dt", "0.001")),
+    LibCase("dt-grid", _rec(dt=0.001), errors=(), after=_ok),
+    LibCase("dt-grid-emitted", _rec(dt=0.001, reset_at="emitted"), errors=(), after=_ok),
+    LibCase("dt-negative", _rec(dt=-0.001), words=("dt", "-0.001")),
+    LibCase("dt-nan", _rec(dt=NAN), words=("dt", "nan")),
+    LibCase("reset-at-bad", _rec(dt=0.001, reset_at="later"), words=("reset_at", "later")),
     LibCase("tau-negative", _rec(tau_s=-1.0), words=("tau_s",)),
     LibCase("k-zero", _rec(max_spikes=0), words=("max_spikes",)),
     # the module
@@ -94,7 +98,7 @@ CASES = [
     LibCase("nn-recurrent-init-scalar", lambda: LIFRecurrent(3, 4, recurrent_init=0.5, **KW),
             words=("init", "0.5")),
     LibCase("nn-out-zero", lambda: LIFRecurrent(3, 0, **KW), words=("out_features", "0")),
-    LibCase("nn-dt", lambda: LIFRecurrent(3, 4, dt=0.01, **KW), words=("dt", "0.01")),
+    LibCase("nn-dt-negative", lambda: LIFRecurrent(3, 4, dt=-0.01, **KW), words=("dt", "-0.01")),
     LibCase("nn-wrong-input", lambda: LIFRecurrent(3, 4, dtype=torch.float64, **KW)(_x(n=5)),
             words=("weight", "N_in=5")),
 ]

@@ -7,6 +7,7 @@ import torch
 
 from batsnn.functional import lif_linear, lif_recurrent
 from batsnn.nn import LIFRecurrent
+from batsnn.ops.lif.grid import grid_times
 from batsnn.ops.lif.naive import lif_linear_forward_naive
 from batsnn.ops.recurrent import cpu
 from batsnn.ops.recurrent.naive import (lif_recurrent_backward_naive,
@@ -266,3 +267,91 @@ def test_module_default_ranges_and_repr():
     assert float(layer.recurrent_weight.detach().abs().max()) <= 0.5
     assert "self_connections=True" in repr(layer)
     assert layer.mask is None
+
+
+# ------------------------------------------------------------------ dt > 0 (section 6)
+
+DT = 0.01
+
+
+def make_grid(seed, **kw):
+    """:func:`make` with the input times put on the grid of ``DT``."""
+    tin, w, r = make(seed, **kw)
+    return grid_times(tin, DT), w, r
+
+
+@pytest.mark.parametrize("reset_at", ["crossing", "emitted"])
+@pytest.mark.parametrize("delta_theta", [THETA, 0.1 * THETA])
+def test_grid_zero_recurrent_weight_is_the_dense_layer(reset_at, delta_theta):
+    kw = dict(tau_s=TAU_S, theta=THETA, delta_theta=delta_theta, max_spikes=6, dt=DT,
+              reset_at=reset_at, t_max=0.5)
+    for seed in range(3):
+        tin, w, _ = make_grid(seed, w_hi=4.0)
+        zero = torch.zeros(w.shape[0], w.shape[0], dtype=torch.float64)
+        t_rec, c_rec, _ = lif_recurrent_forward_naive(tin, w, zero, **kw)
+        t_lin, c_lin, _ = lif_linear_forward_naive(tin, w, **kw)
+        assert torch.equal(c_rec, c_lin) and c_lin.sum() > 10
+        assert torch.equal(t_rec, t_lin)
+        # the kernels, forward and backward, against the dense layer's
+        coef = torch.randn(t_lin.shape, generator=torch.Generator().manual_seed(seed),
+                           dtype=torch.float64)
+        xs = [x.clone().requires_grad_(True) for x in (tin, w, zero)]
+        out = lif_recurrent(*xs, **kw)
+        (finite_or_zero(out.times) * coef).sum().backward()
+        ys = [x.clone().requires_grad_(True) for x in (tin, w)]
+        ref = lif_linear(*ys, **kw)
+        (finite_or_zero(ref.times) * coef).sum().backward()
+        assert torch.equal(out.counts, ref.counts)
+        torch.testing.assert_close(out.times.detach(), ref.times.detach(), rtol=0, atol=0)
+        torch.testing.assert_close(xs[0].grad, ys[0].grad, rtol=1e-9, atol=1e-11)
+        torch.testing.assert_close(xs[1].grad, ys[1].grad, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("reset_at", ["crossing", "emitted"])
+@pytest.mark.parametrize("delta_theta", [THETA, 0.1 * THETA])
+def test_grid_cpu_kernel_matches_reference(reset_at, delta_theta):
+    kw = dict(tau_s=TAU_S, theta=THETA, delta_theta=delta_theta, max_spikes=6, dt=DT,
+              reset_at=reset_at, t_max=0.5)
+    p = LIFParams(**kw)
+    forced = 0
+    for seed in range(4):
+        tin, w, r = make_grid(seed, w_hi=4.0, r_scale=2.0)
+        t1, c1, saved = cpu.forward(tin, w, r, p)
+        t2, c2, rec = lif_recurrent_forward_naive(tin, w, r, **kw)
+        forced += sum(1 for _, spikes in rec for s in spikes if s[3] == math.inf)
+        assert torch.equal(c1, c2) and c1.sum() > 10
+        assert torch.equal(t1, t2)  # grid times: exactly the same values
+        # the spikes are on the grid
+        fin = t1[torch.isfinite(t1)]
+        assert torch.equal(fin, torch.round(fin / DT) * DT)
+        g = torch.where(torch.isfinite(t1), torch.randn(t1.shape, dtype=torch.float64,
+                        generator=torch.Generator().manual_seed(seed)), torch.zeros_like(t1))
+        got = cpu.backward(g, saved, tuple(tin.shape), w, r, p)
+        want = lif_recurrent_backward_naive(g, tin, w, r, rec, tau_s=TAU_S,
+                                            delta_theta=delta_theta)
+        for a, b in zip(got, want):
+            assert b.abs().max() > 0
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+    if reset_at == "emitted" and delta_theta < THETA:
+        assert forced > 0  # the grid forces spikes here: that path is exercised
+
+
+def test_grid_recurrent_spike_acts_from_its_emitted_time():
+    """Neuron 0 crosses inside a cell and is emitted at the cell's end G(k); neuron 1 has
+    no input and only integrates neuron 0's spike, so its spike follows from a kernel that
+    starts at G(k), not at the crossing."""
+    tin = torch.tensor([[[0.0]]], dtype=torch.float64)
+    w = torch.tensor([[20.0], [0.0]], dtype=torch.float64)
+    r = torch.tensor([[0.0, 0.0], [40.0, 0.0]], dtype=torch.float64)
+    kw = dict(tau_s=TAU_S, theta=THETA, delta_theta=THETA, max_spikes=1)
+    cont = lif_recurrent(tin, w, r, **kw)
+    grid = lif_recurrent(tin, w, r, dt=DT, **kw)
+    t0 = float(cont.times[0, 0, 0])
+    k0 = math.floor(t0 / DT) + 1
+    assert float(grid.times[0, 0, 0]) == pytest.approx(k0 * DT, abs=1e-15)
+    # neuron 1 in continuous time, from t0, and on the grid, from G(k0): shifted by the gap
+    delay = float(cont.times[0, 1, 0]) - t0
+    assert delay > 0
+    t1_grid = k0 * DT + delay
+    assert float(grid.times[0, 1, 0]) == pytest.approx((math.floor(t1_grid / DT) + 1) * DT,
+                                                       abs=1e-15)

@@ -29,40 +29,91 @@ import numba
 import numpy as np
 import torch
 
-from batsnn.ops.lif.cpu.core import integrate, rescale
+from batsnn.ops.lif.cpu.core import floor_index, integrate, rescale
+from batsnn.ops.lif.grid import floor_index as floor_index_tensor
+from batsnn.ops.lif.grid import last_index
 
 #: Reference-time segment, in units of ``tau_s``: ``exp(16 / 1)`` never overflows.
 SEG = 16.0
 
 
+@numba.njit(inline="always")
+def candidate(al, bl, r, lower, hi, c, tau, dt, on_grid, reset_on_grid):
+    """The next spike of one neuron in its window (model.md sections 1 and 6, as
+    :func:`batsnn.ops.lif.cpu.core.emit` decides it): ``(mark, t_c, X, emitted)``, ``mark``
+    ``inf`` when there is none. ``mark`` is the time (``dt == 0``) or grid index compared
+    with ``lower`` (the later of the window's start and the neuron's last spike) and ``hi``;
+    sums relative to the reference time ``r``; a spike forced by the grid
+    (``reset_on_grid``) has ``t_c`` its emitted time and ``X = inf``."""
+    none = (np.inf, 0.0, 0.0, 0.0)
+    disc = bl * bl - 4.0 * al * c
+    if reset_on_grid:
+        k_crossing = -np.inf
+        x = np.inf
+        t_c = 0.0
+        if disc >= 0.0:
+            x = math.sqrt(disc)
+            den = bl + x
+            if den != 0.0 and 2.0 * al / den > 0.0:
+                t_c = r + tau * math.log(2.0 * al / den)
+                k_crossing = floor_index(t_c, dt, False) + 1.0
+        k = max(k_crossing, lower + 1.0)
+        xe = math.exp(-(k * dt - r) / tau)
+        if not (k <= hi and bl * xe - al * xe * xe >= c):
+            return none
+        if k > k_crossing:  # forced: its time does not move
+            return (k, k * dt, np.inf, k * dt)
+        return (k, t_c, x, k * dt)
+    if disc < 0.0:
+        return none
+    x = math.sqrt(disc)
+    den = bl + x
+    if den == 0.0:
+        return none
+    ratio = 2.0 * al / den
+    if ratio <= 0.0:
+        return none
+    t_c = r + tau * math.log(ratio)
+    mark = floor_index(t_c, dt, False) + 1.0 if on_grid else t_c
+    if not (mark > lower and mark <= hi):
+        return none
+    return (mark, t_c, x, mark * dt if on_grid else t_c)
+
+
 @numba.njit(parallel=True, cache=True)
-def forward_kernel(ts, src, nev, s_in, wt, rt, tau_s, theta, delta_theta, t_max, out_t, counts,
-                   sp_t, sp_n, sp_slot, sp_x, sp_seen, n_sp, it_t, it_r, it_src, it_sp,
-                   n_it):
+def forward_kernel(ts, kin, src, nev, s_in, wt, rt, tau_s, theta, delta_theta, t_max, dt,
+                   k_tmax, reset_on_grid, out_t, counts, sp_t, sp_n, sp_slot, sp_x,
+                   sp_seen, n_sp, it_t, it_tr, it_r, it_src, it_sp, n_it):
     """Spikes of every sample: ``ts``/``src`` ``(B, E)`` the time-sorted input spikes and
-    their flat ``(neuron * s_in + slot)`` index (``nev[b]`` of them finite), ``wt``
-    ``(N_in, N)`` and ``rt`` ``(N, N)`` the transposed weights. Writes ``out_t``
-    ``(B, N, K)`` (pre-filled with +inf), ``counts`` and the item and spike records of the
-    module docstring (item source ``>= 0`` an input's flat index, ``-(m + 1)`` a spike of
-    neuron ``m``, whose spike id is ``it_sp``)."""
+    their flat ``(neuron * s_in + slot)`` index (``nev[b]`` of them finite), ``kin`` their
+    grid indices (``dt > 0``), ``wt`` ``(N_in, N)`` and ``rt`` ``(N, N)`` the transposed
+    weights. Writes ``out_t`` ``(B, N, K)`` (pre-filled with +inf), ``counts`` and the item
+    and spike records of the module docstring (item source ``>= 0`` an input's flat index,
+    ``-(m + 1)`` a spike of neuron ``m``, whose spike id is ``it_sp`` and reset time
+    ``it_tr``)."""
     n_batch = ts.shape[0]
     n = wt.shape[1]
     k_max = out_t.shape[2]
     tau = 2.0 * tau_s
     c = theta / tau
     reset = delta_theta / tau
+    on_grid = dt > 0.0
+    top = k_tmax if on_grid else t_max
     for b in numba.prange(n_batch):
         a_acc = np.zeros(n)
         b_acc = np.zeros(n)
         last = np.full(n, -np.inf)
         cand = np.full(n, np.inf)
-        xs = np.zeros(n)
+        c_tc = np.zeros(n)
+        c_x = np.zeros(n)
+        c_em = np.zeros(n)
         r = 0.0
         q = 0
         ns = 0
         for j in range(nev[b]):
             tj = ts[b, j]
-            if tj >= t_max:
+            lo = kin[b, j] if on_grid else tj
+            if lo >= top:  # events are sorted: no window from here on holds a spike
                 break
             if tj - r > SEG * tau_s:
                 rescale(a_acc, b_acc, n, r - tj, tau_s, tau)
@@ -73,58 +124,53 @@ def forward_kernel(ts, src, nev, s_in, wt, rt, tau_s, theta, delta_theta, t_max,
             it_r[b, q] = r
             it_src[b, q] = src[b, j]
             q += 1
-            hi = ts[b, j + 1] if j + 1 < nev[b] else np.inf
-            if hi > t_max:
-                hi = t_max
-            lo = tj
+            hi = np.inf
+            if j + 1 < nev[b]:
+                hi = kin[b, j + 1] if on_grid else ts[b, j + 1]
+            if hi > top:
+                hi = top
             while True:
                 first = np.inf
                 for l in range(n):
                     cand[l] = np.inf
                     if counts[b, l] >= k_max:
                         continue
-                    disc = b_acc[l] * b_acc[l] - 4.0 * a_acc[l] * c
-                    if disc < 0.0:
-                        continue
-                    x = math.sqrt(disc)
-                    den = b_acc[l] + x
-                    if den == 0.0:
-                        continue
-                    ratio = 2.0 * a_acc[l] / den
-                    if ratio <= 0.0:
-                        continue
-                    t_c = r + tau * math.log(ratio)
-                    if t_c > max(lo, last[l]) and t_c <= hi:
-                        cand[l] = t_c
-                        xs[l] = x
-                        if t_c < first:
-                            first = t_c
+                    mark, t_c, x, emitted = candidate(a_acc[l], b_acc[l], r, max(lo, last[l]),
+                                                      hi, c, tau, dt, on_grid, reset_on_grid)
+                    cand[l] = mark
+                    c_tc[l] = t_c
+                    c_x[l] = x
+                    c_em[l] = emitted
+                    if mark < first:
+                        first = mark
                 if first == np.inf:
                     break
                 seen = q
                 s0 = ns
-                for l in range(n):  # every crossing at `first`, then their effects
+                for l in range(n):  # every spike at `first`, then their effects
                     if cand[l] == first:
                         k = counts[b, l]
-                        out_t[b, l, k] = first
+                        out_t[b, l, k] = c_em[l]
                         counts[b, l] = k + 1
                         last[l] = first
-                        sp_t[b, ns] = first
+                        sp_t[b, ns] = c_tc[l]
                         sp_n[b, ns] = l
                         sp_slot[b, ns] = k
-                        sp_x[b, ns] = xs[l]
+                        sp_x[b, ns] = c_x[l]
                         sp_seen[b, ns] = seen
                         ns += 1
-                if first - r > SEG * tau_s:
-                    rescale(a_acc, b_acc, n, r - first, tau_s, tau)
-                    r = first
-                e_s = math.exp((first - r) / tau_s)
-                e_x = math.exp((first - r) / tau)
                 for s in range(s0, ns):
                     m = sp_n[b, s]
-                    integrate(a_acc, b_acc, rt[m], n, e_s, e_x)
-                    b_acc[m] -= reset * e_x
-                    it_t[b, q] = first
+                    t_e = c_em[m]
+                    t_reset = t_e if reset_on_grid else sp_t[b, s]
+                    if t_e - r > SEG * tau_s:
+                        rescale(a_acc, b_acc, n, r - t_e, tau_s, tau)
+                        r = t_e
+                    integrate(a_acc, b_acc, rt[m], n, math.exp((t_e - r) / tau_s),
+                              math.exp((t_e - r) / tau))
+                    b_acc[m] -= reset * math.exp((t_reset - r) / tau)
+                    it_t[b, q] = t_e
+                    it_tr[b, q] = t_reset
                     it_r[b, q] = r
                     it_src[b, q] = -(m + 1)
                     it_sp[b, q] = s
@@ -136,7 +182,7 @@ def forward_kernel(ts, src, nev, s_in, wt, rt, tau_s, theta, delta_theta, t_max,
 
 @numba.njit(parallel=True, cache=True)
 def backward_kernel(g_out, w, rw, tau_s, delta_theta, s_in, sp_t, sp_n, sp_slot, sp_x,
-                    sp_seen, n_sp, it_t, it_r, it_src, it_sp, n_it, need_input, g_in,
+                    sp_seen, n_sp, it_t, it_tr, it_r, it_src, it_sp, n_it, need_input, g_in,
                     g_w, g_r):
     """Gradients of every sample (module docstring): ``g_out`` ``(B, N, K)`` the loss
     gradient of the spike times, ``w`` ``(N, N_in)``, ``rw`` ``(N, N)``. Writes ``g_in``
@@ -184,7 +230,8 @@ def backward_kernel(g_out, w, rw, tau_s, delta_theta, s_in, sp_t, sp_n, sp_slot,
                 else:
                     m = -code - 1
                     s = it_sp[b, q]
-                    acc = g_out[b, m, sp_slot[b, s]] + delta_theta * e_x * e2[m] / (tau * tau)
+                    e_r = math.exp((it_tr[b, q] - rho) / tau)  # at the reset's time
+                    acc = g_out[b, m, sp_slot[b, s]] + delta_theta * e_r * e2[m] / (tau * tau)
                     for l in range(n):
                         gr[l, m] += e1[l] * e_s - e2[l] * e_x
                         acc += rw[l, m] * (e1[l] * e_s / tau_s - e2[l] * e_x / tau)
@@ -217,18 +264,22 @@ def forward(input_times: torch.Tensor, weight: torch.Tensor, recurrent_weight: t
     sp_x = torch.zeros((batch, n_spk), dtype=torch.float64)
     sp_n, sp_slot, sp_seen = (torch.zeros((batch, n_spk), dtype=torch.int64) for _ in range(3))
     it_t = torch.zeros((batch, n_items), dtype=torch.float64)
+    it_tr = torch.zeros((batch, n_items), dtype=torch.float64)
     it_r = torch.zeros((batch, n_items), dtype=torch.float64)
     it_src = torch.zeros((batch, n_items), dtype=torch.int64)
     it_sp = torch.zeros((batch, n_items), dtype=torch.int64)
     n_sp = torch.zeros(batch, dtype=torch.int64)
     n_it = torch.zeros(batch, dtype=torch.int64)
-    forward_kernel(ts.numpy(), order.numpy(), nev.numpy(), s_in, wt.numpy(), rt.numpy(),
-                   p.tau_s, p.theta, p.delta_theta, p.t_max, out_t.numpy(), counts.numpy(),
-                   sp_t.numpy(), sp_n.numpy(), sp_slot.numpy(), sp_x.numpy(),
-                   sp_seen.numpy(), n_sp.numpy(), it_t.numpy(), it_r.numpy(),
-                   it_src.numpy(), it_sp.numpy(), n_it.numpy())
-    saved = (Saved((sp_t, sp_n, sp_slot, sp_x, sp_seen, n_sp, it_t, it_r, it_src, it_sp,
-                    n_it)) if need_aux else None)
+    # grid index of each input time, in the input's own dtype (model.md section 6)
+    kin = floor_index_tensor(ts, p.dt, input_times.dtype) if p.dt > 0 else ts
+    forward_kernel(ts.numpy(), kin.contiguous().numpy(), order.numpy(), nev.numpy(), s_in,
+                   wt.numpy(), rt.numpy(), p.tau_s, p.theta, p.delta_theta, p.t_max, p.dt,
+                   last_index(p.t_max, p.dt), p.reset_on_grid, out_t.numpy(),
+                   counts.numpy(), sp_t.numpy(), sp_n.numpy(), sp_slot.numpy(),
+                   sp_x.numpy(), sp_seen.numpy(), n_sp.numpy(), it_t.numpy(),
+                   it_tr.numpy(), it_r.numpy(), it_src.numpy(), it_sp.numpy(), n_it.numpy())
+    saved = (Saved((sp_t, sp_n, sp_slot, sp_x, sp_seen, n_sp, it_t, it_tr, it_r, it_src,
+                    it_sp, n_it)) if need_aux else None)
     return out_t, counts, saved
 
 
