@@ -14,8 +14,8 @@ from batsnn.params import LIFParams
 from batsnn.spikes import (SpikeTrains, check_counts, check_spike_times, check_tensor,
                            mark_valid, marked_valid, weight_abs_max)
 
-__all__ = ["LIFParams", "SpikeTrains", "lif_conv2d", "lif_linear", "lif_recurrent", "spike_delay",
-           "spike_flatten", "spike_pool2d"]
+__all__ = ["LIFParams", "SpikeTrains", "lif_conv2d", "lif_linear", "lif_recurrent",
+           "spike_delay", "spike_flatten", "spike_pool2d"]
 
 
 def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float | None = None,

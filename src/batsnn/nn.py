@@ -8,13 +8,14 @@ import numbers
 import torch
 from torch import nn
 
-from batsnn.functional import (device_memory, lif_conv2d, lif_linear, lif_recurrent, spike_delay, spike_flatten,
-                               spike_pool2d)
+from batsnn.functional import (device_memory, lif_conv2d, lif_linear, lif_recurrent,
+                               spike_delay, spike_flatten, spike_pool2d)
 from batsnn.ops.lif.synapse import PAIR_MAX, pair
 from batsnn.params import LIFParams
 from batsnn.spikes import SpikeTrains
 
-__all__ = ["Flatten", "LIFConv2d", "LIFLinear", "LIFRecurrent", "SpikeDelay", "SpikePool2d", "SpikingSequential"]
+__all__ = ["Flatten", "LIFConv2d", "LIFLinear", "LIFRecurrent", "SpikeDelay", "SpikePool2d",
+           "SpikingSequential"]
 
 
 def _size(name: str, value) -> int:

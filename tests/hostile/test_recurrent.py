@@ -87,7 +87,8 @@ CASES = [
     LibCase("tau-negative", _rec(tau_s=-1.0), words=("tau_s",)),
     LibCase("k-zero", _rec(max_spikes=0), words=("max_spikes",)),
     # the module
-    LibCase("nn-plain", lambda: LIFRecurrent(3, 4, dtype=torch.float64, **KW)(_x()), errors=(), after=_ok),
+    LibCase("nn-plain", lambda: LIFRecurrent(3, 4, dtype=torch.float64, **KW)(_x()), errors=(),
+            after=_ok),
     LibCase("nn-self-connections-str",
             lambda: LIFRecurrent(3, 4, self_connections="no", **KW),
             words=("self_connections", "'no'")),

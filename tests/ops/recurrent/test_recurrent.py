@@ -101,6 +101,22 @@ def test_long_times_shift_invariant():
                                rtol=0, atol=1e-9)
 
 
+def test_long_times_gradients_shift_invariant():
+    """The gradients of ``sum c_k t_k`` do not change when every input moves by 3000 tau_s
+    (the backward's reference times)."""
+    tin, w, r = make(8, batch=2)
+    coef = torch.randn(2, 5, 5, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    grads = []
+    for shift in (0.0, 3000 * TAU_S):
+        xs = [x.clone().requires_grad_(True) for x in (tin + shift, w, r)]
+        out = lif_recurrent(*xs, max_spikes=5, **KW)
+        (finite_or_zero(out.times) * coef).sum().backward()
+        grads.append([x.grad for x in xs])
+    assert grads[0][2].abs().max() > 1e-3
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-8)
+
+
 # ------------------------------------------------------- (3) clock-driven simulation
 
 def simulate_network(tin, w, r, *, tau_s, theta, delta_theta, max_spikes, t_end, h):
