@@ -9,12 +9,13 @@ import torch
 
 from batsnn.ops.lif import lif_op, pool_op
 from batsnn.ops.lif.synapse import DENSE, Conv2d
+from batsnn.ops.recurrent import recurrent_op
 from batsnn.params import LIFParams
 from batsnn.spikes import (SpikeTrains, check_counts, check_spike_times, check_tensor,
-                           mark_valid, marked_valid)
+                           mark_valid, marked_valid, weight_abs_max)
 
-__all__ = ["LIFParams", "SpikeTrains", "lif_conv2d", "lif_linear", "spike_delay",
-           "spike_flatten", "spike_pool2d"]
+__all__ = ["LIFParams", "SpikeTrains", "lif_conv2d", "lif_linear", "lif_recurrent",
+           "spike_delay", "spike_flatten", "spike_pool2d"]
 
 
 def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float | None = None,
@@ -94,6 +95,77 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float 
     times, counts = lif_op(input_times, weight, p, DENSE)
     return SpikeTrains(mark_valid(times), counts)
 
+
+def lif_recurrent(input_times: torch.Tensor, weight: torch.Tensor,
+                  recurrent_weight: torch.Tensor, *, tau_s: float | None = None,
+                  theta: float | None = None, delta_theta: float | None = None,
+                  max_spikes: int | None = None, t_max: float = math.inf,
+                  dt: float | None = None, reset_at: str = "crossing",
+                  params: LIFParams | None = None) -> SpikeTrains:
+    r"""Exact spike times of a recurrent layer of LIF neurons (docs/model.md, "Recurrent
+    layers").
+
+    Neuron ``n`` is the neuron of :func:`lif_linear` whose presynaptic spikes are the input
+    spikes (weights ``weight[n, i]``) and every spike of every neuron ``m`` of the layer
+    itself (weights ``recurrent_weight[n, m]``, the diagonal included), each acting from
+    its own time on with the same kernel, plus its own reset. Events are taken in time
+    order, the layer's spikes joining them as they happen, so every spike time is exact.
+    A spike emitted at ``t`` acts only for times after ``t``: neurons whose crossings
+    coincide all spike at that time. Differentiable with respect to ``input_times``,
+    ``weight`` and ``recurrent_weight`` (the BATS gradient, errors flowing backward in time
+    through the recurrent spikes).
+
+    With ``dt > 0`` (model.md section 6) each spike is emitted at the grid point after its
+    crossing, the window tests compare grid indices as in :func:`lif_linear`, and a layer
+    spike acts on the layer from its emitted grid time; its own reset is applied at the
+    crossing (``reset_at="crossing"``) or at the emitted time (``"emitted"``, with the
+    spikes the grid forces). Gradients pass straight through the grid.
+
+    Runs on the CPU kernels; CUDA tensors are computed by the same kernels on the host and
+    the results moved back to their device (no GPU kernel of this layer yet).
+
+    Args:
+        input_times: ``(B, N_in, S_in)`` spike times, as for :func:`lif_linear`.
+        weight: ``(N, N_in)`` input weights, as for :func:`lif_linear`.
+        recurrent_weight: ``(N, N)`` weights between the layer's neurons, same dtype and
+            device as ``input_times``, finite, of magnitude at most ``params.max_weight``
+            (checked on the CPU).
+        tau_s, theta, delta_theta, max_spikes, t_max, dt, reset_at, params: the neuron's
+            parameters, as for :func:`lif_linear`.
+
+    Returns:
+        :class:`SpikeTrains` ``(times (B, N, max_spikes), counts (B, N))``.
+
+    Raises:
+        TypeError, ValueError: naming the argument and the offending value, as for
+        :func:`lif_linear`, and for a ``recurrent_weight`` of the wrong type, dtype,
+        device or shape, holding NaN or infinite values or too large magnitudes.
+    """
+    p = _params(params, tau_s=tau_s, theta=theta, delta_theta=delta_theta,
+                max_spikes=max_spikes, t_max=t_max, dt=dt, reset_at=reset_at)
+    check_tensor("input_times", input_times)
+    _check_weight_tensor(weight, input_times)
+    if weight.dim() != 2 or weight.shape[1] != input_times.shape[1]:
+        raise ValueError(f"weight must have shape (N_out, N_in={input_times.shape[1]}), got "
+                         f"{tuple(weight.shape)}")
+    _check_weight_tensor(recurrent_weight, input_times, "recurrent_weight")
+    n = weight.shape[0]
+    if tuple(recurrent_weight.shape) != (n, n):
+        raise ValueError(f"recurrent_weight must have shape (N, N) = ({n}, {n}) for weight of "
+                         f"shape {tuple(weight.shape)}, got {tuple(recurrent_weight.shape)}")
+    if recurrent_weight.device.type == "cpu":
+        top = weight_abs_max(recurrent_weight)
+        if not math.isfinite(top):
+            raise ValueError("recurrent_weight contains NaN or infinite values")
+        if top > p.max_weight:
+            raise ValueError(f"recurrent_weight holds a magnitude {top:g}, beyond the "
+                             f"|weight| <= {p.max_weight:g} that batsnn supports "
+                             f"(docs/model.md section 7)")
+    check_spike_times("input_times", input_times, weight, max_weight=p.max_weight,
+                      max_time=p.max_time)
+    check_memory(input_times, n, p, list_bytes=32)  # the item records of the backward
+    times, counts = recurrent_op(input_times, weight, recurrent_weight, p)
+    return SpikeTrains(mark_valid(times), counts)
 
 def lif_conv2d(input_times: torch.Tensor, weight: torch.Tensor, *, stride=1, padding=0,
                tau_s: float | None = None, theta: float | None = None,
@@ -286,16 +358,16 @@ _UNSET = {"tau_s": None, "theta": None, "delta_theta": None, "max_spikes": None,
           "t_max": math.inf, "dt": None, "reset_at": "crossing"}
 
 
-def _check_weight_tensor(weight, input_times: torch.Tensor) -> None:
-    """``weight`` is a tensor of the dtype and on the device of ``input_times`` (its shape is
-    the caller's to check)."""
+def _check_weight_tensor(weight, input_times: torch.Tensor, name: str = "weight") -> None:
+    """``weight`` (called ``name`` in errors) is a tensor of the dtype and on the device of
+    ``input_times`` (its shape is the caller's to check)."""
     if not isinstance(weight, torch.Tensor):
-        raise TypeError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(weight).__name__}")
     if weight.dtype != input_times.dtype:
-        raise TypeError(f"weight dtype {weight.dtype} does not match input_times dtype "
+        raise TypeError(f"{name} dtype {weight.dtype} does not match input_times dtype "
                         f"{input_times.dtype}")
     if weight.device != input_times.device:
-        raise ValueError(f"weight is on {weight.device} but input_times is on "
+        raise ValueError(f"{name} is on {weight.device} but input_times is on "
                          f"{input_times.device}")
 
 

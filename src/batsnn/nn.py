@@ -8,13 +8,14 @@ import numbers
 import torch
 from torch import nn
 
-from batsnn.functional import (device_memory, lif_conv2d, lif_linear, spike_delay, spike_flatten,
-                               spike_pool2d)
+from batsnn.functional import (device_memory, lif_conv2d, lif_linear, lif_recurrent,
+                               spike_delay, spike_flatten, spike_pool2d)
 from batsnn.ops.lif.synapse import PAIR_MAX, pair
 from batsnn.params import LIFParams
 from batsnn.spikes import SpikeTrains
 
-__all__ = ["Flatten", "LIFConv2d", "LIFLinear", "SpikeDelay", "SpikePool2d", "SpikingSequential"]
+__all__ = ["Flatten", "LIFConv2d", "LIFLinear", "LIFRecurrent", "SpikeDelay", "SpikePool2d",
+           "SpikingSequential"]
 
 
 def _size(name: str, value) -> int:
@@ -158,6 +159,82 @@ class LIFLinear(_NeuronLayer):
                 f"max_spikes={p.max_spikes}, dt={self.dt}, t_max={p.t_max}"
                 + (f", reset_at={p.reset_at!r}" if p.reset_at != "crossing" else ""))
 
+
+class LIFRecurrent(_NeuronLayer):
+    """Recurrent layer of exact multi-spike LIF neurons; see
+    :func:`batsnn.functional.lif_recurrent`.
+
+    Args:
+        in_features: number of presynaptic neurons ``N_in``.
+        out_features: number of neurons ``N`` of the layer.
+        tau_s, theta, delta_theta, max_spikes, dt, t_max, reset_at: the neuron's
+            parameters, held as one frozen :class:`~batsnn.params.LIFParams` (``.params``)
+            as in :class:`LIFLinear`.
+        init: ``(low, high)`` of the uniform input-weight initialisation (default
+            ``(-1, 1)``, BATS'), finite, ``low <= high``.
+        recurrent_init: ``(low, high)`` of the uniform initialisation of
+            ``recurrent_weight`` ``(N, N)``; default ``(-0.5, 0.5)``, half the default
+            input range.
+        self_connections: ``False`` keeps the diagonal of ``recurrent_weight`` at zero (it
+            is drawn as zero and masked in every forward, so it gets no gradient either).
+        device, dtype: as in :class:`LIFLinear`.
+
+    Shape:
+        forward takes ``(B, N_in, S_in)`` spike times (or a :class:`SpikeTrains`) and returns
+        :class:`SpikeTrains` with times ``(B, N, max_spikes)`` and counts ``(B, N)``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, tau_s: float, theta: float,
+                 delta_theta: float | None = None, max_spikes: int, dt: float | None = None,
+                 t_max: float = math.inf, reset_at: str = "crossing",
+                 init: tuple[float, float] = (-1.0, 1.0),
+                 recurrent_init: tuple[float, float] = (-0.5, 0.5),
+                 self_connections: bool = True, device=None, dtype=None):
+        super().__init__()
+        in_features = _size("in_features", in_features)
+        out_features = _size("out_features", out_features)
+        if not isinstance(self_connections, bool):
+            raise TypeError(f"self_connections must be True or False, got "
+                            f"{self_connections!r}")
+        self.params = LIFParams(tau_s=tau_s, theta=theta, delta_theta=delta_theta,
+                                max_spikes=max_spikes, t_max=t_max, dt=dt, reset_at=reset_at)
+        self.in_features = in_features
+        self.out_features = out_features
+        self.self_connections = self_connections
+        dtype = _weight_dtype(dtype)
+        self.init = _init_range(init, dtype)
+        self.recurrent_init = _init_range(recurrent_init, dtype)
+        self.weight = nn.Parameter(_empty_weight((out_features, in_features), device, dtype))
+        self.recurrent_weight = nn.Parameter(
+            _empty_weight((out_features, out_features), device, dtype))
+        mask = None
+        if not self_connections:
+            mask = 1.0 - torch.eye(out_features, device=self.weight.device, dtype=dtype)
+        self.register_buffer("mask", mask)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Draw ``weight`` uniformly from ``init`` and ``recurrent_weight`` from
+        ``recurrent_init`` (its diagonal zero without self connections)."""
+        super().reset_parameters()
+        with torch.no_grad():
+            self.recurrent_weight.uniform_(*self.recurrent_init)
+            if self.mask is not None:
+                self.recurrent_weight.mul_(self.mask)
+
+    def forward(self, input_times) -> SpikeTrains:
+        if isinstance(input_times, SpikeTrains):
+            input_times = input_times.times
+        rw = self.recurrent_weight if self.mask is None else self.recurrent_weight * self.mask
+        return lif_recurrent(input_times, self.weight, rw, params=self.params)
+
+    def extra_repr(self) -> str:
+        p = self.params
+        return (f"{self.in_features}, {self.out_features}, tau_s={p.tau_s}, "
+                f"theta={p.theta}, delta_theta={p.delta_theta}, "
+                f"max_spikes={p.max_spikes}, dt={self.dt}, t_max={p.t_max}, "
+                + (f"reset_at={p.reset_at!r}, " if p.reset_at != "crossing" else "")
+                + f"self_connections={self.self_connections}")
 
 def _trains(x) -> SpikeTrains:
     """``x`` as :class:`SpikeTrains`: itself, or spike times with their counts (the finite
