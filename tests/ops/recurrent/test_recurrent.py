@@ -7,9 +7,9 @@ import torch
 
 from batsnn.functional import lif_linear, lif_recurrent
 from batsnn.nn import LIFRecurrent
+from batsnn.ops.lif.cpu import recurrent as cpu
 from batsnn.ops.lif.grid import grid_times
 from batsnn.ops.lif.naive import lif_linear_forward_naive
-from batsnn.ops.recurrent import cpu
 from batsnn.ops.recurrent.naive import (lif_recurrent_backward_naive,
                                         lif_recurrent_forward_naive)
 from batsnn.params import LIFParams
@@ -371,3 +371,28 @@ def test_grid_recurrent_spike_acts_from_its_emitted_time():
     t1_grid = k0 * DT + delay
     assert float(grid.times[0, 1, 0]) == pytest.approx((math.floor(t1_grid / DT) + 1) * DT,
                                                        abs=1e-15)
+
+
+@pytest.mark.parametrize("dt", [None, 0.25])
+def test_a_tangent_crossing_passes_no_gradient(dt):
+    """One input at 0 of weight ``4 theta / tau`` (``tau = 1``): neuron 0's potential
+    touches theta (``D = 0`` exactly) and spikes at ``ln 2`` (emitted at ``G(3)`` on the
+    grid) with no gradient, neuron 1 (weight 1.5) crosses with a finite one; the kernel and
+    the reference alike, never inf or NaN."""
+    x = torch.zeros(1, 1, 1, dtype=torch.float64, requires_grad=True)
+    w = torch.tensor([[1.0], [1.5]], dtype=torch.float64, requires_grad=True)
+    r = torch.zeros(2, 2, dtype=torch.float64, requires_grad=True)
+    out = lif_recurrent(x, w, r, tau_s=0.5, theta=0.25, max_spikes=1, dt=dt)
+    assert out.counts.tolist() == [[1, 1]]
+    out.times[out.times.isfinite()].sum().backward()
+    assert torch.isfinite(w.grad).all() and torch.isfinite(x.grad).all()
+    assert float(w.grad[0, 0]) == 0.0 and float(w.grad[1, 0]) < 0.0
+    times, counts, rec = lif_recurrent_forward_naive(
+        x.detach(), w.detach(), r.detach(), tau_s=0.5, theta=0.25, delta_theta=0.25,
+        max_spikes=1, dt=dt)
+    _, g_w, _ = lif_recurrent_backward_naive(torch.ones(1, 2, 1, dtype=torch.float64),
+                                             x.detach(), w.detach(), r.detach(), rec,
+                                             tau_s=0.5, delta_theta=0.25)
+    assert torch.equal(times, out.times.detach()) and torch.isfinite(g_w).all()
+    assert float(g_w[0, 0]) == 0.0
+    torch.testing.assert_close(g_w, w.grad)

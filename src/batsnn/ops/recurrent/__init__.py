@@ -1,6 +1,7 @@
 """The recurrent LIF layer (docs/model.md, "Recurrent layers"): exact forward, BATS backward.
 
-:mod:`.naive` is the plain float64 reference, :mod:`.cpu` the numba kernels.
+:mod:`.naive` is the plain float64 reference, :mod:`batsnn.ops.lif.cpu.recurrent` the numba
+kernels (in the CPU kernel package, so that its on-disk cache follows the shared neuron core).
 :class:`RecurrentFunction` runs the CPU kernels for CPU tensors; CUDA tensors are computed
 by the same CPU kernels (copied to the host and the results moved back to the device), as
 no GPU kernel of this layer exists yet: correct, but without a GPU speed-up.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from batsnn.ops.recurrent import cpu
+from batsnn.ops.lif.cpu import recurrent as cpu
 from batsnn.params import LIFParams
 
 __all__ = ["RecurrentFunction", "recurrent_op"]

@@ -198,8 +198,8 @@ def lif_recurrent_backward_naive(grad_times, input_times, weight, recurrent_weig
 
         def f12(s):
             t_s, _, _, x_s, _ = spikes[s]
-            if x_s == math.inf:  # a spike forced by the grid does not move
-                return 0.0, 0.0
+            if x_s == math.inf or x_s == 0.0:  # forced by the grid, or a tangent crossing
+                return 0.0, 0.0  # (D = 0: no finite derivative): no gradient
             return tau / (x_s * math.exp(t_s / tau)), tau / x_s
 
         def d_time(s, q):

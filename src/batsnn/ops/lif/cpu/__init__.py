@@ -9,6 +9,10 @@ The backend contract of :mod:`batsnn.ops.lif`, dispatching on the synapse's ``ki
 - one driver per synapse type (:mod:`.dense`, :mod:`.conv`): task decomposition, event
   iteration, the weight lookup and where the gradients go, compiled with the core inlined.
 
+:mod:`.recurrent` holds the kernels of the recurrent layer (:mod:`batsnn.ops.recurrent`),
+which take their own event order; they live here so that the package's cache stamp
+(:mod:`.cache`) recompiles them when the shared core changes.
+
 The kernels work on :class:`batsnn.ops.lif.events.Events` (:class:`.rf.ConvEvents` for a
 convolution); all their arithmetic is float64.
 """

@@ -29,12 +29,10 @@ import numba
 import numpy as np
 import torch
 
+from batsnn.ops.lif.cpu import cache  # noqa: F401  (the package's cache stamp)
 from batsnn.ops.lif.cpu.core import floor_index, integrate, rescale
 from batsnn.ops.lif.grid import floor_index as floor_index_tensor
 from batsnn.ops.lif.grid import last_index
-
-# The kernels are compiled once per process, not cached on disk: they inline helpers of
-# batsnn.ops.lif.cpu.core, whose edits numba's file-keyed cache would not notice here.
 
 #: Reference-time segment, in units of ``tau_s``: ``exp(16)`` never overflows.
 SEG = 16.0
@@ -83,7 +81,7 @@ def candidate(al, bl, r, lower, hi, c, tau, dt, on_grid, reset_on_grid):
     return (mark, t_c, x, mark * dt if on_grid else t_c)
 
 
-@numba.njit(parallel=True)
+@numba.njit(parallel=True, cache=True)
 def forward_kernel(ts, kin, src, nev, s_in, wt, rt, tau_s, theta, delta_theta, t_max, dt,
                    k_tmax, reset_on_grid, out_t, counts, sp_t, sp_n, sp_slot, sp_x,
                    sp_seen, n_sp, it_t, it_tr, it_r, it_src, it_sp, n_it):
@@ -159,7 +157,8 @@ def forward_kernel(ts, kin, src, nev, s_in, wt, rt, tau_s, theta, delta_theta, t
                         sp_t[b, ns] = c_tc[l]
                         sp_n[b, ns] = l
                         sp_slot[b, ns] = k
-                        sp_x[b, ns] = c_x[l]
+                        # a tangent crossing (D = 0) has no finite derivative: no gradient
+                        sp_x[b, ns] = c_x[l] if c_x[l] > 0.0 else np.inf
                         sp_seen[b, ns] = seen
                         ns += 1
                 for s in range(s0, ns):
@@ -183,7 +182,7 @@ def forward_kernel(ts, kin, src, nev, s_in, wt, rt, tau_s, theta, delta_theta, t
         n_it[b] = q
 
 
-@numba.njit(parallel=True)
+@numba.njit(parallel=True, cache=True)
 def backward_kernel(g_out, w, rw, tau_s, delta_theta, s_in, sp_t, sp_n, sp_slot, sp_x,
                     sp_seen, n_sp, it_t, it_tr, it_r, it_src, it_sp, n_it, need_input, g_in,
                     g_w, g_r):
