@@ -184,6 +184,10 @@ class LIFRecurrent(_NeuronLayer):
         :class:`SpikeTrains` with times ``(B, N, max_spikes)`` and counts ``(B, N)``.
     """
 
+    #: its kernels run on the host for CUDA tensors too (copied there and back), so a CUDA
+    #: graph cannot hold it: ``batsnn train`` steps a network with it eagerly
+    host_kernels = True
+
     def __init__(self, in_features: int, out_features: int, *, tau_s: float, theta: float,
                  delta_theta: float | None = None, max_spikes: int, dt: float | None = None,
                  t_max: float = math.inf, reset_at: str = "crossing",

@@ -266,7 +266,8 @@ def test_old_settings_load_with_event_fields_at_their_defaults():
 
 
 def test_event_presets_resolve():
-    for name in ("yinyang", "randman", "shd", "ssc", "shd-delay", "nmnist", "nmnist-conv"):
+    for name in ("yinyang", "randman", "shd", "ssc", "shd-delay", "shd-rec", "nmnist",
+                 "nmnist-conv"):
         cfg = C.resolve_config(name)
         assert data_kind(cfg.dataset)[0] is E.EVENT_KIND, name
     rm = C.resolve_config("randman")

@@ -102,7 +102,8 @@ def test_shd_file_run_reports_dropped_spikes(shd_dir, tmp_path):
 
 
 @pytest.mark.parametrize("preset, layers", [("shd", [700, 128, 20]),
-                                            ("shd-delay", [700, 700, 256, 256, 256, 20])])
+                                            ("shd-delay", [700, 700, 256, 256, 256, 20]),
+                                            ("shd-rec", [700, 256, 20])])
 def test_shd_presets_fire_in_every_layer_from_the_start(preset, layers, shd_dir, tmp_path):
     """The SHD presets on a file of SHD's layout: every spiking layer fires in the first
     epoch (an output layer that never fires gives no gradient at all), the delays learn."""
@@ -110,7 +111,7 @@ def test_shd_presets_fire_in_every_layer_from_the_start(preset, layers, shd_dir,
                          batch_size=6, device="cpu")
     summary = train(cfg, quiet=True, log=lambda line: None)
     assert _config_json(tmp_path / preset)["layers"] == layers
-    n_spiking = sum(1 for spec in cfg.network if spec["type"] == "linear")
+    n_spiking = sum(1 for spec in cfg.network if spec["type"] in ("linear", "recurrent"))
     for i in range(1, n_spiking + 1):
         assert summary[f"spikes_per_sample_l{i}"] > 0, i
     if preset == "shd-delay":
@@ -277,3 +278,33 @@ def test_a_network_with_delay_layers_trains_and_resumes(tmp_path):
                     log=lambda line: None)
     for key in (M.TEST_ACCURACY, M.TRAIN_LOSS, "spikes_per_sample_l1"):
         assert resumed[key] == full[key], key
+
+
+@pytest.mark.slow  # three runs; test_shd_presets_fire_in_every_layer_from_the_start[shd-rec]
+def test_a_recurrent_network_trains_resumes_and_is_revived(tmp_path):  # runs by default
+    """A ``recurrent`` hidden layer in a run: its weights (input and recurrent) learn, a
+    resumed run equals the uninterrupted one, reviving covers a recurrent output layer."""
+    net = [{"type": "recurrent", "features": 8, "theta": 0.002, "max_spikes": 4,
+            "init": [0, 1], "recurrent_init": [-0.2, 0.2]},
+           {"type": "recurrent", "theta": 0.005, "max_spikes": 6, "init": [0, 1],
+            "self_connections": False}]
+    kw = {k: v for k, v in TINY.items() if k not in ("hidden", "theta", "max_spikes", "epochs")}
+    cfg = lambda out, epochs: resolve_config(**kw, network=net, out=str(out),  # noqa: E731
+                                             epochs=epochs, revive="output")
+    full = train(cfg(tmp_path / "full", 2), quiet=True, log=lambda line: None)
+    train(cfg(tmp_path / "part", 1), quiet=True, log=lambda line: None)
+    resumed = train(cfg(tmp_path / "part", 2), resume=True, quiet=True, log=lambda line: None)
+    for key in (M.TEST_ACCURACY, M.TRAIN_LOSS, "spikes_per_sample_l1", "spikes_per_sample_l2"):
+        assert resumed[key] == full[key], key
+    assert full["spikes_per_sample_l1"] > 0
+    ck = torch.load(tmp_path / "full" / "last.pt", weights_only=False)["model"]
+    from batsnn.experiments.model import build_model
+    from batsnn.experiments.training.revive import covered_layers
+
+    c = cfg(tmp_path / "x", 1)
+    torch.manual_seed(c.seed)
+    start = build_model(c, 8, 3)
+    for k in ("0.weight", "0.recurrent_weight", "1.weight", "1.recurrent_weight"):
+        assert not torch.equal(ck[k], start.state_dict()[k]), k
+    assert torch.equal(torch.diagonal(ck["1.recurrent_weight"] * ck["1.mask"]), torch.zeros(3))
+    assert covered_layers(start, "output") == [start[1]]

@@ -55,7 +55,7 @@ def test_presets_build(name, n_in, n_classes, sizes):
     ([{"type": "linear", "features": 8, "theta": 0.2, "max_spikes": 3},
       {"type": "conv3d", "channels": 4}], ValueError,
      "network layer 1 (conv3d): unknown layer type 'conv3d'; known: conv2d, delay, flatten, "
-     "linear, pool2d"),
+     "linear, pool2d, recurrent"),
     ([{"type": "conv2d", "channels": 4, "theta": 0.2, "max_spikes": 3}], ValueError,
      "network layer 0 (conv2d): missing kernel"),
     ([{"type": "conv2d", "channels": 0, "kernel": 3, "theta": 0.2, "max_spikes": 3}],
@@ -325,3 +325,58 @@ def test_a_delay_layer_cannot_end_the_network():
                                          "be the last layer"):
         Mo.layer_shapes([{"type": "linear", "features": 3, "theta": 0.1, "max_spikes": 2},
                          {"type": "delay"}], (4,), 3)
+
+
+def test_recurrent_layers_build_and_count():
+    """``recurrent`` layers: a LIFRecurrent with the spec's neuron, its recurrent range and
+    self connections; its input and recurrent weights counted; the bound below holds."""
+    from batsnn.nn import LIFRecurrent
+
+    layers = [{"type": "recurrent", "features": 6, "theta": 0.3, "max_spikes": 4,
+               "recurrent_init": [-0.1, 0.2], "self_connections": False},
+              {"type": "recurrent", "theta": 0.5, "max_spikes": 3, "tau_s": 0.2}]
+    assert Mo.layer_shapes(layers, (5,), 3) == [(6,), (3,)]
+    net = Mo.build_network(layers, (5,), 3, tau_s=0.1, t_max=2.0, dt=0.01)
+    r0, r1 = net
+    assert isinstance(r0, LIFRecurrent) and isinstance(r1, LIFRecurrent)
+    assert (r0.in_features, r0.out_features, r0.self_connections) == (5, 6, False)
+    assert (r1.in_features, r1.out_features, r1.self_connections) == (6, 3, True)
+    assert r0.params.theta == 0.3 and r0.params.dt == 0.01 and r1.params.tau_s == 0.2
+    assert r0.recurrent_init == (-0.1, 0.2) and r1.recurrent_init == (-0.5, 0.5)
+    assert torch.equal(torch.diagonal(r0.recurrent_weight.detach()), torch.zeros(6))
+    assert Mo.network_weights(layers, (5,), 3) == 5 * 6 + 6 * 6 + 6 * 3 + 3 * 3
+    assert Mo.min_weights(layers, 3) == 1 * 6 + 6 * 6 + 6 * 3 + 3 * 3
+    x = torch.rand(4, 5, 1)
+    out = net(batsnn.SpikeTrains(x, torch.ones(4, 5, dtype=torch.int64)))
+    assert out.times.shape == (4, 3, 3)
+
+
+@pytest.mark.parametrize("spec, words", [
+    ({"type": "recurrent", "features": 4, "theta": 0.3, "max_spikes": 2,
+      "recurrent_init": [1, 0]}, "init must be [low, high] with low <= high"),
+    ({"type": "recurrent", "features": 4, "theta": 0.3, "max_spikes": 2,
+      "self_connections": "no"}, "self_connections must be true or false, got 'no'"),
+    ({"type": "recurrent", "features": 0, "theta": 0.3, "max_spikes": 2},
+     "features must be an int >= 1"),
+    ({"type": "recurrent", "features": 4, "theta": -1.0, "max_spikes": 2}, "theta"),
+    ({"type": "recurrent", "features": 4, "theta": 0.3, "max_spikes": 2, "delays": 1},
+     "unknown key"),
+])
+def test_bad_recurrent_specs_name_the_layer_and_key(spec, words):
+    with pytest.raises((ValueError, TypeError)) as e:
+        Mo.check_network([spec, {"type": "linear", "theta": 0.1, "max_spikes": 2}])
+    assert "network layer 0 (recurrent)" in str(e.value) and words in str(e.value), str(e.value)
+
+
+def test_a_network_with_host_kernels_is_not_graphed():
+    """A CUDA graph is recorded only where every layer has GPU kernels: the recurrent
+    layer's run on the host, so its networks step eagerly on a GPU."""
+    from batsnn.experiments.training.run import uses_cuda_graph
+
+    cfg = resolve_config("shd")
+    dense = Mo.build_network(cfg.network, (700,), 20)
+    rec = Mo.build_network(resolve_config("shd-rec").network, (700,), 20)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert uses_cuda_graph(cfg, cuda, dense) and not uses_cuda_graph(cfg, cuda, rec)
+    assert not uses_cuda_graph(cfg, cpu, dense)
+    assert not uses_cuda_graph(resolve_config("shd", cuda_graph=False), cuda, dense)

@@ -13,6 +13,11 @@ A network is described by a list of layer specs, plain JSON-able dicts, each wit
   (optional; the run's ``tau_s``, ``t_max`` and ``init`` otherwise): the neuron's parameters,
   validated as one :class:`batsnn.LIFParams`. ``dt`` is the run's, the same for every layer.
 
+``recurrent`` (a :class:`batsnn.nn.LIFRecurrent`) takes the keys of ``linear`` and
+``recurrent_init`` (``[low, high]`` of its ``(N, N)`` recurrent weights, default
+``[-0.5, 0.5]``) and ``self_connections`` (default true; false keeps the diagonal zero):
+every neuron also reads every spike of the layer's neurons.
+
 ``conv2d`` (a :class:`batsnn.nn.LIFConv2d`, "valid" and no bias by default) takes maps
 ``(C, H, W)`` and needs ``channels`` (output channels), ``kernel`` (an int or ``[kH, kW]``),
 ``theta`` and ``max_spikes``; optional ``stride``, ``padding`` and the neuron's
@@ -53,7 +58,7 @@ import torch
 from batsnn.experiments.timestep import dt_mode
 from batsnn.fileio import printable
 from batsnn.functional import check_memory, device_memory
-from batsnn.nn import (Flatten, LIFConv2d, LIFLinear, SpikeDelay, SpikePool2d,
+from batsnn.nn import (Flatten, LIFConv2d, LIFLinear, LIFRecurrent, SpikeDelay, SpikePool2d,
                        SpikingSequential)
 from batsnn.ops.lif.synapse import Conv2d, pair
 from batsnn.params import LIFParams
@@ -200,6 +205,39 @@ register_layer_type(LayerType(
     optional=frozenset({"features", "delta_theta", "tau_s", "t_max", "init"}),
     out_shape=_linear_out, build=_linear_build, check=_check_linear,
     weights=lambda spec, in_shape, ctx: in_shape[0] * _linear_out(spec, in_shape, ctx)[0]))
+
+
+# -------------------------------------------------------------------------- recurrent
+
+def _check_recurrent(spec: Mapping) -> None:
+    _check_linear(spec)
+    if "recurrent_init" in spec:
+        _check_init(spec["recurrent_init"])
+    if not isinstance(spec.get("self_connections", True), bool):
+        raise ValueError(f"self_connections must be true or false, got "
+                         f"{printable(repr(spec['self_connections']))}")
+
+
+def _recurrent_build(spec: Mapping, in_shape: tuple, ctx: BuildContext) -> torch.nn.Module:
+    (n_out,) = _linear_out(spec, in_shape, ctx)
+    p = _lif_params(spec, ctx)
+    init = spec.get("init", ctx.init)
+    rec = spec.get("recurrent_init", (-0.5, 0.5))
+    return LIFRecurrent(in_shape[0], n_out, tau_s=p.tau_s, theta=p.theta,
+                        delta_theta=p.delta_theta, max_spikes=p.max_spikes, dt=p.dt or None,
+                        t_max=p.t_max, reset_at=p.reset_at,
+                        init=(float(init[0]), float(init[1])),
+                        recurrent_init=(float(rec[0]), float(rec[1])),
+                        self_connections=spec.get("self_connections", True))
+
+
+register_layer_type(LayerType(
+    name="recurrent", required=frozenset({"theta", "max_spikes"}),
+    optional=frozenset({"features", "delta_theta", "tau_s", "t_max", "init", "recurrent_init",
+                        "self_connections"}),
+    out_shape=_linear_out, build=_recurrent_build, check=_check_recurrent,
+    weights=lambda spec, in_shape, ctx: (in_shape[0] + _linear_out(spec, in_shape, ctx)[0])
+    * _linear_out(spec, in_shape, ctx)[0]))
 
 
 # ------------------------------------------------------------------ conv2d, pool2d, flatten
@@ -450,9 +488,9 @@ def min_weights(layers: Sequence[Mapping], n_classes: int) -> int:
     total, width, channels = 0, 1, 1
     for i, spec in enumerate(layers):
         kind = spec["type"]
-        if kind == "linear":
+        if kind in ("linear", "recurrent"):
             n = int(spec.get("features", n_classes))
-            total, width = total + width * n, n
+            total, width = total + width * n + (n * n if kind == "recurrent" else 0), n
         elif kind == "conv2d":
             c = int(spec["channels"])
             total += c * channels * math.prod(pair("kernel", _pair_of(spec, "kernel"), 1))
@@ -559,7 +597,7 @@ def check_fits(cfg, n_inputs: int, n_classes: int, device, batch_size: int, *,
         model = build_model(cfg, n_inputs, n_classes, input_shape)
     slots = int(input_slots)
     for i, layer in enumerate(model):
-        if isinstance(layer, LIFLinear):
+        if isinstance(layer, (LIFLinear, LIFRecurrent)):
             try:
                 _check_buffers(layer, slots, device, batch_size)
             except MemoryError as e:
@@ -568,7 +606,8 @@ def check_fits(cfg, n_inputs: int, n_classes: int, device, batch_size: int, *,
             slots = layer.max_spikes
 
 
-def _check_buffers(layer: LIFLinear, slots: int, device: torch.device, batch_size: int) -> None:
+def _check_buffers(layer: LIFLinear | LIFRecurrent, slots: int, device: torch.device,
+                   batch_size: int) -> None:
     """``MemoryError`` naming the sizes when the spike buffers of ``layer`` (``slots``
     input spike times per neuron) for ``batch_size`` samples cannot fit on ``device``."""
     for what, shape in (("input", (batch_size, layer.in_features, slots)),

@@ -34,7 +34,7 @@ from collections.abc import Callable
 import torch
 
 from batsnn import metrics as M
-from batsnn.nn import LIFConv2d, LIFLinear
+from batsnn.nn import LIFConv2d, LIFLinear, LIFRecurrent
 
 __all__ = ["REVIVE_MODES", "Reviver", "bump_silent", "covered_layers", "silent_neurons",
            "spike_totals"]
@@ -66,13 +66,15 @@ def bump_silent(weight: torch.Tensor, silent: torch.Tensor, bump: float) -> None
 
 
 def covered_layers(model: torch.nn.Module, mode: str) -> list[torch.nn.Module]:
-    """The spiking layers of ``model`` (:class:`~batsnn.nn.LIFLinear` and
-    :class:`~batsnn.nn.LIFConv2d`, in order) that ``mode`` covers: none, the last one
-    (``"output"``) or all (``"all"``)."""
+    """The spiking layers of ``model`` (:class:`~batsnn.nn.LIFLinear`,
+    :class:`~batsnn.nn.LIFRecurrent` and :class:`~batsnn.nn.LIFConv2d`, in order) that
+    ``mode`` covers: none, the last one (``"output"``) or all (``"all"``); a recurrent
+    layer's bump goes to its input weights."""
     if mode not in REVIVE_MODES:
         raise ValueError(f"revive must be one of {', '.join(map(repr, REVIVE_MODES))}, "
                          f"got {mode!r}")
-    layers = [m for m in model.modules() if isinstance(m, (LIFLinear, LIFConv2d))]
+    spiking = (LIFLinear, LIFRecurrent, LIFConv2d)
+    layers = [m for m in model.modules() if isinstance(m, spiking)]
     return {"none": [], "output": layers[-1:], "all": layers}[mode]
 
 

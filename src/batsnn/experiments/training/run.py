@@ -43,7 +43,7 @@ from batsnn.experiments.training.resume import (check_resumable, restore_checkpo
 from batsnn.experiments.training.step import (GraphedTrainStep, TrainStep, make_optimizer,
                                               optimizer_mode)
 
-__all__ = ["epoch_order", "lr_schedule", "seed_everything", "train"]
+__all__ = ["epoch_order", "lr_schedule", "seed_everything", "train", "uses_cuda_graph"]
 
 
 def seed_everything(seed: int) -> None:
@@ -174,11 +174,20 @@ def _checkpoint(cfg: TrainConfig, ctx, run: RunDir, resume: bool,
     return ck
 
 
+def uses_cuda_graph(cfg: TrainConfig, device: torch.device, model: torch.nn.Module) -> bool:
+    """Whether a run's training step is recorded as a CUDA graph: asked for (``cuda_graph``)
+    on a GPU, and every layer of ``model`` has GPU kernels (a layer whose kernels run on the
+    host, ``host_kernels``, such as :class:`~batsnn.nn.LIFRecurrent` for now, copies its
+    tensors to the CPU, which a graph cannot hold: such a run steps eagerly)."""
+    return (bool(cfg.cuda_graph) and device.type == "cuda"
+            and not any(getattr(m, "host_kernels", False) for m in model.modules()))
+
+
 def _new_state(cfg: TrainConfig, source: DataSource, device, run: RunDir) -> TrainState:
     """The seeded network, its optimizer and learning-rate schedule, as a fresh state."""
     seed_everything(cfg.seed)
     model = build_model(cfg, source.n_inputs, source.n_classes, source.input_shape).to(device)
-    graphed = cfg.cuda_graph and device.type == "cuda"
+    graphed = uses_cuda_graph(cfg, device, model)
     opt = make_optimizer(model, cfg.lr, device, graphed)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(cfg))
     return TrainState(model, opt, device, scheduler=sched, config=cfg, run_dir=run)
@@ -188,7 +197,7 @@ def _resume_state(state: TrainState, ck: dict, path) -> None:
     """Continue ``state`` from the checked checkpoint ``ck`` read from ``path``."""
     opt, sched = state.optimizer, state.scheduler
     restore_checkpoint(ck, state.model, opt, sched, path)
-    optimizer_mode(opt, state.config.cuda_graph and state.device.type == "cuda", state.device)
+    optimizer_mode(opt, uses_cuda_graph(state.config, state.device, state.model), state.device)
     # a run saved under CUDA graphs holds its learning rates as tensors
     sched.base_lrs = [float(v) for v in sched.base_lrs]
     sched._last_lr = [float(g["lr"]) for g in opt.param_groups]
@@ -239,7 +248,7 @@ def _make_step(state: TrainState, source: DataSource, grid: TrainingGrid,
     """The run's training step: a CUDA graph where the run asks for one and a full global
     batch exists (recorded here, before the first epoch), else eager."""
     cfg, device = state.config, state.device
-    graphed = cfg.cuda_graph and device.type == "cuda"
+    graphed = uses_cuda_graph(cfg, device, state.model)
     # several processes: DDP, or under CUDA graphs an all-reduce of the gradients in the step
     net, average = distributed.data_parallel(state.model, ctx, graphed=graphed)
     all_sum = ctx.all_sum if ctx.distributed else None  # silent neurons over processes
