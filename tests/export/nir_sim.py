@@ -27,6 +27,10 @@ most ``h`` late: errors are O(h). batsnn's own fields that NIR lacks (``max_spik
 neuron stops after K spikes; ``t_max``: no spike after it) are read from each CubaLIF node's
 metadata, in seconds, and converted with the graph's ``time_unit``.
 
+A ``Linear`` node looping from a CubaLIF back to it (an edge each way: a recurrent layer)
+adds the layer's own spikes of step ``k`` to its ``I`` at step ``k + 1`` (one step late, as
+every other spike may be).
+
 A ``Delay`` node (NIR: ``O(t) = I(t - tau)``, one ``tau`` per neuron) may stand first in a
 layer's synapse chain: each spike of its source neuron ``j`` (an input or the previous
 CubaLIF) then arrives ``tau_j`` later: input spikes are moved before they are binned; a
@@ -81,19 +85,26 @@ def _synapse(nodes):
 
 
 def _layers(graph):
-    """[(weight (out, in) or None, delays (in,) or None, CubaLIF node, synapse function)]
-    along the chain: the dense matrix where the synapse is one Linear / Affine node, else
-    None (the simulator then composes the matrix from the synapse function); the delays of
-    a Delay node that opens the layer's synapse chain."""
-    succ = dict(graph.edges)
+    """[(weight (out, in) or None, delays (in,) or None, CubaLIF node, synapse function,
+    recurrent weight (N, N) or None)] along the chain: the dense matrix where the synapse
+    is one Linear / Affine node, else None (the simulator then composes the matrix from the
+    synapse function); the delays of a Delay node that opens the layer's synapse chain; the
+    weight of a Linear node that loops from a CubaLIF back to it (edges both ways)."""
+    edges = [tuple(e) for e in graph.edges]
+    loops = {a: b for a, b in edges if (b, a) in edges
+             and isinstance(graph.nodes[a], nir.CubaLIF)
+             and isinstance(graph.nodes[b], (nir.Linear, nir.Affine))}
+    looped = set(loops.values())
+    succ = {a: b for a, b in edges if a not in looped and b not in looped}
     k = next(n for n, v in graph.nodes.items() if isinstance(v, nir.Input))
-    chain = []
+    chain, names = [], []
     while k in succ:
         k = succ[k]
         chain.append(graph.nodes[k])
+        names.append(k)
     assert isinstance(chain[-1], nir.Output)
     out, syn = [], []
-    for node in chain[:-1]:
+    for name, node in zip(names[:-1], chain[:-1]):
         if isinstance(node, nir.CubaLIF):
             delay = None
             if syn and isinstance(syn[0], nir.Delay):
@@ -105,8 +116,9 @@ def _layers(graph):
                 assert b is None or not np.any(np.asarray(b)), \
                     "the simulator handles zero bias only"
             dense = len(syn) == 1 and isinstance(syn[0], (nir.Linear, nir.Affine))
+            rec = graph.nodes[loops[name]] if name in loops else None
             out.append((np.asarray(syn[0].weight) if dense else None, delay, node,
-                        _synapse(syn)))
+                        _synapse(syn), None if rec is None else np.asarray(rec.weight)))
             syn = []
         else:
             syn.append(node)
@@ -131,7 +143,7 @@ def simulate(graph, input_times: torch.Tensor, *, h: float, t_end: float,
     input_times = input_times.reshape(B, -1, input_times.shape[-1])
     layers = []
     prev_shape = in_shape
-    for w, delay, lif, syn in _layers(graph):
+    for w, delay, lif, syn, rec in _layers(graph):
         f = {k: torch.as_tensor(np.asarray(getattr(lif, k), dtype=np.float64),
                                 dtype=dtype).reshape(-1)
              for k in ("tau_syn", "tau_mem", "r", "w_in", "v_leak", "v_threshold", "v_reset")}
@@ -145,6 +157,7 @@ def simulate(graph, input_times: torch.Tensor, *, h: float, t_end: float,
         n = f["tau_syn"].numel()
         layers.append(dict(
             W=None if w is None else torch.as_tensor(w, dtype=dtype), syn=syn,
+            R=None if rec is None else torch.as_tensor(rec, dtype=dtype), z_rec=None,
             delay_steps=None if delay is None else np.rint(delay / h).astype(np.int64),
             pending={},
             in_shape=prev_shape, a_s=a_s, a_m=a_m,
@@ -174,6 +187,8 @@ def simulate(graph, input_times: torch.Tensor, *, h: float, t_end: float,
             eye = torch.eye(n_in, dtype=dtype).reshape(n_in, *L["in_shape"])
             L["W"] = L["syn"](eye).reshape(n_in, -1).t()
         L["jump_t"] = (L["W"] * L["jump"][:, None]).t().contiguous()
+        if L["R"] is not None:  # (N, N): row m is what a spike of neuron m adds to I
+            L["jump_r"] = (L["R"] * L["jump"][:, None]).t().contiguous()
 
     for k in range(n_steps + 1):
         tk = k * h
@@ -183,6 +198,9 @@ def simulate(graph, input_times: torch.Tensor, *, h: float, t_end: float,
                 L["I"].mul_(L["a_s"])
         z = None
         for li, L in enumerate(layers):
+            if L["z_rec"] is not None:  # the layer's own spikes of the last step
+                L["I"] += L["z_rec"].to(L["R"].dtype) @ L["jump_r"]
+                L["z_rec"] = None
             if li == 0:
                 lo, hi = starts[k], starts[k + 1]
                 if hi > lo:
@@ -208,6 +226,8 @@ def simulate(graph, input_times: torch.Tensor, *, h: float, t_end: float,
                 L["v"] = torch.where(fire, L["v_reset"].expand_as(L["v"]), L["v"])
                 L["count"] += fire
                 z = fire if bool(fire.any()) else None
+                if L["R"] is not None:
+                    L["z_rec"] = z
             else:
                 z = None
             if L["trace"] is not None:

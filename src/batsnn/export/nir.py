@@ -47,6 +47,12 @@ axes (``start_dim=0``, ``end_dim=-1``: NIR shapes carry no batch axis). A
 :class:`~batsnn.nn.SpikeDelay` becomes ``nir.Delay`` (``O(t) = I(t - tau)``): its delays in
 use, in the graph's time unit, one per neuron (a map's delay repeated over its positions).
 
+A :class:`~batsnn.nn.LIFRecurrent` is the dense pair ``linear_<i>`` -> ``lif_<i>`` with a
+cycle: ``lif_<i>`` -> ``recurrent_<i>`` (``nir.Linear``, the recurrent weight ``(N, N)`` in
+use, its diagonal zero without self connections) -> ``lif_<i>``; NIR sums a node's inputs,
+so the CubaLIF integrates both. :func:`from_nir` reads such a two-edge loop of a Linear node
+(zero-bias Affine) on a CubaLIF as the layer's recurrent weight.
+
 The exporter and importer are tables (:data:`EXPORTERS`, :data:`IMPORTERS`): a new layer type
 adds one entry to each.
 
@@ -77,7 +83,8 @@ import torch
 from torch import nn
 
 from batsnn.fileio import atomic_write, check_new_file, describe_path, one_line, printable
-from batsnn.nn import Flatten, LIFConv2d, LIFLinear, SpikeDelay, SpikePool2d, SpikingSequential
+from batsnn.nn import (Flatten, LIFConv2d, LIFLinear, LIFRecurrent, SpikeDelay, SpikePool2d,
+                       SpikingSequential)
 from batsnn.params import WEIGHT_RATIO_MAX, LIFParams
 
 __all__ = ["EXPORTERS", "FORMAT", "IMPORTERS", "TIME_UNITS", "check_nir_path",
@@ -143,6 +150,8 @@ class _ExportContext:
     shape: tuple[int, ...] | None  # per-sample shape (no batch dim) entering the next layer
     nodes: dict = field(default_factory=dict)
     index: int = 0  # number of layers exported so far
+    side: dict = field(default_factory=dict)  # nodes off the chain (recurrent loops)
+    loops: list = field(default_factory=list)  # their edges
 
 
 def _cuba_lif_node(layer, where: str, shape: tuple[int, ...], ctx: _ExportContext):
@@ -190,6 +199,18 @@ def _export_lif_linear(layer: LIFLinear, where: str, ctx: _ExportContext) -> Non
     ctx.nodes[f"linear_{i}"] = nir.Linear(weight=weight)
     ctx.nodes[f"lif_{i}"] = lif
     ctx.shape = n
+
+
+def _export_lif_recurrent(layer: LIFRecurrent, where: str, ctx: _ExportContext) -> None:
+    _export_lif_linear(layer, where, ctx)
+    rw = layer.recurrent_weight if layer.mask is None else layer.recurrent_weight * layer.mask
+    bad = int(rw.numel() - torch.isfinite(rw).sum())
+    if bad:
+        raise ValueError(f"{where} (LIFRecurrent): recurrent_weight holds {bad} NaN or "
+                         "infinite values; a diverged network cannot be exported")
+    i = ctx.index
+    ctx.side[f"recurrent_{i}"] = ctx.nir.Linear(weight=rw.detach().cpu().numpy().copy())
+    ctx.loops += [(f"lif_{i}", f"recurrent_{i}"), (f"recurrent_{i}", f"lif_{i}")]
 
 
 def _maps_shape(where: str, kind: str, ctx: _ExportContext) -> tuple[int, int, int]:
@@ -266,6 +287,7 @@ def _export_spike_delay(layer: SpikeDelay, where: str, ctx: _ExportContext) -> N
 #: layer type -> function(layer, description, context) adding the layer's nodes in order
 EXPORTERS: dict[type, Callable[[nn.Module, str, _ExportContext], None]] = {
     LIFLinear: _export_lif_linear,
+    LIFRecurrent: _export_lif_recurrent,
     LIFConv2d: _export_lif_conv2d,
     SpikePool2d: _export_spike_pool2d,
     Flatten: _export_flatten,
@@ -296,7 +318,9 @@ def to_nir(model: nn.Module, *, input_shape: tuple[int, ...] | None = None,
     :class:`~batsnn.nn.LIFConv2d` becomes ``conv_<i>`` (``nir.Conv2d``) followed by ``lif_<i>``
     (arrays ``(C_out, H_out, W_out)``); :class:`~batsnn.nn.SpikePool2d` becomes ``pool_<i>``
     (``nir.SumPool2d``) and :class:`~batsnn.nn.Flatten` ``flatten_<i>`` (``nir.Flatten``,
-    ``start_dim=0``); ``<i>`` is the layer's position. They lie between an ``input``
+    ``start_dim=0``); a :class:`~batsnn.nn.LIFRecurrent` is ``linear_<i>`` -> ``lif_<i>``
+    with the loop ``lif_<i>`` -> ``recurrent_<i>`` (``nir.Linear``) -> ``lif_<i>``; ``<i>``
+    is the layer's position. They lie between an ``input``
     (``nir.Input``) and an ``output`` (``nir.Output``) node carrying the per-sample shapes
     (no batch dimension). ``nn.Sequential`` / :class:`~batsnn.nn.SpikingSequential`
     containers (nested too) are flattened. See the module docstring for the equations.
@@ -344,7 +368,8 @@ def to_nir(model: nn.Module, *, input_shape: tuple[int, ...] | None = None,
     nodes = {"input": nir.Input(input_type={"input": np.array(in_shape)}), **ctx.nodes,
              "output": nir.Output(output_type={"output": np.array(ctx.shape)})}
     names = list(nodes)
-    return nir.NIRGraph(nodes=nodes, edges=list(zip(names[:-1], names[1:])),
+    return nir.NIRGraph(nodes={**nodes, **ctx.side},
+                        edges=list(zip(names[:-1], names[1:])) + ctx.loops,
                         metadata={"format": FORMAT, "batsnn_version": batsnn.__version__,
                                   "time_unit": time_unit})
 
@@ -424,6 +449,8 @@ class _ImportContext:
     #: the dtype integer weights become: ``dtype``, else that of the graph's float weights
     #: (float64 if any is), else float32
     int_dtype: torch.dtype = torch.float32
+    #: CubaLIF name -> (name, node) of the Linear/Affine node looping back on it
+    loops: dict = field(default_factory=dict)
 
 
 def _q(name) -> str:
@@ -624,13 +651,39 @@ def _import_dense(chain: list, i: int, ctx: _ImportContext) -> tuple[nn.Module, 
     lif_name, lif = chain[i + 1]
     params = _neuron(lif_name, lif, n_out, ctx)
     weight = _weight_tensor(f"{kind} {_q(name)}", w, ctx, params)
-    layer = LIFLinear(n_in, n_out, tau_s=params.tau_s, theta=params.theta,
-                      max_spikes=params.max_spikes, t_max=params.t_max, dt=params.dt or None,
-                      reset_at=params.reset_at, dtype=weight.dtype)
+    kw = dict(tau_s=params.tau_s, theta=params.theta, max_spikes=params.max_spikes,
+              t_max=params.t_max, dt=params.dt or None, reset_at=params.reset_at,
+              dtype=weight.dtype)
+    if lif_name in ctx.loops:
+        rec = _recurrent_weight(ctx.loops[lif_name], n_out, ctx, params).to(weight.dtype)
+        layer = LIFRecurrent(n_in, n_out, **kw)
+        with torch.no_grad():
+            layer.recurrent_weight.copy_(rec)
+    else:
+        layer = LIFLinear(n_in, n_out, **kw)
     with torch.no_grad():
         layer.weight.copy_(weight)
     ctx.shape = (n_out,)
     return layer, 2
+
+
+def _recurrent_weight(loop: tuple, n: int, ctx: _ImportContext,
+                      params: LIFParams) -> torch.Tensor:
+    """The ``(n, n)`` weight of the Linear / zero-bias Affine node ``loop`` = ``(name,
+    node)`` that feeds a CubaLIF's spikes back to it, or a ValueError naming it."""
+    nir = _nir()
+    name, node = loop
+    kind = type(node).__name__
+    if not isinstance(node, (nir.Linear, nir.Affine)):
+        raise ValueError(f"{kind} {_q(name)} loops on a CubaLIF; batsnn reads a Linear or "
+                         "zero-bias Affine recurrent synapse only")
+    if isinstance(node, nir.Affine) and np.any(np.asarray(node.bias) != 0):
+        raise ValueError(f"{kind} {_q(name)} has a non-zero bias; batsnn's layers have none")
+    w = _import_weight(f"{kind} {_q(name)}", node.weight)
+    if w.shape != (n, n):
+        raise ValueError(f"{kind} {_q(name)}: a recurrent weight of {n} neurons must have "
+                         f"shape ({n}, {n}), got {w.shape}")
+    return _weight_tensor(f"{kind} {_q(name)}", w, ctx, params)
 
 
 def _ints(name: str, what: str, value, n: int = 2) -> tuple[int, ...]:
@@ -799,8 +852,10 @@ def _names(names) -> str:
     return "[" + ", ".join(_q(n) for n in names) + "]"
 
 
-def _chain(graph) -> list[tuple[str, Any]]:
-    """The graph's nodes in order, from its one Input to its one Output, or a ValueError."""
+def _chain(graph) -> tuple[list[tuple[str, Any]], dict]:
+    """The graph's nodes in order, from its one Input to its one Output, and its recurrent
+    loops (CubaLIF name -> ``(name, node)`` of a node whose only edges are one from and one
+    back to that CubaLIF), or a ValueError."""
     nir = _nir()
     if not isinstance(graph.nodes, dict) or not all(isinstance(k, str) for k in graph.nodes):
         raise ValueError("the graph's nodes must be a dict of named nodes")
@@ -825,6 +880,20 @@ def _chain(graph) -> list[tuple[str, Any]]:
             if end not in graph.nodes:
                 raise ValueError(f"edge ({_q(a)}, {_q(b)}) names the node {_q(end)}, which the "
                                  "graph does not have")
+    pairs = set(edges)
+    loops = {}
+    for a, b in pairs:
+        if ((b, a) in pairs and isinstance(graph.nodes[a], nir.CubaLIF)
+                and not isinstance(graph.nodes[b], (nir.CubaLIF, nir.Input, nir.Output))
+                and sum(b in e for e in edges) == 2):
+            if a in loops:
+                raise ValueError(f"CubaLIF {_q(a)} has two recurrent loops "
+                                 f"({_q(loops[a][0])}, {_q(b)}); batsnn reads one")
+            loops[a] = (b, graph.nodes[b])
+    looped = {b for b, _ in loops.values()}
+    for a, b in edges:
+        if a in looped or b in looped:
+            continue
         succ.setdefault(a, []).append(b)
         pred[b] = pred.get(b, 0) + 1
     for k in graph.nodes:
@@ -844,10 +913,10 @@ def _chain(graph) -> list[tuple[str, Any]]:
             raise ValueError(f"node {_q(k)} does not lead to the Output node (its edge to "
                              f"{_q(nxt[0])} closes a cycle)")
         k = nxt[0]
-    if len(order) != len(graph.nodes):
-        left = sorted(set(graph.nodes) - seen)
+    if len(order) + len(looped) != len(graph.nodes):
+        left = sorted(set(graph.nodes) - seen - looped)
         raise ValueError(f"nodes {_names(left)} are not on the path from Input to Output")
-    return order
+    return order, loops
 
 
 def _shape(where: str, types, key: str) -> tuple[int, ...]:
@@ -1038,7 +1107,12 @@ def _build(graph, time_unit, max_spikes, t_max, dtype) -> SpikingSequential:
     scale = _time_scale(unit or time_unit or "s")
     ctx = _ImportContext(scale=scale, max_spikes=max_spikes, t_max=t_max, dtype=dtype,
                          shape=None)
-    chain = _chain(graph)
+    chain, ctx.loops = _chain(graph)
+    for lif_name in ctx.loops:
+        at = [k for k, (n, _) in enumerate(chain) if n == lif_name][0]
+        if not (at > 0 and type(chain[at - 1][1]).__name__ in ("Linear", "Affine")):
+            raise ValueError(f"CubaLIF {_q(lif_name)} has a recurrent loop but no Linear or "
+                             "Affine node before it; batsnn reads recurrent dense layers only")
     ctx.int_dtype = dtype or _float_weight_dtype(chain)
     ctx.shape = _shape(f"Input node {_q(chain[0][0])}", chain[0][1].input_type, "input")
     layers, i = [], 1
