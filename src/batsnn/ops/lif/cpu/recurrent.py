@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from batsnn.ops.lif.cpu import cache  # noqa: F401  (the package's cache stamp)
-from batsnn.ops.lif.cpu.core import floor_index, integrate, rescale
+from batsnn.ops.lif.cpu.core import (floor_index, integrate, may_cross, pretest_constants,
+                                     rescale)
 from batsnn.ops.lif.grid import floor_index as floor_index_tensor
 from batsnn.ops.lif.grid import last_index
 
@@ -132,9 +133,16 @@ def forward_kernel(ts, kin, src, nev, s_in, wt, rt, tau_s, theta, delta_theta, t
                 hi = top
             while True:
                 first = np.inf
+                # the root-free pre-test rules out the neurons without a crossing before the
+                # window's end (a crossing emitted at index <= hi lies before G(hi)); not
+                # under resets on the grid, where a potential held above theta also fires
+                t_hi = hi * dt if on_grid else hi
+                pc = pretest_constants(math.exp(-(t_hi - r) / tau), c)
                 for l in range(n):
                     cand[l] = np.inf
                     if counts[b, l] >= k_max:
+                        continue
+                    if not reset_on_grid and not may_cross(a_acc[l], b_acc[l], pc):
                         continue
                     mark, t_c, x, emitted = candidate(a_acc[l], b_acc[l], r, max(lo, last[l]),
                                                       hi, c, tau, dt, on_grid, reset_on_grid)
