@@ -130,3 +130,34 @@ def test_float32_rows_match_float64_counts():
     assert out32.times.dtype == torch.float32
     assert torch.equal(out32.counts, out64.counts)
     torch.testing.assert_close(out32.times.double(), out64.times, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 2), (2, 3, 2), (2, 0, 2)])
+def test_empty_batch_silent_input_and_no_inputs(shape):
+    """No samples, inputs that never spike, no input neurons: what the plain layer gives."""
+    x = torch.full(shape, math.inf, dtype=F64)
+    w = torch.ones(4, shape[1], dtype=F64)
+    out = lif_linear(x, w, **KW, delay=torch.full((4, shape[1]), 1e-3, dtype=F64))
+    plain = lif_linear(x, w, **KW)
+    assert torch.equal(out.times, plain.times) and torch.equal(out.counts, plain.counts)
+    assert out.times.shape == (shape[0], 4, KW["max_spikes"])
+
+
+def test_t_max_cuts_delayed_spikes():
+    """A horizon between the undelayed and the delayed spikes: the delays move spikes past
+    it, as the reference says."""
+    x, w, d = _layer(2)
+    kw = dict(KW, t_max=0.03, delta_theta=0.3)
+    out = lif_linear(x, w, **kw, delay=d)
+    want_t, want_c, _ = lif_linear_delayed_forward_naive(x, w, d, **kw)
+    assert torch.equal(out.counts, want_c)
+    torch.testing.assert_close(out.times, want_t, rtol=0, atol=1e-12)
+    n_all = int(lif_linear(x, w, **KW, delay=d).counts.sum())
+    assert 0 < int(out.counts.sum()) < n_all, (int(out.counts.sum()), n_all)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_tensors_with_delays_are_refused():
+    x, w, d = (v.cuda() for v in _layer(0))
+    with pytest.raises(ValueError, match="per-synapse delays run on the CPU only"):
+        lif_linear(x, w, **KW, delay=d)
