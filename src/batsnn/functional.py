@@ -8,7 +8,7 @@ import numbers
 import torch
 
 from batsnn.ops.lif import lif_op, pool_op
-from batsnn.ops.lif.synapse import DENSE, Conv2d
+from batsnn.ops.lif.synapse import DENSE, Conv2d, DelayedDense
 from batsnn.ops.recurrent import recurrent_op
 from batsnn.params import LIFParams
 from batsnn.spikes import (SpikeTrains, check_counts, check_spike_times, check_tensor,
@@ -22,7 +22,8 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float 
                theta: float | None = None, delta_theta: float | None = None,
                max_spikes: int | None = None, t_max: float = math.inf,
                dt: float | None = None, reset_at: str = "crossing",
-               params: LIFParams | None = None) -> SpikeTrains:
+               params: LIFParams | None = None,
+               delay: torch.Tensor | None = None) -> SpikeTrains:
     r"""Exact spike times of a dense layer of current-based LIF neurons (BATS).
 
     Each output neuron ``n`` integrates the input spikes ``(t_j, i_j)`` with
@@ -67,6 +68,13 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float 
             ``"emitted"`` (at the emitted grid time); see :class:`~batsnn.params.LIFParams`.
         params: the neuron's parameters as one :class:`~batsnn.params.LIFParams`, instead of
             the keywords above (then give none of them).
+        delay: ``None`` (no delays), or per-synapse delays ``(N_out, N_in)`` in seconds,
+            finite and ``>= 0``, of ``weight``'s dtype and device: input ``i``'s spike at
+            ``t`` reaches neuron ``n`` at ``t + delay[n, i]`` (model.md section 7, "Synaptic
+            delays"), each neuron integrating its own time-ordered stream of delayed events
+            (on the grid, their indices by the same ``floor_index`` rule). Differentiable:
+            ``dL/d delay[n, i]`` is the sum of the time gradients of that synapse's delayed
+            events. CPU tensors only; delayed times must stay within ``params.max_time``.
 
     Returns:
         :class:`SpikeTrains` ``(times, counts)``: ``times`` ``(B, N_out, max_spikes)``
@@ -89,8 +97,12 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float 
     if weight.dim() != 2 or weight.shape[1] != input_times.shape[1]:
         raise ValueError(f"weight must have shape (N_out, N_in={input_times.shape[1]}), got "
                          f"{tuple(weight.shape)}")
+    if delay is not None:
+        _check_delay(delay, weight, input_times)
     check_spike_times("input_times", input_times, weight, max_weight=p.max_weight,
                       max_time=p.max_time)
+    if delay is not None:
+        return _lif_linear_delayed(input_times, weight, delay, p)
     check_memory(input_times, weight.shape[0], p)
     times, counts = lif_op(input_times, weight, p, DENSE)
     return SpikeTrains(mark_valid(times), counts)
@@ -166,6 +178,56 @@ def lif_recurrent(input_times: torch.Tensor, weight: torch.Tensor,
     check_memory(input_times, n, p, list_bytes=32)  # the item records of the backward
     times, counts = recurrent_op(input_times, weight, recurrent_weight, p)
     return SpikeTrains(mark_valid(times), counts)
+
+
+def _check_delay(delay, weight: torch.Tensor, input_times: torch.Tensor) -> None:
+    """``delay`` is an ``(N_out, N_in)`` CPU tensor of ``weight``'s dtype and device holding
+    finite numbers ``>= 0``; raises naming ``delay`` and the bad index and value."""
+    if not isinstance(delay, torch.Tensor):
+        raise TypeError(f"delay must be a torch.Tensor or None, got {type(delay).__name__}")
+    if delay.dtype != weight.dtype:
+        raise TypeError(f"delay dtype {delay.dtype} does not match weight dtype {weight.dtype}")
+    if delay.device != weight.device:
+        raise ValueError(f"delay is on {delay.device} but weight is on {weight.device}")
+    if delay.device.type != "cpu":
+        raise ValueError(f"per-synapse delays run on the CPU only, got delay on {delay.device}")
+    if delay.shape != weight.shape:
+        raise ValueError(f"delay must have the weight's shape (N_out, N_in) = "
+                         f"{tuple(weight.shape)}, got {tuple(delay.shape)}")
+    d = delay.detach()
+    bad = ~torch.isfinite(d) | (d < 0)
+    if bool(bad.any()):
+        n, i = (int(v) for v in torch.nonzero(bad)[0])
+        raise ValueError(f"delay must hold finite numbers >= 0 (seconds), got delay[{n}, {i}] "
+                         f"= {d[n, i].item()!r}")
+
+
+def _lif_linear_delayed(input_times, weight, delay, p: LIFParams) -> SpikeTrains:
+    """The dense layer with per-synapse delays (checked arguments): one row per (sample,
+    output neuron) holding the delayed input times, run through the op with the
+    :class:`~batsnn.ops.lif.synapse.DelayedDense` synapse; autograd carries each row's
+    time gradients to ``input_times`` and ``delay``."""
+    n_batch, n_in, s_in = input_times.shape
+    n_out = weight.shape[0]
+    if n_out * n_in > 2**31 - 1:
+        raise ValueError(f"per-synapse delays take at most 2**31 - 1 synapses, got "
+                         f"{n_out} x {n_in}")
+    if n_batch and n_in and s_in:
+        last = torch.where(torch.isfinite(input_times), input_times, 0.0).detach()
+        last = last.amax(dim=(0, 2))  # the latest finite spike of each input channel
+        reach = last[None, :] + delay.detach()
+        if bool((reach > p.max_time).any()):
+            n, i = (int(v) for v in torch.nonzero(reach > p.max_time)[0])
+            raise ValueError(
+                f"delay[{n}, {i}] = {delay[n, i].item()!r} moves input {i}'s spike at "
+                f"{last[i].item()!r} s past {p.max_time!r} s (params.max_time, 4.5e6 * tau_s)")
+    check_memory(input_times, n_out, p, list_bytes=60 * (n_out - 1))
+    # +inf padding stays +inf (the delays are finite), and gets no gradient
+    rows = (input_times[:, None] + delay[None, :, :, None]).reshape(n_batch * n_out, n_in, s_in)
+    times, counts = lif_op(rows, weight, p, DelayedDense(n_out=n_out, n_in=n_in))
+    return SpikeTrains(mark_valid(times.reshape(n_batch, n_out, p.max_spikes)),
+                       counts.reshape(n_batch, n_out))
+
 
 def lif_conv2d(input_times: torch.Tensor, weight: torch.Tensor, *, stride=1, padding=0,
                tau_s: float | None = None, theta: float | None = None,

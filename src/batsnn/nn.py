@@ -42,23 +42,23 @@ def _empty_weight(shape: tuple, device, dtype) -> torch.Tensor:
     return torch.empty(shape, device=device, dtype=dtype)
 
 
-def _init_range(init, dtype) -> tuple[float, float]:
+def _init_range(init, dtype, name: str = "init") -> tuple[float, float]:
     """``init`` as ``(low, high)``: two finite real numbers with ``low <= high`` whose
-    span ``dtype`` holds."""
+    span ``dtype`` holds (errors name it ``name``)."""
     try:
         low, high = init
     except (TypeError, ValueError):
-        raise TypeError(f"init must be a pair (low, high) of numbers, got {init!r}") from None
+        raise TypeError(f"{name} must be a pair (low, high) of numbers, got {init!r}") from None
     for v in (low, high):
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
-            raise TypeError(f"init must be a pair (low, high) of numbers, got {init!r}")
+            raise TypeError(f"{name} must be a pair (low, high) of numbers, got {init!r}")
     low, high = float(low), float(high)
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError(f"init must hold finite numbers, got {init!r}")
+        raise ValueError(f"{name} must hold finite numbers, got {init!r}")
     if low > high:
-        raise ValueError(f"init must be (low, high) with low <= high, got {init!r}")
+        raise ValueError(f"{name} must be (low, high) with low <= high, got {init!r}")
     if high - low > torch.finfo(dtype).max:
-        raise ValueError(f"init {init!r} spans more than {dtype} holds")
+        raise ValueError(f"{name} {init!r} spans more than {dtype} holds")
     return low, high
 
 
@@ -81,6 +81,21 @@ def _device(device):
     except (RuntimeError, TypeError, ValueError):
         raise ValueError(f"device must name a torch device (e.g. 'cpu', 'cuda:0'), got "
                          f"{device!r}") from None
+
+
+def _delay_range(name: str, init, max_delay, dtype) -> tuple[tuple[float, float], float]:
+    """``(init, max_delay)`` of learnable delays: ``init`` a pair ``(low, high)`` with
+    ``0 <= low <= high <= max_delay`` (named ``name`` in errors), ``max_delay`` a number
+    ``> 0`` (seconds; ``inf``: none)."""
+    if isinstance(max_delay, bool) or not isinstance(max_delay, numbers.Real) \
+            or math.isnan(max_delay) or max_delay <= 0:
+        raise ValueError(f"max_delay must be a number > 0 (seconds; inf: none), got "
+                         f"{max_delay!r}")
+    max_delay = float(max_delay)
+    low, high = _init_range(init, dtype, name)
+    if low < 0 or high > max_delay:
+        raise ValueError(f"{name} must lie in [0, max_delay = {max_delay:g}], got {init!r}")
+    return (low, high), max_delay
 
 
 class _NeuronLayer(nn.Module):
@@ -121,6 +136,14 @@ class LIFLinear(_NeuronLayer):
             ``.params``, and read back as attributes of the same names.
         init: ``(low, high)`` of the uniform weight initialisation (BATS: ``(-1, 1)``),
             finite, ``low <= high``.
+        delays: with ``True``, a learnable delay per synapse, the parameter ``delay``
+            ``(out_features, in_features)`` in seconds (CPU only; see the ``delay``
+            argument of :func:`batsnn.functional.lif_linear`); the delays used are
+            ``delay.clamp(0, max_delay)``, so a delay that training pushes outside acts as
+            the bound (and gets no gradient while it stays outside).
+        delay_init: ``(low, high)``: initial delays drawn uniformly from it,
+            ``0 <= low <= high <= max_delay`` (default ``(0, 0)``: the plain layer).
+        max_delay: the largest delay in seconds (default: none).
         device: where the weight lives.
         dtype: the weight's dtype, ``torch.float32`` or ``torch.float64`` (``None``: torch's
             default).
@@ -133,7 +156,9 @@ class LIFLinear(_NeuronLayer):
     def __init__(self, in_features: int, out_features: int, *, tau_s: float, theta: float,
                  delta_theta: float | None = None, max_spikes: int, dt: float | None = None,
                  t_max: float = math.inf, reset_at: str = "crossing",
-                 init: tuple[float, float] = (-1.0, 1.0), device=None, dtype=None):
+                 init: tuple[float, float] = (-1.0, 1.0), delays: bool = False,
+                 delay_init: tuple[float, float] = (0.0, 0.0), max_delay: float = math.inf,
+                 device=None, dtype=None):
         super().__init__()
         in_features = _size("in_features", in_features)
         out_features = _size("out_features", out_features)
@@ -143,12 +168,32 @@ class LIFLinear(_NeuronLayer):
         self.out_features = out_features
         dtype = _weight_dtype(dtype)
         self.init = _init_range(init, dtype)
+        if not isinstance(delays, bool):
+            raise TypeError(f"delays must be True or False, got {delays!r}")
+        self.delays = delays
+        self.delay_init, self.max_delay = _delay_range("delay_init", delay_init, max_delay,
+                                                       dtype)
         self.weight = nn.Parameter(_empty_weight((out_features, in_features), device, dtype))
+        if delays:
+            self.delay = nn.Parameter(_empty_weight((out_features, in_features), device, dtype))
+        else:
+            self.register_parameter("delay", None)
         self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Draw the weights uniformly from ``init`` and the delays (if any) from
+        ``delay_init``."""
+        super().reset_parameters()
+        if self.delay is not None:
+            with torch.no_grad():
+                self.delay.uniform_(*self.delay_init)
 
     def forward(self, input_times) -> SpikeTrains:
         if isinstance(input_times, SpikeTrains):
             input_times = input_times.times
+        if self.delay is not None:
+            return lif_linear(input_times, self.weight, params=self.params,
+                              delay=self.delay.clamp(0.0, self.max_delay))
         return lif_linear(input_times, self.weight, params=self.params)
 
 
@@ -157,7 +202,9 @@ class LIFLinear(_NeuronLayer):
         return (f"{self.in_features}, {self.out_features}, tau_s={p.tau_s}, "
                 f"theta={p.theta}, delta_theta={p.delta_theta}, "
                 f"max_spikes={p.max_spikes}, dt={self.dt}, t_max={p.t_max}"
-                + (f", reset_at={p.reset_at!r}" if p.reset_at != "crossing" else ""))
+                + (f", reset_at={p.reset_at!r}" if p.reset_at != "crossing" else "")
+                + (f", delays=True, delay_init={self.delay_init}, max_delay={self.max_delay}"
+                   if self.delays else ""))
 
 
 class LIFRecurrent(_NeuronLayer):
@@ -363,15 +410,7 @@ class SpikeDelay(nn.Module):
         super().__init__()
         self.channels = _size("channels", channels)
         dtype = _weight_dtype(dtype)
-        self.init = _init_range(init, dtype)
-        if isinstance(max_delay, bool) or not isinstance(max_delay, numbers.Real) \
-                or math.isnan(max_delay) or max_delay <= 0:
-            raise ValueError(f"max_delay must be a number > 0 (seconds; inf: none), got "
-                             f"{max_delay!r}")
-        self.max_delay = float(max_delay)
-        if self.init[0] < 0 or self.init[1] > self.max_delay:
-            raise ValueError(f"init must lie in [0, max_delay = {self.max_delay:g}], got "
-                             f"{init!r}")
+        self.init, self.max_delay = _delay_range("init", init, max_delay, dtype)
         self.delay = nn.Parameter(_empty_weight((self.channels,), device, dtype))
         self.reset_parameters()
 

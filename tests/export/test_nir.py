@@ -851,3 +851,11 @@ def test_recurrent_import_errors_name_the_node():
         m[0].recurrent_weight[0, 1] = float("inf")
     with pytest.raises(ValueError, match=r"recurrent_weight holds 1 NaN or infinite"):
         to_nir(m)
+
+
+def test_per_synapse_delays_are_refused_not_dropped():
+    layer = LIFLinear(4, 3, tau_s=0.01, theta=0.1, max_spikes=2, delays=True,
+                      delay_init=(0.0, 0.01))
+    with pytest.raises(ValueError, match=r"model \(LIFLinear\) has per-synapse delays, which "
+                                         "NIR cannot carry"):
+        to_nir(layer)

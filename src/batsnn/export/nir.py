@@ -192,6 +192,10 @@ def _export_lif_linear(layer: LIFLinear, where: str, ctx: _ExportContext) -> Non
     if ctx.shape != (layer.in_features,):
         raise ValueError(f"{where} (LIFLinear) takes {layer.in_features} inputs but receives "
                          f"shape {ctx.shape}")
+    if getattr(layer, "delay", None) is not None:
+        raise ValueError(f"{where} (LIFLinear) has per-synapse delays, which NIR cannot "
+                         "carry (nir.Delay holds one delay per neuron); export refuses the "
+                         "layer rather than drop them")
     n = (layer.out_features,)
     lif = _cuba_lif_node(layer, where, n, ctx)
     weight = _export_weight(layer, where)  # (out, in), dtype kept

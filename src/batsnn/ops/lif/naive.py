@@ -287,3 +287,41 @@ def spike_pool2d_naive(times, kernel_size=2):
                         src[b, ch, oy, ox, i] = idx
                     cnt[b, ch, oy, ox] = len(spikes)
     return out, cnt, src
+
+
+def delayed_rows_naive(input_times, delay):
+    """The input as each output neuron ``n`` receives it: ``(N_out, B, N_in, S)``, input
+    ``i`` shifted by ``delay[n, i]`` (+inf padding stays +inf)."""
+    return torch.stack([input_times + delay[n][None, :, None] for n in range(delay.shape[0])])
+
+
+def lif_linear_delayed_forward_naive(input_times, weight, delay, **kw):
+    """Reference forward with per-synapse delays (model.md section 7): for each output
+    neuron ``n``, :func:`lif_linear_forward_naive` of that neuron alone on the inputs
+    shifted by ``delay[n, :]``. Returns ``(times, counts, records)`` with ``records[n]``
+    that neuron's records."""
+    rows = delayed_rows_naive(input_times.detach(), delay.detach())
+    outs = [lif_linear_forward_naive(rows[n], weight[n:n + 1], **kw)
+            for n in range(weight.shape[0])]
+    times = torch.cat([o[0] for o in outs], 1)
+    counts = torch.cat([o[1] for o in outs], 1)
+    return times, counts, [o[2] for o in outs]
+
+
+def lif_linear_delayed_backward_naive(grad_times, input_times, weight, delay, records, *,
+                                      tau_s, delta_theta):
+    """Reference backward with per-synapse delays: ``(grad_input_times, grad_weight,
+    grad_delay)``; each neuron's input-time gradient of :func:`lif_linear_backward_naive`
+    goes to the input times and, summed over samples and spikes, to ``delay[n, :]``."""
+    rows = delayed_rows_naive(input_times.detach(), delay.detach())
+    g_in = torch.zeros(input_times.shape, dtype=torch.float64)
+    g_w = torch.zeros(weight.shape, dtype=torch.float64)
+    g_d = torch.zeros(delay.shape, dtype=torch.float64)
+    for n in range(weight.shape[0]):
+        gi, gw = lif_linear_backward_naive(grad_times[:, n:n + 1], rows[n], weight[n:n + 1],
+                                           records[n], tau_s=tau_s, delta_theta=delta_theta)
+        gi = torch.where(torch.isfinite(rows[n]), gi.double(), 0.0)
+        g_in += gi
+        g_w[n] = gw[0]
+        g_d[n] = gi.sum((0, 2))
+    return g_in, g_w, g_d

@@ -111,3 +111,30 @@ class Conv2d:
         """Output positions per channel, ``H_out * W_out``."""
         h_out, w_out = self.out_hw
         return h_out * w_out
+
+
+@dataclass(frozen=True)
+class DelayedDense:
+    """A dense layer with one delay per synapse, as rows: the op's input is ``(B * N_out,
+    N_in, S)``, row ``b * N_out + n`` holding sample ``b``'s spike times as output neuron
+    ``n`` receives them (each input ``i`` shifted by its delay ``d[n, i]``); the output is
+    ``(B * N_out, 1, K)``, one neuron per row. Row ``b * N_out + n`` reads its own sorted
+    stream with weight ``weight[n, i]``; weight ``(N_out, N_in)``.
+
+    Attributes:
+        n_out: ``N_out``, the output neurons (rows per sample).
+        n_in: ``N_in``, the input neurons of a row.
+    """
+
+    n_out: int
+    n_in: int
+
+    kind = "delayed_dense"
+
+    def check_input(self, input_times) -> None:
+        """Raise ``ValueError`` unless ``input_times`` holds rows of ``n_in`` neurons, a whole
+        number of samples of ``n_out`` rows."""
+        rows, n_in = input_times.shape[0], input_times.shape[1]
+        if n_in != self.n_in or rows % self.n_out:
+            raise ValueError(f"delayed rows of shape {tuple(input_times.shape)} do not fit "
+                             f"{self.n_out} output and {self.n_in} input neurons")

@@ -6,8 +6,9 @@ The backend contract of :mod:`batsnn.ops.lif`, dispatching on the synapse's ``ki
   convolution :mod:`.rf` adds the receptive-field lists of its output positions;
 - :mod:`.core`: the neuron core (integration, exact root search with the grid rule,
   reset, BATS error recursion) as inlined helpers;
-- one driver per synapse type (:mod:`.dense`, :mod:`.conv`): task decomposition, event
-  iteration, the weight lookup and where the gradients go, compiled with the core inlined.
+- one driver per synapse type (:mod:`.dense`, :mod:`.conv`; per-synapse delays,
+  :mod:`.delayed`, run the dense driver over one row per sample and output neuron): task
+  decomposition, event iteration, the weight lookup and where the gradients go, compiled with the core inlined.
 
 :mod:`.recurrent` holds the kernels of the recurrent layer (:mod:`batsnn.ops.recurrent`),
 which take their own event order; they live here so that the package's cache stamp
@@ -19,13 +20,13 @@ convolution); all their arithmetic is float64.
 
 from __future__ import annotations
 
-from batsnn.ops.lif.cpu import conv, dense, rf
+from batsnn.ops.lif.cpu import conv, delayed, dense, rf
 from batsnn.ops.lif.cpu.events import sort_events as _sort_events
 from batsnn.ops.lif.synapse import DENSE
 
 __all__ = ["backward", "forward", "sort_events"]
 
-_DRIVERS = {"dense": dense, "conv2d": conv}
+_DRIVERS = {"dense": dense, "conv2d": conv, "delayed_dense": delayed}
 
 
 def _driver(synapse):
@@ -38,8 +39,11 @@ def _driver(synapse):
 def sort_events(input_times, p, synapse=DENSE):
     """The event lists of valid ``(B, N_in, S_in)`` trains for ``synapse``: the sorted
     events (:func:`.events.sort_events`), with a convolution's receptive-field lists
-    (:func:`.rf.build_lists`, a :class:`.rf.ConvEvents`)."""
+    (:func:`.rf.build_lists`, a :class:`.rf.ConvEvents`); per-synapse delays: one list per
+    delayed row (:func:`.delayed.sort_events`)."""
     driver = _driver(synapse)
+    if driver is delayed:
+        return delayed.sort_events(input_times, p, synapse)
     ev = _sort_events(input_times, p)
     if driver is conv:
         return rf.build_lists(ev, p, synapse)
