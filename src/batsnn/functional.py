@@ -180,15 +180,20 @@ def lif_recurrent(input_times: torch.Tensor, weight: torch.Tensor,
     return SpikeTrains(mark_valid(times), counts)
 
 
+def _check_delay_like(delay, ref: torch.Tensor, ref_name: str, or_none: str = "") -> None:
+    """``delay`` is a tensor of ``ref``'s dtype and device; raises naming both."""
+    if not isinstance(delay, torch.Tensor):
+        raise TypeError(f"delay must be a torch.Tensor{or_none}, got {type(delay).__name__}")
+    if delay.dtype != ref.dtype:
+        raise TypeError(f"delay dtype {delay.dtype} does not match {ref_name} dtype {ref.dtype}")
+    if delay.device != ref.device:
+        raise ValueError(f"delay is on {delay.device} but {ref_name} is on {ref.device}")
+
+
 def _check_delay(delay, weight: torch.Tensor, input_times: torch.Tensor) -> None:
     """``delay`` is an ``(N_out, N_in)`` CPU tensor of ``weight``'s dtype and device holding
     finite numbers ``>= 0``; raises naming ``delay`` and the bad index and value."""
-    if not isinstance(delay, torch.Tensor):
-        raise TypeError(f"delay must be a torch.Tensor or None, got {type(delay).__name__}")
-    if delay.dtype != weight.dtype:
-        raise TypeError(f"delay dtype {delay.dtype} does not match weight dtype {weight.dtype}")
-    if delay.device != weight.device:
-        raise ValueError(f"delay is on {delay.device} but weight is on {weight.device}")
+    _check_delay_like(delay, weight, "weight", " or None")
     if delay.device.type != "cpu":
         raise ValueError(f"per-synapse delays run on the CPU only, got delay on {delay.device}")
     if delay.shape != weight.shape:
@@ -390,12 +395,7 @@ def spike_delay(times: torch.Tensor, counts: torch.Tensor, delay: torch.Tensor) 
     """
     check_tensor("times", times, ndim=None)
     check_counts(counts, times, values=False)
-    if not isinstance(delay, torch.Tensor):
-        raise TypeError(f"delay must be a torch.Tensor, got {type(delay).__name__}")
-    if delay.dtype != times.dtype:
-        raise TypeError(f"delay dtype {delay.dtype} does not match times dtype {times.dtype}")
-    if delay.device != times.device:
-        raise ValueError(f"delay is on {delay.device} but times is on {times.device}")
+    _check_delay_like(delay, times, "times")
     if times.dim() < 3:
         raise ValueError(f"times must be (B, C, ..., S) with at least 3 axes, got shape "
                          f"{tuple(times.shape)}")

@@ -8,7 +8,8 @@ The backend contract of :mod:`batsnn.ops.lif`, dispatching on the synapse's ``ki
   reset, BATS error recursion) as inlined helpers;
 - one driver per synapse type (:mod:`.dense`, :mod:`.conv`; per-synapse delays,
   :mod:`.delayed`, run the dense driver over one row per sample and output neuron): task
-  decomposition, event iteration, the weight lookup and where the gradients go, compiled with the core inlined.
+  decomposition, event iteration, the weight lookup and where the gradients go, compiled
+  with the core inlined.
 
 :mod:`.recurrent` holds the kernels of the recurrent layer (:mod:`batsnn.ops.recurrent`),
 which take their own event order; they live here so that the package's cache stamp
