@@ -32,8 +32,9 @@ def _config_json(run) -> dict:
     return json.loads((run / "config.json").read_text())
 
 
-@pytest.mark.parametrize("mode", DT_MODES)
-def test_every_dt_mode_trains_on_events(mode, tmp_path):
+@pytest.mark.parametrize("mode", [m if m in ("fixed", "consistent") else
+                                  pytest.param(m, marks=pytest.mark.slow) for m in DT_MODES])
+def test_every_dt_mode_trains_on_events(mode, tmp_path):  # two by default, all under slow
     cfg = _config(tmp_path / mode, dt=1e-3, dt_mode=mode, epochs=2,
                   **MODE_SETTINGS.get(mode, {}))
     summary = train(cfg, quiet=True, log=lambda line: None)
@@ -101,9 +102,10 @@ def test_shd_file_run_reports_dropped_spikes(shd_dir, tmp_path):
     assert doc["data_source"] == str(shd_dir)
 
 
-@pytest.mark.parametrize("preset, layers", [("shd", [700, 128, 20]),
-                                            ("shd-delay", [700, 700, 256, 256, 256, 20]),
-                                            ("shd-rec", [700, 256, 20])])
+@pytest.mark.parametrize("preset, layers", [  # the recurrent one by default
+    pytest.param("shd", [700, 128, 20], marks=pytest.mark.slow),
+    pytest.param("shd-delay", [700, 700, 256, 256, 256, 20], marks=pytest.mark.slow),
+    ("shd-rec", [700, 256, 20])])
 def test_shd_presets_fire_in_every_layer_from_the_start(preset, layers, shd_dir, tmp_path):
     """The SHD presets on a file of SHD's layout: every spiking layer fires in the first
     epoch (an output layer that never fires gives no gradient at all), the delays learn."""

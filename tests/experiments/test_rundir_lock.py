@@ -192,7 +192,8 @@ def test_new_run_dir_names_are_unique(tmp_path):
         R.new_run_dir("run", tmp_path / "file")
 
 
-def test_new_run_dir_in_two_processes_at_once(tmp_path):
+@pytest.mark.slow  # four processes; test_a_second_process_is_refused_naming_the_holder runs
+def test_new_run_dir_in_two_processes_at_once(tmp_path):  # by default
     code = ("from batsnn.experiments.rundir import new_run_dir\n"
             f"print(new_run_dir('p', {str(tmp_path)!r}))")
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,

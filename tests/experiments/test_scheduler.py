@@ -91,6 +91,7 @@ def _where(task):
     return task, os.environ.get("CUDA_VISIBLE_DEVICES"), os.getpid(), torch.get_num_threads()
 
 
+@pytest.mark.slow  # two worker processes; test_a_failed_task_is_raised starts one by default
 def test_workers_see_only_their_slots_gpu():
     """Two slots standing for GPUs 7 and 9 (the workers only read the variable): the first two
     tasks start one per slot; every task runs in the worker of the slot it is reported with."""

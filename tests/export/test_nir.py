@@ -789,8 +789,7 @@ def _recurrent_net(dtype, self_connections=False):
     return SpikingSequential(rec, out)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("unit", ["s", "ms"])
+@pytest.mark.parametrize("dtype, unit", [(torch.float32, "s"), (torch.float64, "ms")])
 def test_recurrent_round_trip(dtype, unit):
     """A recurrent layer is the dense pair with a loop lif -> recurrent -> lif; it imports
     back as a LIFRecurrent with the same weights (the diagonal of a layer without self

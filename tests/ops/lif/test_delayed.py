@@ -48,7 +48,8 @@ def test_zero_delays_equal_the_plain_layer(seed, dt):
     out, dx, dw, dd = _grads(x, w, torch.zeros(4, 6, dtype=F64), c, **kw)
     assert int(plain.counts.sum()) > 0
     assert torch.equal(out.times, plain.times) and torch.equal(out.counts, plain.counts)
-    assert torch.equal(dw, gw)
+    # the weight gradient's parallel parts are summed in another order with several threads
+    torch.testing.assert_close(dw, gw, rtol=1e-13, atol=1e-13)
     torch.testing.assert_close(dx, gx, rtol=1e-13, atol=1e-13)
     # the delay's gradient is that of the input times, per synapse
     torch.testing.assert_close(dd.sum(0), gx.sum((0, 2)), rtol=1e-12, atol=1e-12)
