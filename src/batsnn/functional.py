@@ -150,8 +150,8 @@ def lif_recurrent(input_times: torch.Tensor, weight: torch.Tensor,
 
     Raises:
         TypeError, ValueError: naming the argument and the offending value, as for
-        :func:`lif_linear`, and for a ``recurrent_weight`` of the wrong type, dtype,
-        device or shape, holding NaN or infinite values or too large magnitudes.
+            :func:`lif_linear`, and for a ``recurrent_weight`` of the wrong type, dtype,
+            device or shape, holding NaN or infinite values or too large magnitudes.
     """
     p = _params(params, tau_s=tau_s, theta=theta, delta_theta=delta_theta,
                 max_spikes=max_spikes, t_max=t_max, dt=dt, reset_at=reset_at)
