@@ -18,6 +18,16 @@ __all__ = ["LIFParams", "SpikeTrains", "lif_conv2d", "lif_linear", "lif_recurren
            "spike_delay", "spike_flatten", "spike_pool2d"]
 
 
+def _check_dense_input(input_times: torch.Tensor, weight: torch.Tensor) -> None:
+    """The checks a dense layer's ``input_times`` ``(B, N_in, S_in)`` and ``weight``
+    ``(N_out, N_in)`` share (:func:`lif_linear`, :func:`lif_recurrent`)."""
+    check_tensor("input_times", input_times)
+    _check_weight_tensor(weight, input_times)
+    if weight.dim() != 2 or weight.shape[1] != input_times.shape[1]:
+        raise ValueError(f"weight must have shape (N_out, N_in={input_times.shape[1]}), got "
+                         f"{tuple(weight.shape)}")
+
+
 def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float | None = None,
                theta: float | None = None, delta_theta: float | None = None,
                max_spikes: int | None = None, t_max: float = math.inf,
@@ -92,11 +102,7 @@ def lif_linear(input_times: torch.Tensor, weight: torch.Tensor, *, tau_s: float 
     """
     p = _params(params, tau_s=tau_s, theta=theta, delta_theta=delta_theta,
                 max_spikes=max_spikes, t_max=t_max, dt=dt, reset_at=reset_at)
-    check_tensor("input_times", input_times)
-    _check_weight_tensor(weight, input_times)
-    if weight.dim() != 2 or weight.shape[1] != input_times.shape[1]:
-        raise ValueError(f"weight must have shape (N_out, N_in={input_times.shape[1]}), got "
-                         f"{tuple(weight.shape)}")
+    _check_dense_input(input_times, weight)
     if delay is not None:
         _check_delay(delay, weight, input_times)
     check_spike_times("input_times", input_times, weight, max_weight=p.max_weight,
@@ -155,11 +161,7 @@ def lif_recurrent(input_times: torch.Tensor, weight: torch.Tensor,
     """
     p = _params(params, tau_s=tau_s, theta=theta, delta_theta=delta_theta,
                 max_spikes=max_spikes, t_max=t_max, dt=dt, reset_at=reset_at)
-    check_tensor("input_times", input_times)
-    _check_weight_tensor(weight, input_times)
-    if weight.dim() != 2 or weight.shape[1] != input_times.shape[1]:
-        raise ValueError(f"weight must have shape (N_out, N_in={input_times.shape[1]}), got "
-                         f"{tuple(weight.shape)}")
+    _check_dense_input(input_times, weight)
     _check_weight_tensor(recurrent_weight, input_times, "recurrent_weight")
     n = weight.shape[0]
     if tuple(recurrent_weight.shape) != (n, n):
